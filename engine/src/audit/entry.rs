@@ -1,0 +1,172 @@
+//! What one audit record says, and the summary columns the index keeps.
+//!
+//! The entry's fields sit at the top level of the record beside `seq`,
+//! `time`, `prev` and `hash`, tagged by `type` (`decision`, `policy_reload`,
+//! `recovery`, `notice`); no variant may use those four names.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Decision, Effect};
+use crate::event::{Event, EventKind, FileOp, McpPayload};
+
+/// One audit log entry.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every entry is a Decision; boxing its event would add an allocation per decision and save nothing"
+)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditEntry {
+    /// An event and what the engine decided for it.
+    Decision { event: Event, decision: Decision },
+    /// A policy set was (re)loaded, or a reload failed and the last good set stayed.
+    PolicyReload {
+        ok: bool,
+        generation: u64,
+        source: String,
+        policies: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Written by the log itself after it repaired a damaged tail on open.
+    Recovery {
+        message: String,
+        /// Byte offset in the log where the damage started.
+        offset: u64,
+        /// Where the damaged bytes were moved, if there were any.
+        preserved_to: Option<String>,
+    },
+    /// Something a component wants on the record (start, stop, degraded mode…).
+    Notice { component: String, level: String, message: String },
+}
+
+impl AuditEntry {
+    /// The `type` tag as it appears in JSON.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AuditEntry::Decision { .. } => "decision",
+            AuditEntry::PolicyReload { .. } => "policy_reload",
+            AuditEntry::Recovery { .. } => "recovery",
+            AuditEntry::Notice { .. } => "notice",
+        }
+    }
+
+    /// When it happened, if the entry knows better than the record's
+    /// append time (a decision carries its event's time).
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            AuditEntry::Decision { event, .. } => Some(event.time),
+            _ => None,
+        }
+    }
+
+    /// The event kind (`net.connect`, `file`…) of a decision, else the type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEntry::Decision { event, .. } => event.kind_name(),
+            other => other.type_name(),
+        }
+    }
+
+    /// The Cedar action a decision was asked as, e.g. `Net::Action::"Connect"`.
+    pub fn action(&self) -> Option<&'static str> {
+        match self {
+            AuditEntry::Decision { event, .. } => cedar_action(&event.kind),
+            _ => None,
+        }
+    }
+
+    pub fn effect(&self) -> Option<Effect> {
+        match self {
+            AuditEntry::Decision { decision, .. } => Some(decision.effect),
+            _ => None,
+        }
+    }
+
+    /// The agent of a decision.
+    pub fn principal(&self) -> Option<&str> {
+        match self {
+            AuditEntry::Decision { event, .. } => Some(&event.principal),
+            _ => None,
+        }
+    }
+
+    /// A short name for what was acted on: `host:port`, a DNS name, a file
+    /// path, `server/tool`; the source or component for other entries.
+    pub fn resource(&self) -> Option<String> {
+        match self {
+            AuditEntry::Decision { event, .. } => Some(resource(&event.kind)),
+            AuditEntry::PolicyReload { source, .. } => Some(source.clone()),
+            AuditEntry::Recovery { preserved_to, .. } => preserved_to.clone(),
+            AuditEntry::Notice { component, .. } => Some(component.clone()),
+        }
+    }
+
+    /// Why: the decision's reason, a reload error, the message.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            AuditEntry::Decision { decision, .. } => decision.reason.as_deref(),
+            AuditEntry::PolicyReload { error, .. } => error.as_deref(),
+            AuditEntry::Recovery { message, .. } | AuditEntry::Notice { message, .. } => Some(message),
+        }
+    }
+}
+
+/// The Cedar action text for an event; `None` for telemetry no policy sees.
+/// A rename is decided as Delete on its path (and Create on its target).
+pub fn cedar_action(kind: &EventKind) -> Option<&'static str> {
+    Some(match kind {
+        EventKind::Connect(_) => r#"Net::Action::"Connect""#,
+        EventKind::DnsQuery(_) => r#"Dns::Action::"Resolve""#,
+        EventKind::HttpRequest(_) => r#"Http::Action::"Request""#,
+        EventKind::File(file) => match file.op {
+            FileOp::Read => r#"File::Action::"Read""#,
+            FileOp::Write => r#"File::Action::"Write""#,
+            FileOp::Create => r#"File::Action::"Create""#,
+            FileOp::Delete | FileOp::Rename => r#"File::Action::"Delete""#,
+            FileOp::Exec => r#"File::Action::"Exec""#,
+        },
+        EventKind::Mcp(message) => match &message.message {
+            McpPayload::ToolsCall { .. } => r#"Mcp::Action::"CallTool""#,
+            McpPayload::ResourcesRead { .. } => r#"Mcp::Action::"ReadResource""#,
+            McpPayload::PromptsGet { .. } => r#"Mcp::Action::"GetPrompt""#,
+            McpPayload::ToolsList => r#"Mcp::Action::"ListTools""#,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+fn resource(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Connect(c) => {
+            let host = match (&c.name, c.ip) {
+                (Some(name), _) => name.clone(),
+                (None, Some(std::net::IpAddr::V6(ip))) => format!("[{ip}]"),
+                (None, Some(ip)) => ip.to_string(),
+                (None, None) => "?".to_string(),
+            };
+            format!("{host}:{}", c.port)
+        }
+        EventKind::DnsQuery(q) => q.qname.clone(),
+        EventKind::HttpRequest(r) => format!("{}:{}", r.host, r.port),
+        EventKind::File(f) => match &f.target {
+            Some(target) => format!("{} -> {target}", f.path),
+            None => f.path.clone(),
+        },
+        EventKind::Mcp(m) => match &m.message {
+            McpPayload::ToolsCall { name, .. } | McpPayload::PromptsGet { name, .. } => {
+                format!("{}/{name}", m.server)
+            }
+            McpPayload::ResourcesRead { uri } => format!("{}/{uri}", m.server),
+            _ => m.server.clone(),
+        },
+        EventKind::ProcessExec(p) => p.exe.clone(),
+        EventKind::ProcessExit(p) => format!("pid {}", p.pid),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+use std::time::Duration;
+
+use super::*;
+use crate::audit::fixtures::{connect, decision, notice};
+use crate::audit::{AuditEntry, AuditLog, AuditOptions, Redactor};
+use crate::decision::Effect;
+
+fn write_log(path: &Path, index: bool, entries: Vec<AuditEntry>) {
+    let options = AuditOptions { fsync_interval: Duration::from_millis(50), index, redact: Vec::new() };
+    let log = AuditLog::open(path, options).expect("open");
+    for entry in entries {
+        log.append(entry).expect("append");
+    }
+}
+
+fn count(index: &Index) -> i64 {
+    index.conn().query_row("SELECT count(*) FROM records", [], |r| r.get(0)).expect("count")
+}
+
+#[test]
+fn rows_carry_the_summary_columns() {
+    let entry = decision(connect("api.test", 8443), Effect::Ask);
+    let row = IndexRow::for_entry(&entry, Some(&Redactor::default()));
+    assert_eq!(row.kind, "net.connect");
+    assert_eq!(row.action.as_deref(), Some(r#"Net::Action::"Connect""#));
+    assert_eq!(row.effect.as_deref(), Some("ask"));
+    assert_eq!(row.resource.as_deref(), Some("api.test:8443"));
+    assert_eq!(row.principal.as_deref(), Some("claude"));
+    assert!(row.time_us > 0);
+}
+
+#[test]
+fn the_log_keeps_its_index_and_catch_up_finds_nothing_new() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, true, vec![notice("a"), decision(connect("x.test", 443), Effect::Deny)]);
+    let mut index = Index::open(&path).expect("index");
+    assert_eq!(count(&index), 2);
+    assert_eq!(index.catch_up(&path).expect("catch up"), 0);
+}
+
+#[test]
+fn catch_up_resumes_after_the_last_indexed_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, true, vec![notice("a"), notice("b")]);
+    write_log(&path, false, vec![notice("c"), notice("d"), notice("e")]);
+    let mut index = Index::open(&path).expect("index");
+    assert_eq!(index.catch_up(&path).expect("catch up"), 3);
+    assert_eq!(count(&index), 5);
+}
+
+#[test]
+fn an_index_of_another_log_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, true, vec![notice("a"), notice("b"), notice("c")]);
+    std::fs::remove_file(&path).expect("remove");
+    std::fs::remove_file(crate::audit::head::path_for(&path)).expect("remove head");
+    write_log(&path, false, vec![notice("x")]);
+    let mut index = Index::open(&path).expect("index");
+    assert_eq!(index.catch_up(&path).expect("catch up"), 1);
+    assert_eq!(count(&index), 1);
+}
+
+#[test]
+fn unknown_entry_types_still_get_a_row() {
+    let line = br#"{"seq":3,"time":"2026-11-27T06:00:00.000000Z","prev":"00","type":"future_thing","x":1,"hash":"00"}"#;
+    let row = IndexRow::from_line(line, 10).expect("row");
+    assert_eq!((row.seq, &*row.r#type, &*row.kind, row.offset), (3, "future_thing", "future_thing", 10));
+    assert_eq!(row.len, line.len() as u64 + 1);
+}
+
+#[test]
+fn catch_up_fills_a_gap_without_a_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, true, (0..8).map(|i| notice(&i.to_string())).collect());
+    let mut index = Index::open(&path).expect("index");
+    index.conn().execute("DELETE FROM records WHERE seq = 4", []).expect("delete");
+    assert_eq!(index.last_contiguous().expect("gap"), Some(3));
+    assert_eq!(index.catch_up(&path).expect("catch up"), 4);
+    assert_eq!(count(&index), 8);
+    index.conn().execute("DELETE FROM records WHERE seq = 0", []).expect("delete");
+    assert_eq!(index.catch_up(&path).expect("catch up"), 8);
+}

@@ -1,0 +1,132 @@
+use std::os::unix::fs::PermissionsExt as _;
+
+use super::*;
+use crate::audit::fixtures::{connect, decision, notice};
+use crate::audit::{Problem, head, verify};
+use crate::decision::Effect;
+
+fn options(interval_ms: u64, index: bool) -> AuditOptions {
+    AuditOptions { fsync_interval: Duration::from_millis(interval_ms), index, redact: Vec::new() }
+}
+
+#[test]
+fn seqs_are_consecutive_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested/dir/audit.jsonl");
+    {
+        let log = AuditLog::open(&path, options(50, false)).expect("open");
+        assert_eq!(log.append(notice("a")).expect("append"), 0);
+        assert_eq!(log.append(decision(connect("x.test", 443), Effect::Deny)).expect("append"), 1);
+    }
+    let log = AuditLog::open(&path, options(50, false)).expect("reopen");
+    assert_eq!(log.next_seq(), 2);
+    assert_eq!(log.append(notice("c")).expect("append"), 2);
+    drop(log);
+    let report = verify(&path).expect("verify");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.records, report.last_seq), (3, Some(2)));
+}
+
+#[test]
+fn the_log_is_private_to_its_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let _log = AuditLog::open(&path, options(50, false)).expect("open");
+    let mode = fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn sync_moves_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    for i in 0..5 {
+        log.append(notice(&format!("n{i}"))).expect("append");
+    }
+    assert_eq!(head::read(&path).expect("head"), None);
+    log.sync().expect("sync");
+    let checkpoint = head::read(&path).expect("head").expect("written");
+    assert_eq!(checkpoint.seq, 4);
+    assert_eq!(Some(checkpoint.hash), verify(&path).expect("verify").last_hash);
+}
+
+#[test]
+fn zero_interval_makes_every_append_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(0, false)).expect("open");
+    log.append(notice("now")).expect("append");
+    assert_eq!(head::read(&path).expect("head").map(|c| c.seq), Some(0));
+    assert!(fs::read_to_string(&path).expect("read").contains("\"now\""));
+}
+
+#[test]
+fn the_flusher_writes_without_an_explicit_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(10, false)).expect("open");
+    log.append(notice("later")).expect("append");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while head::read(&path).expect("head").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(head::read(&path).expect("head").map(|c| c.seq), Some(0));
+    assert_eq!(log.dropped(), 0);
+}
+
+#[test]
+fn a_damaged_last_record_refuses_to_open_and_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    drop(AuditLog::open(&path, options(50, false)).and_then(|log| {
+        log.append(notice("one"))?;
+        log.append(notice("two"))
+    }));
+    let edited = fs::read_to_string(&path).expect("read").replace("\"two\"", "\"tw0\"");
+    fs::write(&path, &edited).expect("write");
+    let error = AuditLog::open(&path, options(50, false)).expect_err("must refuse");
+    assert!(matches!(error, AuditError::InvalidTail { line: 2, .. }), "{error}");
+    assert!(error.to_string().contains("audit.jsonl:2:"), "{error}");
+    assert_eq!(fs::read_to_string(&path).expect("read"), edited);
+}
+
+#[test]
+fn a_record_missing_only_its_newline_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    drop(AuditLog::open(&path, options(50, false)).and_then(|log| log.append(notice("whole"))));
+    let text = fs::read_to_string(&path).expect("read");
+    fs::write(&path, text.trim_end()).expect("write");
+    let log = AuditLog::open(&path, options(50, false)).expect("open");
+    assert_eq!(log.next_seq(), 1);
+    drop(log);
+    assert_eq!(fs::read_to_string(&path).expect("read"), text);
+}
+
+#[test]
+fn losing_whole_records_is_put_on_the_record_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    drop(AuditLog::open(&path, options(50, false)).and_then(|log| {
+        (0..4).try_for_each(|i| log.append(notice(&i.to_string())).map(drop))?;
+        log.sync()
+    }));
+    let text = fs::read_to_string(&path).expect("read");
+    let keep: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    fs::write(&path, keep).expect("write");
+    assert!(matches!(verify(&path).expect("verify").failure.map(|f| f.problem), Some(Problem::Truncated { .. })));
+    drop(AuditLog::open(&path, options(50, false)).expect("open"));
+    let report = verify(&path).expect("verify");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.recoveries, vec![2]);
+    assert!(fs::read_to_string(&path).expect("read").contains("records 2..=3 were lost"));
+}
+
+#[test]
+fn debug_output_is_short() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path().join("a.jsonl"), AuditOptions::default()).expect("open");
+    let debug = format!("{log:?}");
+    assert!(debug.starts_with("AuditLog {") && debug.contains("next_seq: 0"), "{debug}");
+}

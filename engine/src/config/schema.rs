@@ -1,0 +1,278 @@
+//! The sections of `bridle.toml` as serde types, with their defaults.
+//!
+//! Every struct denies unknown keys so a typo fails loudly instead of silently
+//! leaving a guardrail at its default.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// `[project]`: who the agent is and where its workload lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Principal name: policies see the agent as `Agent::"<name>"`.
+    pub name: String,
+    /// Project directory on the host.
+    pub path: PathBuf,
+    /// Working directory inside the guarded workload (not resolved on the host).
+    pub workdir: PathBuf,
+    /// Container image of the agent, passed to policies as an attribute; empty if none.
+    pub image: String,
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        Self {
+            name: "agent".to_owned(),
+            path: PathBuf::from("."),
+            workdir: PathBuf::from("/workspace"),
+            image: String::new(),
+        }
+    }
+}
+
+/// `[[mounts]]`: a host path made visible inside the guarded workload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// Path on the host.
+    pub source: PathBuf,
+    /// Absolute path inside the workload.
+    pub target: PathBuf,
+    /// Read-only unless set to false: writes are the riskier default to grant.
+    #[serde(default = "default_true")]
+    pub readonly: bool,
+}
+
+/// `[env]`: which host environment variables the agent inherits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Names of variables forwarded to the agent; everything else is withheld.
+    pub forward: Vec<String>,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        let forward = ["PATH", "HOME", "TERM", "LANG"];
+        Self { forward: forward.map(str::to_owned).to_vec() }
+    }
+}
+
+/// `[policies]`: where the Cedar policy set comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of `.cedar` files; `None` uses the built-in default set.
+    pub dir: Option<PathBuf>,
+    /// Directory for permits written by "always" approvals; `None` lets the policy loader choose.
+    pub overrides: Option<PathBuf>,
+}
+
+/// Where a secret's value is read from on the host (never inside the workload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A host environment variable, by name.
+    Env(String),
+    /// A file on the host holding the value.
+    File(PathBuf),
+}
+
+/// `[[secrets]]`: a credential bridle injects into requests so the agent never holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Identifier used in policies and the console, `[a-z0-9_-]+`.
+    pub name: String,
+    /// Where the value comes from.
+    pub source: SecretSource,
+    /// Host names the secret may be sent to; never any other.
+    pub hosts: Vec<String>,
+    /// HTTP header that carries the secret.
+    pub header: String,
+    /// Header value template; `{value}` is replaced by the secret.
+    pub format: String,
+}
+
+impl Secret {
+    /// The header value for `value`, following `format`.
+    pub fn render(&self, value: &str) -> String {
+        self.format.replace("{value}", value)
+    }
+}
+
+/// `[[secrets]]` as written, before the value source is checked and resolved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecret {
+    pub name: String,
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default = "default_header")]
+    pub header: String,
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+/// How a denied DNS query is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyResponse {
+    /// `REFUSED`: tells the agent a policy said no, instead of pretending the name is gone.
+    #[default]
+    Refused,
+    /// `NXDOMAIN`: the name does not exist.
+    Nxdomain,
+}
+
+/// `[dns]`: bridle's resolver for guarded DNS queries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Upstream servers, `"ip"` (port 53) or `"ip:port"`; empty uses the host's `/etc/resolv.conf`.
+    #[serde(deserialize_with = "upstreams")]
+    pub upstreams: Vec<SocketAddr>,
+    /// Answer to a denied query.
+    pub deny_response: DenyResponse,
+    /// Maximum number of cached answers.
+    pub cache_size: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self { upstreams: Vec::new(), deny_response: DenyResponse::default(), cache_size: 10_000 }
+    }
+}
+
+/// `[console]`: the web console and its API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Listen address; loopback by default because the console can approve actions.
+    pub bind: SocketAddr,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { bind: SocketAddr::from(([127, 0, 0, 1], 18080)) }
+    }
+}
+
+/// `[audit]`: the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// JSONL log file on the host.
+    pub path: PathBuf,
+    /// Longest time an appended event may sit unsynced, in milliseconds (1..=60000).
+    pub fsync_interval_ms: u64,
+    /// Keep a SQLite index beside the log for console search.
+    pub index: bool,
+    /// Extra literal strings to redact from events, on top of the configured secrets.
+    pub redact: Vec<String>,
+}
+
+impl AuditConfig {
+    /// `fsync_interval_ms` as a duration.
+    pub fn fsync_interval(&self) -> Duration {
+        Duration::from_millis(self.fsync_interval_ms)
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("bridle-audit/audit.jsonl"), fsync_interval_ms: 50, index: true, redact: Vec::new() }
+    }
+}
+
+/// `[engine]`: the decision engine.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Maximum number of cached decisions (cleared whenever the policy set changes).
+    pub decision_cache_size: usize,
+    /// How long an "ask" waits for a person before it is denied, in seconds (at least 1).
+    pub ask_timeout_secs: u64,
+}
+
+impl EngineConfig {
+    /// `ask_timeout_secs` as a duration.
+    pub fn ask_timeout(&self) -> Duration {
+        Duration::from_secs(self.ask_timeout_secs)
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { decision_cache_size: 100_000, ask_timeout_secs: 120 }
+    }
+}
+
+/// The whole file as written; validation turns it into a `Config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub project: ProjectConfig,
+    pub mounts: Vec<Mount>,
+    pub env: EnvConfig,
+    pub policies: PolicyConfig,
+    pub secrets: Vec<RawSecret>,
+    pub dns: DnsConfig,
+    pub console: ConsoleConfig,
+    pub audit: AuditConfig,
+    pub engine: EngineConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_header() -> String {
+    "authorization".to_owned()
+}
+
+fn default_format() -> String {
+    "Bearer {value}".to_owned()
+}
+
+/// One upstream. Parsed inside a visitor because toml only attaches the element's
+/// own span to errors raised while it is being visited.
+struct Upstream(SocketAddr);
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(UpstreamVisitor)
+    }
+}
+
+struct UpstreamVisitor;
+
+impl Visitor<'_> for UpstreamVisitor {
+    type Value = Upstream;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an IP address or ip:port")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Upstream, E> {
+        parse_upstream(text)
+            .map(Upstream)
+            .ok_or_else(|| E::custom(format!("invalid DNS upstream `{text}`: expected an IP address or ip:port")))
+    }
+}
+
+fn upstreams<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let list = Vec::<Upstream>::deserialize(d)?;
+    Ok(list.into_iter().map(|u| u.0).collect())
+}
+
+fn parse_upstream(text: &str) -> Option<SocketAddr> {
+    let bare_ip = || text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53));
+    text.parse::<SocketAddr>().ok().or_else(bare_ip)
+}

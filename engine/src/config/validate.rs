@@ -1,0 +1,174 @@
+//! Rules the types alone cannot express, checked once after parsing. Each
+//! failure names its key so the caller can point at the line that broke it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::Config;
+use super::locate::KeyPath;
+use super::schema::{
+    AuditConfig, EngineConfig, EnvConfig, Mount, ProjectConfig, RawConfig, RawSecret, Secret, SecretSource,
+};
+
+/// A broken rule: which key, and what it must be instead.
+#[derive(Debug)]
+pub(super) struct Problem {
+    pub key: KeyPath,
+    pub message: String,
+}
+
+type Checked<T = ()> = Result<T, Problem>;
+
+fn fail<T>(key: KeyPath, message: impl Into<String>) -> Checked<T> {
+    Err(Problem { key, message: message.into() })
+}
+
+fn at(section: &str) -> KeyPath {
+    KeyPath::default().key(section)
+}
+
+/// Checks every rule; the first failure wins. Paths stay unresolved here.
+pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
+    check_project(&raw.project)?;
+    check_mounts(&raw.mounts)?;
+    check_env(&raw.env)?;
+    check_audit(&raw.audit)?;
+    check_engine(&raw.engine)?;
+    Ok(Config {
+        secrets: check_secrets(raw.secrets)?,
+        project: raw.project,
+        mounts: raw.mounts,
+        env: raw.env,
+        policies: raw.policies,
+        dns: raw.dns,
+        console: raw.console,
+        audit: raw.audit,
+        engine: raw.engine,
+        base_dir: PathBuf::new(),
+    })
+}
+
+fn check_project(project: &ProjectConfig) -> Checked {
+    if project.name.trim().is_empty() {
+        return fail(at("project").key("name"), "must not be empty");
+    }
+    require_absolute(&project.workdir, at("project").key("workdir"))
+}
+
+fn check_mounts(mounts: &[Mount]) -> Checked {
+    for (i, mount) in mounts.iter().enumerate() {
+        let key = at("mounts").index(i);
+        if mount.source.as_os_str().is_empty() {
+            return fail(key.key("source"), "must not be empty");
+        }
+        require_absolute(&mount.target, key.key("target"))?;
+    }
+    Ok(())
+}
+
+fn require_absolute(path: &Path, key: KeyPath) -> Checked {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    let shown = path.display();
+    fail(key, format!("must be an absolute path inside the workload, got `{shown}`"))
+}
+
+fn check_env(env: &EnvConfig) -> Checked {
+    for (i, name) in env.forward.iter().enumerate() {
+        if !is_env_name(name) {
+            return fail(at("env").key("forward").index(i), format!("is not a variable name: `{name}`"));
+        }
+    }
+    Ok(())
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
+}
+
+fn check_audit(audit: &AuditConfig) -> Checked {
+    let ms = audit.fsync_interval_ms;
+    if !(1..=60_000).contains(&ms) {
+        let message = format!("must be between 1 and 60000 (milliseconds), got {ms}");
+        return fail(at("audit").key("fsync_interval_ms"), message);
+    }
+    match audit.redact.iter().position(String::is_empty) {
+        // An empty pattern matches everywhere and would blank the whole log.
+        Some(i) => fail(at("audit").key("redact").index(i), "must not be empty"),
+        None => Ok(()),
+    }
+}
+
+fn check_engine(engine: &EngineConfig) -> Checked {
+    if engine.ask_timeout_secs == 0 {
+        return fail(at("engine").key("ask_timeout_secs"), "must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_secrets(raw: Vec<RawSecret>) -> Checked<Vec<Secret>> {
+    let mut seen = HashSet::new();
+    let mut secrets = Vec::with_capacity(raw.len());
+    for (i, secret) in raw.into_iter().enumerate() {
+        let key = at("secrets").index(i);
+        if !seen.insert(secret.name.clone()) {
+            let message = format!("repeats the secret name `{}`", secret.name);
+            return fail(key.key("name"), message);
+        }
+        secrets.push(check_secret(secret, key)?);
+    }
+    Ok(secrets)
+}
+
+fn check_secret(raw: RawSecret, key: KeyPath) -> Checked<Secret> {
+    let name_ok =
+        !raw.name.is_empty() && raw.name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    if !name_ok {
+        let message = format!("must match [a-z0-9_-]+, got `{}`", raw.name);
+        return fail(key.key("name"), message);
+    }
+    let source = secret_source(raw.env, raw.file, &key)?;
+    check_hosts(&raw.hosts, &key)?;
+    if !is_header_name(&raw.header) {
+        let message = format!("is not an HTTP header name: `{}`", raw.header);
+        return fail(key.key("header"), message);
+    }
+    if !raw.format.contains("{value}") {
+        let message = format!("must contain `{{value}}`, got `{}`", raw.format);
+        return fail(key.key("format"), message);
+    }
+    Ok(Secret { name: raw.name, source, hosts: raw.hosts, header: raw.header, format: raw.format })
+}
+
+fn secret_source(env: Option<String>, file: Option<PathBuf>, key: &KeyPath) -> Checked<SecretSource> {
+    match (env, file) {
+        (Some(var), None) if is_env_name(&var) => Ok(SecretSource::Env(var)),
+        (Some(var), None) => fail(key.clone().key("env"), format!("is not a variable name: `{var}`")),
+        (None, Some(path)) if path.as_os_str().is_empty() => fail(key.clone().key("file"), "must not be empty"),
+        (None, Some(path)) => Ok(SecretSource::File(path)),
+        (Some(_), Some(_)) => fail(key.clone().key("file"), "conflicts with `env`: set exactly one of `env` or `file`"),
+        (None, None) => fail(key.clone(), "has no value source: set exactly one of `env` or `file`"),
+    }
+}
+
+/// Hosts are compared as bare names, so a scheme, port or path would never match
+/// and the secret would silently never be sent.
+fn check_hosts(hosts: &[String], key: &KeyPath) -> Checked {
+    if hosts.is_empty() {
+        return fail(key.clone().key("hosts"), "must list at least one host");
+    }
+    let bad = |h: &String| h.is_empty() || h.contains(|c: char| c.is_whitespace() || "/:@".contains(c));
+    match hosts.iter().position(bad) {
+        Some(i) => {
+            let message = format!("must be a bare host name like `api.github.com`, got `{}`", hosts[i]);
+            fail(key.clone().key("hosts").index(i), message)
+        }
+        None => Ok(()),
+    }
+}
+
+/// RFC 9110 token characters.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

@@ -1,0 +1,196 @@
+//! Hot reload of a policy directory.
+//!
+//! A change under the directory (an editor's save, a `git pull`, an
+//! approval writing into `overrides/`) reloads the whole set after a short
+//! quiet period. A broken set is reported with file:line:col and the last
+//! good set stays active. Every reload, good or bad, is an audit record.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::authorizer::Authorizer;
+use crate::policy::{PolicyError, load_dir};
+
+/// How long the directory must be quiet before a reload: editors write a
+/// file in several steps, and a half-written set must not be judged.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Reloads one directory into one authorizer.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    dir: PathBuf,
+    authorizer: Arc<Authorizer>,
+    audit: Option<Arc<AuditLog>>,
+}
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    #[error("cannot watch policy directory {}: {source}", dir.display())]
+    Notify { dir: PathBuf, source: notify::Error },
+    #[error("cannot start the policy watcher thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Keeps the watcher alive; dropping it stops watching.
+#[derive(Debug)]
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+    _thread: JoinHandle<()>,
+}
+
+impl Reloader {
+    pub fn new(dir: impl Into<PathBuf>, authorizer: Arc<Authorizer>, audit: Option<Arc<AuditLog>>) -> Self {
+        Reloader { dir: dir.into(), authorizer, audit }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the directory now; on success installs it and returns the new
+    /// generation, on failure keeps the current set. Audited either way.
+    pub fn reload_now(&self) -> Result<u64, PolicyError> {
+        let source = self.dir.display().to_string();
+        match load_dir(&self.dir) {
+            Ok(loaded) => {
+                let policies = loaded.meta.len();
+                let generation = self.authorizer.replace(loaded);
+                tracing::info!(%source, generation, policies, "policy set reloaded");
+                self.record(AuditEntry::PolicyReload { ok: true, generation, source, policies, error: None });
+                Ok(generation)
+            }
+            Err(error) => {
+                let generation = self.authorizer.generation();
+                let policies = self.authorizer.policies().meta.len();
+                tracing::error!(%source, %error, generation, "policy reload failed; keeping the last good set");
+                let entry = AuditEntry::PolicyReload {
+                    ok: false,
+                    generation,
+                    source,
+                    policies,
+                    error: Some(error.to_string()),
+                };
+                self.record(entry);
+                Err(error)
+            }
+        }
+    }
+
+    fn record(&self, entry: AuditEntry) {
+        if let Some(audit) = &self.audit {
+            // The log counts what it could not write; nothing more to do here.
+            if let Err(error) = audit.append(entry) {
+                tracing::error!(%error, "could not audit a policy reload");
+            }
+        }
+    }
+
+    /// Watches the directory and reloads after each burst of changes.
+    pub fn watch(self, debounce: Duration) -> Result<WatchHandle, WatchError> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                // A closed receiver only means the reloader stopped.
+                let _ = tx.send(());
+            }
+        })
+        .map_err(|source| WatchError::Notify { dir: self.dir.clone(), source })?;
+        watcher
+            .watch(&self.dir, RecursiveMode::Recursive)
+            .map_err(|source| WatchError::Notify { dir: self.dir.clone(), source })?;
+        let thread = std::thread::Builder::new()
+            .name("bridle-policy-watch".into())
+            .spawn(move || self.run(&rx, debounce))
+            .map_err(WatchError::Thread)?;
+        Ok(WatchHandle { _watcher: watcher, _thread: thread })
+    }
+
+    fn run(&self, rx: &mpsc::Receiver<()>, debounce: Duration) {
+        while rx.recv().is_ok() {
+            loop {
+                match rx.recv_timeout(debounce) {
+                    Ok(()) => continue,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            // Errors are audited and logged inside; the last good set stays.
+            let _ = self.reload_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditOptions;
+    use crate::decision::Effect;
+    use crate::event::{Connect, Event, EventKind, NamedBy, Transport};
+
+    fn connect() -> Event {
+        let detail = Connect {
+            proto: Transport::Tcp,
+            ip: None,
+            port: 443,
+            name: Some("a.test".into()),
+            named_by: NamedBy::Sni,
+            sni: None,
+            tls: false,
+        };
+        Event::now("s", "agent", EventKind::Connect(detail))
+    }
+
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    #[test]
+    fn watcher_reloads_good_sets_keeps_last_good_on_errors_and_audits_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = dir.path().join("p.cedar");
+        std::fs::write(&policy, "@id(\"all\") permit(principal, action, resource);").expect("write");
+        let authz = Arc::new(Authorizer::new(load_dir(dir.path()).expect("valid"), 100));
+        let log_dir = tempfile::tempdir().expect("tempdir");
+        let log_path = log_dir.path().join("audit.jsonl");
+        let audit = Arc::new(AuditLog::open(&log_path, AuditOptions::default()).expect("open"));
+        let _handle = Reloader::new(dir.path(), Arc::clone(&authz), Some(Arc::clone(&audit)))
+            .watch(Duration::from_millis(50))
+            .expect("watch");
+        assert_eq!(authz.decide(&connect()).effect, Effect::Allow);
+
+        std::fs::write(&policy, "@id(\"none\") forbid(principal, action, resource);").expect("write");
+        assert!(wait_for(|| authz.decide(&connect()).effect == Effect::Deny), "good change applied");
+        let good_generation = authz.generation();
+
+        std::fs::write(&policy, "forbid(principal, action resource);").expect("write");
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(authz.generation(), good_generation, "broken set not installed");
+        assert_eq!(authz.decide(&connect()).effect, Effect::Deny);
+
+        audit.sync().expect("sync");
+        let text = std::fs::read_to_string(&log_path).expect("read log");
+        let reloads: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "policy_reload")
+            .collect();
+        assert!(reloads.iter().any(|r| r["ok"] == true));
+        let failed = reloads.iter().find(|r| r["ok"] == false).expect("failed reload audited");
+        let error = failed["error"].as_str().unwrap_or_default();
+        assert!(error.contains("p.cedar:1:"), "error names file:line:col: {error}");
+    }
+}

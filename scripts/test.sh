@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every Bridle test on a fresh machine: installs what the tests need
+# (idempotently), then formats-check, lints, builds and tests the workspace,
+# and runs the policy test files through the real binary.
+#
+# Usage: scripts/test.sh            (as root, or with sudo for the installs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- what the tests need ----------------------------------------------------
+# Debian packages by the command they provide. Installed only when missing,
+# so a second run does nothing.
+declare -A NEED=(
+  [cc]=gcc
+  [make]=make
+  [pkg-config]=pkg-config
+  [git]=git
+  [curl]=curl
+)
+
+install_missing() {
+  local missing=()
+  for cmd in "${!NEED[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+  done
+  if ((${#missing[@]})); then
+    log "installing: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "scripts/test.sh: need root to install ${missing[*]} (run with sudo)" >&2
+      exit 2
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    # shellcheck disable=SC1091
+    [[ -f "$HOME/.cargo/env" ]] && source "$HOME/.cargo/env"
+  fi
+  command -v cargo >/dev/null 2>&1 || { echo "scripts/test.sh: cargo not found (install Rust 1.95 with rustup)" >&2; exit 2; }
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}
+
+install_missing
+
+# --- checks -------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test (unit, integration, end-to-end through the real binary; benches run once in test mode)"
+cargo test --workspace --all-targets --locked
+
+log "policy tests through the real binary"
+cargo run --quiet --locked -- policy validate policies/default policies/examples
+cargo run --quiet --locked -- policy test policies/tests/

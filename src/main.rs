@@ -1,0 +1,61 @@
+//! `bridle`: the runtime guardrail for AI coding agents.
+//!
+//! Thin on purpose: parse the command line, set up logging, hand off to the
+//! subcommand, turn its outcome into an exit code (0 ok, 1 a finding or
+//! denial the user asked about, 2 usage or input error).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Bridle: enforceable guardrails around AI coding agents.
+#[derive(Debug, Parser)]
+#[command(name = "bridle", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate, format, lint, test and replay Cedar policies.
+    #[command(subcommand)]
+    Policy(cli::policy::PolicyCmd),
+    /// Verify and query the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCmd),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BRIDLE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Policy(cmd) => cli::policy::run(cmd),
+        Command::Audit(cmd) => cli::audit::run(cmd),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("bridle: {}", describe(&error));
+        ExitCode::from(2)
+    })
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// message already includes (library errors often embed their source).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}

@@ -1,0 +1,49 @@
+//! Shared helpers for the end-to-end tests: run the real `bridle` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The outcome of one `bridle` invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for assertion messages.
+    pub fn all(&self) -> String {
+        format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `bridle ARGS` in `dir`.
+pub fn bridle_in(dir: &Path, args: &[&str]) -> Run {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_bridle"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BRIDLE_LOG")
+        .output()
+        .expect("run bridle");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs `bridle ARGS` from the repository root.
+pub fn bridle(args: &[&str]) -> Run {
+    bridle_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+/// Writes `files` (relative path, text) under `dir`.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+}
