@@ -87,6 +87,13 @@ fn query_filters_by_effect_and_action_in_every_format() {
     let csv = query(&["--csv"]);
     assert_eq!(csv.stdout.lines().count(), 4, "header + 3 rows: {}", csv.all());
 
+    // What a shell leaves of `--action Net::Action::"Connect"` typed unquoted.
+    let unquoted = bridle_in(
+        dir.path(),
+        &["audit", "query", "audit.jsonl", "--effect", "deny", "--action", "Net::Action::Connect"],
+    );
+    assert_eq!(unquoted.stdout, table.stdout, "{}", unquoted.all());
+
     let bad = query(&["--until", "yesterday-ish"]);
     assert_eq!(bad.code, 2, "{}", bad.all());
 }

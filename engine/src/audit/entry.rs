@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Decision, Effect};
-use crate::event::{Event, EventKind, FileOp, McpPayload};
+use crate::event::{Event, EventKind, McpPayload};
 
 /// One audit log entry.
 #[expect(
@@ -117,26 +117,7 @@ impl AuditEntry {
 /// The Cedar action text for an event; `None` for telemetry no policy sees.
 /// A rename is decided as Delete on its path (and Create on its target).
 pub fn cedar_action(kind: &EventKind) -> Option<&'static str> {
-    Some(match kind {
-        EventKind::Connect(_) => r#"Net::Action::"Connect""#,
-        EventKind::DnsQuery(_) => r#"Dns::Action::"Resolve""#,
-        EventKind::HttpRequest(_) => r#"Http::Action::"Request""#,
-        EventKind::File(file) => match file.op {
-            FileOp::Read => r#"File::Action::"Read""#,
-            FileOp::Write => r#"File::Action::"Write""#,
-            FileOp::Create => r#"File::Action::"Create""#,
-            FileOp::Delete | FileOp::Rename => r#"File::Action::"Delete""#,
-            FileOp::Exec => r#"File::Action::"Exec""#,
-        },
-        EventKind::Mcp(message) => match &message.message {
-            McpPayload::ToolsCall { .. } => r#"Mcp::Action::"CallTool""#,
-            McpPayload::ResourcesRead { .. } => r#"Mcp::Action::"ReadResource""#,
-            McpPayload::PromptsGet { .. } => r#"Mcp::Action::"GetPrompt""#,
-            McpPayload::ToolsList => r#"Mcp::Action::"ListTools""#,
-            _ => return None,
-        },
-        _ => return None,
-    })
+    crate::request::primary_action(kind).map(crate::request::Action::cedar_str)
 }
 
 fn resource(kind: &EventKind) -> String {

@@ -1,5 +1,6 @@
 //! Searching a log through its index.
 
+use crate::request::Action;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
@@ -78,7 +79,10 @@ fn select(index: &Index, query: &Query) -> Result<Vec<Row>, AuditError> {
     if let Some(effect) = query.effect {
         filter(" AND effect = ?", &[Sql::Text(effect.as_str().into())]);
     }
-    match query.action.as_deref().map(|action| (action, kind_of_action(action))) {
+    // `Net::Action::Connect` (what a shell leaves of `Net::Action::"Connect"`
+    // unquoted) and `Net::Connect` name the same action.
+    let action = query.action.as_deref().map(|text| text.parse::<Action>().map_or(text, |a| a.cedar_str()));
+    match action.map(|action| (action, kind_of_action(action))) {
         Some((action, Some(kind))) => {
             filter(" AND kind = ? AND action = ?", &[Sql::Text(kind.into()), Sql::Text(action.into())])
         }

@@ -9,18 +9,16 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression as Rx, Schema,
+    Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression as Rx, Schema,
 };
 
-use super::{Action, ArgValue, AuthzRequest, Ctx, Detail, HttpCtx, Principal, Resource};
+use super::{Action, AuthzRequest, Principal, Resource};
 use crate::names::{dir_chain, domain_chain, split_path};
 
 /// Why a request could not be turned into a Cedar request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CedarBuildError {
-    #[error("invalid context: {0}")]
-    Context(String),
     #[error("invalid entity: {0}")]
     Entity(String),
     #[error("request does not match the schema: {0}")]
@@ -101,15 +99,6 @@ fn s(value: &str) -> Rx {
     Rx::new_string(value.to_string())
 }
 
-fn set(values: &[String]) -> Rx {
-    Rx::new_set(values.iter().map(|v| s(v)))
-}
-
-fn record(fields: Vec<(&str, Rx)>) -> Result<Rx, CedarBuildError> {
-    Rx::new_record(fields.into_iter().map(|(k, v)| (k.to_string(), v)))
-        .map_err(|e| CedarBuildError::Context(e.to_string()))
-}
-
 impl AuthzRequest {
     /// Builds the entities for this request's principal and resource.
     pub fn cedar_entities(&self) -> Result<CedarEntities, CedarBuildError> {
@@ -120,8 +109,7 @@ impl AuthzRequest {
     /// a schema, the request and context are validated against it (tests
     /// and the policy test runner do this).
     pub fn cedar_request(&self, entities: &CedarEntities, schema: Option<&Schema>) -> Result<Request, CedarBuildError> {
-        let context = Context::from_pairs(context_pairs(self.action, &self.context)?)
-            .map_err(|e| CedarBuildError::Context(e.to_string()))?;
+        let context = super::context::build(self.action, &self.context);
         let (principal, resource) = (entities.principal.clone(), entities.resource.clone());
         Request::new(principal, action_uid(self.action), resource, context, schema)
             .map_err(|e| CedarBuildError::Request(e.to_string()))
@@ -232,73 +220,4 @@ fn resource_entities(
     };
     out.push(entity(me.clone(), attrs, parent.iter().cloned().collect())?);
     Ok((me, parent))
-}
-
-fn context_pairs(action: Action, ctx: &Ctx) -> Result<Vec<(String, Rx)>, CedarBuildError> {
-    let mut pairs: Vec<(&str, Rx)> = Vec::new();
-    match &ctx.detail {
-        Detail::Net { named_by, sni, tls } => {
-            pairs.push(("named_by", s(named_by.as_str())));
-            pairs.push(("tls", Rx::new_bool(*tls)));
-            if let Some(sni) = sni {
-                pairs.push(("sni", s(sni)));
-            }
-        }
-        Detail::Dns { qtype, flags } => {
-            pairs.push(("qtype", s(qtype)));
-            pairs.push(("flags", set(flags)));
-        }
-        Detail::Http(http) => http_pairs(http, &mut pairs)?,
-        Detail::Call(call) => {
-            let mut args = vec![("json", s(&call.arguments_json))];
-            for (name, value) in &call.arguments {
-                args.push((
-                    name,
-                    match value {
-                        ArgValue::Str(text) => s(text),
-                        ArgValue::Set(items) => set(items),
-                    },
-                ));
-            }
-            pairs.push(("arguments", record(args)?));
-            pairs.push(("tool_changed", Rx::new_bool(call.tool_changed)));
-            pairs.push(("findings", set(&call.findings)));
-        }
-        Detail::File { in_project } => pairs.push(("in_project", Rx::new_bool(*in_project))),
-        Detail::Plain => {}
-    }
-    if let Some(process) = &ctx.process {
-        pairs.push(("process", record(vec![("exe", s(&process.exe)), ("lineage", set(&process.lineage))])?));
-    }
-    if let (Some(mcp), true) = (&ctx.mcp, carries_mcp(action)) {
-        let fields = vec![("server", s(&mcp.server)), ("tool", s(&mcp.tool)), ("call_id", s(&mcp.call_id))];
-        pairs.push(("mcp", record(fields)?));
-    }
-    Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-}
-
-/// Actions whose context declares `mcp` (the MCP actions themselves do not:
-/// a tool call is not "during" itself).
-fn carries_mcp(action: Action) -> bool {
-    !matches!(action, Action::McpCallTool | Action::McpGetPrompt | Action::McpReadResource | Action::McpListTools)
-}
-
-fn http_pairs(http: &HttpCtx, pairs: &mut Vec<(&str, Rx)>) -> Result<(), CedarBuildError> {
-    pairs.push(("method", s(&http.method)));
-    pairs.push(("scheme", s(&http.scheme)));
-    pairs.push(("path", s(&http.path)));
-    pairs.push(("query", s(&http.query)));
-    pairs.push(("headers", set(&http.headers)));
-    pairs.push(("body_size", Rx::new_long(http.body_size)));
-    pairs.push(("dlp", set(&http.dlp)));
-    pairs.push(("inspected", Rx::new_bool(http.inspected)));
-    if let Some(git) = &http.git {
-        let fields = vec![("service", s(&git.service)), ("op", s(&git.op)), ("refs", set(&git.refs))];
-        pairs.push(("git", record(fields)?));
-    }
-    if let Some(publish) = &http.publish {
-        let fields = vec![("ecosystem", s(&publish.ecosystem)), ("package", s(&publish.package))];
-        pairs.push(("publish", record(fields)?));
-    }
-    Ok(())
 }

@@ -95,10 +95,45 @@ fn http_detail(h: &HttpRequest) -> Detail {
     })
 }
 
-fn mcp_request(m: &McpMessage) -> Option<(Action, Resource, Detail)> {
+/// The action an event is decided as (for a rename: the Delete of its
+/// source; its Create of the target is a second request). `None` for
+/// telemetry.
+pub fn primary_action(kind: &EventKind) -> Option<Action> {
+    match kind {
+        EventKind::Connect(_) => Some(Action::NetConnect),
+        EventKind::DnsQuery(_) => Some(Action::DnsResolve),
+        EventKind::HttpRequest(_) => Some(Action::HttpRequest),
+        EventKind::Mcp(m) => mcp_action(m),
+        EventKind::File(f) => Some(file_action(f.op)),
+        EventKind::ProcessExec(_) | EventKind::ProcessExit(_) => None,
+    }
+}
+
+fn mcp_action(m: &McpMessage) -> Option<Action> {
     if m.direction != McpDirection::ToServer {
         return None;
     }
+    match &m.message {
+        McpPayload::ToolsCall { .. } => Some(Action::McpCallTool),
+        McpPayload::PromptsGet { .. } => Some(Action::McpGetPrompt),
+        McpPayload::ResourcesRead { .. } => Some(Action::McpReadResource),
+        McpPayload::ToolsList => Some(Action::McpListTools),
+        McpPayload::Initialize { .. } | McpPayload::Other { .. } => None,
+    }
+}
+
+fn file_action(op: FileOp) -> Action {
+    match op {
+        FileOp::Read => Action::FileRead,
+        FileOp::Write => Action::FileWrite,
+        FileOp::Create => Action::FileCreate,
+        FileOp::Delete | FileOp::Rename => Action::FileDelete,
+        FileOp::Exec => Action::FileExec,
+    }
+}
+
+fn mcp_request(m: &McpMessage) -> Option<(Action, Resource, Detail)> {
+    let action = mcp_action(m)?;
     let server = m.server.clone();
     let call = |arguments: &serde_json::Value| {
         let mut ctx = CallCtx::from_arguments(arguments);
@@ -108,39 +143,27 @@ fn mcp_request(m: &McpMessage) -> Option<(Action, Resource, Detail)> {
         ctx.findings.dedup();
         Detail::Call(ctx)
     };
-    match &m.message {
-        McpPayload::ToolsCall { name, arguments } => {
-            Some((Action::McpCallTool, Resource::Tool { server, name: name.clone() }, call(arguments)))
-        }
+    let (resource, detail) = match &m.message {
+        McpPayload::ToolsCall { name, arguments } => (Resource::Tool { server, name: name.clone() }, call(arguments)),
         McpPayload::PromptsGet { name, arguments } => {
-            Some((Action::McpGetPrompt, Resource::Prompt { server, name: name.clone() }, call(arguments)))
+            (Resource::Prompt { server, name: name.clone() }, call(arguments))
         }
-        McpPayload::ResourcesRead { uri } => {
-            Some((Action::McpReadResource, Resource::McpResource { server, uri: uri.clone() }, Detail::Plain))
+        McpPayload::ResourcesRead { uri } => (Resource::McpResource { server, uri: uri.clone() }, Detail::Plain),
+        McpPayload::ToolsList | McpPayload::Initialize { .. } | McpPayload::Other { .. } => {
+            (Resource::Server { name: server }, Detail::Plain)
         }
-        McpPayload::ToolsList => Some((Action::McpListTools, Resource::Server { name: server }, Detail::Plain)),
-        McpPayload::Initialize { .. } | McpPayload::Other { .. } => None,
-    }
+    };
+    Some((action, resource, detail))
 }
 
 fn file_requests(f: &FileAccess, workdir: &str) -> Vec<(Action, Resource)> {
     let cwd = if workdir.is_empty() { "/" } else { workdir };
     let path = |p: &str| Resource::Path { path: normalize_path(p, cwd) };
-    let single = |action| vec![(action, path(&f.path))];
-    match f.op {
-        FileOp::Read => single(Action::FileRead),
-        FileOp::Write => single(Action::FileWrite),
-        FileOp::Create => single(Action::FileCreate),
-        FileOp::Delete => single(Action::FileDelete),
-        FileOp::Exec => single(Action::FileExec),
-        FileOp::Rename => {
-            let mut out = vec![(Action::FileDelete, path(&f.path))];
-            if let Some(target) = &f.target {
-                out.push((Action::FileCreate, path(target)));
-            }
-            out
-        }
+    let mut out = vec![(file_action(f.op), path(&f.path))];
+    if let (FileOp::Rename, Some(target)) = (f.op, &f.target) {
+        out.push((Action::FileCreate, path(target)));
     }
+    out
 }
 
 fn in_project(resource: &Resource, workdir: &str) -> bool {

@@ -6,7 +6,10 @@
 //! in [`cedar`].
 
 pub mod cedar;
+mod context;
 mod from_event;
+
+pub use from_event::primary_action;
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -89,9 +92,26 @@ impl Action {
     }
 
     /// The Cedar spelling: `Net::Action::"Connect"`.
+    pub fn cedar_str(self) -> &'static str {
+        match self {
+            Action::NetConnect => r#"Net::Action::"Connect""#,
+            Action::DnsResolve => r#"Dns::Action::"Resolve""#,
+            Action::HttpRequest => r#"Http::Action::"Request""#,
+            Action::FileRead => r#"File::Action::"Read""#,
+            Action::FileWrite => r#"File::Action::"Write""#,
+            Action::FileCreate => r#"File::Action::"Create""#,
+            Action::FileDelete => r#"File::Action::"Delete""#,
+            Action::FileExec => r#"File::Action::"Exec""#,
+            Action::McpCallTool => r#"Mcp::Action::"CallTool""#,
+            Action::McpReadResource => r#"Mcp::Action::"ReadResource""#,
+            Action::McpGetPrompt => r#"Mcp::Action::"GetPrompt""#,
+            Action::McpListTools => r#"Mcp::Action::"ListTools""#,
+        }
+    }
+
+    /// [`Action::cedar_str`], owned.
     pub fn cedar_name(self) -> String {
-        let (ns, id) = self.parts();
-        format!("{ns}::Action::\"{id}\"")
+        self.cedar_str().to_string()
     }
 }
 

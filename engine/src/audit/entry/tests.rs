@@ -1,5 +1,6 @@
 use super::*;
 use crate::audit::fixtures::{connect, decision, dns, file, http, notice, tool_call};
+use crate::event::FileOp;
 use crate::event::{McpDirection, McpMessage};
 
 #[test]
