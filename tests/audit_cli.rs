@@ -7,21 +7,12 @@ use std::path::{Path, PathBuf};
 
 use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
-use bridle_engine::event::{Connect, Event, EventKind, NamedBy, Transport};
+use bridle_engine::event::{Connect, Event, EventKind};
 use bridle_engine::policy::load_dir;
 use support::{bridle, bridle_in, write_files};
 
 fn connect(name: &str) -> Event {
-    let detail = Connect {
-        proto: Transport::Tcp,
-        ip: None,
-        port: 443,
-        name: Some(name.into()),
-        named_by: NamedBy::Sni,
-        sni: None,
-        tls: true,
-    };
-    Event::now("s1", "claude", EventKind::Connect(detail))
+    Event::now("s1", "claude", EventKind::Connect(Connect::tls_to(name, 443)))
 }
 
 /// Decides a few connects with the shipped examples and logs them.

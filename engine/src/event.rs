@@ -146,6 +146,22 @@ pub struct Connect {
     pub tls: bool,
 }
 
+impl Connect {
+    /// A TLS connection to `name:port`, named by its SNI: what the proxy
+    /// records for most connects.
+    pub fn tls_to(name: &str, port: u16) -> Connect {
+        Connect {
+            proto: Transport::Tcp,
+            ip: None,
+            port,
+            name: Some(name.to_string()),
+            named_by: NamedBy::Sni,
+            sni: Some(name.to_string()),
+            tls: true,
+        }
+    }
+}
+
 /// A DNS query (decided as `Dns::Action::"Resolve"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DnsQuery {

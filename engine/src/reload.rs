@@ -133,19 +133,10 @@ mod tests {
     use super::*;
     use crate::audit::AuditOptions;
     use crate::decision::Effect;
-    use crate::event::{Connect, Event, EventKind, NamedBy, Transport};
+    use crate::event::{Connect, Event, EventKind};
 
     fn connect() -> Event {
-        let detail = Connect {
-            proto: Transport::Tcp,
-            ip: None,
-            port: 443,
-            name: Some("a.test".into()),
-            named_by: NamedBy::Sni,
-            sni: None,
-            tls: false,
-        };
-        Event::now("s", "agent", EventKind::Connect(detail))
+        Event::now("s", "agent", EventKind::Connect(Connect::tls_to("a.test", 443)))
     }
 
     fn wait_for(mut cond: impl FnMut() -> bool) -> bool {

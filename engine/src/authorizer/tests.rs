@@ -9,19 +9,7 @@ fn authorizer(text: &str) -> Authorizer {
 }
 
 fn connect(name: &str) -> Event {
-    Event::now(
-        "s",
-        "agent",
-        EventKind::Connect(Connect {
-            proto: Transport::Tcp,
-            ip: None,
-            port: 443,
-            name: Some(name.into()),
-            named_by: NamedBy::Sni,
-            sni: None,
-            tls: true,
-        }),
-    )
+    Event::now("s", "agent", EventKind::Connect(Connect::tls_to(name, 443)))
 }
 
 fn file(op: FileOp, path: &str) -> Event {

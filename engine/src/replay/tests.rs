@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::audit::{AuditEntry, AuditLog, AuditOptions};
-use crate::event::{Connect, EventKind, NamedBy, ProcessExit, Transport};
+use crate::event::{Connect, EventKind, ProcessExit};
 use crate::policy::{PolicyFile, load_files};
 
 fn authz(text: &str) -> Authorizer {
@@ -11,16 +11,7 @@ fn authz(text: &str) -> Authorizer {
 }
 
 fn connect(name: &str) -> Event {
-    let detail = Connect {
-        proto: Transport::Tcp,
-        ip: None,
-        port: 443,
-        name: Some(name.into()),
-        named_by: NamedBy::Sni,
-        sni: None,
-        tls: true,
-    };
-    Event::now("s", "agent", EventKind::Connect(detail))
+    Event::now("s", "agent", EventKind::Connect(Connect::tls_to(name, 443)))
 }
 
 #[test]

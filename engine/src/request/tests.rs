@@ -116,6 +116,14 @@ fn rename_is_a_delete_and_a_create_and_telemetry_is_nothing() {
 }
 
 #[test]
+fn cedar_spelling_matches_the_parts() {
+    for action in Action::ALL {
+        let (ns, id) = action.parts();
+        assert_eq!(action.cedar_str(), format!("{ns}::Action::\"{id}\""));
+    }
+}
+
+#[test]
 fn actions_parse_from_cedar_and_short_spellings() {
     assert_eq!("Net::Action::\"Connect\"".parse::<Action>(), Ok(Action::NetConnect));
     assert_eq!("Mcp::CallTool".parse::<Action>(), Ok(Action::McpCallTool));
