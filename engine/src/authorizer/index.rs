@@ -1,13 +1,19 @@
-//! A resource index over a policy layer.
+//! An index over a policy layer: which policies could possibly hold.
 //!
 //! Cedar evaluates every policy of a set for every request, at about a
-//! microsecond each. Most policies only apply to a few resources: their
-//! scope or a `when` conjunct says `resource in E1 || resource in E2 ...`.
-//! Such a policy can only be satisfied when the request's resource is one of
-//! those entities or below one, so it is evaluated only for requests whose
-//! resource has one of them among itself and its ancestors. Everything we
-//! cannot prove this for is evaluated always: the index only ever skips
-//! policies that could not have been satisfied.
+//! microsecond each. Most policies carry a necessary condition that is cheap
+//! to test without Cedar:
+//! - their scope or a `when` conjunct says `resource in E1 || resource in E2`:
+//!   they can only hold when the resource is one of those entities or below
+//!   one (looked up by the resource's ancestry);
+//! - a `when` conjunct compares a string attribute with a literal
+//!   (`context.method == "POST"`) or matches it with `like`
+//!   (`context.path like "/admin/*"`): they can only hold when the attribute
+//!   equals the literal, or contains the pattern's longest literal run.
+//!
+//! Everything we cannot prove a condition for, or whose attribute is missing,
+//! is evaluated: the index only ever skips policies that could not have
+//! been satisfied.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,15 +24,55 @@ use serde_json::Value;
 /// An entity named in a policy: (type, id).
 pub(crate) type Atom = (String, String);
 
+/// Which request variable an attribute path starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Var {
+    Context,
+    Resource,
+}
+
+/// A string attribute, e.g. (Context, ["arguments", "path"]).
+pub(crate) type AttrPath = (Var, Vec<String>);
+
+/// Looks up a string attribute of the request; `None` when absent or not a string.
+pub(crate) type Lookup<'a> = &'a dyn Fn(Var, &[String]) -> Option<String>;
+
+/// A test a string attribute must pass for the policy to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StrTest {
+    Equals(String),
+    Contains(String),
+}
+
+impl StrTest {
+    fn passes(&self, value: &str) -> bool {
+        match self {
+            StrTest::Equals(literal) => value == literal,
+            StrTest::Contains(literal) => value.contains(literal.as_str()),
+        }
+    }
+}
+
+/// The necessary conditions found for one policy: it can only hold when
+/// the resource is (below) one of `atoms`, if given, and every string test
+/// passes.
+#[derive(Default)]
+struct Requirements {
+    atoms: Option<Vec<Atom>>,
+    tests: Vec<(AttrPath, StrTest)>,
+}
+
 /// Bound on remembered candidate sets; past it the memo starts over.
 const MEMO_LIMIT: usize = 4096;
 
 #[derive(Debug)]
 pub(super) struct IndexedSet {
     policies: Vec<Policy>,
-    /// Policies the index cannot narrow.
+    /// Policies with no resource condition (string tests may still apply).
     always: Vec<usize>,
     by_atom: HashMap<Atom, Vec<usize>>,
+    /// Per policy, the string tests it must pass.
+    tests: Vec<Vec<(AttrPath, StrTest)>>,
     /// The whole set, used when nothing is indexed.
     full: Arc<PolicySet>,
     /// Candidate sets already built, keyed by the candidate indices.
@@ -37,20 +83,23 @@ impl IndexedSet {
     pub fn new(policies: Vec<Policy>) -> Self {
         let mut always = Vec::new();
         let mut by_atom: HashMap<Atom, Vec<usize>> = HashMap::new();
+        let mut tests = Vec::with_capacity(policies.len());
         for (idx, policy) in policies.iter().enumerate() {
-            match policy.to_json().ok().and_then(|json| required_atoms(&json)) {
+            let found = policy.to_json().map(|json| requirements(&json)).unwrap_or_default();
+            match found.atoms {
                 Some(atoms) => atoms.into_iter().for_each(|atom| by_atom.entry(atom).or_default().push(idx)),
                 None => always.push(idx),
             }
+            tests.push(found.tests);
         }
         let full = Arc::new(build(policies.iter().cloned()));
-        IndexedSet { policies, always, by_atom, full, memo: Mutex::new(HashMap::new()) }
+        IndexedSet { policies, always, by_atom, tests, full, memo: Mutex::new(HashMap::new()) }
     }
 
-    /// The policies that could apply to a resource with these keys (itself
-    /// and its ancestors).
-    pub fn candidates(&self, keys: &[Atom]) -> Arc<PolicySet> {
-        if self.by_atom.is_empty() {
+    /// The policies that could apply to a request whose resource has these
+    /// keys (itself and its ancestors) and whose attributes `lookup` reads.
+    pub fn candidates(&self, keys: &[Atom], lookup: Lookup<'_>) -> Arc<PolicySet> {
+        if self.by_atom.is_empty() && self.tests.iter().all(Vec::is_empty) {
             return Arc::clone(&self.full);
         }
         let mut chosen = self.always.clone();
@@ -59,6 +108,21 @@ impl IndexedSet {
                 chosen.extend_from_slice(hits);
             }
         }
+        // Each attribute is looked up once per request, however many tests read it.
+        let mut seen: Vec<(&AttrPath, Option<String>)> = Vec::new();
+        chosen.retain(|&idx| {
+            self.tests[idx].iter().all(|(attr, test)| {
+                let value = match seen.iter().find(|(a, _)| *a == attr) {
+                    Some((_, value)) => value.clone(),
+                    None => {
+                        let value = lookup(attr.0, &attr.1);
+                        seen.push((attr, value.clone()));
+                        value
+                    }
+                };
+                value.as_deref().is_none_or(|v| test.passes(v))
+            })
+        });
         chosen.sort_unstable();
         chosen.dedup();
         let Ok(mut memo) = self.memo.lock() else {
@@ -76,9 +140,10 @@ impl IndexedSet {
         set
     }
 
+    /// Policies with at least one necessary condition the index tests.
     #[cfg(test)]
     pub fn indexed_count(&self) -> usize {
-        self.policies.len() - self.always.len()
+        (0..self.policies.len()).filter(|idx| !self.always.contains(idx) || !self.tests[*idx].is_empty()).count()
     }
 }
 
@@ -93,22 +158,65 @@ pub(super) fn build(policies: impl Iterator<Item = Policy>) -> PolicySet {
     set
 }
 
-/// Entities one of which the resource must be (or be below) for the policy
-/// to hold; `None` when no such set can be proven.
-fn required_atoms(policy: &Value) -> Option<Vec<Atom>> {
+/// Every necessary condition the index can test: the smallest resource
+/// restriction (scope or `when` conjunct) and all string tests among the
+/// `when` conjuncts.
+fn requirements(policy: &Value) -> Requirements {
     let scope = match policy["resource"]["op"].as_str() {
         Some("==" | "in") => entity(&policy["resource"]["entity"]).map(|e| vec![e]),
         Some("is") => policy["resource"].get("in").and_then(|i| entity(&i["entity"])).map(|e| vec![e]),
         _ => None,
     };
-    let from_conditions = policy["conditions"]
+    let when: Vec<&Value> = policy["conditions"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|c| c["kind"] == "when")
         .flat_map(|c| conjuncts(&c["body"]))
-        .filter_map(disjunct_atoms);
-    scope.into_iter().chain(from_conditions).min_by_key(Vec::len)
+        .collect();
+    Requirements {
+        atoms: scope.into_iter().chain(when.iter().filter_map(|c| disjunct_atoms(c))).min_by_key(Vec::len),
+        tests: when.iter().filter_map(|c| string_test(c)).collect(),
+    }
+}
+
+/// `ATTR == "lit"`, `"lit" == ATTR`, or `ATTR like "…lit…"`.
+fn string_test(expr: &Value) -> Option<(AttrPath, StrTest)> {
+    if let Some(eq) = expr.get("==") {
+        let literal = |v: &Value| v["Value"].as_str().map(str::to_string);
+        return match (attr_path(&eq["left"]), literal(&eq["right"]), attr_path(&eq["right"]), literal(&eq["left"])) {
+            (Some(attr), Some(lit), _, _) | (_, _, Some(attr), Some(lit)) => Some((attr, StrTest::Equals(lit))),
+            _ => None,
+        };
+    }
+    let like = expr.get("like")?;
+    let attr = attr_path(&like["left"])?;
+    let mut runs = vec![String::new()];
+    for elem in like["pattern"].as_array()? {
+        match elem.get("Literal").and_then(Value::as_str) {
+            Some(text) => runs.last_mut()?.push_str(text),
+            None => runs.push(String::new()),
+        }
+    }
+    let longest = runs.into_iter().max_by_key(String::len).filter(|run| !run.is_empty())?;
+    Some((attr, StrTest::Contains(longest)))
+}
+
+/// `context.a.b` → (Context, ["a", "b"]).
+fn attr_path(expr: &Value) -> Option<AttrPath> {
+    let mut path = Vec::new();
+    let mut cursor = expr;
+    while let Some(access) = cursor.get(".") {
+        path.push(access["attr"].as_str()?.to_string());
+        cursor = &access["left"];
+    }
+    path.reverse();
+    let var = match cursor["Var"].as_str()? {
+        "context" => Var::Context,
+        "resource" => Var::Resource,
+        _ => return None,
+    };
+    (!path.is_empty()).then_some((var, path))
 }
 
 fn conjuncts(expr: &Value) -> Vec<&Value> {
@@ -164,9 +272,36 @@ mod tests {
             permit(principal, action, resource);
         "#);
         assert_eq!(s.indexed_count(), 3);
-        let for_c = s.candidates(&[atom("Net::Domain", "x.c.test"), atom("Net::Domain", "c.test")]);
+        let none = |_: Var, _: &[String]| None;
+        let for_c = s.candidates(&[atom("Net::Domain", "x.c.test"), atom("Net::Domain", "c.test")], &none);
         assert_eq!(for_c.policies().count(), 4, "3 always + the b/c policy");
-        let for_none = s.candidates(&[atom("Net::Domain", "zzz.test")]);
+        let for_none = s.candidates(&[atom("Net::Domain", "zzz.test")], &none);
         assert_eq!(for_none.policies().count(), 3);
+    }
+
+    #[test]
+    fn string_tests_skip_policies_whose_literal_cannot_match() {
+        let s = set(r#"
+            forbid(principal, action, resource) when { context.path like "/admin/*" && context.method == "POST" };
+            forbid(principal, action, resource) when { "GET" == context.method };
+            forbid(principal, action, resource) when { context.arguments.path like "*/.ssh/*" };
+            forbid(principal, action, resource) when { context.path like "*" };
+        "#);
+        assert_eq!(s.indexed_count(), 3);
+        let lookup = |var: Var, path: &[String]| match (var, path.join(".").as_str()) {
+            (Var::Context, "path") => Some("/v1/admin/x".to_string()),
+            (Var::Context, "method") => Some("GET".to_string()),
+            _ => None,
+        };
+        // The first fails on its method (GET, not POST) though "/admin/" is in
+        // the path; "GET" matches; arguments.path is unknown (kept); `*` always.
+        assert_eq!(s.candidates(&[], &lookup).policies().count(), 3);
+        let other = |var: Var, path: &[String]| match (var, path.join(".").as_str()) {
+            (Var::Context, "path") => Some("/v1/items".to_string()),
+            (Var::Context, "method") => Some("PUT".to_string()),
+            (Var::Context, "arguments.path") => Some("/workspace/a".to_string()),
+            _ => None,
+        };
+        assert_eq!(s.candidates(&[], &other).policies().count(), 1);
     }
 }

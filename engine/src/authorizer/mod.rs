@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Decision as CedarDecision, Response};
+use cedar_policy::{Decision as CedarDecision, EvalResult, Request, Response};
 use quick_cache::sync::Cache;
 
 use crate::decision::{Decision, Effect};
@@ -29,7 +29,7 @@ use crate::policy::LoadedPolicies;
 use crate::request::cedar::{CedarBuildError, CedarEntities};
 use crate::request::{AuthzRequest, Principal, Resource};
 use compiled::{ActionSets, Compiled};
-use index::IndexedSet;
+use index::{IndexedSet, Var};
 
 /// Default bound on cached decisions per generation.
 pub const DEFAULT_CACHE_SIZE: usize = 100_000;
@@ -180,8 +180,9 @@ impl Generation {
             }
         };
         let sets = self.compiled.for_action(request.action);
+        let lookup = |var: Var, path: &[String]| attribute(&cedar_request, &entities, var, path);
         let run = |layer: &IndexedSet| {
-            let candidates = layer.candidates(&entities.resource_keys);
+            let candidates = layer.candidates(&entities.resource_keys, &lookup);
             engine.cedar.is_authorized(&cedar_request, &candidates, &entities.entities)
         };
         let first = run(&sets.enforced);
@@ -270,6 +271,25 @@ impl Generation {
 
     fn first_reason(&self, ids: &[String]) -> Option<String> {
         ids.iter().find_map(|id| self.policies.meta.get(id).and_then(|m| m.reason.clone()))
+    }
+}
+
+/// A string attribute of the request, for the policy index.
+fn attribute(request: &Request, entities: &CedarEntities, var: Var, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut value = match var {
+        Var::Context => request.context()?.get(first)?,
+        Var::Resource => entities.entities.get(&entities.resource)?.attr(first)?.ok()?,
+    };
+    for key in rest {
+        value = match value {
+            EvalResult::Record(record) => record.get(key)?.clone(),
+            _ => return None,
+        };
+    }
+    match value {
+        EvalResult::String(text) => Some(text),
+        _ => None,
     }
 }
 

@@ -187,3 +187,51 @@ fn ip_attributes_support_range_checks() {
     assert_eq!(authz.decide(&raw("203.0.113.9")).effect, Effect::Allow);
     assert_eq!(authz.decide(&raw("2001:db8::1")).effect, Effect::Allow);
 }
+
+/// The index may only skip policies that cannot hold: decisions must equal
+/// plain Cedar over the whole set, for requests that do and do not meet
+/// each indexed condition.
+#[test]
+fn indexed_decisions_equal_plain_cedar_over_the_full_set() {
+    let text = r#"
+        @id("gh") permit(principal, action, resource) when { resource in Net::Domain::"github.com" || resource in Net::Domain::"gitlab.com" };
+        @id("any-get") permit(principal, action == Http::Action::"Request", resource) when { context.method == "GET" };
+        @id("admin") forbid(principal, action == Http::Action::"Request", resource) when { context.path like "/admin/*" };
+        @id("ssh") forbid(principal, action == Http::Action::"Request", resource) when { context.query like "*key=*" && resource.name like "*.internal" };
+        @id("put-gh") forbid(principal, action == Http::Action::"Request", resource in Net::Domain::"github.com") when { "PUT" == context.method };
+    "#;
+    let authz = authorizer(text);
+    let plain = authz.policies().set.clone();
+    let cedar = cedar_policy::Authorizer::new();
+    let mut checked = 0;
+    for host in ["api.github.com", "gitlab.com", "svc.internal", "example.test"] {
+        for method in ["GET", "PUT", "POST"] {
+            for (path, query) in [("/admin/x", ""), ("/v1/admin/y", "key=1"), ("/ok", "a=b")] {
+                let http = crate::event::HttpRequest {
+                    method: method.into(),
+                    scheme: "https".into(),
+                    host: host.into(),
+                    port: 443,
+                    path: path.into(),
+                    query: query.into(),
+                    headers: vec![],
+                    body_size: None,
+                    dlp: vec![],
+                    inspected: true,
+                    git: None,
+                    publish: None,
+                };
+                let event = Event::now("s", "agent", EventKind::HttpRequest(http));
+                let request = &AuthzRequest::from_event(&event, &authz.principal_for(&event))[0];
+                let entities = request.cedar_entities().expect("entities");
+                let cedar_request = request.cedar_request(&entities, None).expect("request");
+                let expected = cedar.is_authorized(&cedar_request, &plain, &entities.entities).decision();
+                let got = authz.decide_uncached(request).effect;
+                let want = if expected == CedarDecision::Allow { Effect::Allow } else { Effect::Deny };
+                assert_eq!(got, want, "{host} {method} {path}?{query}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 36);
+}
