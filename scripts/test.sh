@@ -18,6 +18,9 @@ declare -A NEED=(
   [pkg-config]=pkg-config
   [git]=git
   [curl]=curl
+  [clang]=clang        # redirector-ebpf: builds the eBPF programs (-target bpf)
+  [ip]=iproute2        # redirector-ebpf kernel test: ip netns
+  [python3]=python3    # redirector-ebpf kernel test: the guarded client
 )
 
 install_missing() {
@@ -25,6 +28,9 @@ install_missing() {
   for cmd in "${!NEED[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
   done
+  # Headers, not commands: the eBPF programs include <bpf/bpf_helpers.h>
+  # (libbpf-dev) and <linux/bpf.h> (linux-libc-dev).
+  [[ -f /usr/include/bpf/bpf_helpers.h && -f /usr/include/linux/bpf.h ]] || missing+=(libbpf-dev linux-libc-dev)
   if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then

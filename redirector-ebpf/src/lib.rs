@@ -1,10 +1,34 @@
-//! Bridle's kernel egress capture (not built yet: issue 3).
+//! Bridle's kernel egress capture: cgroup eBPF programs (C, `src/bpf/`,
+//! built by `build.rs` with clang) and the aya loader that attaches them.
 //!
-//! Will own: the cgroup `connect4/6`, `sendmsg4/6`, `recvmsg4/6`,
-//! `getpeername4/6` and `sock_create` programs (C, built by `build.rs` with
-//! clang), the one header for structs that cross the kernel boundary and its
-//! `#[repr(C)]` mirror, and the aya loader that attaches, pins and re-adopts
-//! them.
+//! Owns: the `connect4/6`, `sendmsg4/6`, `getpeername4/6`, `sock_create` and
+//! `sockops` programs; the one header for structs crossing the kernel
+//! boundary (`src/bpf/bridle.h`) and its `#[repr(C)]` mirror ([`abi`]);
+//! loading, attaching, pinning and detaching; reading original destinations.
 //!
-//! Must never: redirect Bridle's own sockets, or leave guarded sockets
-//! unredirected when a program fails to load (fail closed, say so loudly).
+//! Entry points: [`Redirector::attach`] (load, configure, attach to a cgroup
+//! v2 directory, pin under bpffs), [`Redirector::original_destination_by_peer`]
+//! (what the proxy calls on accept), [`Redirector::detach`] /
+//! [`Redirector::remove_pins`], and [`Cgroup`] / [`cgroup2_mount`] for the
+//! session's cgroup.
+//!
+//! Must never: redirect Bridle's own sockets (attach only to the guarded
+//! cgroup), let a guarded socket through unredirected (no config in the map
+//! means every connect is refused; links are pinned so a dying Bridle leaves
+//! connects failing rather than flowing), or make policy decisions (that is
+//! the engine's job; this crate only steers traffic to the proxy/resolver).
+//!
+//! This is the only crate with `unsafe`: the `aya::Pod` impls and `mount(2)`.
+
+pub mod abi;
+mod cgroup;
+mod error;
+mod loader;
+mod maps;
+mod mounts;
+
+pub use cgroup::Cgroup;
+pub use error::{Error, Result};
+pub use loader::Redirector;
+pub use maps::{OrigDst, Proto, RedirectConfig};
+pub use mounts::{BPFFS_ROOT, cgroup2_mount, ensure_bpffs};

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * redirect.bpf.c — Bridle's cgroup egress capture.
+ *
+ * Attached to a guarded cgroup v2 directory; every socket created by a
+ * process in that subtree is subject to these rules:
+ *
+ *   connect4/6     TCP  -> remember the original destination (keyed by socket
+ *                          cookie), rewrite to the proxy listener.
+ *                  UDP/53 (connected) -> remember, rewrite to the resolver.
+ *                  anything else (other UDP, ICMP ping sockets, SCTP, ...)
+ *                  -> refused (EPERM).
+ *                  Bridle's own ports -> refused (EPERM), before any packet.
+ *   sendmsg4/6     UDP/53 -> resolver; all other UDP refused (QUIC, exfil).
+ *   getpeername4/6 redirected sockets see their original peer.
+ *   sock_create    SOCK_RAW and SOCK_PACKET (AF_INET/AF_INET6) refused.
+ *                  AF_PACKET never reaches this hook: the kernel runs
+ *                  cgroup/sock_create only from inet_create/inet6_create
+ *                  (measured on 6.18: a root AF_PACKET socket in the guarded
+ *                  cgroup is created). Packet sockets need CAP_NET_RAW, which
+ *                  the guarded command must not have; the family check below
+ *                  stays for kernels that ever widen the hook.
+ *   sockops        at TCP_CONNECT_CB (source port now chosen) the original
+ *                  destination is copied into a map keyed by the socket's
+ *                  local address+port, which is what the proxy sees as the
+ *                  peer on accept(). The proxy cannot learn the *client's*
+ *                  socket cookie from its accepted socket.
+ *
+ * Fail closed: the config lives in an array map written by the loader; a
+ * zeroed (never written) slot or a wrong ABI version refuses every connect.
+ *
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d on an AF_INET6 socket) only ever hits
+ * connect6/sendmsg6/getpeername6 (tcp_v6_connect hands off to tcp_v4_connect
+ * without running the connect4 hook), so those handle it like IPv4 and
+ * redirect to ::ffff:<proxy_ip4>.
+ *
+ * Verifier quirks that bite here (kernel 6.18, clang 14):
+ *   - cgroup sock_addr programs may only return 0 (refuse: EPERM) or 1;
+ *     getpeername*, getsockname* and recvmsg* programs MUST return 1
+ *     (the verifier rejects a possible 0 at load time).
+ *   - user_ip6[] and user_port writes must be full 32-bit stores; narrow
+ *     (8/16-bit) writes are rejected. Reads may be narrow.
+ *   - user_port holds the port in network order in its low 16 bits.
+ *   - bpf_sock_ops.local_port is host order; remote_port is network order.
+ *   - Map value pointers may be passed straight to bpf_map_update_elem as
+ *     the value; no stack copy needed (the struct is 40 bytes anyway).
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "bridle.h"
+
+/* Constants from <sys/socket.h>/<netinet/in.h>; libc headers cannot be
+ * included with -target bpf. */
+#define BRIDLE_AF_INET 2
+#define BRIDLE_AF_INET6 10
+#define BRIDLE_AF_PACKET 17
+#define BRIDLE_SOCK_STREAM 1
+#define BRIDLE_SOCK_DGRAM 2
+#define BRIDLE_SOCK_RAW 3
+#define BRIDLE_SOCK_PACKET 10
+#define BRIDLE_IPPROTO_TCP 6
+#define BRIDLE_IPPROTO_UDP 17
+#define BRIDLE_IPPROTO_MPTCP 262
+#define BRIDLE_DNS_PORT 53
+
+#define REFUSE 0
+#define ALLOW 1
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BRIDLE_ORIG_DST_ENTRIES);
+	__type(key, __u64); /* socket cookie */
+	__type(value, struct bridle_orig_dst);
+} orig_dst SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BRIDLE_ORIG_DST_ENTRIES);
+	__type(key, struct bridle_peer_key);
+	__type(value, struct bridle_orig_dst);
+} orig_by_peer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bridle_config);
+} config SEC(".maps");
+
+static __always_inline const struct bridle_config *get_config(void)
+{
+	__u32 key = 0;
+	const struct bridle_config *c = bpf_map_lookup_elem(&config, &key);
+
+	if (!c || c->magic != BRIDLE_CONFIG_MAGIC ||
+	    c->abi_version != BRIDLE_ABI_VERSION)
+		return NULL;
+	return c;
+}
+
+static __always_inline int is_own_port(const struct bridle_config *c, __u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < BRIDLE_MAX_OWN_PORTS; i++)
+		if (c->own_ports[i] != 0 && c->own_ports[i] == port)
+			return 1;
+	return 0;
+}
+
+static __always_inline int is_tcp(const struct bpf_sock_addr *ctx)
+{
+	/* MPTCP falls back to TCP against the proxy's plain TCP listener. */
+	return ctx->type == BRIDLE_SOCK_STREAM &&
+	       (ctx->protocol == BRIDLE_IPPROTO_TCP ||
+		ctx->protocol == BRIDLE_IPPROTO_MPTCP);
+}
+
+static __always_inline int is_udp(const struct bpf_sock_addr *ctx)
+{
+	return ctx->type == BRIDLE_SOCK_DGRAM &&
+	       ctx->protocol == BRIDLE_IPPROTO_UDP;
+}
+
+static __always_inline __u16 dst_port(const struct bpf_sock_addr *ctx)
+{
+	return bpf_ntohs((__u16)ctx->user_port);
+}
+
+static __always_inline int is_v4_mapped(const struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int is_zero6(const __u32 a[4])
+{
+	return (a[0] | a[1] | a[2] | a[3]) == 0;
+}
+
+/* Record where this socket was going; 0 if the map refused the entry
+ * (then the caller refuses the connect: the proxy could not find it). */
+static __always_inline int remember(struct bpf_sock_addr *ctx, __u16 family,
+				    __u16 port, __u8 proto)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct bridle_orig_dst v = {};
+
+	v.family = family;
+	v.port = port;
+	v.proto = proto;
+	v.pid = bpf_get_current_pid_tgid() >> 32;
+	v.cgroup_id = bpf_get_current_cgroup_id();
+	if (family == BRIDLE_AF_INET) {
+		v.ip4 = ctx->user_ip4;
+	} else {
+		v.ip6[0] = ctx->user_ip6[0];
+		v.ip6[1] = ctx->user_ip6[1];
+		v.ip6[2] = ctx->user_ip6[2];
+		v.ip6[3] = ctx->user_ip6[3];
+	}
+	return bpf_map_update_elem(&orig_dst, &cookie, &v, BPF_ANY) == 0;
+}
+
+/* A refused connect must not leave an older record behind (a socket can be
+ * disconnected with AF_UNSPEC and connected again). */
+static __always_inline int forget_and_refuse(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	bpf_map_delete_elem(&orig_dst, &cookie);
+	return REFUSE;
+}
+
+static __always_inline void set_dst6(struct bpf_sock_addr *ctx, __u32 a0,
+				     __u32 a1, __u32 a2, __u32 a3, __u16 port)
+{
+	ctx->user_ip6[0] = a0;
+	ctx->user_ip6[1] = a1;
+	ctx->user_ip6[2] = a2;
+	ctx->user_ip6[3] = a3;
+	ctx->user_port = bpf_htons(port);
+}
+
+SEC("cgroup/connect4")
+int bridle_connect4(struct bpf_sock_addr *ctx)
+{
+	const struct bridle_config *c = get_config();
+	__u16 port = dst_port(ctx);
+
+	if (!c || is_own_port(c, port))
+		return forget_and_refuse(ctx);
+
+	if (is_tcp(ctx)) {
+		if (!c->proxy_ip4 || !c->proxy_port ||
+		    !remember(ctx, BRIDLE_AF_INET, port, BRIDLE_IPPROTO_TCP))
+			return forget_and_refuse(ctx);
+		ctx->user_ip4 = c->proxy_ip4;
+		ctx->user_port = bpf_htons(c->proxy_port);
+		return ALLOW;
+	}
+	/* Connected UDP (glibc's resolver) never reaches sendmsg4. */
+	if (is_udp(ctx) && port == BRIDLE_DNS_PORT) {
+		if (!c->dns_ip4 || !c->dns_port ||
+		    !remember(ctx, BRIDLE_AF_INET, port, BRIDLE_IPPROTO_UDP))
+			return forget_and_refuse(ctx);
+		ctx->user_ip4 = c->dns_ip4;
+		ctx->user_port = bpf_htons(c->dns_port);
+		return ALLOW;
+	}
+	return forget_and_refuse(ctx);
+}
+
+SEC("cgroup/connect6")
+int bridle_connect6(struct bpf_sock_addr *ctx)
+{
+	const struct bridle_config *c = get_config();
+	__u16 port = dst_port(ctx);
+	int mapped = is_v4_mapped(ctx);
+	__u8 proto;
+	__u32 ip4;
+	__u16 to_port;
+
+	if (!c || is_own_port(c, port))
+		return forget_and_refuse(ctx);
+
+	if (is_tcp(ctx)) {
+		proto = BRIDLE_IPPROTO_TCP;
+		ip4 = c->proxy_ip4;
+		to_port = c->proxy_port;
+	} else if (is_udp(ctx) && port == BRIDLE_DNS_PORT) {
+		proto = BRIDLE_IPPROTO_UDP;
+		ip4 = c->dns_ip4;
+		to_port = c->dns_port;
+	} else {
+		return forget_and_refuse(ctx);
+	}
+	if (!to_port || !remember(ctx, BRIDLE_AF_INET6, port, proto))
+		return forget_and_refuse(ctx);
+
+	if (mapped) {
+		if (!ip4)
+			return forget_and_refuse(ctx);
+		set_dst6(ctx, 0, 0, bpf_htonl(0x0000ffff), ip4, to_port);
+		return ALLOW;
+	}
+	/* Separate branches so the verifier sees constant-offset map reads. */
+	if (proto == BRIDLE_IPPROTO_TCP) {
+		if (is_zero6(c->proxy_ip6))
+			return forget_and_refuse(ctx);
+		set_dst6(ctx, c->proxy_ip6[0], c->proxy_ip6[1], c->proxy_ip6[2],
+			 c->proxy_ip6[3], to_port);
+	} else {
+		if (is_zero6(c->dns_ip6))
+			return forget_and_refuse(ctx);
+		set_dst6(ctx, c->dns_ip6[0], c->dns_ip6[1], c->dns_ip6[2],
+			 c->dns_ip6[3], to_port);
+	}
+	return ALLOW;
+}
+
+SEC("cgroup/sendmsg4")
+int bridle_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	const struct bridle_config *c = get_config();
+
+	if (!c || !is_udp(ctx) || dst_port(ctx) != BRIDLE_DNS_PORT ||
+	    !c->dns_ip4 || !c->dns_port)
+		return REFUSE;
+	ctx->user_ip4 = c->dns_ip4;
+	ctx->user_port = bpf_htons(c->dns_port);
+	return ALLOW;
+}
+
+SEC("cgroup/sendmsg6")
+int bridle_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	const struct bridle_config *c = get_config();
+
+	if (!c || !is_udp(ctx) || dst_port(ctx) != BRIDLE_DNS_PORT ||
+	    !c->dns_port)
+		return REFUSE;
+	if (is_v4_mapped(ctx)) {
+		if (!c->dns_ip4)
+			return REFUSE;
+		set_dst6(ctx, 0, 0, bpf_htonl(0x0000ffff), c->dns_ip4,
+			 c->dns_port);
+		return ALLOW;
+	}
+	if (is_zero6(c->dns_ip6))
+		return REFUSE;
+	set_dst6(ctx, c->dns_ip6[0], c->dns_ip6[1], c->dns_ip6[2],
+		 c->dns_ip6[3], c->dns_port);
+	return ALLOW;
+}
+
+SEC("cgroup/getpeername4")
+int bridle_getpeername4(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	const struct bridle_orig_dst *o = bpf_map_lookup_elem(&orig_dst, &cookie);
+
+	if (o && o->family == BRIDLE_AF_INET) {
+		ctx->user_ip4 = o->ip4;
+		ctx->user_port = bpf_htons(o->port);
+	}
+	return ALLOW; /* must be 1 */
+}
+
+SEC("cgroup/getpeername6")
+int bridle_getpeername6(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	const struct bridle_orig_dst *o = bpf_map_lookup_elem(&orig_dst, &cookie);
+
+	if (o && o->family == BRIDLE_AF_INET6)
+		set_dst6(ctx, o->ip6[0], o->ip6[1], o->ip6[2], o->ip6[3],
+			 o->port);
+	return ALLOW; /* must be 1 */
+}
+
+SEC("cgroup/sock_create")
+int bridle_sock_create(struct bpf_sock *ctx)
+{
+	if (ctx->type == BRIDLE_SOCK_RAW || ctx->type == BRIDLE_SOCK_PACKET ||
+	    ctx->family == BRIDLE_AF_PACKET)
+		return REFUSE;
+	return ALLOW;
+}
+
+SEC("sockops")
+int bridle_sockops(struct bpf_sock_ops *ctx)
+{
+	struct bridle_peer_key key = {};
+	const struct bridle_orig_dst *o;
+	__u64 cookie;
+
+	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	o = bpf_map_lookup_elem(&orig_dst, &cookie);
+	if (!o)
+		return 1;
+	if (ctx->family == BRIDLE_AF_INET) {
+		__u32 a = ctx->local_ip4;
+
+		/* Verifier quirk: without the barrier clang sinks the two
+		 * branches' "load ctx field, store key.ip6[3]" into one load
+		 * through ctx+off, which the verifier rejects ("dereference of
+		 * modified ctx ptr"). Context loads must use a constant offset
+		 * from the unmodified ctx pointer. */
+		barrier_var(a);
+		key.ip6[2] = bpf_htonl(0x0000ffff);
+		key.ip6[3] = a;
+	} else {
+		/* Quirk 2: clang merges adjacent 32-bit ctx reads into one
+		 * 64-bit read ("invalid bpf_context access off=48 size=8");
+		 * volatile keeps them 32-bit. */
+		__u32 a0 = *(volatile __u32 *)&ctx->local_ip6[0];
+		__u32 a1 = *(volatile __u32 *)&ctx->local_ip6[1];
+		__u32 a2 = *(volatile __u32 *)&ctx->local_ip6[2];
+		__u32 a3 = *(volatile __u32 *)&ctx->local_ip6[3];
+
+		key.ip6[0] = a0;
+		key.ip6[1] = a1;
+		key.ip6[2] = a2;
+		key.ip6[3] = a3;
+	}
+	key.port = (__u16)ctx->local_port;
+	bpf_map_update_elem(&orig_by_peer, &key, o, BPF_ANY);
+	return 1;
+}
+
+/* No GPL-only helper is used (cookie, pid/tgid, cgroup id, map ops), so the
+ * project's own licence string is accepted by the kernel. */
+char LICENSE[] SEC("license") = "Apache-2.0";
