@@ -75,20 +75,9 @@ impl Action {
 
     /// (namespace, action id): `Net::Action::"Connect"` is ("Net", "Connect").
     pub fn parts(self) -> (&'static str, &'static str) {
-        match self {
-            Action::NetConnect => ("Net", "Connect"),
-            Action::DnsResolve => ("Dns", "Resolve"),
-            Action::HttpRequest => ("Http", "Request"),
-            Action::FileRead => ("File", "Read"),
-            Action::FileWrite => ("File", "Write"),
-            Action::FileCreate => ("File", "Create"),
-            Action::FileDelete => ("File", "Delete"),
-            Action::FileExec => ("File", "Exec"),
-            Action::McpCallTool => ("Mcp", "CallTool"),
-            Action::McpReadResource => ("Mcp", "ReadResource"),
-            Action::McpGetPrompt => ("Mcp", "GetPrompt"),
-            Action::McpListTools => ("Mcp", "ListTools"),
-        }
+        let text = self.cedar_str();
+        let (namespace, id) = text.split_once("::Action::").unwrap_or((text, ""));
+        (namespace, id.trim_matches('"'))
     }
 
     /// The Cedar spelling: `Net::Action::"Connect"`.
