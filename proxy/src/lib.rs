@@ -1,9 +1,30 @@
-//! Bridle's transparent proxy (not built yet: issues 3 and 4).
+//! Bridle's transparent TCP proxy: every guarded TCP connection the
+//! redirector sends here is named, decided by the engine, audited, and then
+//! either refused at once or spliced to its original destination.
 //!
-//! Will own: accepting connections the redirector sends here, recovering
-//! their original destination, TLS interception with Bridle's CA, HTTP/1.1
-//! and HTTP/2 inspection, the upstream pool, and the DNS resolver. Every
-//! connection and request becomes an `engine::Event` decided by the engine.
+//! Owns, one module per stage of a connection, composed in [`server`]:
+//! [`origin`] (the original destination the redirector recorded, and the
+//! name the resolver learned for its IP) → [`detect`] (TLS ClientHello →
+//! SNI, HTTP/1.x → `Host`, silence → server-speaks-first, else opaque) →
+//! [`decide`] (one `net.connect` event per connection, named by SNI, else
+//! Host, else DNS, else IP) → [`forward`] (connect and splice).
 //!
-//! Must never: let guarded traffic through when a decision cannot be made,
-//! use the agent's CA for upstream verification, or log secrets.
+//! Entry points: [`Proxy::bind`] and [`Proxy::run`]; [`StaticOrigins`] is
+//! the fake original-destination source for tests.
+//!
+//! Must never: connect anywhere but the recorded original destination (a
+//! name from SNI or Host only selects policy), forward a connection with no
+//! recorded original destination or without a permitting decision, log
+//! payloads, headers or secrets, or use the agent's CA upstream. TLS
+//! interception, HTTP inspection and the DNS resolver come later (issue 4).
+
+pub mod decide;
+pub mod detect;
+pub mod error;
+pub mod forward;
+pub mod origin;
+pub mod server;
+
+pub use error::{Error, Result};
+pub use origin::{OriginalDestinations, StaticOrigins};
+pub use server::{Proxy, ProxyConfig};

@@ -1,0 +1,173 @@
+//! Stage 3: name the destination, ask the engine, record the answer.
+//!
+//! The name comes from the SNI, else the `Host` header, else the name
+//! Bridle's resolver answered with the original IP, else the IP itself. The
+//! name only ever selects policy: the forward stage always connects to the
+//! original destination, so lying in SNI or Host cannot reach another host.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bridle_engine::audit::{AuditEntry, AuditLog};
+use bridle_engine::authorizer::Authorizer;
+use bridle_engine::decision::{Decision, Effect};
+use bridle_engine::event::{Connect, Event, EventKind, NamedBy, Transport};
+
+use crate::detect::Protocol;
+
+/// The reason recorded when an `ask` verdict is refused for now.
+pub const ASK_REASON: &str = "held for approval: approvals arrive with the console";
+
+/// Decides connections for one session and audits every decision.
+#[derive(Debug)]
+pub struct Decider {
+    authorizer: Arc<Authorizer>,
+    audit: Option<Arc<AuditLog>>,
+    session: String,
+    principal: String,
+    audit_failures: AtomicU64,
+}
+
+/// What was decided for one connection.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub event: Event,
+    /// The decision as enforced (an `ask` arrives here as a deny).
+    pub decision: Decision,
+}
+
+impl Verdict {
+    /// Whether the connection may be forwarded.
+    pub fn permits(&self) -> bool {
+        self.decision.decided && self.decision.effect.permits()
+    }
+}
+
+impl Decider {
+    pub fn new(
+        authorizer: Arc<Authorizer>,
+        audit: Option<Arc<AuditLog>>,
+        session: impl Into<String>,
+        principal: impl Into<String>,
+    ) -> Self {
+        Decider {
+            authorizer,
+            audit,
+            session: session.into(),
+            principal: principal.into(),
+            audit_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Decides a connection to `dst` whose first bytes were `protocol`;
+    /// `dns_name` is what the resolver learned for `dst`'s IP.
+    pub fn decide(&self, dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Verdict {
+        let event = Event::now(&self.session, &self.principal, EventKind::Connect(connect(dst, protocol, dns_name)));
+        let decision = enforced(self.authorizer.decide(&event));
+        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
+        Verdict { event, decision }
+    }
+
+    /// Records a notice (e.g. a connection refused before any decision).
+    pub fn notice(&self, level: &str, message: String) {
+        self.record(AuditEntry::Notice { component: "proxy".into(), level: level.into(), message });
+    }
+
+    /// Audit appends that failed (each also logged). The connection is still
+    /// decided: the audit store keeps its own drop count for the operator.
+    pub fn audit_failures(&self) -> u64 {
+        self.audit_failures.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, entry: AuditEntry) {
+        let Some(audit) = &self.audit else { return };
+        // `append` buffers in memory; it writes the file itself only every
+        // 256 KiB, which is short enough to do inline on the runtime.
+        if let Err(error) = audit.append(entry) {
+            self.audit_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "cannot append the connection decision to the audit log");
+        }
+    }
+}
+
+/// The decision the proxy enforces for what the engine answered.
+fn enforced(mut decision: Decision) -> Decision {
+    if !decision.decided {
+        // No policy request was built for the event: nothing permits it.
+        decision.effect = Effect::Deny;
+        decision.decided = true;
+        decision.reason = Some("no decision could be made for this connection".into());
+    }
+    if decision.effect == Effect::Ask {
+        // Approvals need the console (not built yet): hold = refuse, fail
+        // closed, and say why so the agent and the operator can tell.
+        decision.effect = Effect::Deny;
+        decision.reason = Some(match decision.reason.take() {
+            Some(reason) => format!("{ASK_REASON} ({reason})"),
+            None => ASK_REASON.to_string(),
+        });
+    }
+    decision
+}
+
+/// The `net.connect` event detail for a connection.
+pub fn connect(dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Connect {
+    let (sni, host, tls) = match protocol {
+        Protocol::Tls { sni } => (sni.clone(), None, true),
+        Protocol::Http { host } => (None, host.clone(), false),
+        Protocol::Malformed { tls, .. } => (None, None, *tls),
+        Protocol::ServerSpeaksFirst | Protocol::Opaque => (None, None, false),
+    };
+    let (name, named_by) = name(sni.clone(), host, dns_name);
+    Connect { proto: Transport::Tcp, ip: Some(dst.ip()), port: dst.port(), name, named_by, sni, tls }
+}
+
+/// The first real name in order SNI, Host, DNS; an IP literal in any of
+/// them names nothing the IP does not already say, so it is skipped.
+fn name(sni: Option<String>, host: Option<String>, dns: Option<String>) -> (Option<String>, NamedBy) {
+    let candidates = [(sni, NamedBy::Sni), (host, NamedBy::HostHeader), (dns, NamedBy::Dns)];
+    candidates
+        .into_iter()
+        .find_map(|(name, by)| name.filter(|n| n.parse::<IpAddr>().is_err()).map(|n| (Some(n), by)))
+        .unwrap_or((None, NamedBy::Ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dst() -> SocketAddr {
+        "198.51.100.7:443".parse().expect("addr")
+    }
+
+    #[test]
+    fn sni_beats_host_beats_dns_beats_ip() {
+        let tls = Protocol::Tls { sni: Some("a.test".into()) };
+        let c = connect(dst(), &tls, Some("dns.test".into()));
+        assert_eq!((c.name.as_deref(), c.named_by, c.tls), (Some("a.test"), NamedBy::Sni, true));
+        let http = Protocol::Http { host: Some("h.test".into()) };
+        assert_eq!(connect(dst(), &http, Some("dns.test".into())).named_by, NamedBy::HostHeader);
+        let c = connect(dst(), &Protocol::Opaque, Some("dns.test".into()));
+        assert_eq!((c.name.as_deref(), c.named_by), (Some("dns.test"), NamedBy::Dns));
+        let c = connect(dst(), &Protocol::ServerSpeaksFirst, None);
+        assert_eq!((c.name, c.named_by, c.ip), (None, NamedBy::Ip, Some(dst().ip())));
+    }
+
+    #[test]
+    fn ip_literal_names_are_skipped() {
+        let tls = Protocol::Tls { sni: Some("10.0.0.1".into()) };
+        let c = connect(dst(), &tls, None);
+        assert_eq!((c.name, c.named_by, c.sni.as_deref()), (None, NamedBy::Ip, Some("10.0.0.1")));
+    }
+
+    #[test]
+    fn ask_and_undecided_are_enforced_as_deny() {
+        let ask = Decision { effect: Effect::Ask, reason: Some("unknown host".into()), ..Decision::observation(1) };
+        let ask = enforced(Decision { decided: true, ..ask });
+        assert_eq!(ask.effect, Effect::Deny);
+        assert_eq!(ask.reason.as_deref(), Some("held for approval: approvals arrive with the console (unknown host)"));
+        let none = enforced(Decision::observation(1));
+        assert_eq!((none.effect, none.decided), (Effect::Deny, true));
+    }
+}

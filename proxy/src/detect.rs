@@ -1,0 +1,138 @@
+//! Stage 2: read the client's first bytes and say what they are.
+//!
+//! The bytes are consumed, not peeked with `MSG_PEEK`: the forward stage
+//! writes them upstream before splicing, which keeps a ClientHello split
+//! across several TCP segments simple to reassemble. Detection is bounded in
+//! time (one deadline for the whole read, so a client trickling bytes cannot
+//! stretch it) and in size.
+
+mod http;
+mod reader;
+mod tls;
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::time::{Instant, timeout_at};
+
+/// How long and how much detection may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetectLimits {
+    /// The whole detection window, from accept.
+    pub window: Duration,
+    /// The most bytes read before giving up (ClientHello or HTTP head).
+    pub max_bytes: usize,
+}
+
+/// What the first bytes were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// A complete, well-formed TLS ClientHello; `sni` is its server name.
+    Tls { sni: Option<String> },
+    /// A complete HTTP/1.x request head; `host` is its `Host` (no port).
+    Http { host: Option<String> },
+    /// The client sent nothing within the window (SSH, SMTP, databases…).
+    ServerSpeaksFirst,
+    /// Bytes that are neither TLS nor HTTP.
+    Opaque,
+    /// It started like TLS (`tls`) or HTTP but was broken, truncated, too
+    /// large or too slow to arrive within the window.
+    Malformed { tls: bool, reason: &'static str },
+}
+
+/// The detection result and the bytes read to reach it (to be replayed
+/// upstream first).
+#[derive(Clone, Debug)]
+pub struct Detected {
+    pub protocol: Protocol,
+    pub bytes: Vec<u8>,
+}
+
+/// One step of an incremental parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Parse<T> {
+    Done(T),
+    NeedMore,
+    /// Not this protocol at all.
+    NotThis,
+    Invalid(&'static str),
+}
+
+/// Why reading stopped before the bytes could be classified.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Window,
+    Eof,
+    Full,
+}
+
+const READ_CHUNK: usize = 4096;
+
+/// Reads from `io` until the first bytes are classified, the window closes,
+/// the client stops sending, or `max_bytes` are read.
+pub async fn detect<R: AsyncRead + Unpin>(io: &mut R, limits: DetectLimits) -> io::Result<Detected> {
+    let deadline = Instant::now() + limits.window;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        if let Some(protocol) = classify(&bytes, limits.max_bytes) {
+            return Ok(Detected { protocol, bytes });
+        }
+        let room = limits.max_bytes.saturating_sub(bytes.len()).min(READ_CHUNK);
+        if room == 0 {
+            return Ok(give_up(bytes, Stop::Full));
+        }
+        let n = match timeout_at(deadline, io.read(&mut chunk[..room])).await {
+            Err(_elapsed) => return Ok(give_up(bytes, Stop::Window)),
+            Ok(read) => read?,
+        };
+        if n == 0 {
+            return Ok(give_up(bytes, Stop::Eof));
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Classifies what has arrived so far; `None` means "wait for more".
+pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
+    let first = *bytes.first()?;
+    if first == tls::HANDSHAKE_RECORD {
+        return match tls::client_hello_sni(bytes, max_bytes) {
+            Parse::Done(sni) => Some(Protocol::Tls { sni }),
+            Parse::NeedMore => None,
+            Parse::NotThis => Some(Protocol::Opaque),
+            Parse::Invalid(reason) => Some(Protocol::Malformed { tls: true, reason }),
+        };
+    }
+    match http::request_host(bytes, max_bytes) {
+        Parse::Done(host) => Some(Protocol::Http { host }),
+        Parse::NeedMore => None,
+        Parse::NotThis => Some(Protocol::Opaque),
+        Parse::Invalid(reason) => Some(Protocol::Malformed { tls: false, reason }),
+    }
+}
+
+/// The verdict when reading stopped with the bytes still unclassified.
+fn give_up(bytes: Vec<u8>, stop: Stop) -> Detected {
+    let protocol = match (bytes.first(), stop) {
+        (None, _) => Protocol::ServerSpeaksFirst,
+        (Some(&tls::HANDSHAKE_RECORD), Stop::Full) => {
+            Protocol::Malformed { tls: true, reason: "ClientHello larger than the detection bound" }
+        }
+        (Some(&tls::HANDSHAKE_RECORD), _) => Protocol::Malformed {
+            tls: true,
+            reason: "ClientHello incomplete when the client stopped or the window closed",
+        },
+        (Some(_), Stop::Full) => Protocol::Malformed { tls: false, reason: "HTTP request head larger than the bound" },
+        (Some(_), _) => Protocol::Malformed {
+            tls: false,
+            reason: "HTTP request head incomplete when the client stopped or the window closed",
+        },
+    };
+    Detected { protocol, bytes }
+}
+
+#[cfg(test)]
+mod tests;

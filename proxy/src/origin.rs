@@ -1,0 +1,108 @@
+//! Where a redirected connection was originally going.
+//!
+//! The redirector rewrites a guarded `connect()` to the proxy listener and
+//! records the original destination keyed by the client's local address,
+//! which is what the proxy's `accept()` returns as the peer. The proxy asks
+//! an [`OriginalDestinations`] source for it; tests use [`StaticOrigins`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+
+use bridle_redirector_ebpf::{OrigDst, Proto, Redirector};
+
+/// A source of original destinations (and of names learned for IPs).
+pub trait OriginalDestinations: Send + Sync {
+    /// The original destination of the connection whose client address is
+    /// `peer`, or `None` when nothing was recorded (the connection did not
+    /// come through the redirector and must be refused).
+    fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr>;
+
+    /// The name Bridle's resolver answered with `ip`, if one is known and
+    /// still valid. Used to name connections that carry no SNI or Host.
+    fn name_for(&self, ip: IpAddr) -> Option<String> {
+        let _ = ip;
+        None
+    }
+}
+
+impl OriginalDestinations for Redirector {
+    fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
+        tcp_destination(self.original_destination_by_peer(peer)?)
+    }
+}
+
+/// The address to splice to for a recorded destination.
+fn tcp_destination(orig: OrigDst) -> Option<SocketAddr> {
+    // Only TCP entries belong to this listener; a UDP entry for the same
+    // peer would be a DNS socket, never something to splice.
+    if orig.proto != Proto::Tcp {
+        return None;
+    }
+    // An IPv6 socket's v4-mapped destination is the IPv4 host it reaches.
+    Some(SocketAddr::new(orig.addr.ip().to_canonical(), orig.addr.port()))
+}
+
+/// A fixed table of original destinations and names: the fake source the
+/// tests use instead of the kernel.
+#[derive(Debug, Default)]
+pub struct StaticOrigins {
+    destinations: Mutex<HashMap<SocketAddr, SocketAddr>>,
+    names: Mutex<HashMap<IpAddr, String>>,
+}
+
+impl StaticOrigins {
+    /// An empty table: every lookup fails.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the client at `peer` was originally going to `dst`.
+    pub fn insert(&self, peer: SocketAddr, dst: SocketAddr) {
+        self.destinations.lock().unwrap_or_else(PoisonError::into_inner).insert(peer, dst);
+    }
+
+    /// Records that the resolver answered `name` with `ip`.
+    pub fn insert_name(&self, ip: IpAddr, name: impl Into<String>) {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).insert(ip, name.into());
+    }
+}
+
+impl OriginalDestinations for StaticOrigins {
+    fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
+        self.destinations.lock().unwrap_or_else(PoisonError::into_inner).get(&peer).copied()
+    }
+
+    fn name_for(&self, ip: IpAddr) -> Option<String> {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orig(addr: &str, proto: Proto) -> OrigDst {
+        OrigDst { addr: addr.parse().expect("addr"), proto, pid: 1, cgroup_id: 1 }
+    }
+
+    #[test]
+    fn redirector_entries_become_canonical_tcp_destinations() {
+        let mapped = orig("[::ffff:198.51.100.7]:443", Proto::Tcp);
+        assert_eq!(tcp_destination(mapped), Some("198.51.100.7:443".parse().expect("addr")));
+        let v6 = orig("[2001:db8::7]:22", Proto::Tcp);
+        assert_eq!(tcp_destination(v6), Some("[2001:db8::7]:22".parse().expect("addr")));
+        assert_eq!(tcp_destination(orig("198.51.100.7:53", Proto::Udp)), None);
+    }
+
+    #[test]
+    fn static_origins_answer_what_was_inserted() {
+        let origins = StaticOrigins::new();
+        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        assert_eq!(origins.lookup(peer), None);
+        origins.insert(peer, "198.51.100.7:443".parse().expect("addr"));
+        origins.insert_name("198.51.100.7".parse().expect("ip"), "a.test");
+        assert_eq!(origins.lookup(peer), Some("198.51.100.7:443".parse().expect("addr")));
+        assert_eq!(origins.name_for("198.51.100.7".parse().expect("ip")).as_deref(), Some("a.test"));
+    }
+}

@@ -1,0 +1,212 @@
+//! The proxy: one accept loop, one task per connection, and the stages of a
+//! connection composed top to bottom in [`handle`]:
+//! accept (original destination) → detect → decide → forward.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridle_engine::audit::AuditLog;
+use bridle_engine::authorizer::Authorizer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tracing::{Instrument as _, field};
+
+use crate::decide::Decider;
+use crate::detect::{DetectLimits, Protocol, detect};
+use crate::error::{Error, Result};
+use crate::forward::{connect_upstream, splice};
+use crate::origin::OriginalDestinations;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How the proxy listens and how long each stage may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The listener the redirector sends guarded connections to.
+    pub listen: SocketAddr,
+    /// How long to wait for the client's first bytes (SNI/Host) before
+    /// deciding as server-speaks-first; one deadline for the whole read.
+    pub peek_timeout: Duration,
+    /// How long connecting to the original destination may take.
+    pub connect_timeout: Duration,
+    /// Close a spliced connection when neither side sent anything this long
+    /// (zero: never).
+    pub idle_timeout: Duration,
+    /// The most bytes read while detecting (ClientHello or HTTP head).
+    pub max_header_bytes: usize,
+}
+
+impl ProxyConfig {
+    /// Defaults on `listen`: 1 s detection window (short, because
+    /// server-speaks-first clients wait it out), 10 s connect, 10 min idle,
+    /// 64 KiB of first bytes.
+    pub fn new(listen: SocketAddr) -> Self {
+        ProxyConfig {
+            listen,
+            peek_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A bound proxy, ready to [`run`](Proxy::run).
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// What every connection task reads.
+struct Shared {
+    config: ProxyConfig,
+    local: SocketAddr,
+    session: String,
+    origins: Arc<dyn OriginalDestinations>,
+    decider: Arc<Decider>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Binds the listener. Connections are decided as `Agent::"<principal>"`
+    /// in `session` and audited to `audit` when given.
+    pub async fn bind(
+        config: ProxyConfig,
+        origins: Arc<dyn OriginalDestinations>,
+        authorizer: Arc<Authorizer>,
+        audit: Option<Arc<AuditLog>>,
+        session: &str,
+        principal: &str,
+    ) -> Result<Proxy> {
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let local = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let decider = Arc::new(Decider::new(authorizer, audit, session, principal));
+        let shared = Arc::new(Shared { config, local, session: session.to_string(), origins, decider });
+        Ok(Proxy { listener, shared })
+    }
+
+    /// The address actually bound (the port, when `listen` asked for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// The decider, for its counters.
+    pub fn decider(&self) -> Arc<Decider> {
+        Arc::clone(&self.shared.decider)
+    }
+
+    /// Accepts until `shutdown` resolves, then aborts the connections still
+    /// open (their sockets close; nothing is left half-proxied).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((client, peer)) => {
+                        tasks.spawn(serve(Arc::clone(&self.shared), client, peer));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(error) = joined {
+                        tracing::error!(%error, "connection task failed");
+                    }
+                }
+            }
+        }
+        tasks.shutdown().await;
+    }
+}
+
+/// One connection, inside its span (peer, original destination, SNI).
+async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
+    let span =
+        tracing::info_span!("conn", %peer, session = %shared.session, orig_dst = field::Empty, sni = field::Empty);
+    handle(&shared, client, peer).instrument(span).await;
+}
+
+/// The stages of one connection, top to bottom.
+async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
+    // accept: where was it going?
+    let Some(dst) = original_destination(shared, peer) else {
+        return refuse(client);
+    };
+    tracing::Span::current().record("orig_dst", field::display(dst));
+    // detect: what does it say first?
+    let limits = DetectLimits { window: shared.config.peek_timeout, max_bytes: shared.config.max_header_bytes };
+    let detected = match detect(&mut client, limits).await {
+        Ok(detected) => detected,
+        Err(source) => {
+            tracing::debug!(error = %Error::Peek { peer, source }, "client gone before detection");
+            return refuse(client);
+        }
+    };
+    if let Protocol::Tls { sni: Some(sni) } = &detected.protocol {
+        tracing::Span::current().record("sni", sni.as_str());
+    }
+    // decide: may it go there?
+    let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip()));
+    if !verdict.permits() {
+        tracing::info!(reason = verdict.decision.reason.as_deref().unwrap_or("default deny"), "connection denied");
+        return refuse(client);
+    }
+    // forward: to the original destination only.
+    let upstream = match connect_upstream(dst, shared.config.connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            tracing::info!(%error, "upstream unreachable");
+            return refuse(client);
+        }
+    };
+    match splice(client, upstream, dst, &detected.bytes, shared.config.idle_timeout).await {
+        Ok(relayed) => tracing::debug!(relayed.to_upstream, relayed.to_client, "connection closed"),
+        Err(error) => tracing::debug!(%error, "connection ended"),
+    }
+}
+
+/// The recorded original destination, or `None` (audited) when there is
+/// none or it points back at this listener (a loop).
+fn original_destination(shared: &Shared, peer: SocketAddr) -> Option<SocketAddr> {
+    let Some(dst) = shared.origins.lookup(peer) else {
+        tracing::warn!("no recorded original destination; refused");
+        let message = format!("connection from {peer} has no recorded original destination; refused");
+        shared.decider.notice("warn", message);
+        return None;
+    };
+    if is_self(shared.local, dst) {
+        tracing::warn!(%dst, "original destination is the proxy itself; refused");
+        shared.decider.notice("warn", format!("connection from {peer} to the proxy's own listener {dst}; refused"));
+        return None;
+    }
+    Some(dst)
+}
+
+fn is_self(local: SocketAddr, dst: SocketAddr) -> bool {
+    let same_ip = dst.ip() == local.ip() || (local.ip().is_unspecified() && dst.ip().is_loopback());
+    same_ip && dst.port() == local.port()
+}
+
+/// Closes the client at once with a reset, so the agent sees a refused
+/// connection rather than an empty answer it might retry or misread.
+fn refuse(client: TcpStream) {
+    if let Err(error) = client.set_zero_linger() {
+        tracing::debug!(%error, "cannot set SO_LINGER 0; closing normally");
+    }
+    drop(client);
+}
