@@ -21,6 +21,9 @@ declare -A NEED=(
   [clang]=clang        # redirector-ebpf: builds the eBPF programs (-target bpf)
   [ip]=iproute2        # redirector-ebpf kernel test: ip netns
   [python3]=python3    # redirector-ebpf kernel test: the guarded client
+  [nsenter]=util-linux # bridle run test: enter the test netns, keep host mounts (also runuser, setsid)
+  [pgrep]=procps       # bridle run test: no guarded process outlives its session
+  [dig]=dnsutils       # DNS resolver tests: the real dig client
 )
 
 install_missing() {

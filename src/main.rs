@@ -5,6 +5,7 @@
 //! denial the user asked about, 2 usage or input error).
 
 mod cli;
+mod host;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,13 @@ enum Command {
     /// Verify and query the tamper-evident audit log.
     #[command(subcommand)]
     Audit(cli::audit::AuditCmd),
+    /// Run a command with every connection it makes redirected to Bridle and
+    /// decided by policy (needs root; the command runs as the sudo user).
+    Run(host::RunArgs),
+    /// Internal: the last step before a guarded command (join its cgroup,
+    /// drop privileges, exec).
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec(host::SandboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +45,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Policy(cmd) => cli::policy::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cmd),
+        Command::Run(args) => host::run(args),
+        Command::SandboxExec(args) => host::sandbox_exec(args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bridle: {}", describe(&error));

@@ -16,10 +16,11 @@
 //! name from SNI or Host only selects policy), forward a connection with no
 //! recorded original destination or without a permitting decision, log
 //! payloads, headers or secrets, or use the agent's CA upstream. TLS
-//! interception, HTTP inspection and the DNS resolver come later (issue 4).
+//! interception and HTTP inspection come later (issue 4); [`dns`] is the resolver.
 
 pub mod decide;
 pub mod detect;
+pub mod dns;
 pub mod error;
 pub mod forward;
 pub mod origin;

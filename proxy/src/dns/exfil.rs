@@ -1,0 +1,195 @@
+//! Flags exfiltration-shaped queries so policies can forbid them.
+//!
+//! These are heuristics, not proof: a flag only puts a marker in the
+//! event's context, and what happens is the policy's call.
+//!
+//! Data smuggled out through DNS has a shape: long labels (an encoded
+//! chunk per label), random-looking labels (base32/hex/base64 encodings),
+//! or many TXT queries in a burst (TXT carries the most data back). The
+//! flags go in the event's `context.flags`; the policy decides.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Flag: a label longer than [`ExfilThresholds::max_label`] or a name
+/// longer than [`ExfilThresholds::max_name`].
+pub const LONG_LABEL: &str = "long-label";
+/// Flag: a label of at least [`ExfilThresholds::entropy_min_len`] chars
+/// whose Shannon entropy exceeds [`ExfilThresholds::entropy_bits`].
+pub const HIGH_ENTROPY: &str = "high-entropy";
+/// Flag: more than [`ExfilThresholds::txt_per_window`] TXT queries within
+/// [`ExfilThresholds::txt_window`].
+pub const TXT_FLOOD: &str = "txt-flood";
+
+/// The heuristics' thresholds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExfilThresholds {
+    /// Longest ordinary label (DNS allows 63). Default 40.
+    pub max_label: usize,
+    /// Longest ordinary name, dots included, no trailing dot. Default 150.
+    pub max_name: usize,
+    /// Shortest label the entropy test looks at; shorter labels carry too
+    /// few characters for entropy to mean anything. Default 16.
+    pub entropy_min_len: usize,
+    /// Bits per character above which any long label looks random.
+    /// Default 4.0: long English-like labels stay under it
+    /// (`objects-githubusercontent` 3.65, `marketplace-visualstudio` 3.89,
+    /// `copilot-proxy-githubusercontent` 3.92), while 24+ random base32 or
+    /// base36 characters average 3.96–4.2 and base64-like ones more.
+    pub entropy_bits: f64,
+    /// The lower bar for labels with at least [`Self::entropy_digits`]
+    /// digits. Default 3.0. Encodings (hex, base32, base36) mix in digits
+    /// that hostnames rarely have, but hex tops out at 4 bits and 16 random
+    /// hex characters average only about 3.2, so entropy alone misses them.
+    /// IP-shaped labels (`ip-172-31-22-155`, 2.8) stay under this bar.
+    pub entropy_bits_with_digits: f64,
+    /// Digits that make a label use the lower bar. Default 3, so
+    /// `s3-us-west-2-amazonaws` and `windows10-update-cdn` (two each) do not.
+    pub entropy_digits: usize,
+    /// TXT queries tolerated per window, across all clients. Default 20.
+    pub txt_per_window: usize,
+    /// The sliding window for TXT queries. Default one second.
+    pub txt_window: Duration,
+}
+
+impl Default for ExfilThresholds {
+    fn default() -> Self {
+        ExfilThresholds {
+            max_label: 40,
+            max_name: 150,
+            entropy_min_len: 16,
+            entropy_bits: 4.0,
+            entropy_bits_with_digits: 3.0,
+            entropy_digits: 3,
+            txt_per_window: 20,
+            txt_window: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The stateful part: recent TXT query times.
+#[derive(Debug)]
+pub struct ExfilDetector {
+    thresholds: ExfilThresholds,
+    txt_times: Mutex<VecDeque<Instant>>,
+}
+
+impl ExfilDetector {
+    pub fn new(thresholds: ExfilThresholds) -> Self {
+        ExfilDetector { thresholds, txt_times: Mutex::new(VecDeque::new()) }
+    }
+
+    /// The flags for a query of `labels` (wire labels, root excluded) and
+    /// `qtype` arriving at `now`.
+    pub fn flags(&self, labels: &[&[u8]], qtype: &str, now: Instant) -> Vec<String> {
+        let t = &self.thresholds;
+        let mut flags = Vec::new();
+        let name_len = labels.iter().map(|l| l.len()).sum::<usize>() + labels.len().saturating_sub(1);
+        if name_len > t.max_name || labels.iter().any(|l| l.len() > t.max_label) {
+            flags.push(LONG_LABEL.to_string());
+        }
+        if labels.iter().any(|l| self.looks_random(l)) {
+            flags.push(HIGH_ENTROPY.to_string());
+        }
+        if qtype == "TXT" && self.txt_flooding(now) {
+            flags.push(TXT_FLOOD.to_string());
+        }
+        flags
+    }
+
+    /// The `high-entropy` test for one label (see [`ExfilThresholds`]).
+    fn looks_random(&self, label: &[u8]) -> bool {
+        let t = &self.thresholds;
+        if label.len() < t.entropy_min_len {
+            return false;
+        }
+        let bits = shannon_bits(label);
+        let digits = label.iter().filter(|b| b.is_ascii_digit()).count();
+        bits > t.entropy_bits || (digits >= t.entropy_digits && bits > t.entropy_bits_with_digits)
+    }
+
+    /// Records a TXT query at `now`; true when the window now holds more
+    /// than allowed. The deque is bounded by the threshold plus one, so a
+    /// flood cannot grow memory.
+    fn txt_flooding(&self, now: Instant) -> bool {
+        let t = &self.thresholds;
+        let mut times = self.txt_times.lock().unwrap_or_else(PoisonError::into_inner);
+        while times.front().is_some_and(|first| now.saturating_duration_since(*first) >= t.txt_window) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        while times.len() > t.txt_per_window.saturating_add(1) {
+            times.pop_front();
+        }
+        times.len() > t.txt_per_window
+    }
+}
+
+/// Shannon entropy of `label` in bits per character, case-folded so that
+/// 0x20-randomised names do not look random.
+pub fn shannon_bits(label: &[u8]) -> f64 {
+    if label.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for byte in label {
+        counts[usize::from(byte.to_ascii_lowercase())] += 1;
+    }
+    let len = label.len() as f64;
+    counts.iter().filter(|&&c| c > 0).map(|&c| f64::from(c) / len).map(|p| -p * p.log2()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(name: &str) -> Vec<&[u8]> {
+        name.split('.').map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn ordinary_names_are_not_flagged() {
+        let d = ExfilDetector::new(ExfilThresholds::default());
+        let names = [
+            "allowed.test",
+            "releases-download.github.com",
+            "marketplace-visualstudio.example",
+            "copilot-proxy-githubusercontent.example",
+            "s3-us-west-2-amazonaws.example",
+            "ip-172-31-22-155.example",
+        ];
+        for name in names {
+            assert!(d.flags(&labels(name), "A", Instant::now()).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn long_label_long_name_and_entropy() {
+        let d = ExfilDetector::new(ExfilThresholds::default());
+        let long = format!("{}.allowed.test", "a".repeat(41));
+        assert_eq!(d.flags(&labels(&long), "A", Instant::now()), [LONG_LABEL]);
+        let many = ["abcdefghij"; 15].join(".");
+        assert_eq!(d.flags(&labels(&many), "A", Instant::now()), [LONG_LABEL]);
+        for random in ["a8f3k2q9z7x1m4b6", "9f86d081884c7d65", "mfrggzdfmztwq2lknnwg23tpobyxe4"] {
+            let name = format!("{random}.allowed.test");
+            assert_eq!(d.flags(&labels(&name), "A", Instant::now()), [HIGH_ENTROPY], "{random}");
+        }
+        assert!((shannon_bits(b"abcdefghijklmnop") - 4.0).abs() < 1e-9);
+        assert!(shannon_bits(b"AaAaAaAa") < 1e-9, "case-folded");
+    }
+
+    #[test]
+    fn txt_flood_uses_a_sliding_window() {
+        let thresholds = ExfilThresholds { txt_per_window: 3, ..ExfilThresholds::default() };
+        let d = ExfilDetector::new(thresholds);
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        for ms in [0, 100, 200] {
+            assert!(d.flags(&labels("txt.test"), "TXT", at(ms)).is_empty());
+        }
+        assert_eq!(d.flags(&labels("txt.test"), "TXT", at(300)), [TXT_FLOOD]);
+        assert!(d.flags(&labels("txt.test"), "A", at(310)).is_empty(), "A queries do not count");
+        assert!(d.flags(&labels("txt.test"), "TXT", at(2000)).is_empty(), "the window slid");
+    }
+}

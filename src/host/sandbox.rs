@@ -1,0 +1,56 @@
+//! The last step before the guarded command: join the session's cgroup,
+//! set `no_new_privs`, drop to the target user, exec.
+//!
+//! It runs as a fresh `bridle __sandbox-exec` process (not in a `pre_exec`
+//! hook) so every step is ordinary safe code, and so the process is inside
+//! the cgroup before the command's first instruction: nothing it or its
+//! children ever do escapes redirection.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+
+/// Arguments of the internal `__sandbox-exec` step.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    /// The session's cgroup v2 directory.
+    #[arg(long)]
+    pub cgroup: PathBuf,
+    /// Drop to this uid (and `--gid`); absent means stay root.
+    #[arg(long, requires = "gid")]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Joins the cgroup, drops privileges and execs; returns only on failure.
+pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+    let procs = args.cgroup.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string())
+        .with_context(|| format!("joining the session cgroup ({})", procs.display()))?;
+    nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
+    if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
+        drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
+    }
+    let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
+    let error = std::process::Command::new(program).args(rest).exec();
+    bail!("cannot run {program}: {error}")
+}
+
+/// Leaves root for good: no supplementary groups, then gid, then uid (the
+/// uid change from 0 clears every capability), then proves it cannot return.
+fn drop_to(uid: Uid, gid: Gid) -> anyhow::Result<()> {
+    setgroups(&[gid]).context("clearing supplementary groups")?;
+    setgid(gid).with_context(|| format!("setgid {gid}"))?;
+    setuid(uid).with_context(|| format!("setuid {uid}"))?;
+    if setuid(Uid::from_raw(0)).is_ok() {
+        bail!("still able to regain root after dropping privileges; refusing to run the command");
+    }
+    Ok(())
+}

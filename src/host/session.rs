@@ -1,0 +1,287 @@
+//! One `bridle run` session, start to finish.
+//!
+//! Order matters for failing closed: the resolver and the proxy are
+//! listening before the
+//! programs are attached, the programs are attached before the command
+//! exists, and on the way out the command's whole cgroup is killed before
+//! the programs are detached, so no guarded process ever runs unredirected.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, ExitStatus};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
+use bridle_engine::authorizer::Authorizer;
+use bridle_engine::config::Config;
+use bridle_proxy::dns::{DnsServer, NameMap, ResolverConfig};
+use bridle_proxy::{OriginalDestinations, Proxy, ProxyConfig};
+use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::user::{self, Target};
+use crate::cli::settings::DecideArgs;
+
+/// `bridle run [OPTIONS] -- CMD ARGS…`
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub decide: DecideArgs,
+    /// Run the command as this user (name or uid). Default: the user who
+    /// invoked sudo (SUDO_UID/SUDO_GID).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Allow the command to run as root (it could then undo the guardrail).
+    #[arg(long)]
+    pub allow_root: bool,
+    /// Audit log (default: the config's [audit] path).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// The command to guard, and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Runs the command under guard and returns its exit status.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "bridle run needs root to attach its eBPF programs to a cgroup (CAP_BPF, CAP_NET_ADMIN, \
+             CAP_SYS_ADMIN); run it with sudo: the command itself then runs as you, not as root"
+        );
+    }
+    let config = args.decide.config()?.unwrap_or_default();
+    let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
+    let target = user::target(args.user.as_deref(), args.allow_root)?;
+    if target.is_none() {
+        eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user");
+    }
+    let audit_path = args.audit.clone().unwrap_or_else(|| config.audit.path.clone());
+    let options =
+        AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact: Vec::new() };
+    let audit = Arc::new(AuditLog::open(&audit_path, options).context("opening the audit log")?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let session = Session { config, authorizer, audit, target, command: args.command };
+    runtime.block_on(session.run())
+}
+
+struct Session {
+    config: Config,
+    authorizer: Arc<Authorizer>,
+    audit: Arc<AuditLog>,
+    target: Option<Target>,
+    command: Vec<String>,
+}
+
+impl Session {
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        let id = format!("run-{}", std::process::id());
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let resolver_config = ResolverConfig::from_dns_config(listen, &self.config.dns, Path::new("/etc/resolv.conf"))
+            .context("configuring the DNS resolver")?;
+        let dns = DnsServer::bind(resolver_config, Arc::clone(&self.authorizer), Some(Arc::clone(&self.audit)))
+            .await
+            .context("starting the DNS resolver")?;
+        let dns_port = dns.local_addr().port();
+        let origins = Arc::new(LateOrigins { redirector: RwLock::new(None), names: dns.names() });
+        let principal = self.config.project.name.clone();
+        let proxy = Proxy::bind(
+            ProxyConfig::new(listen),
+            Arc::clone(&origins) as Arc<dyn OriginalDestinations>,
+            Arc::clone(&self.authorizer),
+            Some(Arc::clone(&self.audit)),
+            &id,
+            &principal,
+        )
+        .await
+        .context("starting the proxy")?;
+        let guard = Guard::new(&id, Arc::clone(&origins))?;
+        guard.attach(proxy.local_addr().port(), dns_port)?;
+        self.notice(format!("session {id} started: {:?}", self.command));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let proxy_task = tokio::spawn(proxy.run(until_stopped(stopped.clone())));
+        let dns_task = tokio::spawn(dns.run(until_stopped(stopped)));
+        let status = self.run_command(guard.cgroup.path()).await;
+        guard.kill_all().await;
+        let _ = stop.send(true);
+        let _ = proxy_task.await;
+        let _ = dns_task.await;
+        guard.teardown()?;
+        let status = status?;
+        self.notice(format!("session {id} ended: {status}"));
+        self.audit.sync().context("syncing the audit log")?;
+        Ok(exit_code(status))
+    }
+
+    fn notice(&self, message: String) {
+        let entry = AuditEntry::Notice { component: "run".into(), level: "info".into(), message };
+        if let Err(error) = self.audit.append(entry) {
+            tracing::error!(%error, "could not audit a session notice");
+        }
+    }
+
+    /// Starts the command through `bridle __sandbox-exec` and waits for it,
+    /// forwarding the signals a terminal sends.
+    async fn run_command(&self, cgroup: &Path) -> anyhow::Result<ExitStatus> {
+        let exe = std::env::current_exe().context("locating the bridle executable")?;
+        let mut command = tokio::process::Command::new(exe);
+        command.arg("__sandbox-exec").arg("--cgroup").arg(cgroup);
+        if let Some(target) = &self.target {
+            command.arg("--uid").arg(target.uid.to_string()).arg("--gid").arg(target.gid.to_string());
+        }
+        command.arg("--").args(&self.command).env_clear().envs(self.environment());
+        let mut child = command.spawn().context("starting the command")?;
+        let pid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
+        let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+        let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+        loop {
+            let forward = tokio::select! {
+                status = child.wait() => return status.context("waiting for the command"),
+                _ = interrupt.recv() => Signal::SIGINT,
+                _ = terminate.recv() => Signal::SIGTERM,
+                _ = hangup.recv() => Signal::SIGHUP,
+            };
+            if let Some(pid) = pid {
+                let _ = kill(pid, forward);
+            }
+        }
+    }
+
+    /// The command's environment: only the forwarded variables, plus who it
+    /// runs as. Nothing else of Bridle's environment reaches the agent.
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .config
+            .env
+            .forward
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+            .collect();
+        if let Some(target) = &self.target {
+            env.retain(|(name, _)| !matches!(name.as_str(), "HOME" | "USER" | "LOGNAME"));
+            env.push(("HOME".into(), target.home.clone()));
+            env.push(("USER".into(), target.name.clone()));
+            env.push(("LOGNAME".into(), target.name.clone()));
+        }
+        env
+    }
+}
+
+/// 128 + signal for a command killed by a signal, like a shell.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The redirector, known only once the proxy port is: the proxy binds first
+/// and refuses every connection until the programs are attached. Names of
+/// raw-IP connects come from what the session's resolver answered.
+struct LateOrigins {
+    redirector: RwLock<Option<Redirector>>,
+    names: Arc<NameMap>,
+}
+
+impl OriginalDestinations for LateOrigins {
+    fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
+        self.redirector.read().ok()?.as_ref()?.lookup(peer)
+    }
+
+    fn name_for(&self, ip: IpAddr) -> Option<String> {
+        self.names.name_for(ip)
+    }
+}
+
+/// The session's kernel state; whatever happens, it is removed.
+struct Guard {
+    cgroup: Cgroup,
+    pins: PathBuf,
+    origins: Arc<LateOrigins>,
+    torn_down: bool,
+}
+
+impl Guard {
+    fn new(id: &str, origins: Arc<LateOrigins>) -> anyhow::Result<Guard> {
+        let cgroup = Cgroup::create(&format!("bridle/{id}")).context("creating the session cgroup")?;
+        let pins = Path::new(BPFFS_ROOT).join("bridle").join(id);
+        Ok(Guard { cgroup, pins, origins, torn_down: false })
+    }
+
+    fn attach(&self, proxy_port: u16, dns_port: u16) -> anyhow::Result<()> {
+        // The listeners are IPv4 only for now: IPv6 TCP and DNS are refused
+        // in the kernel (fail closed), IPv4-mapped IPv6 is redirected.
+        let config = RedirectConfig {
+            proxy_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, proxy_port),
+            proxy_ip6: None,
+            dns_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, dns_port),
+            dns_ip6: None,
+            own_ports: Vec::new(),
+        };
+        let redirector = Redirector::attach(&config, self.cgroup.path(), &self.pins)
+            .with_context(|| format!("attaching the redirector to {}", self.cgroup.path().display()))?;
+        let mut slot = self.origins.redirector.write().map_err(|_| anyhow::anyhow!("redirector slot poisoned"))?;
+        *slot = Some(redirector);
+        Ok(())
+    }
+
+    /// Kills everything left in the cgroup (double-forked daemons too) and
+    /// waits until it is empty.
+    async fn kill_all(&self) {
+        let path = self.cgroup.path();
+        if std::fs::write(path.join("cgroup.kill"), "1").is_err() {
+            for pid in procs(path) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        for _ in 0..100 {
+            if procs(path).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::error!(cgroup = %path.display(), "processes remain in the session cgroup");
+    }
+
+    /// Detaches and removes everything; on error, `Drop` still cleans up.
+    fn teardown(mut self) -> anyhow::Result<()> {
+        let redirector = self.origins.redirector.write().ok().and_then(|mut slot| slot.take());
+        if let Some(redirector) = redirector {
+            redirector.detach().context("detaching the redirector")?;
+        }
+        std::fs::remove_dir(self.cgroup.path())
+            .with_context(|| format!("removing the session cgroup {}", self.cgroup.path().display()))?;
+        self.torn_down = true;
+        Ok(())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        for pid in procs(self.cgroup.path()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = Redirector::remove_pins(&self.pins);
+        let _ = std::fs::remove_dir(self.cgroup.path());
+    }
+}
+
+fn procs(cgroup: &Path) -> Vec<i32> {
+    std::fs::read_to_string(cgroup.join("cgroup.procs"))
+        .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}

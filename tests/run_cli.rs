@@ -1,0 +1,237 @@
+//! `bridle run` end to end, as root, with the real kernel programs.
+//!
+//! Everything happens inside a network namespace this test creates: its
+//! only interface is `lo`, which also carries 198.51.100.7, where a local
+//! HTTP server stands in for "the internet". Bridle itself runs in that
+//! namespace (`nsenter --net`, which keeps the host's cgroup and bpffs
+//! mounts), so a redirection bug fails the test instead of sending a packet.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Run, write_files};
+
+const POLICIES: &str = r#"
+@id("allowed") @reason("allowed.test is approved")
+permit(principal, action, resource in Net::Domain::"allowed.test");
+
+@id("denied") @reason("denied.test is off limits")
+forbid(principal, action, resource in Net::Domain::"denied.test");
+"#;
+
+/// A namespace with an HTTP server on 198.51.100.7:80 and a DNS authority
+/// on 127.0.0.1:5353 that maps the test names there; removed on drop.
+struct TestNet {
+    name: String,
+    server: Child,
+    authority: Child,
+    dir: tempfile::TempDir,
+}
+
+impl TestNet {
+    fn new(tag: &str) -> TestNet {
+        let name = format!("bridle-run-{tag}-{}", std::process::id());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n";
+        write_files(
+            dir.path(),
+            &[("www/hello.txt", "hello from upstream\n"), ("pol/p.cedar", POLICIES), ("bridle.toml", config)],
+        );
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        sh(&["ip", "-n", &name, "addr", "add", "198.51.100.7/32", "dev", "lo"]);
+        let www = dir.path().join("www");
+        let server = Command::new("ip")
+            .args(["netns", "exec", &name, "python3", "-m", "http.server", "80", "--bind", "198.51.100.7"])
+            .arg("--directory")
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the test HTTP server");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_authority.py");
+        let authority = Command::new("ip")
+            .args(["netns", "exec", &name, "python3", script, "127.0.0.1", "5353"])
+            .args(["allowed.test=198.51.100.7", "denied.test=198.51.100.7"])
+            .spawn()
+            .expect("start the test DNS authority");
+        let net = TestNet { name, server, authority, dir };
+        net.wait_for_server();
+        net
+    }
+
+    fn wait_for_server(&self) {
+        let probe = "import socket; socket.create_connection(('198.51.100.7', 80), 1).close()";
+        for _ in 0..50 {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &self.name, "python3", "-c", probe])
+                .stderr(Stdio::null())
+                .status();
+            if ok.is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("test HTTP server did not start");
+    }
+
+    fn audit(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    /// `bridle run` inside the namespace, as root, with the test policies.
+    fn run(&self, extra: &[&str], command: &[&str]) -> Run {
+        let policies = self.dir.path().join("pol");
+        let audit = self.audit();
+        let mut args: Vec<String> =
+            vec![format!("--net=/run/netns/{}", self.name), env!("CARGO_BIN_EXE_bridle").into()];
+        let config = self.dir.path().join("bridle.toml");
+        args.extend(["run".into(), "--policies".into(), path(&policies), "--audit".into(), path(&audit)]);
+        args.extend(["--config".into(), path(&config)]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("--".into());
+        args.extend(command.iter().map(|s| s.to_string()));
+        let output = Command::new("nsenter").args(&args).env_remove("SUDO_UID").output().expect("run nsenter");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for child in [&mut self.server, &mut self.authority] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn sh(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().expect("run setup command");
+    assert!(status.success(), "{args:?} failed");
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+fn records(audit: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(audit).expect("read audit log");
+    text.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
+}
+
+#[test]
+fn allowed_request_reaches_upstream_and_denied_one_is_reset_with_the_reason_audited() {
+    let net = TestNet::new("http");
+    let curl = |host: &str| {
+        let header = format!("Host: {host}");
+        net.run(&["--user", "nobody"], &["curl", "-sS", "-m", "5", "-H", &header, "http://198.51.100.7/hello.txt"])
+    };
+    let allowed = curl("allowed.test");
+    assert_eq!(allowed.code, 0, "{}", allowed.all());
+    assert_eq!(allowed.stdout, "hello from upstream\n");
+
+    let denied = curl("denied.test");
+    assert_ne!(denied.code, 0, "{}", denied.all());
+    assert!(!denied.stdout.contains("hello"), "{}", denied.all());
+
+    let decisions: Vec<serde_json::Value> =
+        records(&net.audit()).into_iter().filter(|r| r["type"] == "decision").collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert_eq!(decisions[0]["decision"]["effect"], "allow");
+    assert_eq!(decisions[0]["event"]["detail"]["named_by"], "host-header");
+    assert_eq!(decisions[1]["decision"]["effect"], "deny");
+    assert_eq!(decisions[1]["decision"]["reason"], "denied.test is off limits");
+    assert_eq!(decisions[1]["event"]["detail"]["ip"], "198.51.100.7");
+
+    let verify = support::bridle(&["audit", "verify", &path(&net.audit())]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+}
+
+#[test]
+fn a_raw_ip_connect_without_a_name_is_decided_on_the_ip_and_denied() {
+    let net = TestNet::new("rawip");
+    let run = net.run(&["--user", "nobody"], &["curl", "-sS", "-m", "5", "http://198.51.100.7/hello.txt"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    let decision = records(&net.audit()).into_iter().find(|r| r["type"] == "decision").expect("a decision");
+    // curl sends `Host: 198.51.100.7`; an IP literal names nothing, so the
+    // connect is decided on the IP, which no policy permits.
+    assert_eq!(decision["event"]["detail"]["named_by"], "ip");
+    assert_eq!(decision["decision"]["effect"], "deny");
+}
+
+#[test]
+fn the_command_runs_unprivileged_and_its_exit_code_is_returned() {
+    let net = TestNet::new("exit");
+    let run = net.run(&["--user", "nobody"], &["sh", "-c", "id -u; grep NoNewPrivs /proc/self/status; exit 7"]);
+    assert_eq!(run.code, 7, "{}", run.all());
+    assert!(run.stdout.starts_with("65534\n"), "{}", run.all());
+    assert!(run.stdout.contains("NoNewPrivs:\t1"), "{}", run.all());
+}
+
+#[test]
+fn detached_children_are_killed_with_the_session_and_nothing_is_left_behind() {
+    let net = TestNet::new("daemon");
+    let marker = format!("sleep 3{}", std::process::id() % 1000);
+    let script = format!("setsid sh -c 'exec {marker}' < /dev/null > /dev/null 2>&1 & echo started");
+    let run = net.run(&["--user", "nobody"], &["sh", "-c", &script]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let left = Command::new("pgrep").args(["-f", &marker]).output().expect("pgrep");
+    assert!(left.stdout.is_empty(), "detached child survived: {}", String::from_utf8_lossy(&left.stdout));
+    // Other tests' sessions may be running: look for this session's own.
+    let started = records(&net.audit()).into_iter().find(|r| r["type"] == "notice").expect("start notice");
+    let message = started["message"].as_str().unwrap_or_default();
+    let id = message.split_whitespace().nth(1).expect("session id in the notice");
+    assert!(id.starts_with("run-"), "{message}");
+    assert!(!Path::new("/sys/fs/cgroup/unified/bridle").join(id).exists(), "session cgroup left behind");
+    assert!(!Path::new("/sys/fs/bpf/bridle").join(id).exists(), "pins left behind");
+}
+
+#[test]
+fn refuses_to_run_the_agent_as_root_by_accident_and_without_root_says_what_it_needs() {
+    let net = TestNet::new("root");
+    let run = net.run(&[], &["true"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("refusing to run the command as root"), "{}", run.all());
+
+    let unprivileged = Command::new("runuser")
+        .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_bridle"), "run", "--", "true"])
+        .output()
+        .expect("runuser");
+    assert_eq!(unprivileged.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unprivileged.stderr).contains("needs root"));
+}
+
+#[test]
+fn names_resolve_through_bridle_and_a_public_resolver_address_is_redirected_to_it() {
+    let net = TestNet::new("dns");
+    let fetch = net.run(&["--user", "nobody"], &["curl", "-sS", "-m", "5", "http://allowed.test/hello.txt"]);
+    assert_eq!(fetch.code, 0, "{}", fetch.all());
+    assert_eq!(fetch.stdout, "hello from upstream\n");
+
+    // A query sent straight to a "public resolver" (a documentation address
+    // with no route in this namespace) still reaches Bridle's resolver.
+    let direct =
+        net.run(&["--user", "nobody"], &["dig", "+short", "+time=2", "+tries=1", "@198.51.100.53", "allowed.test"]);
+    assert_eq!(direct.code, 0, "{}", direct.all());
+    assert_eq!(direct.stdout.trim(), "198.51.100.7", "{}", direct.all());
+
+    let denied = net.run(&["--user", "nobody"], &["dig", "+time=2", "+tries=1", "denied.test"]);
+    assert!(denied.stdout.contains("status: REFUSED"), "{}", denied.all());
+
+    let records = records(&net.audit());
+    let resolves: Vec<&serde_json::Value> = records.iter().filter(|r| r["event"]["kind"] == "dns.query").collect();
+    assert!(
+        resolves.iter().any(|r| r["event"]["detail"]["qname"] == "allowed.test" && r["decision"]["effect"] == "allow")
+    );
+    let refused =
+        resolves.iter().find(|r| r["event"]["detail"]["qname"] == "denied.test").expect("denied query audited");
+    assert_eq!(refused["decision"]["reason"], "denied.test is off limits");
+}
