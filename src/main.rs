@@ -30,6 +30,16 @@ enum Command {
     /// Run a command with every connection it makes redirected to Bridle and
     /// decided by policy (needs root; the command runs as the sudo user).
     Run(host::RunArgs),
+    /// List Bridle's sessions in the kernel: cgroups, pinned programs,
+    /// guarded processes, and whether their bridle still runs.
+    Status,
+    /// Remove orphaned sessions (their bridle died; their processes were
+    /// failing closed): kill their processes, detach programs, remove pins.
+    Down {
+        /// Also stop running sessions.
+        #[arg(long)]
+        all: bool,
+    },
     /// Internal: the last step before a guarded command (join its cgroup,
     /// drop privileges, exec).
     #[command(name = "__sandbox-exec", hide = true)]
@@ -46,6 +56,8 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => cli::policy::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cmd),
         Command::Run(args) => host::run(args),
+        Command::Status => host::status(),
+        Command::Down { all } => host::down(all),
         Command::SandboxExec(args) => host::sandbox_exec(args),
     };
     outcome.unwrap_or_else(|error| {

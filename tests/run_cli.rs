@@ -235,3 +235,60 @@ fn names_resolve_through_bridle_and_a_public_resolver_address_is_redirected_to_i
         resolves.iter().find(|r| r["event"]["detail"]["qname"] == "denied.test").expect("denied query audited");
     assert_eq!(refused["decision"]["reason"], "denied.test is off limits");
 }
+
+#[test]
+fn when_bridle_dies_guarded_connects_fail_closed_and_down_cleans_up() {
+    let net = TestNet::new("dies");
+    let policies = net.dir.path().join("pol");
+    let audit = net.audit();
+    let config = net.dir.path().join("bridle.toml");
+    // The guarded shell waits, then tries the (allowed) request after
+    // Bridle has been killed.
+    let script =
+        "echo ready; sleep 2; curl -sS -m 3 -H 'Host: allowed.test' http://198.51.100.7/hello.txt; echo \"curl=$?\"";
+    let netns = format!("--net=/run/netns/{}", net.name);
+    let mut bridle = Command::new("nsenter")
+        .args([netns.as_str(), env!("CARGO_BIN_EXE_bridle"), "run", "--user", "nobody"])
+        .args(["--policies", &path(&policies), "--audit", &path(&audit), "--config", &path(&config)])
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bridle run");
+    let mut stdout = bridle.stdout.take().expect("stdout");
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("the guarded shell started");
+    assert_eq!(&first, b"ready\n");
+
+    // The audit log is flushed in batches (every 50 ms by default).
+    let started = (0..100)
+        .find_map(|_| {
+            let found = std::fs::read_to_string(&audit).ok().and_then(|text| {
+                text.lines()
+                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                    .find(|r| r["type"] == "notice")
+            });
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            found
+        })
+        .expect("start notice");
+    let id = started["message"].as_str().unwrap_or_default().split_whitespace().nth(1).unwrap_or_default().to_string();
+    // nsenter execs bridle, so this kills bridle itself.
+    bridle.kill().expect("kill bridle");
+    let _ = bridle.wait();
+
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read the shell's output");
+    assert!(!rest.contains("hello from upstream"), "traffic got through with Bridle dead: {rest}");
+    assert!(rest.contains("curl=") && !rest.contains("curl=0"), "{rest}");
+
+    let status = support::bridle(&["status"]);
+    assert!(status.stdout.lines().any(|l| l.starts_with(&id) && l.contains("orphaned")), "{}", status.all());
+    let down = support::bridle(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.all());
+    assert!(down.stdout.contains(&format!("{id}: removed")), "{}", down.all());
+    assert!(!Path::new("/sys/fs/bpf/bridle").join(&id).exists(), "pins left behind");
+    assert!(!Path::new("/sys/fs/cgroup/unified/bridle").join(&id).exists(), "cgroup left behind");
+}

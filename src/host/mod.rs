@@ -6,9 +6,11 @@
 //! `no_new_privs`. Everything is torn down when the command exits; the
 //! command's exit status is returned.
 
+mod admin;
 mod sandbox;
 mod session;
 mod user;
 
+pub use admin::{down, status};
 pub use sandbox::{SandboxArgs, exec as sandbox_exec};
 pub use session::{RunArgs, run};

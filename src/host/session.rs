@@ -10,7 +10,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
@@ -23,6 +22,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::admin;
 use super::user::{self, Target};
 use crate::cli::settings::DecideArgs;
 
@@ -239,19 +239,11 @@ impl Guard {
     /// Kills everything left in the cgroup (double-forked daemons too) and
     /// waits until it is empty.
     async fn kill_all(&self) {
-        let path = self.cgroup.path();
-        if std::fs::write(path.join("cgroup.kill"), "1").is_err() {
-            for pid in procs(path) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+        let path = self.cgroup.path().to_path_buf();
+        let emptied = tokio::task::spawn_blocking(move || admin::kill_cgroup(&path)).await.unwrap_or(false);
+        if !emptied {
+            tracing::error!(cgroup = %self.cgroup.path().display(), "processes remain in the session cgroup");
         }
-        for _ in 0..100 {
-            if procs(path).is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::error!(cgroup = %path.display(), "processes remain in the session cgroup");
     }
 
     /// Detaches and removes everything; on error, `Drop` still cleans up.
@@ -272,16 +264,8 @@ impl Drop for Guard {
         if self.torn_down {
             return;
         }
-        for pid in procs(self.cgroup.path()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        admin::kill_cgroup(self.cgroup.path());
         let _ = Redirector::remove_pins(&self.pins);
         let _ = std::fs::remove_dir(self.cgroup.path());
     }
-}
-
-fn procs(cgroup: &Path) -> Vec<i32> {
-    std::fs::read_to_string(cgroup.join("cgroup.procs"))
-        .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
-        .unwrap_or_default()
 }
