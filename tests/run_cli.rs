@@ -234,6 +234,8 @@ fn names_resolve_through_bridle_and_a_public_resolver_address_is_redirected_to_i
     let refused =
         resolves.iter().find(|r| r["event"]["detail"]["qname"] == "denied.test").expect("denied query audited");
     assert_eq!(refused["decision"]["reason"], "denied.test is off limits");
+    // Queries are attributed to the session's agent, like its connects.
+    assert!(resolves.iter().all(|r| r["event"]["principal"] == "agent" && r["event"]["session"] != "default"));
 }
 
 #[test]

@@ -61,8 +61,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user");
     }
     let audit_path = args.audit.clone().unwrap_or_else(|| config.audit.path.clone());
-    let options =
-        AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact: Vec::new() };
+    // Configured literals are redacted from every record, under one label.
+    let redact = config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
+    let options = AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact };
     let audit = Arc::new(AuditLog::open(&audit_path, options).context("opening the audit log")?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -85,14 +86,17 @@ impl Session {
     async fn run(self) -> anyhow::Result<ExitCode> {
         let id = format!("run-{}", std::process::id());
         let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let resolver_config = ResolverConfig::from_dns_config(listen, &self.config.dns, Path::new("/etc/resolv.conf"))
-            .context("configuring the DNS resolver")?;
+        let principal = self.config.project.name.clone();
+        let mut resolver_config =
+            ResolverConfig::from_dns_config(listen, &self.config.dns, Path::new("/etc/resolv.conf"))
+                .context("configuring the DNS resolver")?;
+        resolver_config.session.clone_from(&id);
+        resolver_config.principal.clone_from(&principal);
         let dns = DnsServer::bind(resolver_config, Arc::clone(&self.authorizer), Some(Arc::clone(&self.audit)))
             .await
             .context("starting the DNS resolver")?;
         let dns_port = dns.local_addr().port();
         let origins = Arc::new(LateOrigins { redirector: RwLock::new(None), names: dns.names() });
-        let principal = self.config.project.name.clone();
         let proxy = Proxy::bind(
             ProxyConfig::new(listen),
             Arc::clone(&origins) as Arc<dyn OriginalDestinations>,
