@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Whole-system benchmark of `bridle run` egress (issue 3, "Numbers"): every
+# guarded number is measured in the same run as its unguarded baseline.
+#
+#   1. TCP connect() latency and time to first byte (connect + 1-byte
+#      request/response), unguarded vs `bridle run`;
+#   2. one TCP stream up and down, direct vs through the proxy;
+#   3. Bridle's RSS while COUNT connections are held open through it;
+#   4. cached DNS queries/s and p50/p99 latency, Bridle's resolver vs the
+#      test authority directly.
+#
+# Usage: scripts/bench-egress.sh [--quick] [--no-build]     (as root)
+#   --quick     smaller sizes and counts (finishes in under 2 minutes)
+#   --no-build  use target/release/bridle as it is (or $BRIDLE)
+# Environment (defaults: full / --quick):
+#   BENCH_BYTES       bytes per stream               1 GiB / 128 MiB
+#   BENCH_REPS        streams per direction          3 / 1
+#   BENCH_CONNECTS    sequential connects            2000 / 500
+#   BENCH_HOLD        concurrent connections held    1000 / 1000
+#   BENCH_DNS_SECONDS seconds of windowed DNS load   5 / 2
+#   BENCH_DNS_WINDOW  DNS queries in flight          64 / 64
+#   BENCH_KEEP=1      keep the work directory (audit logs, raw results)
+#
+# NETWORK SAFETY: everything runs in a network namespace created here with
+# only `lo` up; 198.51.100.7 on lo stands in for the internet. Bridle is
+# started with `nsenter --net` (it keeps the host's cgroup and bpffs
+# mounts). Every load loop is bounded in count and time; the EXIT trap
+# stops the servers, ends Bridle and removes the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0 BUILD=1
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-egress: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+if ((QUICK)); then
+  BYTES=${BENCH_BYTES:-$((128 << 20))} REPS=${BENCH_REPS:-1} CONNECTS=${BENCH_CONNECTS:-500}
+  HOLD=${BENCH_HOLD:-1000} DNS_SECONDS=${BENCH_DNS_SECONDS:-2} DNS_SEQ=2000
+else
+  BYTES=${BENCH_BYTES:-$((1 << 30))} REPS=${BENCH_REPS:-3} CONNECTS=${BENCH_CONNECTS:-2000}
+  HOLD=${BENCH_HOLD:-1000} DNS_SECONDS=${BENCH_DNS_SECONDS:-5} DNS_SEQ=5000
+fi
+DNS_WINDOW=${BENCH_DNS_WINDOW:-64}
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { echo "bench-egress: $*" >&2; exit 2; }
+
+[[ $(id -u) -eq 0 ]] || die "needs root (network namespace, eBPF, cgroups); run with sudo"
+for cmd in ip nsenter setpriv timeout pgrep; do
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found (apt-get install iproute2 util-linux coreutils procps)"
+done
+PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
+[[ -x $PY ]] || die "$PY not found (apt-get install python3)"
+
+if ((BUILD)) && [[ -z ${BRIDLE:-} ]]; then
+  log "cargo build --release --locked"
+  cargo build --release --locked >&2
+fi
+BRIDLE=${BRIDLE:-$ROOT/target/release/bridle}
+[[ -x $BRIDLE ]] || die "$BRIDLE not found (build it, or drop --no-build)"
+
+# --- leftovers of earlier runs whose script is gone ---------------------------
+for stale in $(ip netns list | awk '{print $1}' | grep '^bridle-bench-' || true); do
+  pid=${stale#bridle-bench-}
+  if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+    ip netns del "$stale" 2>/dev/null && echo "bench-egress: removed stale namespace $stale" >&2 || true
+  fi
+done
+
+NS=bridle-bench-$$
+WORK=$(mktemp -d /tmp/bridle-bench.XXXXXX)
+PIDS=()     # servers started here
+BRIDLES=()  # `bridle run` started here in the background
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${BRIDLES[@]}"; do
+    # SIGTERM is forwarded to the command; Bridle then tears its session down.
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${BRIDLES[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null
+      echo "bench-egress: had to kill bridle $pid; its session run-$pid may be orphaned: see 'bridle status'" >&2
+    fi
+  done
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  ip netns del "$NS" 2>/dev/null
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "bench-egress: kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- the namespace and its "internet" ----------------------------------------
+ulimit -n "$(ulimit -Hn)"
+(($(ulimit -n) >= 2 * HOLD + 512)) || die "ulimit -n is $(ulimit -n); need $((2 * HOLD + 512)) for BENCH_HOLD=$HOLD"
+mkdir -p "$WORK/py" "$WORK/pol" "$WORK/res" "$WORK/markers"
+cp scripts/bench/client.py scripts/bench/server.py tests/support/dns_authority.py "$WORK/py/"
+chmod 755 "$WORK" "$WORK/py"
+chmod 644 "$WORK/py/"*.py
+chmod 1777 "$WORK/markers"
+# The bench permits every connect and query: what is measured is the cost
+# of redirection, detection, a policy decision and an audit record.
+cat >"$WORK/pol/bench.cedar" <<'EOF'
+@id("bench-permit-all") @reason("benchmark: everything is allowed")
+permit(principal, action, resource);
+EOF
+printf '[dns]\nupstreams = ["127.0.0.1:5353"]\n' >"$WORK/bridle.toml"
+
+SERVER=198.51.100.7 PING_PORT=7001 DATA_PORT=7002 HOLD_PORT=7003
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" addr add "$SERVER/32" dev lo
+# Started directly (nsenter execs python): $! is the server's own pid.
+nsenter --net="/run/netns/$NS" "$PY" "$WORK/py/server.py" "$SERVER" "$PING_PORT" "$DATA_PORT" "$HOLD_PORT" "$WORK/server.ready" &
+PIDS+=($!)
+nsenter --net="/run/netns/$NS" "$PY" "$WORK/py/dns_authority.py" 127.0.0.1 5353 allowed.test="$SERVER" &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -f $WORK/server.ready ]] && break; sleep 0.05; done
+[[ -f $WORK/server.ready ]] || die "the test servers did not start"
+
+NOBODY_UID=$(id -u nobody) NOBODY_GID=$(id -g nobody)
+# Unguarded: the client straight in the namespace, as the same user.
+direct() {
+  timeout -k 5 "$1" nsenter --net="/run/netns/$NS" \
+    setpriv --reuid="$NOBODY_UID" --regid="$NOBODY_GID" --clear-groups "$PY" "$WORK/py/client.py" "${@:2}"
+}
+# Guarded: the same client under `bridle run`, as the end-to-end tests run it.
+guarded_argv() {
+  local audit=$1
+  shift
+  GUARDED=(nsenter --net="/run/netns/$NS" "$BRIDLE" run --config "$WORK/bridle.toml" --policies "$WORK/pol"
+    --audit "$WORK/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/client.py" --parent-cpu "$@")
+}
+guarded() {
+  local limit=$1 audit=$2
+  shift 2
+  guarded_argv "$audit" "$@"
+  env -u SUDO_UID timeout -k 5 "$limit" "${GUARDED[@]}"
+}
+# Keeps the RESULT line of a run's output as RESULTS/<name>.json.
+keep() {
+  local name=$1 out=$2
+  if ! grep -m1 '^RESULT ' <<<"$out" | sed 's/^RESULT //' >"$WORK/res/$name.json" || [[ ! -s $WORK/res/$name.json ]]; then
+    echo "bench-egress: $name produced no result; its output was:" >&2
+    echo "$out" >&2
+    return 1
+  fi
+  echo "$name: $(cat "$WORK/res/$name.json")" >&2
+}
+decisions() { grep -c '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null || true; }
+NOTES=()
+
+log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+busy=$(pgrep -c -x 'rustc|cargo|cc1|ld' || true)
+if ((busy > 0)); then
+  NOTES+=("$busy compiler processes (rustc/cargo/cc1/ld) were running when the bench started: numbers are noisier")
+  echo "bench-egress: warning: ${NOTES[-1]}" >&2
+fi
+
+# --- 1. connect latency --------------------------------------------------------
+log "1. TCP connect + 1-byte request/response x $CONNECTS (sequential)"
+LAT=(latency --addr "$SERVER" --port "$PING_PORT" --count "$CONNECTS" --time-limit 60)
+keep latency-direct "$(direct 90 "${LAT[@]}")"
+keep latency-guarded "$(guarded 90 audit-latency "${LAT[@]}")"
+echo "audited decisions (guarded): $(decisions audit-latency)" >&2
+
+# --- 2. throughput ---------------------------------------------------------------
+log "2. one TCP stream of $BYTES bytes, up and down, x $REPS"
+THR=(throughput --addr "$SERVER" --port "$DATA_PORT" --bytes "$BYTES" --reps "$REPS" --time-limit 240)
+keep throughput-direct "$(direct 300 "${THR[@]}")"
+keep throughput-guarded "$(guarded 300 audit-throughput "${THR[@]}")"
+
+# --- 3. connections held --------------------------------------------------------
+log "3. $HOLD concurrent connections held through the proxy"
+rss_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null; }
+wait_marker() {
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do [[ -f $WORK/markers/$1 ]] && return 0; sleep 0.05; done
+  return 1
+}
+guarded_argv audit-hold hold --addr "$SERVER" --port "$HOLD_PORT" --count "$HOLD" --markers "$WORK/markers" \
+  --time-limit 60 --hold-max 30
+env -u SUDO_UID "${GUARDED[@]}" >"$WORK/hold.out" 2>"$WORK/hold.err" &
+BPID=$!
+BRIDLES+=("$BPID")
+# nsenter execs bridle: the pid started is Bridle's own.
+if wait_marker idle 30; then
+  comm=$(cat "/proc/$BPID/comm" 2>/dev/null || true)
+  [[ $comm == bridle ]] || die "pid $BPID is '$comm', not bridle"
+  sleep 0.3
+  idle=$(rss_kib "$BPID" VmRSS)
+  touch "$WORK/markers/go"
+  wait_marker held 70 || echo "bench-egress: the hold client never reported its connections held" >&2
+  sleep 1
+  held=$(rss_kib "$BPID" VmRSS) hwm=$(rss_kib "$BPID" VmHWM)
+  fds=$(ls "/proc/$BPID/fd" 2>/dev/null | wc -l)
+  threads=$(awk '$1 == "Threads:" {print $2}' "/proc/$BPID/status")
+  touch "$WORK/markers/release"
+  wait_marker closed 35 || true
+  sleep 1
+  closed=$(rss_kib "$BPID" VmRSS)
+  touch "$WORK/markers/done"
+  printf '{"idle_kib": %s, "held_kib": %s, "hwm_kib": %s, "closed_kib": %s, "fds_held": %s, "threads": %s}\n' \
+    "${idle:-null}" "${held:-null}" "${hwm:-null}" "${closed:-null}" "${fds:-null}" "${threads:-null}" >"$WORK/res/rss.json"
+  echo "rss: $(cat "$WORK/res/rss.json")" >&2
+else
+  echo "bench-egress: the hold client did not start: $(cat "$WORK/hold.err")" >&2
+fi
+for _ in $(seq 300); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+wait "$BPID" || echo "bench-egress: bridle run (hold) exited $?: $(tail -3 "$WORK/hold.err")" >&2
+BRIDLES=()
+keep hold "$(cat "$WORK/hold.out")" || true
+echo "audited decisions (guarded): $(decisions audit-hold)" >&2
+
+# --- 4. DNS --------------------------------------------------------------------------
+log "4. DNS: allowed.test, cached, ${DNS_SECONDS}s with $DNS_WINDOW in flight"
+DNS=(dns --name allowed.test --seq-count "$DNS_SEQ" --seq-seconds 15 --seconds "$DNS_SECONDS" --window "$DNS_WINDOW")
+keep dns-direct "$(direct 60 "${DNS[@]}" --server 127.0.0.1 --port 5353)"
+# A "public resolver" with no route in the namespace: the redirector sends
+# the queries to Bridle's resolver (as the end-to-end test does).
+keep dns-guarded "$(guarded 60 audit-dns "${DNS[@]}" --server 198.51.100.53 --port 53)"
+echo "audited decisions (guarded): $(decisions audit-dns)" >&2
+
+# --- summary ---------------------------------------------------------------------------
+printf '{"lines": %s}\n' "$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${NOTES[@]}")" >"$WORK/res/notes.json"
+log "summary ($( ((QUICK)) && echo quick || echo full ) mode, $(date -u +%FT%TZ), $(nproc) cores)"
+"$PY" scripts/bench/summary.py "$WORK/res"
