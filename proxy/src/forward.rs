@@ -20,6 +20,10 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::error::{Error, Result};
 
+/// Relay buffer per direction: the default 8 KiB made a read and a send
+/// per 8 KiB (measured ~66k of each per second at ~550 MB/s on loopback).
+const RELAY_BUFFER: usize = 64 * 1024;
+
 /// Bytes relayed by a finished splice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Relayed {
@@ -55,7 +59,7 @@ pub async fn splice(
     let mut client = Watched { inner: client, activity: Arc::clone(&activity) };
     let mut upstream = Watched { inner: upstream, activity: Arc::clone(&activity) };
     tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+        copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER) => {
             let (up, down) = copied.map_err(relay)?;
             Ok(Relayed { to_upstream: up + first.len() as u64, to_client: down })
         }

@@ -23,6 +23,7 @@ pub mod detect;
 pub mod dns;
 pub mod error;
 pub mod forward;
+pub mod listen;
 pub mod origin;
 pub mod server;
 

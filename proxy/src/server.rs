@@ -89,7 +89,7 @@ impl Proxy {
         principal: &str,
     ) -> Result<Proxy> {
         let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+            crate::listen::tcp_listener(config.listen).map_err(|source| Error::Bind { addr: config.listen, source })?;
         let local = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
         let decider = Arc::new(Decider::new(authorizer, audit, session, principal));
         let shared = Arc::new(Shared { config, local, session: session.to_string(), origins, decider });

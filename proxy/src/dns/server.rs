@@ -81,7 +81,7 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsErro
         attempt += 1;
         let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
         let port = udp.local_addr().map_err(bind_error)?.port();
-        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+        match crate::listen::tcp_listener(SocketAddr::new(addr.ip(), port)) {
             Ok(tcp) => return Ok((udp, tcp)),
             // Port 0 picked a UDP port whose TCP twin is taken: try another.
             Err(e) if addr.port() == 0 && attempt < BIND_ATTEMPTS && e.kind() == std::io::ErrorKind::AddrInUse => {}
