@@ -97,8 +97,12 @@ impl Session {
             .context("starting the DNS resolver")?;
         let dns_port = dns.local_addr().port();
         let origins = Arc::new(LateOrigins { redirector: RwLock::new(None), names: dns.names() });
+        let mut proxy_config = ProxyConfig::new(listen);
+        proxy_config.peek_timeout = self.config.proxy.peek_timeout();
+        proxy_config.connect_timeout = self.config.proxy.connect_timeout();
+        proxy_config.idle_timeout = self.config.proxy.idle_timeout();
         let proxy = Proxy::bind(
-            ProxyConfig::new(listen),
+            proxy_config,
             Arc::clone(&origins) as Arc<dyn OriginalDestinations>,
             Arc::clone(&self.authorizer),
             Some(Arc::clone(&self.audit)),

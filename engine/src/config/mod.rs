@@ -19,7 +19,7 @@ use toml::de::{DeTable, Deserializer};
 pub use error::ConfigError;
 pub use schema::{
     AuditConfig, ConsoleConfig, DenyResponse, DnsConfig, EngineConfig, EnvConfig, Mount, PolicyConfig, ProjectConfig,
-    Secret, SecretSource,
+    ProxySection, Secret, SecretSource,
 };
 
 use error::Origin;
@@ -45,6 +45,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[console]`
     pub console: ConsoleConfig,
+    /// `[proxy]`
+    pub proxy: ProxySection,
     /// `[audit]`
     pub audit: AuditConfig,
     /// `[engine]`
@@ -67,6 +69,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             audit: AuditConfig::default(),
             engine: EngineConfig::default(),
+            proxy: ProxySection::default(),
             base_dir: PathBuf::from("."),
         }
     }

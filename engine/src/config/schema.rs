@@ -214,6 +214,41 @@ impl Default for EngineConfig {
     }
 }
 
+/// `[proxy]`: the transparent proxy's timeouts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySection {
+    /// How long to wait for a client's first bytes (TLS ClientHello, HTTP
+    /// request) before treating the protocol as server-speaks-first (SSH,
+    /// SMTP, databases), in ms (1 to 10000). Such clients wait this long.
+    pub peek_timeout_ms: u64,
+    /// Upstream connect timeout, in ms (at least 1).
+    pub connect_timeout_ms: u64,
+    /// A spliced connection with no traffic either way is closed after this
+    /// many seconds; 0 never closes it.
+    pub idle_timeout_secs: u64,
+}
+
+impl ProxySection {
+    pub fn peek_timeout(&self) -> Duration {
+        Duration::from_millis(self.peek_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self { peek_timeout_ms: 1000, connect_timeout_ms: 10_000, idle_timeout_secs: 600 }
+    }
+}
+
 /// The whole file as written; validation turns it into a `Config`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -225,6 +260,7 @@ pub(super) struct RawConfig {
     pub secrets: Vec<RawSecret>,
     pub dns: DnsConfig,
     pub console: ConsoleConfig,
+    pub proxy: ProxySection,
     pub audit: AuditConfig,
     pub engine: EngineConfig,
 }

@@ -45,6 +45,7 @@ fn unknown_keys_are_rejected_at_every_level() {
         ("[console]\nport = 1", 2, "port", "[console]"),
         ("[audit]\nfsync = 1", 2, "fsync", "[audit]"),
         ("[engine]\ncache = 1", 2, "cache", "[engine]"),
+        ("[proxy]\npeek_ms = 1", 2, "peek_ms", "[proxy]"),
         ("audit = { index = true, idx = false }", 1, "idx", "[audit]"),
     ];
     for (text, line, name, table) in cases {
@@ -158,6 +159,7 @@ fn other_rules_are_validated() {
         ("[audit]\nfsync_interval_ms = 60001", "audit.fsync_interval_ms", 2, "between 1 and 60000"),
         ("[audit]\nredact = ['tok', '']", "audit.redact[1]", 2, "must not be empty"),
         ("[engine]\nask_timeout_secs = 0", "engine.ask_timeout_secs", 2, "at least 1"),
+        ("[proxy]\npeek_timeout_ms = 0", "proxy.peek_timeout_ms", 2, "1 to 10000"),
         ("[project]\nworkdir = 'work'", "project.workdir", 2, "absolute"),
         ("[project]\nname = ''", "project.name", 2, "empty"),
         ("[[mounts]]\nsource = 'a'\ntarget = 'rel'", "mounts[0].target", 3, "absolute"),

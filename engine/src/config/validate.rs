@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use super::Config;
 use super::locate::KeyPath;
 use super::schema::{
-    AuditConfig, EngineConfig, EnvConfig, Mount, ProjectConfig, RawConfig, RawSecret, Secret, SecretSource,
+    AuditConfig, EngineConfig, EnvConfig, Mount, ProjectConfig, ProxySection, RawConfig, RawSecret, Secret,
+    SecretSource,
 };
 
 /// A broken rule: which key, and what it must be instead.
@@ -34,6 +35,7 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
     check_env(&raw.env)?;
     check_audit(&raw.audit)?;
     check_engine(&raw.engine)?;
+    check_proxy(&raw.proxy)?;
     Ok(Config {
         secrets: check_secrets(raw.secrets)?,
         project: raw.project,
@@ -44,6 +46,7 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
         console: raw.console,
         audit: raw.audit,
         engine: raw.engine,
+        proxy: raw.proxy,
         base_dir: PathBuf::new(),
     })
 }
@@ -103,6 +106,16 @@ fn check_audit(audit: &AuditConfig) -> Checked {
 fn check_engine(engine: &EngineConfig) -> Checked {
     if engine.ask_timeout_secs == 0 {
         return fail(at("engine").key("ask_timeout_secs"), "must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_proxy(proxy: &ProxySection) -> Checked {
+    if !(1..=10_000).contains(&proxy.peek_timeout_ms) {
+        return fail(at("proxy").key("peek_timeout_ms"), "must be 1 to 10000");
+    }
+    if proxy.connect_timeout_ms == 0 {
+        return fail(at("proxy").key("connect_timeout_ms"), "must be at least 1");
     }
     Ok(())
 }
