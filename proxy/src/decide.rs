@@ -64,7 +64,7 @@ impl Decider {
     /// `dns_name` is what the resolver learned for `dst`'s IP.
     pub fn decide(&self, dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Verdict {
         let event = Event::now(&self.session, &self.principal, EventKind::Connect(connect(dst, protocol, dns_name)));
-        let decision = enforced(self.authorizer.decide(&event));
+        let decision = enforced(self.authorizer.decide(&event), "connection");
         self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
         Verdict { event, decision }
     }
@@ -91,13 +91,14 @@ impl Decider {
     }
 }
 
-/// The decision the proxy enforces for what the engine answered.
-fn enforced(mut decision: Decision) -> Decision {
+/// The decision the proxy and the resolver enforce for what the engine
+/// answered about a `subject` ("connection", "DNS query").
+pub(crate) fn enforced(mut decision: Decision, subject: &str) -> Decision {
     if !decision.decided {
         // No policy request was built for the event: nothing permits it.
         decision.effect = Effect::Deny;
         decision.decided = true;
-        decision.reason = Some("no decision could be made for this connection".into());
+        decision.reason = Some(format!("no decision could be made for this {subject}"));
     }
     if decision.effect == Effect::Ask {
         // Approvals need the console (not built yet): hold = refuse, fail
@@ -164,10 +165,10 @@ mod tests {
     #[test]
     fn ask_and_undecided_are_enforced_as_deny() {
         let ask = Decision { effect: Effect::Ask, reason: Some("unknown host".into()), ..Decision::observation(1) };
-        let ask = enforced(Decision { decided: true, ..ask });
+        let ask = enforced(Decision { decided: true, ..ask }, "connection");
         assert_eq!(ask.effect, Effect::Deny);
         assert_eq!(ask.reason.as_deref(), Some("held for approval: approvals arrive with the console (unknown host)"));
-        let none = enforced(Decision::observation(1));
+        let none = enforced(Decision::observation(1), "connection");
         assert_eq!((none.effect, none.decided), (Effect::Deny, true));
     }
 }

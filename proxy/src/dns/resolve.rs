@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::DenyResponse;
-use bridle_engine::decision::{Decision, Effect};
+use bridle_engine::decision::Decision;
 use bridle_engine::event::{DnsQuery, Event, EventKind};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Record;
@@ -114,7 +114,7 @@ impl Resolver {
         let flags = self.exfil.flags(&labels, &request.qtype, Instant::now());
         let query = DnsQuery { qname: request.qname.clone(), qtype: request.qtype.clone(), flags };
         let event = Event::now(&self.session, &self.principal, EventKind::DnsQuery(query));
-        let decision = enforced(self.authorizer.decide(&event));
+        let decision = crate::decide::enforced(self.authorizer.decide(&event), "DNS query");
         self.record(AuditEntry::Decision { event, decision: decision.clone() });
         decision
     }
@@ -171,20 +171,4 @@ impl Resolver {
             tracing::error!(%error, "cannot append a DNS decision to the audit log");
         }
     }
-}
-
-/// What the resolver enforces: an undecided query or an `ask` is refused
-/// (fail closed; approvals need the console), with a reason saying so.
-fn enforced(mut decision: Decision) -> Decision {
-    if !decision.decided {
-        decision.effect = Effect::Deny;
-        decision.decided = true;
-        decision.reason = Some("no decision could be made for this DNS query".into());
-    }
-    if decision.effect == Effect::Ask {
-        decision.effect = Effect::Deny;
-        let why = decision.reason.take().map_or(String::new(), |r| format!(" ({r})"));
-        decision.reason = Some(format!("held for approval: approvals arrive with the console{why}"));
-    }
-    decision
 }
