@@ -20,9 +20,9 @@ use nix::unistd::Pid;
 
 /// One session found in the kernel.
 #[derive(Debug, Default)]
-struct Found {
-    cgroup: Option<PathBuf>,
-    pins: Option<PathBuf>,
+pub(super) struct Found {
+    pub cgroup: Option<PathBuf>,
+    pub pins: Option<PathBuf>,
 }
 
 impl Found {
@@ -130,8 +130,9 @@ pub(super) fn kill_cgroup(cgroup: &Path) -> bool {
     false
 }
 
-/// Processes first, then programs: a process never runs unredirected.
-fn remove(id: &str, session: &Found) -> anyhow::Result<()> {
+/// Processes first, then programs: a process never runs unredirected. If
+/// processes survive SIGKILL, the pins stay (they keep failing closed).
+pub(super) fn remove(id: &str, session: &Found) -> anyhow::Result<()> {
     if let Some(cgroup) = &session.cgroup
         && !kill_cgroup(cgroup)
     {

@@ -214,6 +214,7 @@ impl OriginalDestinations for LateOrigins {
 
 /// The session's kernel state; whatever happens, it is removed.
 struct Guard {
+    id: String,
     cgroup: Cgroup,
     pins: PathBuf,
     origins: Arc<LateOrigins>,
@@ -224,7 +225,7 @@ impl Guard {
     fn new(id: &str, origins: Arc<LateOrigins>) -> anyhow::Result<Guard> {
         let cgroup = Cgroup::create(&format!("bridle/{id}")).context("creating the session cgroup")?;
         let pins = Path::new(BPFFS_ROOT).join("bridle").join(id);
-        Ok(Guard { cgroup, pins, origins, torn_down: false })
+        Ok(Guard { id: id.to_string(), cgroup, pins, origins, torn_down: false })
     }
 
     fn attach(&self, proxy_port: u16, dns_port: u16) -> anyhow::Result<()> {
@@ -272,8 +273,9 @@ impl Drop for Guard {
         if self.torn_down {
             return;
         }
-        admin::kill_cgroup(self.cgroup.path());
-        let _ = Redirector::remove_pins(&self.pins);
-        let _ = std::fs::remove_dir(self.cgroup.path());
+        let session = admin::Found { cgroup: Some(self.cgroup.path().to_path_buf()), pins: Some(self.pins.clone()) };
+        if let Err(error) = admin::remove(&self.id, &session) {
+            tracing::error!(error = %format!("{error:#}"), "cleaning up a failed session; `bridle down` retries");
+        }
     }
 }
