@@ -2,8 +2,11 @@
 # Whole-system benchmark of `bridle run` egress (issue 3, "Numbers"): every
 # guarded number is measured in the same run as its unguarded baseline.
 #
-#   1. TCP connect() latency and time to first byte (connect + 1-byte
-#      request/response), unguarded vs `bridle run`;
+#   1. TCP connect() syscall latency (guarded: the kernel handshake with the
+#      proxy's listener, before the proxy accepts) and time to first byte
+#      (connect + 1-byte request/response: adds the proxy's accept,
+#      detection, decision, upstream connect and relay), unguarded vs
+#      `bridle run`;
 #   2. one TCP stream up and down, direct vs through the proxy;
 #   3. Bridle's RSS while COUNT connections are held open through it;
 #   4. cached DNS queries/s and p50/p99 latency, Bridle's resolver vs the
@@ -13,8 +16,8 @@
 #   --quick     smaller sizes and counts (finishes in under 2 minutes)
 #   --no-build  use target/release/bridle as it is (or $BRIDLE)
 # Environment (defaults: full / --quick):
-#   BENCH_BYTES       bytes per stream               1 GiB / 128 MiB
-#   BENCH_REPS        streams per direction          3 / 1
+#   BENCH_BYTES       bytes per stream               1 GiB / 512 MiB
+#   BENCH_REPS        streams per direction          3 / 3
 #   BENCH_CONNECTS    sequential connects            2000 / 500
 #   BENCH_HOLD        concurrent connections held    1000 / 1000
 #   BENCH_DNS_SECONDS seconds of windowed DNS load   5 / 2
@@ -40,7 +43,8 @@ for arg in "$@"; do
   esac
 done
 if ((QUICK)); then
-  BYTES=${BENCH_BYTES:-$((128 << 20))} REPS=${BENCH_REPS:-1} CONNECTS=${BENCH_CONNECTS:-500}
+  # A stream must last long enough to measure: 128 MiB took ~40 ms direct.
+  BYTES=${BENCH_BYTES:-$((512 << 20))} REPS=${BENCH_REPS:-3} CONNECTS=${BENCH_CONNECTS:-500}
   HOLD=${BENCH_HOLD:-1000} DNS_SECONDS=${BENCH_DNS_SECONDS:-2} DNS_SEQ=2000
 else
   BYTES=${BENCH_BYTES:-$((1 << 30))} REPS=${BENCH_REPS:-3} CONNECTS=${BENCH_CONNECTS:-2000}
@@ -162,14 +166,22 @@ decisions() { grep -c '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null || true; 
 NOTES=()
 
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-busy=$(pgrep -c -x 'rustc|cargo|cc1|ld' || true)
-if ((busy > 0)); then
-  NOTES+=("$busy compiler processes (rustc/cargo/cc1/ld) were running when the bench started: numbers are noisier")
-  echo "bench-egress: warning: ${NOTES[-1]}" >&2
-fi
+# Compilers (other builds on this machine) take CPU from what is measured.
+# (Not `pgrep -x 'rustc|cargo|cc1|ld'`: procps refuses patterns longer than
+# 15 characters, so that check never saw one.)
+compilers() { ps -e -o comm= | grep -c -x -E 'rustc|cargo|cc1|ld' || true; }
+note_compilers() {
+  local busy
+  busy=$(compilers)
+  if ((busy > 0)); then
+    NOTES+=("$busy compiler processes (rustc/cargo/cc1/ld) were running $1: numbers are noisier")
+    echo "bench-egress: warning: ${NOTES[-1]}" >&2
+  fi
+}
+note_compilers "when the bench started"
 
 # --- 1. connect latency --------------------------------------------------------
-log "1. TCP connect + 1-byte request/response x $CONNECTS (sequential)"
+log "1. TCP connect() and connect + 1-byte request/response (time to first byte) x $CONNECTS (sequential)"
 LAT=(latency --addr "$SERVER" --port "$PING_PORT" --count "$CONNECTS" --time-limit 60)
 keep latency-direct "$(direct 90 "${LAT[@]}")"
 keep latency-guarded "$(guarded 90 audit-latency "${LAT[@]}")"
@@ -233,6 +245,7 @@ keep dns-guarded "$(guarded 60 audit-dns "${DNS[@]}" --server 198.51.100.53 --po
 echo "audited decisions (guarded): $(decisions audit-dns)" >&2
 
 # --- summary ---------------------------------------------------------------------------
+note_compilers "when the bench ended"
 printf '{"lines": %s}\n' "$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${NOTES[@]}")" >"$WORK/res/notes.json"
 log "summary ($( ((QUICK)) && echo quick || echo full ) mode, $(date -u +%FT%TZ), $(nproc) cores)"
 "$PY" scripts/bench/summary.py "$WORK/res"

@@ -30,6 +30,9 @@ enum Command {
     /// Run a command with every connection it makes redirected to Bridle and
     /// decided by policy (needs root; the command runs as the sudo user).
     Run(host::RunArgs),
+    /// The appliance daemon: guard every process in this network namespace
+    /// (containers that join it, `ip netns exec`), except Bridle itself.
+    Up(host::UpArgs),
     /// List Bridle's sessions in the kernel: cgroups, pinned programs,
     /// guarded processes, and whether their bridle still runs.
     Status,
@@ -39,6 +42,10 @@ enum Command {
         /// Also stop running sessions.
         #[arg(long)]
         all: bool,
+        /// Only these sessions (as `bridle status` names them; `up` is the
+        /// appliance). Default: every session.
+        #[arg(value_name = "SESSION")]
+        sessions: Vec<String>,
     },
     /// Internal: the last step before a guarded command (join its cgroup,
     /// drop privileges, exec).
@@ -56,8 +63,9 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => cli::policy::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cmd),
         Command::Run(args) => host::run(args),
+        Command::Up(args) => host::up(args),
         Command::Status => host::status(),
-        Command::Down { all } => host::down(all),
+        Command::Down { all, sessions } => host::down(all, &sessions),
         Command::SandboxExec(args) => host::sandbox_exec(args),
     };
     outcome.unwrap_or_else(|error| {

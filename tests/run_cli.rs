@@ -6,6 +6,8 @@
 //! namespace (`nsenter --net`, which keeps the host's cgroup and bpffs
 //! mounts), so a redirection bug fails the test instead of sending a packet.
 
+#[path = "support/net.rs"]
+mod net;
 mod support;
 
 use std::path::Path;
@@ -26,8 +28,7 @@ forbid(principal, action, resource in Net::Domain::"denied.test");
 /// on 127.0.0.1:5353 that maps the test names there; removed on drop.
 struct TestNet {
     name: String,
-    server: Child,
-    authority: Child,
+    servers: Vec<Child>,
     dir: tempfile::TempDir,
 }
 
@@ -43,39 +44,10 @@ impl TestNet {
         sh(&["ip", "netns", "add", &name]);
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
         sh(&["ip", "-n", &name, "addr", "add", "198.51.100.7/32", "dev", "lo"]);
-        let www = dir.path().join("www");
-        let server = Command::new("ip")
-            .args(["netns", "exec", &name, "python3", "-m", "http.server", "80", "--bind", "198.51.100.7"])
-            .arg("--directory")
-            .arg(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the test HTTP server");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_authority.py");
-        let authority = Command::new("ip")
-            .args(["netns", "exec", &name, "python3", script, "127.0.0.1", "5353"])
-            .args(["allowed.test=198.51.100.7", "denied.test=198.51.100.7"])
-            .spawn()
-            .expect("start the test DNS authority");
-        let net = TestNet { name, server, authority, dir };
-        net.wait_for_server();
-        net
-    }
-
-    fn wait_for_server(&self) {
-        let probe = "import socket; socket.create_connection(('198.51.100.7', 80), 1).close()";
-        for _ in 0..50 {
-            let ok = Command::new("ip")
-                .args(["netns", "exec", &self.name, "python3", "-c", probe])
-                .stderr(Stdio::null())
-                .status();
-            if ok.is_ok_and(|s| s.success()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("test HTTP server did not start");
+        sh(&["ip", "-n", &name, "addr", "add", "2001:db8::7/128", "dev", "lo", "nodad"]);
+        // `::` is dual-stack: 198.51.100.7 and 2001:db8::7 alike.
+        let servers = net::start_upstreams(&name, "::", &dir.path().join("www"), "127.0.0.1", "5353");
+        TestNet { name, servers, dir }
     }
 
     fn audit(&self) -> std::path::PathBuf {
@@ -105,7 +77,7 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
-        for child in [&mut self.server, &mut self.authority] {
+        for child in &mut self.servers {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -288,9 +260,94 @@ fn when_bridle_dies_guarded_connects_fail_closed_and_down_cleans_up() {
 
     let status = support::bridle(&["status"]);
     assert!(status.stdout.lines().any(|l| l.starts_with(&id) && l.contains("orphaned")), "{}", status.all());
-    let down = support::bridle(&["down"]);
+    let down = support::bridle(&["down", &id]);
     assert_eq!(down.code, 0, "{}", down.all());
     assert!(down.stdout.contains(&format!("{id}: removed")), "{}", down.all());
     assert!(!Path::new("/sys/fs/bpf/bridle").join(&id).exists(), "pins left behind");
     assert!(!Path::new("/sys/fs/cgroup/unified/bridle").join(&id).exists(), "cgroup left behind");
+}
+
+/// Every way around the redirector a guarded (unprivileged) agent might try,
+/// run as one script; each line is `name=outcome`.
+const BYPASS: &str = r#"
+import errno, os, socket, subprocess
+def err(f):
+    try:
+        return f()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def http(family, addr, host):
+    def go():
+        s = socket.socket(family); s.settimeout(5); s.connect(addr)
+        s.sendall(b"GET /hello.txt HTTP/1.0\r\nHost: " + host.encode() + b"\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        # A denied connection is reset by the proxy (ECONNRESET above).
+        return "200" if data.startswith(b"HTTP/1.0 200") else ("closed" if not data else "other")
+    return err(go)
+def sendto(family, addr):
+    return err(lambda: socket.socket(family, socket.SOCK_DGRAM).sendto(b"x", addr) and "sent")
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    return "exit%d:%s" % (r.returncode, r.stdout.strip())
+print("v6_allowed=" + http(socket.AF_INET6, ("2001:db8::7", 80), "allowed.test"))
+print("v6_denied=" + http(socket.AF_INET6, ("2001:db8::7", 80), "denied.test"))
+print("mapped_allowed=" + http(socket.AF_INET6, ("::ffff:198.51.100.7", 80), "allowed.test"))
+print("mapped_denied=" + http(socket.AF_INET6, ("::ffff:198.51.100.7", 80), "denied.test"))
+print("udp443=" + sendto(socket.AF_INET, ("198.51.100.7", 443)))
+print("udp443_v6=" + sendto(socket.AF_INET6, ("2001:db8::7", 443)))
+print("raw=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) and "created"))
+print("console=" + err(lambda: socket.create_connection(("127.0.0.1", 18080), 5) and "connected"))
+print("dns_tcp=" + run(["dig", "+short", "+tcp", "+time=3", "+tries=1", "@198.51.100.53", "allowed.test"]))
+print("dns_v6=" + run(["dig", "+short", "+time=3", "+tries=1", "@2001:db8::53", "allowed.test"]))
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, http(socket.AF_INET, ("198.51.100.7", 80), "denied.test").encode())
+    os._exit(0)
+os.close(w)
+print("double_fork=" + os.read(r, 64).decode())
+unshare = "import socket; socket.create_connection(('198.51.100.7', 80), 3); print('connected')"
+print("unshare=" + run(["unshare", "-Urn", "sh", "-c", "ip link set lo up 2>/dev/null; python3 -c \"%s\"" % unshare]))
+print("setns=" + run(["nsenter", "--net=/proc/1/ns/net", "true"]))
+"#;
+
+#[test]
+fn bypass_attempts_are_refused_or_decided() {
+    let net = TestNet::new("bypass");
+    let run = net.run(&["--user", "nobody"], &["python3", "-c", BYPASS]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let got: std::collections::HashMap<&str, &str> = run.stdout.lines().filter_map(|l| l.split_once('=')).collect();
+    let expect = [
+        ("v6_allowed", "200"),
+        ("v6_denied", "ECONNRESET"),
+        ("mapped_allowed", "200"),
+        ("mapped_denied", "ECONNRESET"),
+        ("udp443", "EPERM"),
+        ("udp443_v6", "EPERM"),
+        ("raw", "EPERM"),
+        ("console", "EPERM"),
+        ("dns_tcp", "exit0:198.51.100.7"),
+        ("dns_v6", "exit0:198.51.100.7"),
+        ("double_fork", "ECONNRESET"),
+    ];
+    for (name, want) in expect {
+        assert_eq!(got.get(name).copied(), Some(want), "{name}: {}", run.all());
+    }
+    // A namespace of its own (unprivileged user namespace) has no way out:
+    // the cgroup's programs still steer its connects to a proxy that is not
+    // there. Joining another namespace needs privileges the agent lacks.
+    let unshare = got.get("unshare").copied().unwrap_or_default();
+    assert!(!unshare.contains("connected"), "unshare escaped: {}", run.all());
+    assert!(got.get("setns").is_some_and(|s| !s.starts_with("exit0")), "setns succeeded: {}", run.all());
+
+    let decisions: Vec<serde_json::Value> =
+        records(&net.audit()).into_iter().filter(|r| r["event"]["kind"] == "net.connect").collect();
+    let v6 = decisions.iter().filter(|r| r["event"]["detail"]["ip"] == "2001:db8::7").count();
+    assert_eq!(v6, 2, "both IPv6 connects decided: {decisions:?}");
 }

@@ -13,6 +13,7 @@ use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::decision::{Decision, Effect};
 use bridle_engine::event::{Connect, Event, EventKind, NamedBy, Transport};
+use bridle_engine::request::AuthzRequest;
 
 use crate::detect::Protocol;
 
@@ -35,6 +36,10 @@ pub struct Verdict {
     pub event: Event,
     /// The decision as enforced (an `ask` arrives here as a deny).
     pub decision: Decision,
+    /// `Some(generation)` when policy denies every connect to this
+    /// destination, whatever its name or process: the kernel may refuse
+    /// later ones itself while that policy generation is live.
+    pub kernel_refusal: Option<u64>,
 }
 
 impl Verdict {
@@ -66,7 +71,19 @@ impl Decider {
         let event = Event::now(&self.session, &self.principal, EventKind::Connect(connect(dst, protocol, dns_name)));
         let decision = enforced(self.authorizer.decide(&event), "connection");
         self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
-        Verdict { event, decision }
+        let kernel_refusal = if decision.effect.permits() { None } else { self.destination_deny(&event) };
+        Verdict { event, decision, kernel_refusal }
+    }
+
+    /// The generation in which every connect to this event's destination is
+    /// denied, if policy says so (see `Authorizer::destination_deny`).
+    fn destination_deny(&self, event: &Event) -> Option<u64> {
+        if !self.authorizer.has_destination_forbids() {
+            return None;
+        }
+        let principal = self.authorizer.principal_for(event);
+        let requests = AuthzRequest::from_event(event, &principal);
+        requests.iter().find_map(|request| self.authorizer.destination_deny(request)).map(|deny| deny.generation)
     }
 
     /// Records a notice (e.g. a connection refused before any decision).

@@ -24,6 +24,14 @@ pub trait OriginalDestinations: Send + Sync {
         let _ = ip;
         None
     }
+
+    /// Policy generation `generation` denies every TCP connect to `dst`
+    /// whatever its name or process: a source backed by the kernel makes it
+    /// refuse such connects itself (`ECONNREFUSED`) while that generation
+    /// is live. Best effort: the proxy still decides whatever arrives.
+    fn cache_deny(&self, dst: SocketAddr, generation: u64) {
+        let _ = (dst, generation);
+    }
 }
 
 impl OriginalDestinations for Redirector {

@@ -16,7 +16,7 @@ use tracing::{Instrument as _, field};
 use crate::decide::Decider;
 use crate::detect::{DetectLimits, Protocol, detect};
 use crate::error::{Error, Result};
-use crate::forward::{connect_upstream, splice};
+use crate::forward::{PipePool, connect_upstream, splice};
 use crate::origin::OriginalDestinations;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
@@ -69,6 +69,7 @@ struct Shared {
     session: String,
     origins: Arc<dyn OriginalDestinations>,
     decider: Arc<Decider>,
+    pipes: PipePool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -88,11 +89,12 @@ impl Proxy {
         session: &str,
         principal: &str,
     ) -> Result<Proxy> {
-        let listener =
-            crate::listen::tcp_listener(config.listen).map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let listener = crate::listen::relay_listener(config.listen)
+            .map_err(|source| Error::Bind { addr: config.listen, source })?;
         let local = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
         let decider = Arc::new(Decider::new(authorizer, audit, session, principal));
-        let shared = Arc::new(Shared { config, local, session: session.to_string(), origins, decider });
+        let shared =
+            Arc::new(Shared { config, local, session: session.to_string(), origins, decider, pipes: PipePool::new() });
         Ok(Proxy { listener, shared })
     }
 
@@ -164,6 +166,9 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
     let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip()));
     if !verdict.permits() {
         tracing::info!(reason = verdict.decision.reason.as_deref().unwrap_or("default deny"), "connection denied");
+        if let Some(generation) = verdict.kernel_refusal {
+            shared.origins.cache_deny(dst, generation);
+        }
         return refuse(client);
     }
     // forward: to the original destination only.
@@ -174,7 +179,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
             return refuse(client);
         }
     };
-    match splice(client, upstream, dst, &detected.bytes, shared.config.idle_timeout).await {
+    match splice(client, upstream, dst, &detected.bytes, shared.config.idle_timeout, &shared.pipes).await {
         Ok(relayed) => tracing::debug!(relayed.to_upstream, relayed.to_client, "connection closed"),
         Err(error) => tracing::debug!(%error, "connection ended"),
     }

@@ -5,7 +5,9 @@
 /// `BRIDLE_CONFIG_MAGIC`: a config slot without it makes every connect fail.
 pub const CONFIG_MAGIC: u32 = 0x4252_444c;
 /// `BRIDLE_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
+/// `BRIDLE_SELECT_NETNS`: appliance mode (guard by network namespace).
+pub const SELECT_NETNS: u32 = 1;
 /// `BRIDLE_MAX_OWN_PORTS`.
 pub const MAX_OWN_PORTS: usize = 16;
 
@@ -66,11 +68,43 @@ pub struct RawConfig {
     pub dns_port: u16,
     /// Ports guarded sockets may never reach, host order, 0 = unused.
     pub own_ports: [u16; MAX_OWN_PORTS],
+    /// [`SELECT_NETNS`] or 0.
+    pub flags: u32,
+    /// Depth of `exempt_cgroup` below the cgroup root.
+    pub exempt_level: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Bridle's own cgroup id (appliance mode), 0 = none.
+    pub exempt_cgroup: u64,
+    /// The live generation of the verdict cache.
+    pub verdict_generation: u64,
+}
+
+/// `struct bridle_dest_key`: a destination in the verdict cache.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RawDestKey {
+    /// IPv6 address words, network order (IPv4 as v4-mapped).
+    pub ip6: [u32; 4],
+    /// Port, host order.
+    pub port: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+}
+
+/// `struct bridle_verdict`: a cached deny, live while its generation is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawVerdict {
+    /// Compared with `RawConfig::verdict_generation`.
+    pub generation: u64,
 }
 
 #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
 mod pod {
-    use super::{RawConfig, RawOrigDst, RawPeerKey};
+    use super::{RawConfig, RawDestKey, RawOrigDst, RawPeerKey, RawVerdict};
     // SAFETY: all three are #[repr(C)], contain only integers and integer
     // arrays, have explicit padding fields (no uninitialised bytes), and are
     // valid for every bit pattern, which is what aya::Pod requires.
@@ -79,6 +113,10 @@ mod pod {
     unsafe impl aya::Pod for RawPeerKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for RawConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RawDestKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RawVerdict {}
 }
 
 #[cfg(test)]
@@ -117,10 +155,27 @@ mod tests {
         strukt!(
             "bridle_config",
             RawConfig,
-            [magic, abi_version, proxy_ip4, proxy_ip6, dns_ip4, dns_ip6, proxy_port, dns_port, own_ports]
+            [
+                magic,
+                abi_version,
+                proxy_ip4,
+                proxy_ip6,
+                dns_ip4,
+                dns_ip6,
+                proxy_port,
+                dns_port,
+                own_ports,
+                flags,
+                exempt_level,
+                exempt_cgroup,
+                verdict_generation
+            ]
         );
+        strukt!("bridle_dest_key", RawDestKey, [ip6, port, proto]);
+        strukt!("bridle_verdict", RawVerdict, [generation]);
         check(&c, "BRIDLE_CONFIG_MAGIC", CONFIG_MAGIC as usize);
         check(&c, "BRIDLE_ABI_VERSION", ABI_VERSION as usize);
         check(&c, "BRIDLE_MAX_OWN_PORTS", MAX_OWN_PORTS);
+        check(&c, "BRIDLE_SELECT_NETNS", SELECT_NETNS as usize);
     }
 }

@@ -39,6 +39,18 @@ impl Cgroup {
         Ok(meta.ino())
     }
 
+    /// Depth below the cgroup v2 root (the root is 0), as
+    /// `bpf_get_current_ancestor_cgroup_id` counts. Assumes the mount shows
+    /// the real root (no private cgroup namespace: containers need
+    /// `cgroup: host`).
+    pub fn level(&self) -> Result<u32> {
+        let root = cgroup2_mount()?;
+        let below = self.path.strip_prefix(&root).map_err(|_| {
+            crate::Error::Config(format!("{} is not under the cgroup v2 mount {}", self.path.display(), root.display()))
+        })?;
+        u32::try_from(below.components().count()).map_err(|_| crate::Error::Config("cgroup too deep".into()))
+    }
+
     /// Move a process into this cgroup.
     pub fn add_pid(&self, pid: u32) -> Result<()> {
         let procs = self.path.join("cgroup.procs");

@@ -85,6 +85,15 @@ pub enum Error {
         /// The pin directory.
         path: PathBuf,
     },
+    /// Pins exist but are not a complete, compatible set this Bridle can
+    /// re-adopt.
+    #[error("{path}: cannot re-adopt these pins ({why}); `bridle down --all` removes them")]
+    CannotAdopt {
+        /// The pin directory.
+        path: PathBuf,
+        /// What is wrong with them.
+        why: String,
+    },
     /// The embedded object lacks a program the loader expects (build bug).
     #[error("the embedded eBPF object has no program `{0}`")]
     MissingProgram(&'static str),

@@ -5,16 +5,35 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::{
     Error, Result,
-    abi::{ABI_VERSION, CONFIG_MAGIC, MAX_OWN_PORTS, RawConfig, RawOrigDst, RawPeerKey},
+    abi::{ABI_VERSION, CONFIG_MAGIC, MAX_OWN_PORTS, RawConfig, RawDestKey, RawOrigDst, RawPeerKey, SELECT_NETNS},
 };
 
 const AF_INET: u16 = libc::AF_INET as u16;
 const AF_INET6: u16 = libc::AF_INET6 as u16;
 const DNS_PORT: u16 = 53;
 
+/// Which sockets the programs guard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// Host mode: every socket of the cgroup the programs are attached to.
+    #[default]
+    Cgroup,
+    /// Appliance mode: programs on the cgroup root guard sockets in the
+    /// network namespaces added with `Redirector::guard_netns`, except those
+    /// of tasks under Bridle's own cgroup.
+    Netns {
+        /// Bridle's own cgroup id (its directory's inode).
+        exempt_cgroup: u64,
+        /// Its depth below the cgroup root (the root is 0).
+        exempt_level: u32,
+    },
+}
+
 /// Where guarded traffic goes, and what it may never reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedirectConfig {
+    /// Which sockets are guarded.
+    pub selection: Selection,
     /// The transparent proxy's IPv4 listener (guarded IPv4 and v4-mapped TCP).
     pub proxy_v4: std::net::SocketAddrV4,
     /// The proxy's IPv6 address (same port); `None` refuses IPv6 TCP.
@@ -34,7 +53,7 @@ pub struct RedirectConfig {
 impl RedirectConfig {
     /// The kernel struct, or an error if it does not fit (too many ports,
     /// zero ports).
-    pub fn to_raw(&self) -> Result<RawConfig> {
+    pub fn to_raw(&self, verdict_generation: u64) -> Result<RawConfig> {
         if self.proxy_v4.port() == 0 || self.dns_v4.port() == 0 {
             return Err(Error::Config("proxy and resolver ports must not be 0".into()));
         }
@@ -57,6 +76,10 @@ impl RedirectConfig {
         }
         let mut own_ports = [0u16; MAX_OWN_PORTS];
         own_ports[..ports.len()].copy_from_slice(&ports);
+        let (flags, exempt_cgroup, exempt_level) = match self.selection {
+            Selection::Cgroup => (0, 0, 0),
+            Selection::Netns { exempt_cgroup, exempt_level } => (SELECT_NETNS, exempt_cgroup, exempt_level),
+        };
         Ok(RawConfig {
             magic: CONFIG_MAGIC,
             abi_version: ABI_VERSION,
@@ -67,6 +90,11 @@ impl RedirectConfig {
             proxy_port: self.proxy_v4.port(),
             dns_port: self.dns_v4.port(),
             own_ports,
+            flags,
+            exempt_level,
+            _pad: 0,
+            exempt_cgroup,
+            verdict_generation,
         })
     }
 }
@@ -124,6 +152,20 @@ pub(crate) fn peer_key(peer: SocketAddr) -> RawPeerKey {
     RawPeerKey { ip6: ip6_words(ip6), port: peer.port(), _pad: 0 }
 }
 
+/// The verdict-cache key for a destination.
+pub(crate) fn dest_key(dst: SocketAddr, proto: Proto) -> RawDestKey {
+    let ip = match dst.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let proto = match proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+        Proto::Other(p) => p,
+    };
+    RawDestKey { ip6: ip6_words(ip), port: dst.port(), proto, _pad: 0 }
+}
+
 /// IPv4 as the u32 the kernel stores (network order in memory).
 fn ip4_word(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
@@ -148,6 +190,7 @@ mod tests {
 
     fn config() -> RedirectConfig {
         RedirectConfig {
+            selection: Selection::Cgroup,
             proxy_v4: "127.0.0.1:15001".parse().expect("addr"),
             proxy_ip6: Some(Ipv6Addr::LOCALHOST),
             dns_v4: "127.0.0.1:15053".parse().expect("addr"),
@@ -158,7 +201,7 @@ mod tests {
 
     #[test]
     fn raw_config_is_network_order_and_adds_own_listener_ports() {
-        let raw = config().to_raw().expect("fits");
+        let raw = config().to_raw(0).expect("fits");
         assert_eq!(raw.proxy_ip4.to_ne_bytes(), [127, 0, 0, 1]);
         assert_eq!(raw.proxy_ip6[3].to_ne_bytes(), [0, 0, 0, 1]);
         assert_eq!(raw.dns_ip6, [0; 4]);
@@ -170,9 +213,9 @@ mod tests {
     fn rejects_port_53_and_too_many_ports() {
         let mut c = config();
         c.own_ports = vec![53];
-        assert!(matches!(c.to_raw(), Err(Error::Config(_))));
+        assert!(matches!(c.to_raw(0), Err(Error::Config(_))));
         c.own_ports = (20000..20020).collect();
-        assert!(matches!(c.to_raw(), Err(Error::Config(_))));
+        assert!(matches!(c.to_raw(0), Err(Error::Config(_))));
     }
 
     #[test]

@@ -11,9 +11,10 @@ use std::{
     process::{Command, Output},
 };
 
-use bridle_redirector_ebpf::{Cgroup, Proto, RedirectConfig, Redirector, cgroup2_mount};
+use bridle_redirector_ebpf::{Cgroup, Proto, RedirectConfig, Redirector, Selection, cgroup2_mount};
 
 const OWN_PORT: u16 = 18080;
+const DNS_PORT: u16 = 15053;
 
 /// Everything the test created; removed on drop, pass or fail.
 struct Guard {
@@ -23,12 +24,12 @@ struct Guard {
 }
 
 impl Guard {
-    fn new() -> Self {
+    fn new(name: &str) -> Self {
         let id = std::process::id();
         let guard = Self {
-            netns: format!("bridle-t-{id}"),
-            cgroup: cgroup2_mount().expect("cgroup v2 mount").join(format!("bridle-test-{id}")),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/bridle-test-{id}")),
+            netns: format!("bridle-{name}-{id}"),
+            cgroup: cgroup2_mount().expect("cgroup v2 mount").join(format!("bridle-test-{name}-{id}")),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/bridle-test-{name}-{id}")),
         };
         run(Command::new("ip").args(["netns", "add", &guard.netns]));
         run(Command::new("ip").args(["-n", &guard.netns, "link", "set", "lo", "up"]));
@@ -54,18 +55,27 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// The guarded client: listens as the "proxy" on 127.0.0.1:PORT, then tries
-/// every path the programs govern and prints one `key=value` per line.
+/// The guarded client: listens as the "proxy" on 127.0.0.1:PORT and as the
+/// "resolver" on 127.0.0.1:DNS (UDP and TCP), then tries every path the
+/// programs govern and prints one `key=value` per line.
 const CLIENT: &str = r#"
 import errno, os, socket, struct, sys
-port, own = int(sys.argv[1]), int(sys.argv[2])
+port, own, dns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 def err(f):
     try:
         f(); return "ok"
     except OSError as e:
         return errno.errorcode.get(e.errno, str(e.errno))
 print("pid=%d" % os.getpid())
-lst = socket.socket(); lst.bind(("127.0.0.1", port)); lst.listen(8); lst.settimeout(5)
+q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); q.settimeout(5)
+q.sendto(b"query", ("198.51.100.53", 53))
+data, source = q.recvfrom(512)
+print("udp_reply=%s from %s:%d" % (data.decode(), source[0], source[1]))
+t = socket.socket(); t.settimeout(5); t.connect(("198.51.100.53", 53))
+print("tcp53=%s via %s:%d" % (t.recv(64).decode(), *t.getpeername()))
+print("refused_443=" + err(lambda: socket.socket().connect(("198.51.100.9", 443))))
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", port)); lst.listen(8); lst.settimeout(5)
 c = socket.socket(); c.settimeout(5); c.connect(("198.51.100.7", 80))
 srv, peer = lst.accept()
 print("accepted_peer=%s:%d" % peer)
@@ -79,6 +89,27 @@ print("own_port=" + err(lambda: socket.socket().connect(("198.51.100.7", own))))
 print("raw=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)))
 print("udp_sendto_443=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("198.51.100.7", 443))))
 print("udp_connect_443=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect(("198.51.100.7", 443))))
+"#;
+
+/// The "resolver", outside the guarded cgroup (like Bridle's): answers one
+/// UDP query on 127.0.0.1:DNS and greets one TCP connection there.
+const RESOLVER: &str = r#"
+import socket, sys
+dns = int(sys.argv[1])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", dns)); u.settimeout(10)
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", dns)); t.listen(1); t.settimeout(10)
+print("ready", flush=True)
+data, asker = u.recvfrom(512); u.sendto(b"answer:" + data, asker)
+conn, _ = t.accept(); conn.sendall(b"resolver-tcp"); conn.close()
+"#;
+
+/// Connects to the destination the verdict cache held, with a "proxy" there.
+const CONNECT_443: &str = r#"
+import socket, sys
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(1); lst.settimeout(5)
+socket.socket().connect(("198.51.100.9", 443)); lst.accept(); print("connect_443=redirected")
 "#;
 
 /// An unguarded process in the same netns: its connect must not be touched.
@@ -110,20 +141,33 @@ fn redirects_refuses_and_leaves_outsiders_alone() {
         Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")),
         "kernel_redirect needs root (cgroups, bpf, netns); CI runs it as root"
     );
-    let guard = Guard::new();
+    let guard = Guard::new("t");
     let cgroup = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
     let proxy_port = 20000 + (std::process::id() % 20000) as u16;
-    let config = RedirectConfig {
-        proxy_v4: format!("127.0.0.1:{proxy_port}").parse().expect("addr"),
-        proxy_ip6: Some(std::net::Ipv6Addr::LOCALHOST),
-        dns_v4: "127.0.0.1:15053".parse().expect("addr"),
-        dns_ip6: None,
-        own_ports: vec![OWN_PORT],
-    };
-    let redirector = Redirector::attach(&config, cgroup.path(), &guard.pin_dir).expect("attach");
+    let config = config(proxy_port, Selection::Cgroup);
+    let mut redirector = Redirector::attach(&config, cgroup.path(), &guard.pin_dir).expect("attach");
+    redirector.refuse("198.51.100.9:443".parse().expect("addr"), Proto::Tcp).expect("cache a deny");
 
-    let out = guarded(&guard.netns, cgroup.path(), CLIENT, &[proxy_port.to_string(), OWN_PORT.to_string()]);
+    let mut resolver = Command::new("ip")
+        .args(["netns", "exec", &guard.netns, "python3", "-c", RESOLVER, &DNS_PORT.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the test resolver");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(resolver.stdout.as_mut().expect("resolver stdout")),
+        &mut ready,
+    )
+    .expect("resolver ready");
+    assert_eq!(ready.trim(), "ready");
+    let args = [proxy_port.to_string(), OWN_PORT.to_string(), DNS_PORT.to_string()];
+    let out = guarded(&guard.netns, cgroup.path(), CLIENT, &args);
+    let _ = resolver.kill();
+    let _ = resolver.wait();
     let r = parse(&out);
+    assert_eq!(r["udp_reply"], "answer:query from 198.51.100.53:53", "recvmsg4 shows the original server: {r:?}");
+    assert_eq!(r["tcp53"], "resolver-tcp via 198.51.100.53:53", "TCP/53 goes to the resolver's TCP listener");
+    assert_eq!(r["refused_443"], "ECONNREFUSED", "the verdict cache refuses in the kernel");
     assert_eq!(r["getpeername"], "198.51.100.7:80", "{r:?}");
     assert_eq!(r["getpeername_mapped"], "[::ffff:198.51.100.7]:81", "{r:?}");
     assert_eq!(r["accepted_peer"], r["client_local"], "the listener accepted the client");
@@ -144,8 +188,98 @@ fn redirects_refuses_and_leaves_outsiders_alone() {
     let out = run(Command::new("ip").args(["netns", "exec", &guard.netns, "python3", "-c", OUTSIDE]));
     assert_eq!(parse(&out)["outside"], "ENETUNREACH", "a process outside the cgroup is not redirected");
 
+    // A new generation (a policy reload) drops the cached deny at once.
+    redirector.forget_verdicts().expect("new generation");
+    let out = guarded(&guard.netns, cgroup.path(), CONNECT_443, &[proxy_port.to_string()]);
+    assert_eq!(parse(&out)["connect_443"], "redirected", "an old generation's deny no longer refuses");
+
     redirector.detach().expect("detach");
     assert!(!guard.pin_dir.exists(), "detach removes the pins");
     let out = guarded(&guard.netns, cgroup.path(), OUTSIDE, &[]);
     assert_eq!(parse(&out)["outside"], "ENETUNREACH", "after detach the cgroup is untouched");
+}
+
+fn config(proxy_port: u16, selection: Selection) -> RedirectConfig {
+    RedirectConfig {
+        selection,
+        proxy_v4: format!("127.0.0.1:{proxy_port}").parse().expect("addr"),
+        proxy_ip6: Some(std::net::Ipv6Addr::LOCALHOST),
+        dns_v4: format!("127.0.0.1:{DNS_PORT}").parse().expect("addr"),
+        dns_ip6: None,
+        own_ports: vec![OWN_PORT],
+    }
+}
+
+/// Prints the netns cookie of the namespace it runs in, and whether its
+/// connect to a fake address was redirected to a "proxy" on argv[1].
+const APPLIANCE_CLIENT: &str = r#"
+import errno, socket, struct, sys
+print("netns=%d" % struct.unpack("Q", socket.socket().getsockopt(socket.SOL_SOCKET, 71, 8))[0])
+if len(sys.argv) > 1:
+    lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(1); lst.settimeout(5)
+try:
+    c = socket.socket(); c.settimeout(5); c.connect(("198.51.100.7", 80))
+    print("connect=redirected to %s:%d" % lst.accept()[0].getsockname())
+except OSError as e:
+    print("connect=" + errno.errorcode.get(e.errno, str(e.errno)))
+"#;
+
+/// Appliance mode: the programs sit on the cgroup root and guard exactly the
+/// listed network namespaces, minus Bridle's own cgroup; a second Bridle
+/// re-adopts the pins the first left and steers to its own ports.
+#[test]
+fn appliance_mode_guards_a_netns_except_bridles_cgroup_and_readopts() {
+    let guard = Guard::new("a");
+    let other = Guard::new("o");
+    // Bridle's own cgroup in this test; the programs go on the root.
+    let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
+    let root = cgroup2_mount().expect("cgroup v2 mount");
+    let selection =
+        Selection::Netns { exempt_cgroup: exempt.id().expect("id"), exempt_level: exempt.level().expect("level") };
+    let first_port = 20000 + (std::process::id() % 20000) as u16;
+    let probe = |netns: &str, port: Option<u16>| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, "python3", "-c", APPLIANCE_CLIENT]);
+        cmd.args(port.map(|p| p.to_string()));
+        parse(&run(&mut cmd))
+    };
+    let cookie: u64 = probe(&guard.netns, None)["netns"].parse().expect("cookie");
+
+    let mut redirector = Redirector::attach(&config(first_port, selection), &root, &guard.pin_dir).expect("attach");
+    redirector.guard_netns(cookie).expect("guard the netns");
+    assert_eq!(redirector.guarded_netns(), vec![cookie]);
+    assert_eq!(
+        probe(&guard.netns, Some(first_port))["connect"],
+        format!("redirected to 127.0.0.1:{first_port}"),
+        "a process in the guarded netns is redirected"
+    );
+    assert_eq!(probe(&other.netns, Some(first_port))["connect"], "ENETUNREACH", "another netns is untouched");
+    let out = guarded(&guard.netns, exempt.path(), APPLIANCE_CLIENT, &[first_port.to_string()]);
+    assert_eq!(parse(&out)["connect"], "ENETUNREACH", "Bridle's own cgroup is never redirected");
+
+    // Bridle "dies": its programs stay; a new one adopts them, new port.
+    drop(redirector);
+    let second_port = first_port + 1;
+    let adopted =
+        Redirector::attach_or_adopt(&config(second_port, selection), &root, &guard.pin_dir).expect("re-adopt");
+    assert!(adopted.adopted());
+    assert_eq!(adopted.guarded_netns(), vec![cookie], "the guarded netns survived");
+    assert_eq!(
+        probe(&guard.netns, Some(second_port))["connect"],
+        format!("redirected to 127.0.0.1:{second_port}"),
+        "the adopted programs use the new config"
+    );
+    adopted.detach().expect("detach");
+    assert_eq!(probe(&guard.netns, Some(second_port))["connect"], "ENETUNREACH", "detached: untouched");
+}
+
+#[test]
+fn a_missing_cgroup_is_named_and_nothing_is_left_pinned() {
+    let pins = PathBuf::from(format!("/sys/fs/bpf/bridle-test-missing-{}", std::process::id()));
+    let missing = cgroup2_mount().expect("cgroup v2 mount").join("bridle-no-such-cgroup");
+    let error = Redirector::attach(&config(20000, Selection::Cgroup), &missing, &pins).expect_err("no such cgroup");
+    assert!(error.to_string().contains("bridle-no-such-cgroup"), "{error}");
+    assert!(!pins.join("map_config").exists(), "nothing pinned");
+    let _ = std::fs::remove_dir(&pins);
 }

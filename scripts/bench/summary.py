@@ -45,15 +45,21 @@ def main():
     d = sys.argv[1]
     rows = []  # (metric, direct, guarded, delta/ratio, target, verdict)
 
+    # Two latencies, kept apart because they measure different things (see
+    # the footnotes printed under the table).
     ld, lg = load(d, "latency-direct"), load(d, "latency-guarded")
-    for what, label in (("connect_us", "connect() only"), ("ttfb_us", "connect+1B req/resp")):
+    for what, label in (("connect_us", "TCP connect() syscall [1]"), ("ttfb_us", "TCP time to first byte [2]")):
         for q in ("p50", "p99"):
             a, b = get(ld, what, q), get(lg, what, q)
             added = None if a is None or b is None else round(b - a, 1)
+            ratio = None if not a or b is None else round(b / a, 2)
+            diff = signed(added) + ("" if ratio is None else f" (x{ratio})")
+            # The issue's target (<= 20 us added "including the proxy accept
+            # and decision") can only be judged on time to first byte: a
+            # guarded client's connect() returns before the proxy accepts.
             target = "<= +20 us" if q == "p50" and what == "ttfb_us" else ""
             ok = None if (added is None or not target) else added <= 20
-            rows.append((f"TCP {label} {q} (us)", fmt(a), fmt(b), signed(added),
-                         target, verdict(ok)))
+            rows.append((f"{label} {q} (us)", fmt(a), fmt(b), diff, target, verdict(ok)))
     cpu = get(lg, "cpu", "parent_cpu_us_per_op")
     if cpu is not None:
         rows.append(("  bridle CPU per guarded connection (us)", "", fmt(cpu), "", "", ""))
@@ -69,6 +75,11 @@ def main():
         if complete is False:
             label += " [time-limited]"
         rows.append((label, fmt(a), fmt(b), f"x{ratio}" if ratio is not None else "n/a", ">= x0.8", verdict(ok)))
+    # Single streams on a shared 2-core machine vary run to run: show every
+    # run next to the medians above, so a ratio is read with its spread.
+    for direction in ("up", "down"):
+        runs = [", ".join(fmt(None if r.get("mb_s") is None else round(r["mb_s"])) for r in get(t, "runs", direction) or []) or "n/a" for t in (td, tg)]
+        rows.append((f"  {direction}: every run (MB/s)", runs[0], runs[1], "", "", ""))
     cpu = get(tg, "cpu", "parent_cpu_s_per_gib")
     if cpu is not None:
         rows.append(("  bridle CPU per GiB relayed (s)", "", fmt(cpu), "", "", ""))
@@ -116,6 +127,11 @@ def main():
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
     print(line)
+    print("[1] returns when the kernel has completed the handshake. Guarded, that handshake is with the proxy's")
+    print("    listener (the redirect is in it); the proxy has not accepted yet, so no detection, decision or")
+    print("    upstream connect is in this number.")
+    print("[2] connect, send 1 byte, receive the 1-byte answer. Guarded, this adds everything the proxy does:")
+    print("    accept, detection, decision and audit, the upstream connect, and relaying both bytes.")
     notes = load(d, "notes")
     for note in (notes or {}).get("lines", []):
         print("note: " + note)

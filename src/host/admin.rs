@@ -1,12 +1,16 @@
 //! `bridle status` and `bridle down`: what Bridle has in the kernel, and
 //! removing it.
 //!
-//! A session leaves two things in the kernel: its cgroup
-//! (`<cgroup2>/bridle/run-<pid>`) and its pinned programs and links
-//! (`/sys/fs/bpf/bridle/run-<pid>`). While the owning `bridle run` lives it
-//! removes both itself. If it dies, both stay on purpose: the pinned
-//! programs keep redirecting the session's processes to a proxy that is
-//! gone, so they fail closed. `bridle down` is how an operator ends that.
+//! A `bridle run` session leaves two things in the kernel: its cgroup
+//! (`<cgroup2>/bridle/run-<pid>`, holding the guarded processes) and its
+//! pinned programs and links (`/sys/fs/bpf/bridle/run-<pid>`). The appliance
+//! (`bridle up`) has `<cgroup2>/bridle/up`, holding Bridle itself, and
+//! `/sys/fs/bpf/bridle/up`; its guarded processes are those in the network
+//! namespaces its `guarded_netns` map lists. While the owner lives it
+//! removes its state itself. If it dies, the state stays on purpose: the
+//! pinned programs keep redirecting guarded processes to a proxy that is
+//! gone, so they fail closed. `bridle down` is how an operator ends that:
+//! guarded processes first, then programs, so none ever runs unredirected.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +18,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bridle_redirector_ebpf::{BPFFS_ROOT, Redirector, cgroup2_mount};
+use bridle_redirector_ebpf::{BPFFS_ROOT, Redirector, cgroup2_mount, netns_cookie};
+use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use super::appliance::APPLIANCE;
 
 /// One session found in the kernel.
 #[derive(Debug, Default)]
@@ -26,16 +33,69 @@ pub(super) struct Found {
 }
 
 impl Found {
-    fn processes(&self) -> Vec<i32> {
-        self.cgroup.as_deref().map(procs).unwrap_or_default()
+    /// The guarded processes: the session cgroup's, or for the appliance
+    /// those in its guarded network namespaces (Bridle itself excluded).
+    fn processes(&self, id: &str) -> Vec<i32> {
+        let in_cgroup = self.cgroup.as_deref().map(procs).unwrap_or_default();
+        if id != APPLIANCE {
+            return in_cgroup;
+        }
+        let pinned = self.pins.as_deref().and_then(|p| Redirector::inspect(p).ok());
+        let cookies = pinned.map(|p| p.guarded_netns).unwrap_or_default();
+        let mut exclude = in_cgroup;
+        exclude.extend(i32::try_from(std::process::id()));
+        guarded_processes(&cookies, &exclude)
     }
 }
 
-/// The pid that owns a session id (`run-<pid>`), if it is still a bridle.
-fn owner_alive(id: &str) -> Option<u32> {
+/// The bridle that owns a session, if it still runs: `run-<pid>` names it;
+/// the appliance is whatever bridle sits in its own cgroup.
+fn owner_alive(id: &str, session: &Found) -> Option<u32> {
+    let is_bridle =
+        |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "bridle");
+    if id == APPLIANCE {
+        let procs = session.cgroup.as_deref().map(procs).unwrap_or_default();
+        return procs.into_iter().filter_map(|pid| u32::try_from(pid).ok()).find(|&pid| is_bridle(pid));
+    }
     let pid: u32 = id.strip_prefix("run-")?.parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "bridle").then_some(pid)
+    is_bridle(pid).then_some(pid)
+}
+
+/// Processes (minus `exclude`) whose network namespace has one of
+/// `cookies`. A namespace's cookie is read from inside it, on a throwaway
+/// thread that joins it (setns affects only the calling thread).
+pub(super) fn guarded_processes(cookies: &[u64], exclude: &[i32]) -> Vec<i32> {
+    if cookies.is_empty() {
+        return Vec::new();
+    }
+    let mut by_netns: BTreeMap<PathBuf, Vec<i32>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        if exclude.contains(&pid) {
+            continue;
+        }
+        if let Ok(netns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+            by_netns.entry(netns).or_default().push(pid);
+        }
+    }
+    let mut guarded = Vec::new();
+    for pids in by_netns.into_values() {
+        if cookie_of(pids[0]).is_some_and(|cookie| cookies.contains(&cookie)) {
+            guarded.extend(pids);
+        }
+    }
+    guarded
+}
+
+fn cookie_of(pid: i32) -> Option<u64> {
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).ok()?;
+    std::thread::spawn(move || {
+        setns(&netns, CloneFlags::CLONE_NEWNET).ok()?;
+        netns_cookie().ok()
+    })
+    .join()
+    .ok()?
 }
 
 fn sessions() -> anyhow::Result<BTreeMap<String, Found>> {
@@ -73,12 +133,20 @@ pub fn status() -> anyhow::Result<ExitCode> {
         println!("no bridle sessions");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16} {:<10} {:>9} {:>6}  cgroup", "SESSION", "STATE", "PROCESSES", "LINKS");
+    println!("{:<16} {:<10} {:>9} {:>6}  {:<38} cgroup", "SESSION", "STATE", "PROCESSES", "LINKS", "BACKENDS");
     for (id, session) in &found {
-        let state = if owner_alive(id).is_some() { "running" } else { "orphaned" };
+        let state = if owner_alive(id, session).is_some() { "running" } else { "orphaned" };
         let links = session.pins.as_deref().map_or(0, |p| children_files(p, "link"));
         let cgroup = session.cgroup.as_deref().map_or("-".to_string(), |p| p.display().to_string());
-        println!("{id:<16} {state:<10} {:>9} {links:>6}  {cgroup}", session.processes().len());
+        let backends = session.pins.as_deref().and_then(|p| Redirector::inspect(p).ok()).map_or_else(
+            || "-".to_string(),
+            |p| {
+                let v6 = if p.ipv6 { "+[::1]" } else { "" };
+                let netns = if id == APPLIANCE { format!(" netns:{}", p.guarded_netns.len()) } else { String::new() };
+                format!("proxy {}{v6} dns :{}{netns}", p.proxy, p.dns.port())
+            },
+        );
+        println!("{id:<16} {state:<10} {:>9} {links:>6}  {backends:<38} {cgroup}", session.processes(id).len());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -89,22 +157,40 @@ fn children_files(dir: &Path, prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// `bridle down`: removes orphaned sessions (or all, with `all`): kills their
-/// processes, detaches their programs, removes pins and cgroups.
-pub fn down(all: bool) -> anyhow::Result<ExitCode> {
+/// `bridle down`: removes orphaned sessions (or running ones too, with
+/// `all`), all of them or `only` those: kills their guarded processes,
+/// detaches their programs, removes pins and cgroups.
+pub fn down(all: bool, only: &[String]) -> anyhow::Result<ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("bridle down needs root to kill guarded processes and detach eBPF programs; run it with sudo");
     }
     let mut removed = 0;
-    for (id, session) in sessions()? {
-        if let Some(owner) = owner_alive(&id) {
+    let found = sessions()?;
+    if let Some(unknown) = only.iter().find(|id| !found.contains_key(*id)) {
+        bail!("no session {unknown} (see `bridle status`)");
+    }
+    for (id, session) in found {
+        if !only.is_empty() && !only.contains(&id) {
+            continue;
+        }
+        if let Some(owner) = owner_alive(&id, &session) {
             if !all {
                 println!("{id}: running (bridle pid {owner}); left alone (use --all)");
                 continue;
             }
-            let _ = kill(Pid::from_raw(i32::try_from(owner).unwrap_or(0)), Signal::SIGTERM);
+            let owner = Pid::from_raw(i32::try_from(owner).unwrap_or(0));
+            let _ = kill(owner, Signal::SIGTERM);
+            // The appliance detaches itself when nothing guarded is left;
+            // give it the chance before taking over.
+            if id == APPLIANCE {
+                wait_for_exit(owner, Duration::from_secs(5));
+            }
         }
-        remove(&id, &session)?;
+        if id == APPLIANCE {
+            remove_appliance(&session)?;
+        } else {
+            remove(&id, &session)?;
+        }
         println!("{id}: removed");
         removed += 1;
     }
@@ -128,6 +214,41 @@ pub(super) fn kill_cgroup(cgroup: &Path) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+fn wait_for_exit(pid: Pid, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while kill(pid, None).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The appliance's guarded processes are killed (they are in its network
+/// namespaces, not in a cgroup of ours), then the programs detached.
+fn remove_appliance(session: &Found) -> anyhow::Result<()> {
+    let guarded = session.processes(APPLIANCE);
+    for &pid in &guarded {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    for _ in 0..100 {
+        if session.processes(APPLIANCE).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = session.processes(APPLIANCE);
+    if !left.is_empty() {
+        bail!("{APPLIANCE}: guarded processes remain after SIGKILL: {left:?}");
+    }
+    if let Some(pins) = &session.pins {
+        Redirector::remove_pins(pins).with_context(|| format!("{APPLIANCE}: removing pins {}", pins.display()))?;
+    }
+    if let Some(cgroup) = &session.cgroup
+        && procs(cgroup).is_empty()
+    {
+        std::fs::remove_dir(cgroup).with_context(|| format!("{APPLIANCE}: removing cgroup {}", cgroup.display()))?;
+    }
+    Ok(())
 }
 
 /// Processes first, then programs: a process never runs unredirected. If

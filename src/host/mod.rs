@@ -1,16 +1,23 @@
-//! Host mode: `bridle run -- CMD`.
+//! Running Bridle on a Linux host: `bridle run -- CMD` (host mode) and
+//! `bridle up` (the appliance daemon), plus `bridle status` / `bridle down`.
 //!
-//! One session: a cgroup v2 for the command, the eBPF redirector attached
-//! to it, the transparent proxy listening for what it redirects, and the
-//! command started inside the cgroup as an unprivileged user with
-//! `no_new_privs`. Everything is torn down when the command exits; the
-//! command's exit status is returned.
+//! Host mode is one session: a cgroup v2 for the command, the eBPF
+//! redirector attached to it, the transparent proxy and resolver listening
+//! for what it redirects, and the command started inside the cgroup as an
+//! unprivileged user with `no_new_privs`. Everything is torn down when the
+//! command exits; the command's exit status is returned.
+//!
+//! Appliance mode guards every process in Bridle's network namespace
+//! instead (see [`appliance`]).
 
 mod admin;
+mod appliance;
+mod egress;
 mod sandbox;
 mod session;
 mod user;
 
 pub use admin::{down, status};
+pub use appliance::{UpArgs, up};
 pub use sandbox::{SandboxArgs, exec as sandbox_exec};
 pub use session::{RunArgs, run};

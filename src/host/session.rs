@@ -1,28 +1,25 @@
 //! One `bridle run` session, start to finish.
 //!
 //! Order matters for failing closed: the resolver and the proxy are
-//! listening before the
-//! programs are attached, the programs are attached before the command
-//! exists, and on the way out the command's whole cgroup is killed before
+//! listening before the programs are attached, the programs are attached
+//! before the command exists, and on the way out the command's whole cgroup is killed before
 //! the programs are detached, so no guarded process ever runs unredirected.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
-use bridle_proxy::dns::{DnsServer, NameMap, ResolverConfig};
-use bridle_proxy::{OriginalDestinations, Proxy, ProxyConfig};
-use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector};
+use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::admin;
+use super::egress::{Egress, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
 use crate::cli::settings::DecideArgs;
 
@@ -55,29 +52,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let config = args.decide.config()?.unwrap_or_default();
+    let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
     let target = user::target(args.user.as_deref(), args.allow_root)?;
     if target.is_none() {
         eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user");
     }
-    let audit_path = args.audit.clone().unwrap_or_else(|| config.audit.path.clone());
-    // Configured literals are redacted from every record, under one label.
-    let redact = config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
-    let options = AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact };
-    let audit = Arc::new(AuditLog::open(&audit_path, options).context("opening the audit log")?);
+    let audit = open_audit(&config, args.audit.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let session = Session { config, authorizer, audit, target, command: args.command };
+    let session = Session { config, authorizer, audit, policy_dir, target, command: args.command };
     runtime.block_on(session.run())
+}
+
+/// The audit log: `path`, else the config's `[audit] path`.
+pub(super) fn open_audit(config: &Config, path: Option<&Path>) -> anyhow::Result<Arc<AuditLog>> {
+    let path = path.unwrap_or(&config.audit.path);
+    // Configured literals are redacted from every record, under one label.
+    let redact = config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
+    let options = AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact };
+    let log = AuditLog::open(path, options).with_context(|| format!("opening the audit log {}", path.display()))?;
+    Ok(Arc::new(log))
 }
 
 struct Session {
     config: Config,
     authorizer: Arc<Authorizer>,
     audit: Arc<AuditLog>,
+    policy_dir: Option<PathBuf>,
     target: Option<Target>,
     command: Vec<String>,
 }
@@ -85,46 +90,22 @@ struct Session {
 impl Session {
     async fn run(self) -> anyhow::Result<ExitCode> {
         let id = format!("run-{}", std::process::id());
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let principal = self.config.project.name.clone();
-        let mut resolver_config =
-            ResolverConfig::from_dns_config(listen, &self.config.dns, Path::new("/etc/resolv.conf"))
-                .context("configuring the DNS resolver")?;
-        resolver_config.session.clone_from(&id);
-        resolver_config.principal.clone_from(&principal);
-        let dns = DnsServer::bind(resolver_config, Arc::clone(&self.authorizer), Some(Arc::clone(&self.audit)))
-            .await
-            .context("starting the DNS resolver")?;
-        let dns_port = dns.local_addr().port();
-        let origins = Arc::new(LateOrigins { redirector: RwLock::new(None), names: dns.names() });
-        let mut proxy_config = ProxyConfig::new(listen);
-        proxy_config.peek_timeout = self.config.proxy.peek_timeout();
-        proxy_config.connect_timeout = self.config.proxy.connect_timeout();
-        proxy_config.idle_timeout = self.config.proxy.idle_timeout();
-        let proxy = Proxy::bind(
-            proxy_config,
-            Arc::clone(&origins) as Arc<dyn OriginalDestinations>,
-            Arc::clone(&self.authorizer),
-            Some(Arc::clone(&self.audit)),
-            &id,
-            &principal,
-        )
-        .await
-        .context("starting the proxy")?;
-        let guard = Guard::new(&id, Arc::clone(&origins))?;
-        guard.attach(proxy.local_addr().port(), dns_port)?;
+        let ports = Ports { proxy: 0, dns: 0 };
+        let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, &id, ports).await?;
+        let guard = Guard::new(&id, egress.origins())?;
+        guard.attach(egress.redirect_config(&self.config, Selection::Cgroup), self.authorizer.generation())?;
         self.notice(format!("session {id} started: {:?}", self.command));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let proxy_task = tokio::spawn(proxy.run(until_stopped(stopped.clone())));
-        let dns_task = tokio::spawn(dns.run(until_stopped(stopped)));
+        let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
+        let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), egress.origins(), stopped.clone()));
+        let tasks = egress.spawn(&stopped);
         let status = self.run_command(guard.cgroup.path()).await;
         guard.kill_all().await;
         let _ = stop.send(true);
-        let _ = proxy_task.await;
-        let _ = dns_task.await;
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = follow.await;
         guard.teardown()?;
         let status = status?;
         self.notice(format!("session {id} ended: {status}"));
@@ -194,24 +175,6 @@ fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// The redirector, known only once the proxy port is: the proxy binds first
-/// and refuses every connection until the programs are attached. Names of
-/// raw-IP connects come from what the session's resolver answered.
-struct LateOrigins {
-    redirector: RwLock<Option<Redirector>>,
-    names: Arc<NameMap>,
-}
-
-impl OriginalDestinations for LateOrigins {
-    fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
-        self.redirector.read().ok()?.as_ref()?.lookup(peer)
-    }
-
-    fn name_for(&self, ip: IpAddr) -> Option<String> {
-        self.names.name_for(ip)
-    }
-}
-
 /// The session's kernel state; whatever happens, it is removed.
 struct Guard {
     id: String,
@@ -228,21 +191,10 @@ impl Guard {
         Ok(Guard { id: id.to_string(), cgroup, pins, origins, torn_down: false })
     }
 
-    fn attach(&self, proxy_port: u16, dns_port: u16) -> anyhow::Result<()> {
-        // The listeners are IPv4 only for now: IPv6 TCP and DNS are refused
-        // in the kernel (fail closed), IPv4-mapped IPv6 is redirected.
-        let config = RedirectConfig {
-            proxy_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, proxy_port),
-            proxy_ip6: None,
-            dns_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, dns_port),
-            dns_ip6: None,
-            own_ports: Vec::new(),
-        };
+    fn attach(&self, config: RedirectConfig, policy_generation: u64) -> anyhow::Result<()> {
         let redirector = Redirector::attach(&config, self.cgroup.path(), &self.pins)
             .with_context(|| format!("attaching the redirector to {}", self.cgroup.path().display()))?;
-        let mut slot = self.origins.redirector.write().map_err(|_| anyhow::anyhow!("redirector slot poisoned"))?;
-        *slot = Some(redirector);
-        Ok(())
+        self.origins.install(redirector, policy_generation)
     }
 
     /// Kills everything left in the cgroup (double-forked daemons too) and
@@ -257,8 +209,7 @@ impl Guard {
 
     /// Detaches and removes everything; on error, `Drop` still cleans up.
     fn teardown(mut self) -> anyhow::Result<()> {
-        let redirector = self.origins.redirector.write().ok().and_then(|mut slot| slot.take());
-        if let Some(redirector) = redirector {
+        if let Some(redirector) = self.origins.take() {
             redirector.detach().context("detaching the redirector")?;
         }
         std::fs::remove_dir(self.cgroup.path())

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use cedar_policy::{ActionConstraint, Policy};
+use cedar_policy::{ActionConstraint, Policy, PolicySet};
 
 use super::index::IndexedSet;
 
@@ -30,12 +30,15 @@ pub(super) struct ActionSets {
 #[derive(Debug)]
 pub(super) struct Compiled {
     by_action: HashMap<Action, ActionSets>,
+    /// The enforced forbids a Connect's destination alone decides
+    /// (see `destination.rs`); `None` when there are none.
+    pub destination: Option<PolicySet>,
 }
 
 impl Compiled {
     pub fn new(policies: &LoadedPolicies) -> Self {
         let by_action = Action::ALL.into_iter().map(|action| (action, sets_for(policies, action))).collect();
-        Compiled { by_action }
+        Compiled { by_action, destination: super::destination::forbids(policies) }
     }
 
     pub fn for_action(&self, action: Action) -> &ActionSets {
@@ -44,7 +47,7 @@ impl Compiled {
     }
 }
 
-fn applies_to(policy: &Policy, action: Action) -> bool {
+pub(super) fn applies_to(policy: &Policy, action: Action) -> bool {
     let uid = action_uid(action);
     match policy.action_constraint() {
         ActionConstraint::Any => true,

@@ -11,9 +11,15 @@
 //! Each policy generation holds its compiled per-action sets and its own
 //! decision cache; a reload swaps both at once, so no decision ever mixes two
 //! generations.
+//!
+//! [`Authorizer::destination_deny`] answers a narrower question for the
+//! kernel verdict cache: is every Connect to this (ip, port, proto) denied?
 
 mod compiled;
+mod destination;
 mod index;
+
+pub use destination::DestinationDeny;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

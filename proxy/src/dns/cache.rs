@@ -1,5 +1,11 @@
-//! The answer cache: positive upstream answers kept for their smallest TTL
-//! (bounded in time and in entries) so repeat queries are answered locally.
+//! The answer cache: upstream answers kept for their smallest TTL (bounded
+//! in time and in entries) so repeat queries are answered locally.
+//!
+//! Negative answers (NXDOMAIN, and NOERROR with an empty answer section:
+//! NODATA) are cached as RFC 2308 says: for the smaller of the SOA's TTL and
+//! its MINIMUM field, taken from the authority section, and not at all when
+//! there is no SOA. They are served with their response code and their SOA,
+//! whose TTL counts down like any other.
 //!
 //! Only answers are cached, never decisions: every query is still decided
 //! and audited before the cache is consulted, so a policy change applies
@@ -9,8 +15,14 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+
+/// Longest time a negative answer is reused, whatever the SOA says. RFC
+/// 2308 §5 suggests one to three hours; the low end, because a name an agent
+/// gets NXDOMAIN for is often one that is about to exist (a deploy preview,
+/// a fresh bucket), while an hour still absorbs its retry loops.
+pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3600);
 
 /// Cache key: lowercase name without trailing dot, type, class.
 pub type CacheKey = (String, RecordType, DNSClass);
@@ -21,6 +33,32 @@ pub struct CachedAnswer {
     pub response_code: ResponseCode,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
+}
+
+impl CachedAnswer {
+    /// The answer to serve for an upstream response, and how long it may
+    /// be reused (`None`: not at all). Positive answers live as long as
+    /// their shortest record; negative ones as long as their SOA allows
+    /// (and no longer than a CNAME chain before it). A negative answer's
+    /// SOA is served with that TTL, so a client downstream stops trusting
+    /// it when this cache does.
+    pub fn from_upstream(message: Message) -> (CachedAnswer, Option<Duration>) {
+        let code = message.metadata.response_code;
+        let negative = code == ResponseCode::NXDomain || (code == ResponseCode::NoError && message.answers.is_empty());
+        let mut answer =
+            CachedAnswer { response_code: code, answers: message.answers, authorities: message.authorities };
+        if !negative {
+            let ttl = if code == ResponseCode::NoError { min_ttl(&answer.answers) } else { None };
+            return (answer, ttl);
+        }
+        let Some(soa_ttl) = negative_ttl(&answer.authorities) else { return (answer, None) };
+        let ttl = min_ttl(&answer.answers).map_or(soa_ttl, |chain| chain.min(soa_ttl));
+        let secs = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
+        for soa in answer.authorities.iter_mut().filter(|r| matches!(r.data, RData::SOA(_))) {
+            soa.ttl = soa.ttl.min(secs);
+        }
+        (answer, Some(ttl))
+    }
 }
 
 #[derive(Debug)]
@@ -91,42 +129,19 @@ pub fn min_ttl(records: &[Record]) -> Option<Duration> {
     records.iter().map(|r| r.ttl).min().map(|ttl| Duration::from_secs(u64::from(ttl)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{Name, RData};
-
-    fn answer(ttl: u32) -> CachedAnswer {
-        let name = Name::from_ascii("allowed.test.").expect("name");
-        let record = Record::from_rdata(name, ttl, RData::A(A::new(198, 51, 100, 10)));
-        CachedAnswer { response_code: ResponseCode::NoError, answers: vec![record], authorities: vec![] }
-    }
-
-    fn key(name: &str) -> CacheKey {
-        (name.to_string(), RecordType::A, DNSClass::IN)
-    }
-
-    #[test]
-    fn ttl_counts_down_and_expires() {
-        let cache = AnswerCache::new(10, Duration::from_secs(3600));
-        let now = Instant::now();
-        cache.insert(key("allowed.test"), answer(60), Duration::from_secs(60), now);
-        let later = cache.get(&key("allowed.test"), now + Duration::from_secs(10)).expect("cached");
-        assert_eq!(later.answers[0].ttl, 50);
-        assert!(cache.get(&key("allowed.test"), now + Duration::from_secs(61)).is_none());
-    }
-
-    #[test]
-    fn bounded_and_zero_ttl_not_cached() {
-        let cache = AnswerCache::new(2, Duration::from_secs(3600));
-        let now = Instant::now();
-        cache.insert(key("zero.test"), answer(0), Duration::ZERO, now);
-        assert!(cache.is_empty());
-        for (i, name) in ["a.test", "b.test", "c.test"].into_iter().enumerate() {
-            cache.insert(key(name), answer(60), Duration::from_secs(60 + i as u64), now);
-        }
-        assert_eq!(cache.len(), 2);
-        assert!(cache.get(&key("a.test"), now).is_none(), "soonest-expiring evicted");
-    }
+/// How long a negative answer with these authority records may be reused
+/// (RFC 2308 §5): the smallest min(SOA TTL, SOA MINIMUM) among its SOAs,
+/// at most [`MAX_NEGATIVE_TTL`]; `None` without an SOA.
+pub fn negative_ttl(authorities: &[Record]) -> Option<Duration> {
+    authorities
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::SOA(soa) => Some(record.ttl.min(soa.minimum)),
+            _ => None,
+        })
+        .min()
+        .map(|secs| Duration::from_secs(u64::from(secs)).min(MAX_NEGATIVE_TTL))
 }
+
+#[cfg(test)]
+mod tests;

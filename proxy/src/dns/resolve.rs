@@ -14,7 +14,7 @@ use bridle_engine::event::{DnsQuery, Event, EventKind};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Record;
 
-use super::cache::{AnswerCache, CachedAnswer, min_ttl};
+use super::cache::{AnswerCache, CachedAnswer};
 use super::config::ResolverConfig;
 use super::exfil::ExfilDetector;
 use super::names::NameMap;
@@ -134,18 +134,10 @@ impl Resolver {
                 return None;
             }
         };
-        let answer = CachedAnswer {
-            response_code: upstream.metadata.response_code,
-            answers: upstream.answers,
-            authorities: upstream.authorities,
-        };
+        let (answer, ttl) = CachedAnswer::from_upstream(upstream);
         let now = Instant::now();
         self.map_names(&request.qname, &answer.answers, now);
-        // Only positive answers are cached: negative caching needs the SOA
-        // minimum and buys little for an agent's handful of names.
-        if answer.response_code == ResponseCode::NoError
-            && let Some(ttl) = min_ttl(&answer.answers)
-        {
+        if let Some(ttl) = ttl {
             self.cache.insert(key, answer.clone(), ttl, now);
         }
         Some(answer)

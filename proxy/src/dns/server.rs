@@ -48,6 +48,20 @@ impl DnsServer {
         Ok(DnsServer { udp: Arc::new(udp), tcp, addr, resolver, tcp_idle_timeout: config.tcp_idle_timeout })
     }
 
+    /// Another pair of listeners on `addr` (e.g. the IPv6 loopback) that
+    /// answers from this server's resolver: one cache, one IP → name map.
+    pub async fn bind_alongside(&self, addr: SocketAddr) -> Result<Self, DnsError> {
+        let (udp, tcp) = bind_pair(addr).await?;
+        let addr = tcp.local_addr().map_err(|source| DnsError::Bind { addr, source })?;
+        Ok(DnsServer {
+            udp: Arc::new(udp),
+            tcp,
+            addr,
+            resolver: Arc::clone(&self.resolver),
+            tcp_idle_timeout: self.tcp_idle_timeout,
+        })
+    }
+
     /// The address both listeners are bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

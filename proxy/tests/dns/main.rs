@@ -4,5 +4,6 @@
 
 mod bad_input;
 mod exfil;
+mod negative;
 mod resolve;
 mod support;

@@ -12,7 +12,7 @@ use bridle_engine::authorizer::Authorizer;
 use bridle_engine::policy::{PolicyFile, load_files};
 use bridle_proxy::dns::{DnsServer, NameMap, ResolverConfig};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, TXT};
+use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -41,11 +41,18 @@ when { context.flags.contains("long-label") };
 "#;
 
 pub const TTL: u32 = 300;
+/// The SOA MINIMUM of the authority's zone: how long its NXDOMAIN and
+/// NODATA answers may be cached (smaller than [`TTL`], so it is the one
+/// RFC 2308 picks).
+pub const NEGATIVE_TTL: u32 = 60;
+/// The negative TTL of `brief.missing.test`, short enough to watch expire.
+pub const BRIEF_NEGATIVE_TTL: u32 = 2;
 pub const PROMPT: Duration = Duration::from_secs(5);
 
 /// A tiny authoritative server for `*.test` on 127.0.0.1, UDP and TCP on
 /// one port. Over UDP it truncates answers past 512 bytes (its clients send
-/// no EDNS), so `big.test` can only be fetched over TCP.
+/// no EDNS), so `big.test` can only be fetched over TCP. Its NXDOMAIN and
+/// NODATA answers carry the zone's SOA, except `nosoa.missing.test`'s.
 pub struct Authority {
     pub addr: SocketAddr,
     pub udp_queries: Arc<AtomicUsize>,
@@ -140,11 +147,25 @@ fn authoritative_answer(request: &Message) -> Message {
     match table.get(name.as_str()) {
         Some(data) if data.record_type() == query.query_type => {
             reply.add_answer(Record::from_rdata(query.name.clone(), TTL, data.clone()));
+            return reply;
         }
         Some(_) => {}
         None => reply.metadata.response_code = ResponseCode::NXDomain,
     }
+    reply.add_authorities(negative_soa(&name));
     reply
+}
+
+/// The SOA a negative answer for `name` carries (RFC 2308 §3), if any.
+fn negative_soa(name: &str) -> Option<Record> {
+    let (ttl, minimum) = match name {
+        "nosoa.missing.test." => return None,
+        "brief.missing.test." => (BRIEF_NEGATIVE_TTL, BRIEF_NEGATIVE_TTL),
+        _ => (TTL, NEGATIVE_TTL),
+    };
+    let host = |text: &str| Name::from_ascii(text).expect("name");
+    let soa = SOA::new(host("ns.test."), host("hostmaster.test."), 1, 3600, 600, 86_400, minimum);
+    Some(Record::from_rdata(host("test."), ttl, RData::SOA(soa)))
 }
 
 pub struct Harness {

@@ -4,5 +4,6 @@
 
 mod bad_input;
 mod naming;
+mod relay;
 mod splice;
 mod support;

@@ -27,7 +27,20 @@
  * slot (array maps start zeroed) means "not configured": refuse everything. */
 #define BRIDLE_CONFIG_MAGIC 0x4252444cu
 /* Bumped whenever a struct below changes shape. */
-#define BRIDLE_ABI_VERSION 1u
+#define BRIDLE_ABI_VERSION 2u
+
+/* bridle_config.flags */
+/* Appliance mode: the programs sit on the cgroup root and guard only sockets
+ * whose network namespace is in the guarded_netns map, except those of tasks
+ * under Bridle's own cgroup (exempt_cgroup). Without the flag (host mode)
+ * the cgroup the programs are attached to is the whole selection. */
+#define BRIDLE_SELECT_NETNS 1u
+
+/* Guarded network namespaces (appliance mode; one per daemon start). */
+#define BRIDLE_MAX_NETNS 64
+
+/* Entries in the kernel verdict cache. */
+#define BRIDLE_VERDICT_ENTRIES 4096
 
 /* Ports guarded sockets may never reach (console, API, metrics, proxy
  * admin, the proxy and resolver listeners themselves). 0 = unused slot. */
@@ -57,6 +70,22 @@ struct bridle_peer_key {
 	__u16 _pad;
 };
 
+/* Key of the verdict cache: a destination every connect to which policy
+ * denies, whatever name or process it comes with. */
+struct bridle_dest_key {
+	__u32 ip6[4];     /* network order; IPv4 stored v4-mapped */
+	__u16 port;       /* host order */
+	__u8 proto;       /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8 _pad;
+};
+
+/* Value of the verdict cache. An entry refuses connects only while its
+ * generation equals bridle_config.verdict_generation: a policy reload bumps
+ * that, and every older entry is dead at once. */
+struct bridle_verdict {
+	__u64 generation;
+};
+
 /* The single entry (key 0) of the config array map, written by the loader. */
 struct bridle_config {
 	__u32 magic;           /* BRIDLE_CONFIG_MAGIC, else fail closed */
@@ -68,6 +97,11 @@ struct bridle_config {
 	__u16 proxy_port;      /* host order */
 	__u16 dns_port;        /* host order */
 	__u16 own_ports[BRIDLE_MAX_OWN_PORTS]; /* host order, 0 = unused */
+	__u32 flags;           /* BRIDLE_SELECT_NETNS */
+	__u32 exempt_level;    /* depth of exempt_cgroup below the root (root = 0) */
+	__u32 _pad;
+	__u64 exempt_cgroup;   /* Bridle's own cgroup id (appliance mode), 0 = none */
+	__u64 verdict_generation; /* live generation of the verdict cache */
 };
 
 #endif /* BRIDLE_H */

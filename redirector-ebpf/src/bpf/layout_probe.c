@@ -36,9 +36,22 @@ int main(void)
 	F(bridle_config, proxy_port);
 	F(bridle_config, dns_port);
 	F(bridle_config, own_ports);
+	F(bridle_config, flags);
+	F(bridle_config, exempt_level);
+	F(bridle_config, exempt_cgroup);
+	F(bridle_config, verdict_generation);
+
+	S(bridle_dest_key);
+	F(bridle_dest_key, ip6);
+	F(bridle_dest_key, port);
+	F(bridle_dest_key, proto);
+
+	S(bridle_verdict);
+	F(bridle_verdict, generation);
 
 	printf("BRIDLE_CONFIG_MAGIC %u\n", BRIDLE_CONFIG_MAGIC);
 	printf("BRIDLE_ABI_VERSION %u\n", BRIDLE_ABI_VERSION);
 	printf("BRIDLE_MAX_OWN_PORTS %u\n", BRIDLE_MAX_OWN_PORTS);
+	printf("BRIDLE_SELECT_NETNS %u\n", BRIDLE_SELECT_NETNS);
 	return 0;
 }

@@ -2,16 +2,29 @@
 /*
  * redirect.bpf.c — Bridle's cgroup egress capture.
  *
- * Attached to a guarded cgroup v2 directory; every socket created by a
- * process in that subtree is subject to these rules:
+ * Which sockets are guarded:
+ *   host mode      attached to the session's cgroup v2 directory: every
+ *                  socket of a process in that subtree.
+ *   appliance mode (BRIDLE_SELECT_NETNS) attached to the cgroup root: every
+ *                  socket in a network namespace listed in guarded_netns,
+ *                  except those of tasks under Bridle's own cgroup
+ *                  (exempt_cgroup, compared by ancestor id so Bridle's
+ *                  children are exempt too). Other sockets are untouched.
  *
+ * What guarded sockets get:
  *   connect4/6     TCP  -> remember the original destination (keyed by socket
- *                          cookie), rewrite to the proxy listener.
+ *                          cookie), rewrite to the proxy listener, unless the
+ *                          verdict cache says every connect there is denied:
+ *                          then ECONNREFUSED before any packet.
+ *                  TCP/53 -> the resolver's TCP listener (DNS over TCP to any
+ *                          server is answered by Bridle).
  *                  UDP/53 (connected) -> remember, rewrite to the resolver.
  *                  anything else (other UDP, ICMP ping sockets, SCTP, ...)
  *                  -> refused (EPERM).
  *                  Bridle's own ports -> refused (EPERM), before any packet.
  *   sendmsg4/6     UDP/53 -> resolver; all other UDP refused (QUIC, exfil).
+ *   recvmsg4/6     replies from the resolver carry the original server as
+ *                  their source (resolvers that check it accept them).
  *   getpeername4/6 redirected sockets see their original peer.
  *   sock_create    SOCK_RAW and SOCK_PACKET (AF_INET/AF_INET6) refused.
  *                  AF_PACKET never reaches this hook: the kernel runs
@@ -64,6 +77,7 @@
 #define BRIDLE_IPPROTO_UDP 17
 #define BRIDLE_IPPROTO_MPTCP 262
 #define BRIDLE_DNS_PORT 53
+#define BRIDLE_ECONNREFUSED 111
 
 #define REFUSE 0
 #define ALLOW 1
@@ -89,6 +103,20 @@ struct {
 	__type(value, struct bridle_config);
 } config SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BRIDLE_MAX_NETNS);
+	__type(key, __u64); /* netns cookie */
+	__type(value, __u8);
+} guarded_netns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BRIDLE_VERDICT_ENTRIES);
+	__type(key, struct bridle_dest_key);
+	__type(value, struct bridle_verdict);
+} verdicts SEC(".maps");
+
 static __always_inline const struct bridle_config *get_config(void)
 {
 	__u32 key = 0;
@@ -98,6 +126,49 @@ static __always_inline const struct bridle_config *get_config(void)
 	    c->abi_version != BRIDLE_ABI_VERSION)
 		return NULL;
 	return c;
+}
+
+static __always_inline int forget_and_refuse(struct bpf_sock_addr *ctx);
+
+/* Is this socket guarded? ctx is a bpf_sock_addr or a bpf_sock. */
+static __always_inline int selected(const struct bridle_config *c, void *ctx)
+{
+	__u64 netns;
+
+	if (!(c->flags & BRIDLE_SELECT_NETNS))
+		return 1;
+	netns = bpf_get_netns_cookie(ctx);
+	if (!bpf_map_lookup_elem(&guarded_netns, &netns))
+		return 0;
+	if (c->exempt_cgroup &&
+	    bpf_get_current_ancestor_cgroup_id(c->exempt_level) == c->exempt_cgroup)
+		return 0;
+	return 1;
+}
+
+/* Does the verdict cache deny every connect to this destination? */
+static __always_inline int denied(const struct bridle_config *c, __u32 a0,
+				  __u32 a1, __u32 a2, __u32 a3, __u16 port,
+				  __u8 proto)
+{
+	struct bridle_dest_key key = {};
+	const struct bridle_verdict *v;
+
+	key.ip6[0] = a0;
+	key.ip6[1] = a1;
+	key.ip6[2] = a2;
+	key.ip6[3] = a3;
+	key.port = port;
+	key.proto = proto;
+	v = bpf_map_lookup_elem(&verdicts, &key);
+	return v && v->generation == c->verdict_generation;
+}
+
+/* What a denied destination looks like to the agent: nobody listening. */
+static __always_inline int refuse_connection(struct bpf_sock_addr *ctx)
+{
+	bpf_set_retval(-BRIDLE_ECONNREFUSED);
+	return forget_and_refuse(ctx);
 }
 
 static __always_inline int is_own_port(const struct bridle_config *c, __u16 port)
@@ -189,10 +260,25 @@ int bridle_connect4(struct bpf_sock_addr *ctx)
 	const struct bridle_config *c = get_config();
 	__u16 port = dst_port(ctx);
 
-	if (!c || is_own_port(c, port))
+	if (!c)
+		return forget_and_refuse(ctx);
+	if (!selected(c, ctx))
+		return ALLOW;
+	if (is_own_port(c, port))
 		return forget_and_refuse(ctx);
 
+	if (is_tcp(ctx) && port == BRIDLE_DNS_PORT) {
+		if (!c->dns_ip4 || !c->dns_port ||
+		    !remember(ctx, BRIDLE_AF_INET, port, BRIDLE_IPPROTO_TCP))
+			return forget_and_refuse(ctx);
+		ctx->user_ip4 = c->dns_ip4;
+		ctx->user_port = bpf_htons(c->dns_port);
+		return ALLOW;
+	}
 	if (is_tcp(ctx)) {
+		if (denied(c, 0, 0, bpf_htonl(0x0000ffff), ctx->user_ip4, port,
+			   BRIDLE_IPPROTO_TCP))
+			return refuse_connection(ctx);
 		if (!c->proxy_ip4 || !c->proxy_port ||
 		    !remember(ctx, BRIDLE_AF_INET, port, BRIDLE_IPPROTO_TCP))
 			return forget_and_refuse(ctx);
@@ -218,25 +304,35 @@ int bridle_connect6(struct bpf_sock_addr *ctx)
 	const struct bridle_config *c = get_config();
 	__u16 port = dst_port(ctx);
 	int mapped = is_v4_mapped(ctx);
-	__u8 proto;
+	int to_dns;
 	__u32 ip4;
 	__u16 to_port;
 
-	if (!c || is_own_port(c, port))
+	if (!c)
+		return forget_and_refuse(ctx);
+	if (!selected(c, ctx))
+		return ALLOW;
+	if (is_own_port(c, port))
 		return forget_and_refuse(ctx);
 
-	if (is_tcp(ctx)) {
-		proto = BRIDLE_IPPROTO_TCP;
+	if (is_tcp(ctx) && port != BRIDLE_DNS_PORT) {
+		if (denied(c, ctx->user_ip6[0], ctx->user_ip6[1],
+			   ctx->user_ip6[2], ctx->user_ip6[3], port,
+			   BRIDLE_IPPROTO_TCP))
+			return refuse_connection(ctx);
+		to_dns = 0;
 		ip4 = c->proxy_ip4;
 		to_port = c->proxy_port;
-	} else if (is_udp(ctx) && port == BRIDLE_DNS_PORT) {
-		proto = BRIDLE_IPPROTO_UDP;
+	} else if (port == BRIDLE_DNS_PORT && (is_udp(ctx) || is_tcp(ctx))) {
+		to_dns = 1;
 		ip4 = c->dns_ip4;
 		to_port = c->dns_port;
 	} else {
 		return forget_and_refuse(ctx);
 	}
-	if (!to_port || !remember(ctx, BRIDLE_AF_INET6, port, proto))
+	if (!to_port ||
+	    !remember(ctx, BRIDLE_AF_INET6, port,
+		      is_tcp(ctx) ? BRIDLE_IPPROTO_TCP : BRIDLE_IPPROTO_UDP))
 		return forget_and_refuse(ctx);
 
 	if (mapped) {
@@ -246,7 +342,7 @@ int bridle_connect6(struct bpf_sock_addr *ctx)
 		return ALLOW;
 	}
 	/* Separate branches so the verifier sees constant-offset map reads. */
-	if (proto == BRIDLE_IPPROTO_TCP) {
+	if (!to_dns) {
 		if (is_zero6(c->proxy_ip6))
 			return forget_and_refuse(ctx);
 		set_dst6(ctx, c->proxy_ip6[0], c->proxy_ip6[1], c->proxy_ip6[2],
@@ -265,8 +361,13 @@ int bridle_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	const struct bridle_config *c = get_config();
 
-	if (!c || !is_udp(ctx) || dst_port(ctx) != BRIDLE_DNS_PORT ||
-	    !c->dns_ip4 || !c->dns_port)
+	if (!c)
+		return REFUSE;
+	if (!selected(c, ctx))
+		return ALLOW;
+	if (!is_udp(ctx) || dst_port(ctx) != BRIDLE_DNS_PORT || !c->dns_ip4 ||
+	    !c->dns_port ||
+	    !remember(ctx, BRIDLE_AF_INET, BRIDLE_DNS_PORT, BRIDLE_IPPROTO_UDP))
 		return REFUSE;
 	ctx->user_ip4 = c->dns_ip4;
 	ctx->user_port = bpf_htons(c->dns_port);
@@ -278,21 +379,67 @@ int bridle_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	const struct bridle_config *c = get_config();
 
-	if (!c || !is_udp(ctx) || dst_port(ctx) != BRIDLE_DNS_PORT ||
-	    !c->dns_port)
+	if (!c)
+		return REFUSE;
+	if (!selected(c, ctx))
+		return ALLOW;
+	if (!is_udp(ctx) || dst_port(ctx) != BRIDLE_DNS_PORT || !c->dns_port)
 		return REFUSE;
 	if (is_v4_mapped(ctx)) {
-		if (!c->dns_ip4)
+		if (!c->dns_ip4 || !remember(ctx, BRIDLE_AF_INET6, BRIDLE_DNS_PORT,
+					     BRIDLE_IPPROTO_UDP))
 			return REFUSE;
 		set_dst6(ctx, 0, 0, bpf_htonl(0x0000ffff), c->dns_ip4,
 			 c->dns_port);
 		return ALLOW;
 	}
-	if (is_zero6(c->dns_ip6))
+	if (is_zero6(c->dns_ip6) ||
+	    !remember(ctx, BRIDLE_AF_INET6, BRIDLE_DNS_PORT, BRIDLE_IPPROTO_UDP))
 		return REFUSE;
 	set_dst6(ctx, c->dns_ip6[0], c->dns_ip6[1], c->dns_ip6[2],
 		 c->dns_ip6[3], c->dns_port);
 	return ALLOW;
+}
+
+/* The last DNS server this socket sent to, if the reply comes from the
+ * resolver's port. (One socket asking two servers at once sees the later
+ * one as both sources: glibc and stub resolvers do not do that.) */
+static __always_inline const struct bridle_orig_dst *
+dns_reply_origin(struct bpf_sock_addr *ctx, __u16 family)
+{
+	const struct bridle_config *c = get_config();
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	const struct bridle_orig_dst *o;
+
+	if (!c || dst_port(ctx) != c->dns_port)
+		return NULL;
+	o = bpf_map_lookup_elem(&orig_dst, &cookie);
+	if (!o || o->family != family || o->proto != BRIDLE_IPPROTO_UDP)
+		return NULL;
+	return o;
+}
+
+SEC("cgroup/recvmsg4")
+int bridle_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	const struct bridle_orig_dst *o = dns_reply_origin(ctx, BRIDLE_AF_INET);
+
+	if (o) {
+		ctx->user_ip4 = o->ip4;
+		ctx->user_port = bpf_htons(o->port);
+	}
+	return ALLOW; /* must be 1 */
+}
+
+SEC("cgroup/recvmsg6")
+int bridle_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	const struct bridle_orig_dst *o = dns_reply_origin(ctx, BRIDLE_AF_INET6);
+
+	if (o)
+		set_dst6(ctx, o->ip6[0], o->ip6[1], o->ip6[2], o->ip6[3],
+			 o->port);
+	return ALLOW; /* must be 1 */
 }
 
 SEC("cgroup/getpeername4")
@@ -323,6 +470,10 @@ int bridle_getpeername6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_create")
 int bridle_sock_create(struct bpf_sock *ctx)
 {
+	const struct bridle_config *c = get_config();
+
+	if (c && !selected(c, ctx))
+		return ALLOW;
 	if (ctx->type == BRIDLE_SOCK_RAW || ctx->type == BRIDLE_SOCK_PACKET ||
 	    ctx->family == BRIDLE_AF_PACKET)
 		return REFUSE;
@@ -372,6 +523,7 @@ int bridle_sockops(struct bpf_sock_ops *ctx)
 	return 1;
 }
 
-/* No GPL-only helper is used (cookie, pid/tgid, cgroup id, map ops), so the
- * project's own licence string is accepted by the kernel. */
+/* No GPL-only helper is used (cookie, netns cookie, pid/tgid, cgroup ids,
+ * set_retval, map ops), so the project's own licence string is accepted by
+ * the kernel. */
 char LICENSE[] SEC("license") = "Apache-2.0";

@@ -1,0 +1,245 @@
+//! `bridle up`: the appliance daemon. Every socket of every process in this
+//! network namespace is guarded, except Bridle's own: agents join the
+//! namespace (`network_mode: "service:bridle"` in compose, `ip netns exec`,
+//! `nsenter --net`) and need nothing else.
+//!
+//! Selection: the programs sit on the cgroup v2 root and act only on sockets
+//! whose network namespace is listed in their `guarded_netns` map, skipping
+//! tasks under `<cgroup2>/bridle/up`, the cgroup this daemon moves itself
+//! into before it creates any socket. A startup self-check proves the
+//! exemption works (a loop through its own proxy would otherwise hang).
+//!
+//! Lifecycle: the programs are pinned under `/sys/fs/bpf/bridle/up`. If the
+//! daemon dies they stay, and guarded connects go to a port where nothing
+//! listens: fail closed. The next `bridle up` re-adopts the pins and writes
+//! its listener ports into them. A clean stop (SIGTERM/SIGINT) detaches only
+//! when no guarded process is left; otherwise the pins stay, failing closed,
+//! until `bridle down`.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bridle_engine::audit::{AuditEntry, AuditLog};
+use bridle_engine::authorizer::Authorizer;
+use bridle_engine::config::Config;
+use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, Redirector, Selection, cgroup2_mount, netns_cookie};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::admin;
+use super::egress::{Egress, LateOrigins, Ports, follow_generations, watch_policies};
+use super::session::open_audit;
+use crate::cli::settings::DecideArgs;
+
+/// The appliance's session id: its cgroup is `<cgroup2>/bridle/up`, its pins
+/// `/sys/fs/bpf/bridle/up`.
+pub(super) const APPLIANCE: &str = "up";
+
+/// `bridle up [OPTIONS]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub decide: DecideArgs,
+    /// Audit log (default: the config's [audit] path).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// The proxy's port on 127.0.0.1 of this network namespace.
+    #[arg(long, default_value_t = 15001, value_name = "PORT")]
+    pub proxy_port: u16,
+    /// The resolver's port (UDP and TCP) on 127.0.0.1.
+    #[arg(long, default_value_t = 15053, value_name = "PORT")]
+    pub dns_port: u16,
+}
+
+/// Runs the appliance until SIGTERM or SIGINT.
+pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "bridle up needs root to attach its eBPF programs to the cgroup root (CAP_BPF, CAP_NET_ADMIN, \
+             CAP_SYS_ADMIN); run it with sudo, or as a privileged container with the host's cgroup2 and bpffs"
+        );
+    }
+    refuse_host_netns()?;
+    let config = args.decide.config()?.unwrap_or_default();
+    let policy_dir = args.decide.policy_dir()?;
+    let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
+    let audit = open_audit(&config, args.audit.as_deref())?;
+    // Before any socket exists and before any thread: everything this
+    // process does from here is exempt from redirection.
+    let own = Cgroup::create(&format!("bridle/{APPLIANCE}")).context("creating Bridle's own cgroup")?;
+    own.add_pid(std::process::id()).context("moving bridle into its own cgroup")?;
+    let selection = Selection::Netns {
+        exempt_cgroup: own.id().context("reading Bridle's cgroup id")?,
+        exempt_level: own.level().context("locating Bridle's cgroup")?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let daemon = Daemon { config, authorizer, audit, policy_dir, own, selection, args };
+    runtime.block_on(daemon.run())
+}
+
+struct Daemon {
+    config: Config,
+    authorizer: Arc<Authorizer>,
+    audit: Arc<AuditLog>,
+    policy_dir: Option<PathBuf>,
+    own: Cgroup,
+    selection: Selection,
+    args: UpArgs,
+}
+
+impl Daemon {
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        let ports = Ports { proxy: self.args.proxy_port, dns: self.args.dns_port };
+        let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, APPLIANCE, ports).await?;
+        let redirect = egress.redirect_config(&self.config, self.selection);
+        let root = cgroup2_mount().context("finding the cgroup v2 mount")?;
+        let pins = pin_dir();
+        let mut redirector = Redirector::attach_or_adopt(&redirect, &root, &pins)
+            .with_context(|| format!("attaching the redirector to {}", root.display()))?;
+        let cookie = netns_cookie().context("reading this network namespace's cookie")?;
+        redirector.guard_netns(cookie)?;
+        let adopted = redirector.adopted();
+        let origins = egress.origins();
+        origins.install(redirector, self.authorizer.generation())?;
+        // Without a working exemption every upstream connect of the proxy
+        // would come back to the proxy. Stop here; the programs stay
+        // attached, so guarded processes fail closed.
+        tokio::task::spawn_blocking(exemption_self_check).await.context("self-check task")??;
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
+        let tasks = egress.spawn(&stopped);
+        let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), Arc::clone(&origins), stopped));
+        let started = format!(
+            "appliance started: netns cookie {cookie}, proxy 127.0.0.1:{}, resolver 127.0.0.1:{}, {} pins {}",
+            self.args.proxy_port,
+            self.args.dns_port,
+            if adopted { "re-adopted" } else { "attached" },
+            pins.display()
+        );
+        self.notice("info", started.clone());
+        eprintln!("bridle: {started}");
+
+        wait_for_stop().await?;
+        let _ = stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = follow.await;
+        self.stop(&origins)?;
+        self.audit.sync().context("syncing the audit log")?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Detaches only when nothing guarded is left to fail closed for.
+    fn stop(&self, origins: &LateOrigins) -> anyhow::Result<()> {
+        let Some(redirector) = origins.take() else { return Ok(()) };
+        let left = admin::guarded_processes(&redirector.guarded_netns(), &admin::procs(self.own.path()));
+        if !left.is_empty() {
+            let message = format!(
+                "appliance stopped; {} guarded process(es) remain (e.g. pid {}): the programs stay attached and \
+                 their connects fail until `bridle up` or `bridle down`",
+                left.len(),
+                left[0]
+            );
+            self.notice("warn", message.clone());
+            eprintln!("bridle: {message}");
+            return Ok(());
+        }
+        redirector.detach().context("detaching the redirector")?;
+        leave_cgroup(self.own.path())?;
+        self.notice("info", "appliance stopped; programs detached".into());
+        Ok(())
+    }
+
+    fn notice(&self, level: &str, message: String) {
+        let entry = AuditEntry::Notice { component: "up".into(), level: level.into(), message };
+        if let Err(error) = self.audit.append(entry) {
+            tracing::error!(%error, "could not audit an appliance notice");
+        }
+    }
+}
+
+/// `PROC_NET_INIT_INO` and `PROC_PID_INIT_INO`: the fixed inode numbers of
+/// the host's initial network (Linux 6.x) and pid namespaces.
+const INIT_NET_INO: u64 = 0xEFFF_FFF9;
+const INIT_PID_INO: u64 = 0xEFFF_FFFC;
+
+/// Guarding the host's own network namespace would guard (and `bridle down`
+/// would kill) every process on the host: refuse.
+fn refuse_host_netns() -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |path: &str| std::fs::metadata(path).map(|m| m.ino()).ok();
+    let ours = ino("/proc/self/ns/net");
+    // Older kernels number init_net dynamically: then compare with PID 1's,
+    // when PID 1 is the host's init (we share the initial pid namespace).
+    let host_init = ino("/proc/self/ns/pid") == Some(INIT_PID_INO) && ours == ino("/proc/1/ns/net");
+    if ours == Some(INIT_NET_INO) || host_init {
+        bail!(
+            "bridle up guards every process in its network namespace, and this is the host's: run it in a              container (docker compose up) or a namespace of its own (`ip netns exec NAME bridle up`); to guard              one command on the host use `bridle run -- CMD`"
+        );
+    }
+    Ok(())
+}
+
+/// `/sys/fs/bpf/bridle/up`.
+pub(super) fn pin_dir() -> PathBuf {
+    Path::new(BPFFS_ROOT).join("bridle").join(APPLIANCE)
+}
+
+/// Connects to a listener of our own on loopback: with the exemption
+/// working the connection arrives there; redirected, it would land in the
+/// proxy's backlog instead and never arrive.
+fn exemption_self_check() -> anyhow::Result<()> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("self-check: binding a loopback listener")?;
+    let addr = listener.local_addr().context("self-check: listener address")?;
+    listener.set_nonblocking(true).context("self-check: listener mode")?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    let local = stream.and_then(|s| s.local_addr()).context("self-check: connecting to our own listener")?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((_, peer)) if peer == local => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e).context("self-check: accepting"),
+        }
+    }
+    bail!(
+        "Bridle's own connections are being redirected: the cgroup exemption does not match. In a container, \
+         run Bridle with the host's cgroup namespace (`cgroup: host` in compose)"
+    )
+}
+
+/// Moves this process back to the cgroup root and removes its cgroup.
+fn leave_cgroup(own: &Path) -> anyhow::Result<()> {
+    let root = cgroup2_mount().context("finding the cgroup v2 mount")?;
+    let me = std::process::id().to_string();
+    std::fs::write(root.join("cgroup.procs"), me).context("leaving Bridle's cgroup")?;
+    std::fs::remove_dir(own).with_context(|| format!("removing {}", own.display()))
+}
+
+async fn wait_for_stop() -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn appliance_pins_live_beside_session_pins() {
+        assert_eq!(super::pin_dir(), std::path::Path::new("/sys/fs/bpf/bridle/up"));
+    }
+}

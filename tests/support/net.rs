@@ -1,0 +1,38 @@
+//! Test upstreams for the end-to-end tests that run Bridle in a network
+//! namespace (`run_cli`, `up_cli`).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The stand-ins for "the internet" inside a test network namespace: a
+/// python HTTP server on port 80 of `http_bind` serving `www`, and the test
+/// DNS authority on `dns_ip:dns_port` mapping allowed.test and denied.test
+/// to 198.51.100.7. Returns once the HTTP server answers on 198.51.100.7.
+#[expect(clippy::zombie_processes, reason = "returned to the caller, which kills and reaps them on drop")]
+pub fn start_upstreams(netns: &str, http_bind: &str, www: &Path, dns_ip: &str, dns_port: &str) -> Vec<Child> {
+    let http = Command::new("ip")
+        .args(["netns", "exec", netns, "python3", "-m", "http.server", "80", "--bind", http_bind])
+        .arg("--directory")
+        .arg(www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the test HTTP server");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_authority.py");
+    let authority = Command::new("ip")
+        .args(["netns", "exec", netns, "python3", script, dns_ip, dns_port])
+        .args(["allowed.test=198.51.100.7", "denied.test=198.51.100.7"])
+        .spawn()
+        .expect("start the test DNS authority");
+    let probe = "import socket; socket.create_connection(('198.51.100.7', 80), 1).close()";
+    for _ in 0..50 {
+        let ok =
+            Command::new("ip").args(["netns", "exec", netns, "python3", "-c", probe]).stderr(Stdio::null()).status();
+        if ok.is_ok_and(|s| s.success()) {
+            return vec![http, authority];
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("test HTTP server did not start");
+}
