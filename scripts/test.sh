@@ -24,6 +24,8 @@ declare -A NEED=(
   [nsenter]=util-linux # bridle run test: enter the test netns, keep host mounts (also runuser, setsid)
   [pgrep]=procps       # bridle run test: no guarded process outlives its session
   [dig]=dnsutils       # DNS resolver tests: the real dig client
+  [node]=nodejs        # TLS interception test: node's fetch through Bridle
+  [openssl]=openssl    # CA test: openssl verifies a leaf Bridle minted
 )
 
 install_missing() {
@@ -34,6 +36,10 @@ install_missing() {
   # Headers, not commands: the eBPF programs include <bpf/bpf_helpers.h>
   # (libbpf-dev) and <linux/bpf.h> (linux-libc-dev).
   [[ -f /usr/include/bpf/bpf_helpers.h && -f /usr/include/linux/bpf.h ]] || missing+=(libbpf-dev linux-libc-dev)
+  # The system roots Bridle verifies upstreams with by default.
+  [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+  # TLS interception test: python requests as the guarded (nobody) user.
+  /usr/bin/python3 -c 'import requests' 2>/dev/null || missing+=(python3-requests)
   if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then

@@ -27,6 +27,9 @@ enum Command {
     /// Verify and query the tamper-evident audit log.
     #[command(subcommand)]
     Audit(cli::audit::AuditCmd),
+    /// Bridle's certificate authority: export its certificate, rotate it.
+    #[command(subcommand)]
+    Ca(cli::ca::CaCmd),
     /// Run a command with every connection it makes redirected to Bridle and
     /// decided by policy (needs root; the command runs as the sudo user).
     Run(host::RunArgs),
@@ -47,6 +50,15 @@ enum Command {
         #[arg(value_name = "SESSION")]
         sessions: Vec<String>,
     },
+    /// List the requests `@ask` policies hold for a person, in every running
+    /// bridle (needs root): ID, SESSION, AGE, WHAT, POLICY REASON.
+    Approvals(cli::approvals::ListArgs),
+    /// Let a held request proceed (needs root). Exit 1 if no pending
+    /// approval has that id, 2 if no bridle runs.
+    Approve(cli::approvals::AnswerArgs),
+    /// Refuse a held request, as a policy deny would (needs root). Exit 1
+    /// if no pending approval has that id, 2 if no bridle runs.
+    Deny(cli::approvals::AnswerArgs),
     /// Internal: the last step before a guarded command (join its cgroup,
     /// drop privileges, exec).
     #[command(name = "__sandbox-exec", hide = true)]
@@ -62,10 +74,14 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Policy(cmd) => cli::policy::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cmd),
+        Command::Ca(cmd) => cli::ca::run(cmd),
         Command::Run(args) => host::run(args),
         Command::Up(args) => host::up(args),
         Command::Status => host::status(),
         Command::Down { all, sessions } => host::down(all, &sessions),
+        Command::Approvals(args) => cli::approvals::list(args),
+        Command::Approve(args) => cli::approvals::answer(args, true),
+        Command::Deny(args) => cli::approvals::answer(args, false),
         Command::SandboxExec(args) => host::sandbox_exec(args),
     };
     outcome.unwrap_or_else(|error| {

@@ -36,10 +36,13 @@ impl TestNet {
     fn new(tag: &str) -> TestNet {
         let name = format!("bridle-run-{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n";
+        let config = format!(
+            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{}\"\n",
+            dir.path().join("ca").display()
+        );
         write_files(
             dir.path(),
-            &[("www/hello.txt", "hello from upstream\n"), ("pol/p.cedar", POLICIES), ("bridle.toml", config)],
+            &[("www/hello.txt", "hello from upstream\n"), ("pol/p.cedar", POLICIES), ("bridle.toml", &config)],
         );
         sh(&["ip", "netns", "add", &name]);
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
@@ -66,12 +69,7 @@ impl TestNet {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push("--".into());
         args.extend(command.iter().map(|s| s.to_string()));
-        let output = Command::new("nsenter").args(&args).env_remove("SUDO_UID").output().expect("run nsenter");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(Command::new("nsenter").args(&args).env_remove("SUDO_UID").output().expect("run nsenter"))
     }
 }
 
@@ -114,8 +112,13 @@ fn allowed_request_reaches_upstream_and_denied_one_is_reset_with_the_reason_audi
     assert_ne!(denied.code, 0, "{}", denied.all());
     assert!(!denied.stdout.contains("hello"), "{}", denied.all());
 
-    let decisions: Vec<serde_json::Value> =
-        records(&net.audit()).into_iter().filter(|r| r["type"] == "decision").collect();
+    let all = records(&net.audit());
+    // Plain HTTP is inspected too: the allowed connection's request has its
+    // own decision.
+    let request = all.iter().find(|r| r["event"]["kind"] == "http.request").expect("the request is decided");
+    assert_eq!(request["event"]["detail"]["path"], "/hello.txt");
+    assert_eq!(request["decision"]["effect"], "allow");
+    let decisions: Vec<&serde_json::Value> = all.iter().filter(|r| r["event"]["kind"] == "net.connect").collect();
     assert_eq!(decisions.len(), 2, "{decisions:?}");
     assert_eq!(decisions[0]["decision"]["effect"], "allow");
     assert_eq!(decisions[0]["event"]["detail"]["named_by"], "host-header");

@@ -45,10 +45,13 @@ impl Appliance {
         let id = std::process::id();
         let (ns, inet) = (format!("bridle-up-{id}"), format!("bridle-inet-{id}"));
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = "[dns]\nupstreams = [\"198.51.100.7:5353\"]\n";
+        let config = format!(
+            "[dns]\nupstreams = [\"198.51.100.7:5353\"]\n\n[tls]\nca_dir = \"{}\"\n",
+            dir.path().join("ca").display()
+        );
         write_files(
             dir.path(),
-            &[("www/hello.txt", "hello from upstream\n"), ("pol/p.cedar", POLICIES), ("bridle.toml", config)],
+            &[("www/hello.txt", "hello from upstream\n"), ("pol/p.cedar", POLICIES), ("bridle.toml", &config)],
         );
         let (veth_a, veth_i) = (format!("bua{id}"), format!("bui{id}"));
         for netns in [&ns, &inet] {

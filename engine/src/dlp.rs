@@ -7,12 +7,19 @@
 //! so the proxy can swap them for the real value, but they are not secrets:
 //! callers that redact must skip them.
 //!
+//! [`Literals`] searches bytes for exact strings at once: configured secret
+//! values, honeytoken canaries, and placeholders as whole tokens.
+//!
 //! Patterns favour precision over recall: a finding must start and end on a
 //! word boundary, so `sk-` inside `task-runner-…` is not an OpenAI key.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+mod literals;
+
+pub use literals::{Literals, LiteralsTooLarge, PLACEHOLDER_PREFIX, placeholder};
 
 /// The kind reported for Bridle placeholders, which are not secrets.
 pub const PLACEHOLDER: &str = "bridle-placeholder";
@@ -38,7 +45,8 @@ struct Detector {
 const DETECTORS: &[Detector] = &[
     Detector {
         kind: "private-key",
-        pattern: r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[\s\S]*)",
+        // Spaces may arrive form-encoded (`+`, `%20`) in bodies and queries.
+        pattern: r"-----BEGIN(?:[A-Z0-9 +]|%20)*PRIVATE(?:[ +]|%20)KEY-----(?:[\s\S]*?-----END(?:[A-Z0-9 +]|%20)*PRIVATE(?:[ +]|%20)KEY-----|[\s\S]*)",
     },
     Detector { kind: "aws-access-key-id", pattern: r"(?:AKIA|ASIA)[A-Z0-9]{16}" },
     Detector {
@@ -81,7 +89,7 @@ fn compile() -> Combined {
 /// JSON escapes, so it can run once over a whole serialized JSON document
 /// instead of once per string. Used by the audit redactor's fast path.
 pub(crate) const TRIGGER: &str = concat!(
-    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----",
+    r"-----BEGIN(?:[A-Z0-9 +]|%20)*PRIVATE(?:[ +]|%20)KEY-----",
     r"|(?:AKIA|ASIA)[A-Z0-9]{16}",
     r"|(?i:aws[_-]?secret[_-]?access[_-]?key)",
     r"|gh[pousr]_[A-Za-z0-9]{36}",

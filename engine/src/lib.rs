@@ -12,6 +12,7 @@
 //! This crate never does networking and never blocks on I/O in the decision
 //! path.
 
+pub mod approvals;
 pub mod audit;
 pub mod authorizer;
 pub mod config;

@@ -6,19 +6,20 @@
 //! original destination, so lying in SNI or Host cannot reach another host.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use bridle_engine::approvals::Approvals;
 use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::decision::{Decision, Effect};
-use bridle_engine::event::{Connect, Event, EventKind, NamedBy, Transport};
+use bridle_engine::event::{Connect, Event, EventKind, HttpRequest, NamedBy, Transport};
 use bridle_engine::request::AuthzRequest;
 
 use crate::detect::Protocol;
 
 /// The reason recorded when an `ask` verdict is refused for now.
-pub const ASK_REASON: &str = "held for approval: approvals arrive with the console";
+pub const ASK_REASON: &str = "needs a person's approval, and none can be asked for here";
 
 /// Decides connections for one session and audits every decision.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct Decider {
     session: String,
     principal: String,
     audit_failures: AtomicU64,
+    /// Where an `ask` waits for a person; without it an ask is a deny.
+    approvals: OnceLock<Arc<Approvals>>,
 }
 
 /// What was decided for one connection.
@@ -62,14 +65,32 @@ impl Decider {
             session: session.into(),
             principal: principal.into(),
             audit_failures: AtomicU64::new(0),
+            approvals: OnceLock::new(),
+        }
+    }
+
+    /// From now on an `ask` waits for a person (`bridle approve`, the
+    /// console) until the broker's timeout, which denies.
+    pub fn hold_asks_with(&self, approvals: Arc<Approvals>) {
+        let _ = self.approvals.set(approvals);
+    }
+
+    /// The engine's decision, with an `ask` settled by a person where a
+    /// broker is wired in, and enforced (anything unsettled is a deny).
+    async fn settle(&self, event: &Event, decision: Decision, subject: &str) -> Decision {
+        match self.approvals.get() {
+            Some(approvals) if decision.effect == Effect::Ask => {
+                enforced(approvals.ask(event, decision).await, subject)
+            }
+            _ => enforced(decision, subject),
         }
     }
 
     /// Decides a connection to `dst` whose first bytes were `protocol`;
     /// `dns_name` is what the resolver learned for `dst`'s IP.
-    pub fn decide(&self, dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Verdict {
+    pub async fn decide(&self, dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Verdict {
         let event = Event::now(&self.session, &self.principal, EventKind::Connect(connect(dst, protocol, dns_name)));
-        let decision = enforced(self.authorizer.decide(&event), "connection");
+        let decision = self.settle(&event, self.authorizer.decide(&event), "connection").await;
         self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
         let kernel_refusal = if decision.effect.permits() { None } else { self.destination_deny(&event) };
         Verdict { event, decision, kernel_refusal }
@@ -84,6 +105,48 @@ impl Decider {
         let principal = self.authorizer.principal_for(event);
         let requests = AuthzRequest::from_event(event, &principal);
         requests.iter().find_map(|request| self.authorizer.destination_deny(request)).map(|deny| deny.generation)
+    }
+
+    /// Decides one HTTP request (intercepted or plain). An `ask` waits for
+    /// a person where an approvals broker is wired in; otherwise, and on
+    /// timeout, it is a deny.
+    pub async fn decide_request(&self, request: HttpRequest) -> Verdict {
+        let event = Event::now(&self.session, &self.principal, EventKind::HttpRequest(request));
+        let decision = self.settle(&event, self.authorizer.decide(&event), "request").await;
+        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
+        Verdict { event, decision, kernel_refusal: None }
+    }
+
+    /// Decides one HTTP request without waiting (an `ask` is a deny): for
+    /// findings in a body that is already streaming.
+    pub fn decide_request_now(&self, request: HttpRequest) -> Verdict {
+        let event = Event::now(&self.session, &self.principal, EventKind::HttpRequest(request));
+        let decision = enforced(self.authorizer.decide(&event), "request");
+        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
+        Verdict { event, decision, kernel_refusal: None }
+    }
+
+    /// Records a request Bridle refuses before policy is asked (domain
+    /// fronting: the names disagree, so no single resource describes it).
+    pub fn deny_request(&self, request: HttpRequest, reason: String) -> Verdict {
+        let event = Event::now(&self.session, &self.principal, EventKind::HttpRequest(request));
+        let decision = Decision {
+            effect: Effect::Deny,
+            policies: Vec::new(),
+            reason: Some(reason),
+            generation: self.authorizer.generation(),
+            errors: Vec::new(),
+            decided: true,
+        };
+        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
+        Verdict { event, decision, kernel_refusal: None }
+    }
+
+    /// Whether a permitting decision came from a `@passthrough` permit.
+    pub fn passthrough(&self, decision: &Decision) -> bool {
+        let policies = self.authorizer.policies();
+        decision.effect.permits()
+            && decision.policies.iter().any(|id| policies.meta.get(id).is_some_and(|m| m.passthrough))
     }
 
     /// Records a notice (e.g. a connection refused before any decision).
@@ -184,7 +247,7 @@ mod tests {
         let ask = Decision { effect: Effect::Ask, reason: Some("unknown host".into()), ..Decision::observation(1) };
         let ask = enforced(Decision { decided: true, ..ask }, "connection");
         assert_eq!(ask.effect, Effect::Deny);
-        assert_eq!(ask.reason.as_deref(), Some("held for approval: approvals arrive with the console (unknown host)"));
+        assert_eq!(ask.reason, Some(format!("{ASK_REASON} (unknown host)")));
         let none = enforced(Decision::observation(1), "connection");
         assert_eq!((none.effect, none.decided), (Effect::Deny, true));
     }

@@ -23,9 +23,12 @@ pub mod detect;
 pub mod dns;
 pub mod error;
 pub mod forward;
+pub mod http;
+pub mod intercept;
 pub mod listen;
 pub mod origin;
 pub mod server;
+pub mod tls;
 
 pub use error::{Error, Result};
 pub use origin::{OriginalDestinations, StaticOrigins};

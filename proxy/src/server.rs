@@ -13,10 +13,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, field};
 
-use crate::decide::Decider;
+use crate::decide::{Decider, Verdict};
 use crate::detect::{DetectLimits, Protocol, detect};
 use crate::error::{Error, Result};
 use crate::forward::{PipePool, connect_upstream, splice};
+use crate::intercept::{self, Conn, Inspector};
 use crate::origin::OriginalDestinations;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
@@ -70,6 +71,9 @@ struct Shared {
     origins: Arc<dyn OriginalDestinations>,
     decider: Arc<Decider>,
     pipes: PipePool,
+    /// TLS interception and HTTP inspection; `None`: every permitted
+    /// connection is spliced as it is.
+    inspector: Option<Arc<Inspector>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -93,14 +97,31 @@ impl Proxy {
             .map_err(|source| Error::Bind { addr: config.listen, source })?;
         let local = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
         let decider = Arc::new(Decider::new(authorizer, audit, session, principal));
-        let shared =
-            Arc::new(Shared { config, local, session: session.to_string(), origins, decider, pipes: PipePool::new() });
+        let shared = Arc::new(Shared {
+            config,
+            local,
+            session: session.to_string(),
+            origins,
+            decider,
+            pipes: PipePool::new(),
+            inspector: None,
+        });
         Ok(Proxy { listener, shared })
     }
 
     /// The address actually bound (the port, when `listen` asked for 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// Intercepts TLS and inspects HTTP with `inspector`: every request is
+    /// decided on its own (see [`crate::intercept`]).
+    #[must_use]
+    pub fn inspect(mut self, inspector: Arc<Inspector>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.inspector = Some(inspector);
+        }
+        self
     }
 
     /// The decider, for its counters.
@@ -163,7 +184,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         tracing::Span::current().record("sni", sni.as_str());
     }
     // decide: may it go there?
-    let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip()));
+    let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip())).await;
     if !verdict.permits() {
         tracing::info!(reason = verdict.decision.reason.as_deref().unwrap_or("default deny"), "connection denied");
         if let Some(generation) = verdict.kernel_refusal {
@@ -171,6 +192,11 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         }
         return refuse(client);
     }
+    // inspect: HTTP, in the clear or intercepted, is decided per request.
+    let (client, first) = match inspect(shared, &verdict, &detected.protocol, dst, client, detected.bytes).await {
+        Some(spliceable) => spliceable,
+        None => return,
+    };
     // forward: to the original destination only.
     let upstream = match connect_upstream(dst, shared.config.connect_timeout).await {
         Ok(upstream) => upstream,
@@ -179,9 +205,40 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
             return refuse(client);
         }
     };
-    match splice(client, upstream, dst, &detected.bytes, shared.config.idle_timeout, &shared.pipes).await {
+    match splice(client, upstream, dst, &first, shared.config.idle_timeout, &shared.pipes).await {
         Ok(relayed) => tracing::debug!(relayed.to_upstream, relayed.to_client, "connection closed"),
         Err(error) => tracing::debug!(%error, "connection ended"),
+    }
+}
+
+/// Hands HTTP and TLS to the inspector; gives the connection back (with its
+/// first bytes) when it is to be spliced: no inspector, not HTTP, or a
+/// `@passthrough` permit (clients that pin certificates).
+async fn inspect(
+    shared: &Shared,
+    verdict: &Verdict,
+    protocol: &Protocol,
+    dst: SocketAddr,
+    client: TcpStream,
+    first: Vec<u8>,
+) -> Option<(TcpStream, Vec<u8>)> {
+    let Some(inspector) = &shared.inspector else { return Some((client, first)) };
+    let conn = |tls: bool, sni: Option<String>| Conn {
+        inspector: Arc::clone(inspector),
+        decider: Arc::clone(&shared.decider),
+        dst,
+        sni,
+        tls,
+    };
+    match protocol {
+        Protocol::Http { .. } => {
+            intercept::serve_plain(conn(false, None), client, first).await;
+            None
+        }
+        Protocol::Tls { sni } if !shared.decider.passthrough(&verdict.decision) => {
+            intercept::serve_tls(conn(true, sni.clone()), client, first).await
+        }
+        _ => Some((client, first)),
     }
 }
 

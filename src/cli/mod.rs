@@ -1,5 +1,7 @@
 //! The `bridle` command line: one module per subcommand group.
 
+pub mod approvals;
 pub mod audit;
+pub mod ca;
 pub mod policy;
 pub mod settings;

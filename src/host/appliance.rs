@@ -30,7 +30,8 @@ use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, Redirector, Selection, cgroup2_
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::admin;
-use super::egress::{Egress, LateOrigins, Ports, follow_generations, watch_policies};
+use super::control;
+use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::session::open_audit;
 use crate::cli::settings::DecideArgs;
 
@@ -66,7 +67,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let config = args.decide.config()?.unwrap_or_default();
     let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
-    let audit = open_audit(&config, args.audit.as_deref())?;
+    let secrets = Guards::secrets(&config)?;
+    let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
+    let guards = Guards::new(&config, secrets, &audit);
     // Before any socket exists and before any thread: everything this
     // process does from here is exempt from redirection.
     let own = Cgroup::create(&format!("bridle/{APPLIANCE}")).context("creating Bridle's own cgroup")?;
@@ -80,7 +83,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let daemon = Daemon { config, authorizer, audit, policy_dir, own, selection, args };
+    let daemon = Daemon { config, authorizer, audit, guards, policy_dir, own, selection, args };
     runtime.block_on(daemon.run())
 }
 
@@ -88,6 +91,7 @@ struct Daemon {
     config: Config,
     authorizer: Arc<Authorizer>,
     audit: Arc<AuditLog>,
+    guards: Guards,
     policy_dir: Option<PathBuf>,
     own: Cgroup,
     selection: Selection,
@@ -97,7 +101,8 @@ struct Daemon {
 impl Daemon {
     async fn run(self) -> anyhow::Result<ExitCode> {
         let ports = Ports { proxy: self.args.proxy_port, dns: self.args.dns_port };
-        let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, APPLIANCE, ports).await?;
+        let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, APPLIANCE, ports, &self.guards).await?;
+        let control = control::bind(&control::socket_path(APPLIANCE))?;
         let redirect = egress.redirect_config(&self.config, self.selection);
         let root = cgroup2_mount().context("finding the cgroup v2 mount")?;
         let pins = pin_dir();
@@ -115,7 +120,8 @@ impl Daemon {
 
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
-        let tasks = egress.spawn(&stopped);
+        let mut tasks = egress.spawn(&stopped);
+        tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
         let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), Arc::clone(&origins), stopped));
         let started = format!(
             "appliance started: netns cookie {cookie}, proxy 127.0.0.1:{}, resolver 127.0.0.1:{}, {} pins {}",

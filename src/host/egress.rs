@@ -12,11 +12,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use bridle_engine::approvals::Approvals;
 use bridle_engine::audit::AuditLog;
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
 use bridle_engine::reload::{DEFAULT_DEBOUNCE, Reloader, WatchHandle};
 use bridle_proxy::dns::{DnsServer, NameMap, ResolverConfig};
+use bridle_proxy::http::scan::Canaries;
+use bridle_proxy::http::secrets::Secrets;
+use bridle_proxy::intercept::{Inspector, UpstreamTls};
+use bridle_proxy::tls::{CertificateAuthority, LeafCache, upstream_roots};
 use bridle_proxy::{OriginalDestinations, Proxy, ProxyConfig};
 use bridle_redirector_ebpf::{Proto, RedirectConfig, Redirector, Selection};
 use tokio::sync::watch;
@@ -47,8 +52,10 @@ impl Egress {
         audit: &Arc<AuditLog>,
         session: &str,
         ports: Ports,
+        guards: &Guards,
     ) -> anyhow::Result<Self> {
         let principal = config.project.name.clone();
+        let inspector = Arc::new(inspector(config, guards)?);
         let dns_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.dns));
         let mut resolver_config =
             ResolverConfig::from_dns_config(dns_listen, &config.dns, Path::new("/etc/resolv.conf"))
@@ -65,7 +72,21 @@ impl Egress {
             proxy_config.connect_timeout = config.proxy.connect_timeout();
             proxy_config.idle_timeout = config.proxy.idle_timeout();
             let origins = Arc::clone(&origins) as Arc<dyn OriginalDestinations>;
-            Proxy::bind(proxy_config, origins, Arc::clone(authorizer), Some(Arc::clone(audit)), session, &principal)
+            let inspector = Arc::clone(&inspector);
+            let approvals = Arc::clone(&guards.approvals);
+            let bound = Proxy::bind(
+                proxy_config,
+                origins,
+                Arc::clone(authorizer),
+                Some(Arc::clone(audit)),
+                session,
+                &principal,
+            );
+            async move {
+                let proxy = bound.await?.inspect(inspector);
+                proxy.decider().hold_asks_with(approvals);
+                Ok::<_, bridle_proxy::Error>(proxy)
+            }
         };
         let proxy_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.proxy));
         let proxy = bind_proxy(proxy_listen).await.with_context(|| format!("starting the proxy on {proxy_listen}"))?;
@@ -115,6 +136,44 @@ impl Egress {
         tasks.extend(resolvers.map(|d| tokio::spawn(d.run(until(stop.clone())))));
         tasks
     }
+}
+
+/// What every request is held against besides policy: the credentials
+/// injected per host (their placeholders policed), honeytoken canaries,
+/// and the approvals broker an `ask` waits in.
+#[derive(Debug, Clone)]
+pub(super) struct Guards {
+    pub secrets: Arc<Secrets>,
+    pub approvals: Arc<Approvals>,
+}
+
+impl Guards {
+    /// Reads every configured secret's value (a missing one is an error
+    /// naming it): before the audit log opens, which must redact them.
+    pub fn secrets(config: &Config) -> anyhow::Result<Arc<Secrets>> {
+        Ok(Arc::new(Secrets::load(&config.secrets).context("loading [[secrets]]")?))
+    }
+
+    /// The guards, with the approvals broker auditing to `audit`.
+    pub fn new(config: &Config, secrets: Arc<Secrets>, audit: &Arc<AuditLog>) -> Self {
+        let timeout = Duration::from_secs(config.engine.ask_timeout_secs);
+        Guards { secrets, approvals: Arc::new(Approvals::new(timeout, Some(Arc::clone(audit)))) }
+    }
+}
+
+/// TLS interception and HTTP inspection for the proxy: Bridle's CA (made
+/// on first use), the roots upstreams are verified against, and the guards.
+fn inspector(config: &Config, guards: &Guards) -> anyhow::Result<Inspector> {
+    let dir = &config.tls.ca_dir;
+    let ca = CertificateAuthority::load_or_create(dir)
+        .with_context(|| format!("loading Bridle's CA from {}", dir.display()))?;
+    let leaves = Arc::new(LeafCache::new(Arc::new(ca), config.tls.leaf_cache_size));
+    let roots = upstream_roots(config.tls.upstream_ca_bundle.as_deref()).context("loading the upstream trust roots")?;
+    let mut inspector = Inspector::new(leaves, UpstreamTls::new(roots));
+    inspector.secrets = (!guards.secrets.is_empty()).then(|| Arc::clone(&guards.secrets));
+    inspector.canaries = Canaries::new(&config.dlp.canaries).context("[dlp] canaries")?;
+    inspector.handshake_timeout = config.proxy.connect_timeout();
+    Ok(inspector)
 }
 
 /// The redirector, known only once the listeners are bound: until it is

@@ -12,9 +12,11 @@
 
 mod admin;
 mod appliance;
+pub(crate) mod control;
 mod egress;
 mod sandbox;
 mod session;
+mod trust;
 mod user;
 
 pub use admin::{down, status};

@@ -13,14 +13,16 @@ use anyhow::{Context, bail};
 use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
+use bridle_proxy::http::secrets::Secrets;
 use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::admin;
-use super::egress::{Egress, LateOrigins, Ports, follow_generations, watch_policies};
+use super::control;
+use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
+use super::{admin, trust};
 use crate::cli::settings::DecideArgs;
 
 /// `bridle run [OPTIONS] -- CMD ARGS…`
@@ -58,21 +60,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if target.is_none() {
         eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user");
     }
-    let audit = open_audit(&config, args.audit.as_deref())?;
+    let secrets = Guards::secrets(&config)?;
+    let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
+    let guards = Guards::new(&config, secrets, &audit);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let session = Session { config, authorizer, audit, policy_dir, target, command: args.command };
+    let session = Session { config, authorizer, audit, guards, policy_dir, target, command: args.command };
     runtime.block_on(session.run())
 }
 
-/// The audit log: `path`, else the config's `[audit] path`.
-pub(super) fn open_audit(config: &Config, path: Option<&Path>) -> anyhow::Result<Arc<AuditLog>> {
+/// The audit log: `path`, else the config's `[audit] path`. Configured
+/// literals and the real values of `[[secrets]]` are redacted from every
+/// record.
+pub(super) fn open_audit(config: &Config, path: Option<&Path>, secrets: &Secrets) -> anyhow::Result<Arc<AuditLog>> {
     let path = path.unwrap_or(&config.audit.path);
-    // Configured literals are redacted from every record, under one label.
-    let redact = config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
+    let mut redact: Vec<(String, String)> =
+        config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
+    redact.extend(secrets.audit_redactions());
     let options = AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact };
     let log = AuditLog::open(path, options).with_context(|| format!("opening the audit log {}", path.display()))?;
     Ok(Arc::new(log))
@@ -82,6 +89,7 @@ struct Session {
     config: Config,
     authorizer: Arc<Authorizer>,
     audit: Arc<AuditLog>,
+    guards: Guards,
     policy_dir: Option<PathBuf>,
     target: Option<Target>,
     command: Vec<String>,
@@ -91,14 +99,17 @@ impl Session {
     async fn run(self) -> anyhow::Result<ExitCode> {
         let id = format!("run-{}", std::process::id());
         let ports = Ports { proxy: 0, dns: 0 };
-        let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, &id, ports).await?;
+        let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, &id, ports, &self.guards).await?;
+        // Before the command exists: `bridle approve` must reach this session.
+        let control = control::bind(&control::socket_path(&id))?;
         let guard = Guard::new(&id, egress.origins())?;
         guard.attach(egress.redirect_config(&self.config, Selection::Cgroup), self.authorizer.generation())?;
         self.notice(format!("session {id} started: {:?}", self.command));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
         let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), egress.origins(), stopped.clone()));
-        let tasks = egress.spawn(&stopped);
+        let mut tasks = egress.spawn(&stopped);
+        tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
         let status = self.run_command(guard.cgroup.path()).await;
         guard.kill_all().await;
         let _ = stop.send(true);
@@ -129,7 +140,7 @@ impl Session {
         if let Some(target) = &self.target {
             command.arg("--uid").arg(target.uid.to_string()).arg("--gid").arg(target.gid.to_string());
         }
-        command.arg("--").args(&self.command).env_clear().envs(self.environment());
+        command.arg("--").args(&self.command).env_clear().envs(self.environment()?);
         let mut child = command.spawn().context("starting the command")?;
         let pid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
         let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
@@ -149,8 +160,9 @@ impl Session {
     }
 
     /// The command's environment: only the forwarded variables, plus who it
-    /// runs as. Nothing else of Bridle's environment reaches the agent.
-    fn environment(&self) -> Vec<(String, String)> {
+    /// runs as and the CA trust variables (which win over forwarded ones).
+    /// Nothing else of Bridle's environment reaches the agent.
+    fn environment(&self) -> anyhow::Result<Vec<(String, String)>> {
         let mut env: Vec<(String, String)> = self
             .config
             .env
@@ -164,7 +176,12 @@ impl Session {
             env.push(("USER".into(), target.name.clone()));
             env.push(("LOGNAME".into(), target.name.clone()));
         }
-        env
+        // Trust variables and secret placeholders win over forwarded ones.
+        let mut ours = trust::trust_env(&self.config)?;
+        ours.extend(self.guards.secrets.agent_env());
+        env.retain(|(name, _)| !ours.iter().any(|(set, _)| set == name));
+        env.extend(ours);
+        Ok(env)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test upstreams for the end-to-end tests that run Bridle in a network
-//! namespace (`run_cli`, `up_cli`).
+//! namespace (`run_cli`, `up_cli`, `intercept_cli`).
+#![allow(dead_code, reason = "each test binary uses its own part")]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,12 +20,7 @@ pub fn start_upstreams(netns: &str, http_bind: &str, www: &Path, dns_ip: &str, d
         .stderr(Stdio::null())
         .spawn()
         .expect("start the test HTTP server");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_authority.py");
-    let authority = Command::new("ip")
-        .args(["netns", "exec", netns, "python3", script, dns_ip, dns_port])
-        .args(["allowed.test=198.51.100.7", "denied.test=198.51.100.7"])
-        .spawn()
-        .expect("start the test DNS authority");
+    let authority = start_authority(netns, dns_ip, dns_port, &["allowed.test", "denied.test"]);
     let probe = "import socket; socket.create_connection(('198.51.100.7', 80), 1).close()";
     for _ in 0..50 {
         let ok =
@@ -35,4 +31,15 @@ pub fn start_upstreams(netns: &str, http_bind: &str, www: &Path, dns_ip: &str, d
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("test HTTP server did not start");
+}
+
+/// The test DNS authority on `ip:port` in `netns`, answering `names` with
+/// 198.51.100.7.
+pub fn start_authority(netns: &str, ip: &str, port: &str, names: &[&str]) -> Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_authority.py");
+    Command::new("ip")
+        .args(["netns", "exec", netns, "python3", script, ip, port])
+        .args(names.iter().map(|name| format!("{name}=198.51.100.7")))
+        .spawn()
+        .expect("start the test DNS authority")
 }

@@ -2,19 +2,18 @@
 //!
 //! The entry's fields sit at the top level of the record beside `seq`,
 //! `time`, `prev` and `hash`, tagged by `type` (`decision`, `policy_reload`,
-//! `recovery`, `notice`); no variant may use those four names.
+//! `recovery`, `notice`, `approval_requested`, `approval_resolved`); no
+//! variant may use those four names.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::approvals::ApprovalOutcome;
 use crate::decision::{Decision, Effect};
 use crate::event::{Event, EventKind, McpPayload};
 
-/// One audit log entry.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "nearly every entry is a Decision; boxing its event would add an allocation per decision and save nothing"
-)]
+/// One audit log entry. Nearly every entry is a Decision, so its event is
+/// not boxed (that would cost an allocation per decision and save nothing).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -40,6 +39,18 @@ pub enum AuditEntry {
     },
     /// Something a component wants on the record (start, stop, degraded mode…).
     Notice { component: String, level: String, message: String },
+    /// An `ask` decision was held for a person under approval `id`
+    /// (identical requests coalesce: one record per pending approval).
+    ApprovalRequested { id: String, event: Event, decision: Decision },
+    /// Approval `id` ended; `decision` is what its waiters were given.
+    ApprovalResolved {
+        id: String,
+        outcome: ApprovalOutcome,
+        /// Who approved or denied (absent for a timeout or a cancellation).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        decision: Decision,
+    },
 }
 
 impl AuditEntry {
@@ -50,6 +61,8 @@ impl AuditEntry {
             AuditEntry::PolicyReload { .. } => "policy_reload",
             AuditEntry::Recovery { .. } => "recovery",
             AuditEntry::Notice { .. } => "notice",
+            AuditEntry::ApprovalRequested { .. } => "approval_requested",
+            AuditEntry::ApprovalResolved { .. } => "approval_resolved",
         }
     }
 
@@ -62,7 +75,8 @@ impl AuditEntry {
         }
     }
 
-    /// The event kind (`net.connect`, `file`…) of a decision, else the type.
+    /// The event kind (`net.connect`, `file`…) of a decision, else the type
+    /// (approval records keep their type, so a kind filter finds decisions only).
     pub fn kind(&self) -> &'static str {
         match self {
             AuditEntry::Decision { event, .. } => event.kind_name(),
@@ -70,25 +84,32 @@ impl AuditEntry {
         }
     }
 
-    /// The Cedar action a decision was asked as, e.g. `Net::Action::"Connect"`.
+    /// The Cedar action a decision (or an approval request) was asked as,
+    /// e.g. `Net::Action::"Connect"`.
     pub fn action(&self) -> Option<&'static str> {
         match self {
-            AuditEntry::Decision { event, .. } => cedar_action(&event.kind),
+            AuditEntry::Decision { event, .. } | AuditEntry::ApprovalRequested { event, .. } => {
+                cedar_action(&event.kind)
+            }
             _ => None,
         }
     }
 
+    /// A decision's effect: `ask` for an approval request, the answer
+    /// (`allow`/`deny`) for its resolution.
     pub fn effect(&self) -> Option<Effect> {
         match self {
-            AuditEntry::Decision { decision, .. } => Some(decision.effect),
+            AuditEntry::Decision { decision, .. }
+            | AuditEntry::ApprovalRequested { decision, .. }
+            | AuditEntry::ApprovalResolved { decision, .. } => Some(decision.effect),
             _ => None,
         }
     }
 
-    /// The agent of a decision.
+    /// The agent of a decision or an approval request.
     pub fn principal(&self) -> Option<&str> {
         match self {
-            AuditEntry::Decision { event, .. } => Some(&event.principal),
+            AuditEntry::Decision { event, .. } | AuditEntry::ApprovalRequested { event, .. } => Some(&event.principal),
             _ => None,
         }
     }
@@ -97,17 +118,23 @@ impl AuditEntry {
     /// path, `server/tool`; the source or component for other entries.
     pub fn resource(&self) -> Option<String> {
         match self {
-            AuditEntry::Decision { event, .. } => Some(resource(&event.kind)),
+            AuditEntry::Decision { event, .. } | AuditEntry::ApprovalRequested { event, .. } => {
+                Some(resource(&event.kind))
+            }
             AuditEntry::PolicyReload { source, .. } => Some(source.clone()),
             AuditEntry::Recovery { preserved_to, .. } => preserved_to.clone(),
             AuditEntry::Notice { component, .. } => Some(component.clone()),
+            // The id links it to its request, whose resource is indexed.
+            AuditEntry::ApprovalResolved { id, .. } => Some(format!("approval {id}")),
         }
     }
 
     /// Why: the decision's reason, a reload error, the message.
     pub fn reason(&self) -> Option<&str> {
         match self {
-            AuditEntry::Decision { decision, .. } => decision.reason.as_deref(),
+            AuditEntry::Decision { decision, .. }
+            | AuditEntry::ApprovalRequested { decision, .. }
+            | AuditEntry::ApprovalResolved { decision, .. } => decision.reason.as_deref(),
             AuditEntry::PolicyReload { error, .. } => error.as_deref(),
             AuditEntry::Recovery { message, .. } | AuditEntry::Notice { message, .. } => Some(message),
         }

@@ -212,7 +212,7 @@ fn count_headers_keys(json: &[u8]) -> usize {
 /// The rules that need to know the field: an HTTP request's query string
 /// and headers. Returns how many `headers` keys were handled.
 fn redact_typed(entry: &mut AuditEntry) -> usize {
-    let AuditEntry::Decision { event, .. } = entry else {
+    let (AuditEntry::Decision { event, .. } | AuditEntry::ApprovalRequested { event, .. }) = entry else {
         return 0;
     };
     let EventKind::HttpRequest(request) = &mut event.kind else {

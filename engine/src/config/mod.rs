@@ -18,8 +18,8 @@ use toml::de::{DeTable, Deserializer};
 
 pub use error::ConfigError;
 pub use schema::{
-    AuditConfig, ConsoleConfig, DenyResponse, DnsConfig, EngineConfig, EnvConfig, Mount, PolicyConfig, ProjectConfig,
-    ProxySection, Secret, SecretSource,
+    AuditConfig, ConsoleConfig, DenyResponse, DlpConfig, DnsConfig, EngineConfig, EnvConfig, Mount, PolicyConfig,
+    ProjectConfig, ProxySection, Secret, SecretSource, TlsSection,
 };
 
 use error::Origin;
@@ -47,10 +47,14 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// `[proxy]`
     pub proxy: ProxySection,
+    /// `[tls]`
+    pub tls: TlsSection,
     /// `[audit]`
     pub audit: AuditConfig,
     /// `[engine]`
     pub engine: EngineConfig,
+    /// `[dlp]`
+    pub dlp: DlpConfig,
     /// Directory holding the config file; relative host paths were joined to it.
     pub base_dir: PathBuf,
 }
@@ -69,7 +73,9 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             audit: AuditConfig::default(),
             engine: EngineConfig::default(),
+            dlp: DlpConfig::default(),
             proxy: ProxySection::default(),
+            tls: TlsSection::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -129,6 +135,10 @@ impl Config {
             resolve(base, dir);
         }
         resolve(base, &mut self.audit.path);
+        resolve(base, &mut self.tls.ca_dir);
+        if let Some(bundle) = &mut self.tls.upstream_ca_bundle {
+            resolve(base, bundle);
+        }
         for secret in &mut self.secrets {
             if let SecretSource::File(path) = &mut secret.source {
                 resolve(base, path);

@@ -249,6 +249,37 @@ impl Default for ProxySection {
     }
 }
 
+/// `[tls]`: Bridle's certificate authority and the roots upstream servers are
+/// verified against.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// Directory holding `ca.pem`, `ca.key` (0600) and the agent's trust
+    /// bundle `bundle.pem`; made on first use.
+    pub ca_dir: PathBuf,
+    /// PEM bundle upstream servers are verified against (and that the
+    /// agent's bundle is built from); `None` uses the system bundle.
+    pub upstream_ca_bundle: Option<PathBuf>,
+    /// Maximum number of cached leaf certificates (at least 1).
+    pub leaf_cache_size: usize,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self { ca_dir: PathBuf::from("/var/lib/bridle/ca"), upstream_ca_bundle: None, leaf_cache_size: 10_000 }
+    }
+}
+
+/// `[dlp]`: secret-leak detection on outgoing requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DlpConfig {
+    /// Honeytoken canaries: fake credentials planted where only a thief would
+    /// look; a request carrying one anywhere is flagged `honeytoken`. Literal,
+    /// case-sensitive, at least 8 characters.
+    pub canaries: Vec<String>,
+}
+
 /// The whole file as written; validation turns it into a `Config`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -261,8 +292,10 @@ pub(super) struct RawConfig {
     pub dns: DnsConfig,
     pub console: ConsoleConfig,
     pub proxy: ProxySection,
+    pub tls: TlsSection,
     pub audit: AuditConfig,
     pub engine: EngineConfig,
+    pub dlp: DlpConfig,
 }
 
 fn default_true() -> bool {

@@ -46,6 +46,8 @@ fn unknown_keys_are_rejected_at_every_level() {
         ("[audit]\nfsync = 1", 2, "fsync", "[audit]"),
         ("[engine]\ncache = 1", 2, "cache", "[engine]"),
         ("[proxy]\npeek_ms = 1", 2, "peek_ms", "[proxy]"),
+        ("[tls]\nca_path = '/x'", 2, "ca_path", "[tls]"),
+        ("[dlp]\ncanary = ['abcdefgh']", 2, "canary", "[dlp]"),
         ("audit = { index = true, idx = false }", 1, "idx", "[audit]"),
     ];
     for (text, line, name, table) in cases {
@@ -85,6 +87,8 @@ fn wrong_types_are_rejected_with_key_and_position() {
         ("[dns]\nupstreams = ['1.1.1.1', 'resolver']", 2, 25, "dns.upstreams[1]", "`resolver`"),
         ("[env]\nforward = 'PATH'", 2, 11, "env.forward", "invalid type"),
         ("project = 3", 1, 11, "project", "invalid type"),
+        ("[tls]\nleaf_cache_size = -1", 2, 19, "tls.leaf_cache_size", "invalid value"),
+        ("[tls]\nupstream_ca_bundle = 3", 2, 22, "tls.upstream_ca_bundle", "invalid type"),
     ];
     for (text, line, col, key, needle) in cases {
         let e = error(text);
@@ -160,6 +164,12 @@ fn other_rules_are_validated() {
         ("[audit]\nredact = ['tok', '']", "audit.redact[1]", 2, "must not be empty"),
         ("[engine]\nask_timeout_secs = 0", "engine.ask_timeout_secs", 2, "at least 1"),
         ("[proxy]\npeek_timeout_ms = 0", "proxy.peek_timeout_ms", 2, "1 to 10000"),
+        ("[tls]\nleaf_cache_size = 0", "tls.leaf_cache_size", 2, "at least 1"),
+        ("[dlp]\ncanaries = ['long-enough', '']", "dlp.canaries[1]", 2, "at least 8 characters"),
+        ("[dlp]\ncanaries = ['short']", "dlp.canaries[0]", 2, "at least 8 characters"),
+        ("[dlp]\ncanaries = [\"line\\nbreak-canary\"]", "dlp.canaries[0]", 2, "control characters"),
+        ("[tls]\nca_dir = ''", "tls.ca_dir", 2, "must not be empty"),
+        ("[tls]\nupstream_ca_bundle = ''", "tls.upstream_ca_bundle", 2, "must not be empty"),
         ("[project]\nworkdir = 'work'", "project.workdir", 2, "absolute"),
         ("[project]\nname = ''", "project.name", 2, "empty"),
         ("[[mounts]]\nsource = 'a'\ntarget = 'rel'", "mounts[0].target", 3, "absolute"),
@@ -203,6 +213,9 @@ fn empty_file_gives_the_defaults() {
     assert!(config.audit.index && config.audit.redact.is_empty());
     assert_eq!(config.engine.decision_cache_size, 100_000);
     assert_eq!(config.engine.ask_timeout_secs, 120);
+    assert_eq!(config.tls.ca_dir, Path::new("/var/lib/bridle/ca"));
+    assert_eq!(config.tls.upstream_ca_bundle, None);
+    assert_eq!(config.tls.leaf_cache_size, 10_000);
 }
 
 #[test]
@@ -242,6 +255,9 @@ file = "secrets/npm"
 hosts = ["registry.npmjs.org"]
 [audit]
 path = "/var/log/bridle.jsonl"
+[tls]
+ca_dir = "ca"
+upstream_ca_bundle = "certs/upstream.pem"
 "#;
 
 #[test]
@@ -262,6 +278,8 @@ fn relative_paths_resolve_against_the_file_dir() {
     assert_eq!(config.policies.overrides, Some(base.join("policies/overrides")));
     assert_eq!(config.secrets[0].source, SecretSource::File(base.join("secrets/npm")));
     assert_eq!(config.audit.path, Path::new("/var/log/bridle.jsonl"));
+    assert_eq!(config.tls.ca_dir, base.join("ca"));
+    assert_eq!(config.tls.upstream_ca_bundle, Some(base.join("certs/upstream.pem")));
 }
 
 #[test]
@@ -320,4 +338,7 @@ fn example_config_parses_and_sets_every_section() {
     let defaults = Config::default();
     assert_eq!((&config.dns, &config.console), (&defaults.dns, &defaults.console));
     assert_eq!(config.engine, defaults.engine);
+    assert_eq!(config.dlp.canaries, ["AKIAHONEYTOKEN000042", "canary-7f3a9c1e-do-not-use"]);
+    assert!(defaults.dlp.canaries.is_empty());
+    assert_eq!(config.tls, defaults.tls);
 }

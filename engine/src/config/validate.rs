@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::Config;
 use super::locate::KeyPath;
 use super::schema::{
-    AuditConfig, EngineConfig, EnvConfig, Mount, ProjectConfig, ProxySection, RawConfig, RawSecret, Secret,
-    SecretSource,
+    AuditConfig, DlpConfig, EngineConfig, EnvConfig, Mount, ProjectConfig, ProxySection, RawConfig, RawSecret, Secret,
+    SecretSource, TlsSection,
 };
 
 /// A broken rule: which key, and what it must be instead.
@@ -36,6 +36,8 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
     check_audit(&raw.audit)?;
     check_engine(&raw.engine)?;
     check_proxy(&raw.proxy)?;
+    check_tls(&raw.tls)?;
+    check_dlp(&raw.dlp)?;
     Ok(Config {
         secrets: check_secrets(raw.secrets)?,
         project: raw.project,
@@ -47,6 +49,8 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
         audit: raw.audit,
         engine: raw.engine,
         proxy: raw.proxy,
+        tls: raw.tls,
+        dlp: raw.dlp,
         base_dir: PathBuf::new(),
     })
 }
@@ -116,6 +120,34 @@ fn check_proxy(proxy: &ProxySection) -> Checked {
     }
     if proxy.connect_timeout_ms == 0 {
         return fail(at("proxy").key("connect_timeout_ms"), "must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_tls(tls: &TlsSection) -> Checked {
+    if tls.ca_dir.as_os_str().is_empty() {
+        return fail(at("tls").key("ca_dir"), "must not be empty");
+    }
+    if tls.upstream_ca_bundle.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        return fail(at("tls").key("upstream_ca_bundle"), "must not be empty (leave it out for the system bundle)");
+    }
+    if tls.leaf_cache_size == 0 {
+        return fail(at("tls").key("leaf_cache_size"), "must be at least 1");
+    }
+    Ok(())
+}
+
+/// A canary is searched for literally in every request: an empty or short
+/// one would match ordinary traffic and deny it.
+fn check_dlp(dlp: &DlpConfig) -> Checked {
+    for (i, canary) in dlp.canaries.iter().enumerate() {
+        let key = at("dlp").key("canaries").index(i);
+        if canary.chars().count() < 8 {
+            return fail(key, "must be at least 8 characters: a shorter canary would match ordinary text");
+        }
+        if canary.chars().any(char::is_control) {
+            return fail(key, "must not contain control characters");
+        }
     }
     Ok(())
 }

@@ -45,7 +45,18 @@ fn pem_private_keys() {
     let openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA";
     only(openssh, "private-key", openssh);
     none("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
+    none("-----BEGIN+PUBLIC+KEY-----%0AMIIB");
     none("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----");
+}
+
+#[test]
+fn pem_private_keys_form_encoded_in_bodies_and_queries() {
+    let plus = "-----BEGIN+RSA+PRIVATE+KEY-----%0AMIIEpAIBAAKCAQEA%0A-----END+RSA+PRIVATE+KEY-----";
+    only(&format!("name=id_rsa&key={plus}&x=1"), "private-key", plus);
+    let pct = "-----BEGIN%20OPENSSH%20PRIVATE%20KEY-----%0Ab3BlbnNzaC1rZXk";
+    only(&format!("/upload?key={pct}"), "private-key", pct);
+    let bare = "-----BEGIN+PRIVATE+KEY-----";
+    only(bare, "private-key", bare);
 }
 
 #[test]

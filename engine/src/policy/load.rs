@@ -16,7 +16,7 @@ use super::{LoadedPolicies, PolicyError, PolicyFile, PolicyMeta};
 use crate::schema::schema;
 
 /// Annotations that change behaviour; anything else is a lint warning.
-pub const KNOWN_ANNOTATIONS: [&str; 5] = ["id", "reason", "ask", "shadow", "description"];
+pub const KNOWN_ANNOTATIONS: [&str; 6] = ["id", "reason", "ask", "shadow", "passthrough", "description"];
 
 /// Every `.cedar` file below `dir`, recursively, sorted by path.
 pub fn read_dir(dir: &Path) -> Result<Vec<PolicyFile>, PolicyError> {
@@ -122,6 +122,7 @@ impl PolicyMeta {
             reason: policy.annotation("reason").map(str::to_string),
             ask: policy.annotation("ask").is_some(),
             shadow: policy.annotation("shadow").is_some(),
+            passthrough: policy.annotation("passthrough").is_some(),
             has_id: policy.annotation("id").is_some(),
         }
     }
@@ -136,6 +137,11 @@ fn check_annotations(file: &PolicyFile, offset: usize, meta: &PolicyMeta, out: &
     }
     if meta.shadow && meta.ask {
         problem("a policy cannot be both @shadow and @ask");
+    }
+    if meta.passthrough && meta.forbid {
+        problem(
+            "@passthrough applies only to permit policies (it lets a permitted TLS connection through uninspected)",
+        );
     }
     if meta.has_id && meta.id.trim().is_empty() {
         problem("@id must not be empty");

@@ -38,6 +38,10 @@ pub struct PolicyMeta {
     pub reason: Option<String>,
     pub ask: bool,
     pub shadow: bool,
+    /// `@passthrough` on a permit: a TLS connection it allows is spliced
+    /// untouched (decided on SNI only, not inspected), for clients that pin
+    /// certificates.
+    pub passthrough: bool,
     /// Whether `@id` was written (rather than derived).
     pub has_id: bool,
 }

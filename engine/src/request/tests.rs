@@ -60,7 +60,7 @@ fn one_event_per_action() -> Vec<Event> {
             query: "a=1".into(),
             headers: vec![("Content-Type".into(), "x".into())],
             body_size: Some(12),
-            dlp: vec!["aws-key".into()],
+            dlp: vec!["aws-access-key-id".into()],
             inspected: true,
             git: Some(crate::event::GitOp {
                 service: "git-receive-pack".into(),

@@ -1,5 +1,9 @@
 //! Allowed connections are spliced both ways; denied ones close at once.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridle_engine::approvals::Approvals;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::*;
@@ -40,8 +44,56 @@ async fn denied_sni_closes_at_once_and_audits_the_reason() {
     h.stop().await;
 }
 
+const ASK_EVERYTHING: &str = r#"
+    @id("ask-everything")
+    @ask
+    @reason("needs a person")
+    permit (principal, action == Net::Action::"Connect", resource);
+"#;
+
+async fn first_pending(approvals: &Approvals) -> bridle_engine::approvals::PendingView {
+    loop {
+        if let Some(pending) = approvals.pending().into_iter().next() {
+            return pending;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
-async fn ask_is_refused_for_now_with_the_approval_reason() {
+async fn an_ask_waits_for_a_person_and_an_approval_lets_it_through() {
+    let approvals = Arc::new(Approvals::new(Duration::from_secs(10), None));
+    let h = Harness::start_with(ASK_EVERYTHING, |_| {}, Some(Arc::clone(&approvals))).await;
+    let dst = upstream(b"", b"").await;
+    let mut client = h.connect_to(dst).await;
+    client.write_all(ALLOWED_HELLO).await.expect("hello");
+    let pending = first_pending(&approvals).await;
+    assert_eq!(pending.reason.as_deref(), Some("needs a person"));
+    approvals.resolve(&pending.id, true, "tester").expect("approve");
+    let mut echoed = vec![0u8; ALLOWED_HELLO.len()];
+    client.read_exact(&mut echoed).await.expect("spliced after approval");
+    let decision = h.last_decision();
+    assert_eq!(decision["decision"]["effect"], "allow");
+    assert_eq!(decision["decision"]["reason"], "approved by tester");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_ask_is_refused_with_who_denied_it() {
+    let approvals = Arc::new(Approvals::new(Duration::from_secs(10), None));
+    let h = Harness::start_with(ASK_EVERYTHING, |_| {}, Some(Arc::clone(&approvals))).await;
+    let dst = upstream(b"", b"").await;
+    let mut client = h.connect_to(dst).await;
+    client.write_all(ALLOWED_HELLO).await.expect("hello");
+    let id = first_pending(&approvals).await.id;
+    approvals.resolve(&id, false, "tester").expect("deny");
+    assert!(closed_at_once(&mut client).await);
+    assert_eq!(h.last_decision()["decision"]["reason"], "denied by tester");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_broker_an_ask_is_refused_with_the_approval_reason() {
     let policy = r#"
         @id("ask-everything")
         @ask
@@ -56,7 +108,7 @@ async fn ask_is_refused_for_now_with_the_approval_reason() {
     let decision = h.last_decision();
     assert_eq!(decision["decision"]["effect"], "deny");
     let reason = decision["decision"]["reason"].as_str().expect("reason");
-    assert!(reason.starts_with("held for approval: approvals arrive with the console"), "{reason}");
+    assert!(reason.starts_with(bridle_proxy::decide::ASK_REASON), "{reason}");
     h.stop().await;
 }
 

@@ -47,6 +47,15 @@ pub struct Harness {
 impl Harness {
     /// Starts a proxy on `policy` with the default config changed by `tune`.
     pub async fn start(policy: &str, tune: impl FnOnce(&mut ProxyConfig)) -> Harness {
+        Self::start_with(policy, tune, None).await
+    }
+
+    /// As [`Harness::start`], with asks held in `approvals`.
+    pub async fn start_with(
+        policy: &str,
+        tune: impl FnOnce(&mut ProxyConfig),
+        approvals: Option<Arc<bridle_engine::approvals::Approvals>>,
+    ) -> Harness {
         let files = vec![PolicyFile { name: "test.cedar".into(), text: policy.into() }];
         let authorizer = Arc::new(Authorizer::new(load_files("test", files).expect("valid policy"), 100));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -59,6 +68,9 @@ impl Harness {
         let origins = Arc::new(StaticOrigins::new());
         let proxy =
             Proxy::bind(config, origins.clone(), authorizer, Some(audit.clone()), "s1", "claude").await.expect("bind");
+        if let Some(approvals) = approvals {
+            proxy.decider().hold_asks_with(approvals);
+        }
         let addr = proxy.local_addr();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(proxy.run(async move {

@@ -88,3 +88,27 @@ fn non_decisions_have_no_effect_or_principal() {
     assert_eq!(entry.action(), None);
     assert_eq!(entry.resource().as_deref(), Some("test"));
 }
+
+#[test]
+fn approval_entries_round_trip_with_their_columns() {
+    let AuditEntry::Decision { event, decision: asked } = decision(connect("a.test", 443), Effect::Ask) else {
+        panic!("the fixture is a decision")
+    };
+    let requested = AuditEntry::ApprovalRequested { id: "k3x9".into(), event, decision: asked.clone() };
+    let json = serde_json::to_value(&requested).expect("serialize");
+    assert_eq!((json["type"].as_str(), json["id"].as_str()), (Some("approval_requested"), Some("k3x9")));
+    assert_eq!(serde_json::from_value::<AuditEntry>(json).expect("deserialize"), requested);
+    assert_eq!((requested.kind(), requested.action()), ("approval_requested", Some(r#"Net::Action::"Connect""#)));
+    assert_eq!((requested.principal(), requested.resource().as_deref()), (Some("claude"), Some("a.test:443")));
+    let resolved = AuditEntry::ApprovalResolved {
+        id: "k3x9".into(),
+        outcome: crate::approvals::ApprovalOutcome::TimedOut,
+        by: None,
+        decision: Decision { effect: Effect::Deny, reason: Some("no approval within 120s".into()), ..asked },
+    };
+    let json = serde_json::to_value(&resolved).expect("serialize");
+    assert_eq!((json["outcome"].as_str(), json.get("by")), (Some("timed-out"), None));
+    assert_eq!(serde_json::from_value::<AuditEntry>(json).expect("deserialize"), resolved);
+    assert_eq!((resolved.effect(), resolved.reason()), (Some(Effect::Deny), Some("no approval within 120s")));
+    assert_eq!((resolved.principal(), resolved.resource().as_deref()), (None, Some("approval k3x9")));
+}

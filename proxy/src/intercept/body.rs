@@ -1,0 +1,145 @@
+//! Request bodies: the first bytes are read before the decision (bounded in
+//! size and time), then replayed upstream ahead of the rest, which streams
+//! through the leak scanner; a finding mid-stream can still stop it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, timeout_at};
+
+use super::BoxError;
+use crate::http::scan::BodyScanner;
+
+/// The body's first bytes, as read before the decision.
+#[derive(Debug, Default)]
+pub(super) struct Prefix {
+    /// The frames read, to be replayed upstream unchanged.
+    pub frames: VecDeque<Frame<Bytes>>,
+    /// Their data, concatenated (at most the window), for analysis.
+    pub bytes: Vec<u8>,
+    /// Data bytes read.
+    pub size: u64,
+    /// The whole body was read.
+    pub complete: bool,
+}
+
+/// Reads frames until `window` bytes, the end, or `wait` has passed (a slow
+/// sender gets a decision on what arrived).
+pub(super) async fn read_prefix(body: &mut Incoming, window: usize, wait: Duration) -> Result<Prefix, BoxError> {
+    let mut prefix = Prefix::default();
+    if body.is_end_stream() {
+        prefix.complete = true;
+        return Ok(prefix);
+    }
+    let deadline = Instant::now() + wait;
+    while prefix.bytes.len() < window {
+        match timeout_at(deadline, body.frame()).await {
+            Err(_elapsed) => break,
+            Ok(None) => {
+                prefix.complete = true;
+                break;
+            }
+            Ok(Some(Err(error))) => return Err(Box::new(error)),
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let room = window - prefix.bytes.len();
+                    prefix.bytes.extend_from_slice(&data[..data.len().min(room)]);
+                    prefix.size += data.len() as u64;
+                }
+                prefix.frames.push_back(frame);
+            }
+        }
+    }
+    if !prefix.complete && body.is_end_stream() {
+        prefix.complete = true;
+    }
+    Ok(prefix)
+}
+
+/// Decides what a finding in the streamed part means: `Some(reason)` stops
+/// the body (the upstream request is aborted).
+pub(super) type OnFinding = Box<dyn FnMut(Vec<String>) -> Option<String> + Send>;
+
+/// The prefix, then the rest of the agent's body, scanned as it streams.
+pub(super) struct Replay {
+    prefix: VecDeque<Frame<Bytes>>,
+    prefix_len: u64,
+    rest: Option<Incoming>,
+    scanner: BodyScanner,
+    on_finding: OnFinding,
+    /// Set when a finding stopped the body; the caller answers 403.
+    pub stopped: Arc<Mutex<Option<String>>>,
+}
+
+impl Replay {
+    pub fn new(prefix: Prefix, rest: Option<Incoming>, scanner: BodyScanner, on_finding: OnFinding) -> Self {
+        Replay {
+            prefix_len: prefix.frames.iter().filter_map(Frame::data_ref).map(|d| d.len() as u64).sum(),
+            prefix: prefix.frames,
+            rest,
+            scanner,
+            on_finding,
+            stopped: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl Body for Replay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(frame) = this.prefix.pop_front() {
+            if let Some(data) = frame.data_ref() {
+                this.prefix_len = this.prefix_len.saturating_sub(data.len() as u64);
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let Some(rest) = this.rest.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let found = this.scanner.feed(data);
+                    if !found.is_empty()
+                        && let Some(reason) = (this.on_finding)(found)
+                    {
+                        if let Ok(mut stopped) = this.stopped.lock() {
+                            *stopped = Some(reason.clone());
+                        }
+                        this.rest = None;
+                        return Poll::Ready(Some(Err(reason.into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(Box::new(error)))),
+            Poll::Ready(None) => {
+                this.rest = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let Some(rest) = &self.rest else { return SizeHint::with_exact(self.prefix_len) };
+        let hint = rest.size_hint();
+        let mut total = SizeHint::new();
+        total.set_lower(hint.lower() + self.prefix_len);
+        if let Some(upper) = hint.upper() {
+            total.set_upper(upper + self.prefix_len);
+        }
+        total
+    }
+}

@@ -1,0 +1,341 @@
+//! One request at a time: describe it, decide it, answer it or forward it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridle_engine::audit::{REDACTED, is_sensitive_header, redact_query};
+use bridle_engine::event::{GitOp, HttpRequest};
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::body::{Prefix, Replay, read_prefix};
+use super::respond::{bad_gateway, forbidden};
+use super::upstream::Upstream;
+use super::{Conn, ProxyBody};
+use crate::decide::Verdict;
+use crate::http::fronting::authority_mismatch;
+use crate::http::git::{RefsParse, git_service, receive_pack_refs};
+use crate::http::publish::publish;
+use crate::http::scan::{BodyScanner, scan_request_head};
+
+/// A request head must arrive within this (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head accepted (HTTP/1.1 read buffer).
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Headers that describe one hop, never forwarded as they came
+/// (RFC 9110 §7.6.1). `connection`/`upgrade` go along for upgrades.
+const HOP_BY_HOP: [&str; 6] =
+    ["keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding"];
+
+struct Exchange {
+    conn: Conn,
+    upstream: Upstream,
+    h2: bool,
+}
+
+/// Serves HTTP on `io` (the agent's side) until the agent closes it.
+pub(super) async fn serve<IO>(conn: Conn, io: IO, upstream: Upstream, h2: bool)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let exchange = Arc::new(Exchange { conn, upstream, h2 });
+    let service = service_fn(move |request| {
+        let exchange = Arc::clone(&exchange);
+        async move { Ok::<_, Infallible>(exchange.handle(request).await) }
+    });
+    let io = TokioIo::new(io);
+    let served = if h2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
+    };
+    if let Err(error) = served {
+        tracing::debug!(%error, "intercepted connection ended");
+    }
+}
+
+impl Exchange {
+    async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+        if let Some(reason) = self.upstream.failure() {
+            self.conn.decider.notice("warn", format!("{} {}: {reason}", request.method(), request.uri()));
+            return bad_gateway(reason);
+        }
+        let upgrade = is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, mut incoming) = request.into_parts();
+        let host_header = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+        let host = host_of(authority.as_deref().or(host_header.as_deref()), &self.conn);
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+
+        let prefix =
+            match read_prefix(&mut incoming, self.conn.inspector.body_window, self.conn.inspector.body_wait).await {
+                Ok(prefix) => prefix,
+                Err(error) => return bad_gateway(&format!("reading the request body failed: {error}")),
+            };
+        let mut described = self.describe(&parts, &host, &path, &query, &prefix);
+        let canaries = &self.conn.inspector.canaries;
+        let secrets = self.conn.inspector.secrets.clone();
+        let mut scanner = BodyScanner::new(secrets.clone(), &host, canaries);
+        let uri_text = parts.uri.to_string();
+        let mut dlp = scan_request_head(&uri_text, &parts.headers, secrets.as_deref(), &host, canaries);
+        dlp.extend(scanner.feed(&prefix.bytes));
+        dlp.sort();
+        dlp.dedup();
+        described.dlp = dlp;
+
+        let fronting = if self.conn.tls {
+            authority_mismatch(self.conn.sni.as_deref(), host_header.as_deref(), authority.as_deref())
+        } else {
+            None
+        };
+        // A push whose ref updates cannot be read (compressed, past the
+        // window, malformed) would reach policy looking like an empty push.
+        let unreadable_push = parts.method == Method::POST
+            && described.git.as_ref().is_some_and(|git| git.op == "push")
+            && !matches!(receive_pack_refs(&prefix.bytes), RefsParse::Complete(_));
+        let verdict = match (fronting, unreadable_push) {
+            (Some(reason), _) => {
+                self.conn.decider.deny_request(described.clone(), format!("domain fronting: {reason}"))
+            }
+            (None, true) => self.conn.decider.deny_request(
+                described.clone(),
+                "git push whose updated refs Bridle cannot read (compressed, too many refs or malformed)".into(),
+            ),
+            (None, false) => self.conn.decider.decide_request(described.clone()).await,
+        };
+        if !verdict.permits() {
+            return refusal(&verdict);
+        }
+
+        if let Some(secrets) = &secrets {
+            secrets.inject(&host, &mut parts.headers);
+        }
+        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        parts.uri = match upstream_uri(&parts.uri, &host, self.conn.tls, self.h2) {
+            Ok(uri) => uri,
+            Err(reason) => return bad_gateway(&reason),
+        };
+        if self.h2 {
+            // h2 carries the authority in :authority; a Host header too
+            // would be a second opinion.
+            parts.headers.remove(header::HOST);
+        }
+        let decider = Arc::clone(&self.conn.decider);
+        let on_finding = Box::new(move |kinds: Vec<String>| {
+            let mut again = described.clone();
+            again.dlp.extend(kinds);
+            again.dlp.sort();
+            again.dlp.dedup();
+            let verdict = decider.decide_request_now(again);
+            (!verdict.permits()).then(|| verdict.decision.reason.unwrap_or_else(|| "secret in request body".into()))
+        });
+        let rest = (!prefix.complete).then_some(incoming);
+        let body = Replay::new(prefix, rest, scanner, on_finding);
+        let stopped = Arc::clone(&body.stopped);
+        let forwarded = Request::from_parts(parts, body.boxed_unsync());
+        let mut response = match self.upstream.send(forwarded).await {
+            Ok(response) => response,
+            Err(reason) => {
+                let stop = stopped.lock().ok().and_then(|s| s.clone());
+                return match stop {
+                    Some(reason) => forbidden(&reason, None),
+                    None => bad_gateway(&reason),
+                };
+            }
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(agent_side) = upgrade
+        {
+            let upstream_side = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match (agent_side.await, upstream_side.await) {
+                    (Ok(agent), Ok(upstream)) => {
+                        let (mut agent, mut upstream) = (TokioIo::new(agent), TokioIo::new(upstream));
+                        let _ = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await;
+                    }
+                    (agent, upstream) => {
+                        tracing::debug!(agent = agent.is_ok(), upstream = upstream.is_ok(), "upgrade failed");
+                    }
+                }
+            });
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync());
+        }
+        let (mut parts, body) = response.into_parts();
+        for name in ["keep-alive", "proxy-connection"] {
+            parts.headers.remove(name);
+        }
+        Response::from_parts(parts, body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync())
+    }
+
+    /// The request as policy sees it (dlp filled in by the caller).
+    fn describe(
+        &self,
+        parts: &http::request::Parts,
+        host: &str,
+        path: &str,
+        query: &str,
+        prefix: &Prefix,
+    ) -> HttpRequest {
+        let git = git_service(&parts.method, path, query).map(|service| {
+            let mut op: GitOp = service.op();
+            if parts.method == Method::POST
+                && op.op == "push"
+                && let RefsParse::Complete(refs) = receive_pack_refs(&prefix.bytes)
+            {
+                op.refs = refs;
+            }
+            op
+        });
+        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        let body_size = declared.or(prefix.complete.then_some(prefix.size));
+        HttpRequest {
+            method: parts.method.as_str().to_owned(),
+            scheme: if self.conn.tls { "https" } else { "http" }.to_owned(),
+            host: host.to_owned(),
+            port: self.conn.dst.port(),
+            path: path.to_owned(),
+            query: redact_query(query),
+            headers: described_headers(&parts.headers),
+            body_size,
+            dlp: Vec::new(),
+            inspected: true,
+            git,
+            publish: publish(&parts.method, host, path, &parts.headers, &prefix.bytes),
+        }
+    }
+}
+
+/// `403` for a deny (an ask that was not approved arrives as a deny).
+fn refusal(verdict: &Verdict) -> Response<ProxyBody> {
+    let reason = verdict.decision.reason.as_deref().unwrap_or("no policy permits this request");
+    forbidden(reason, verdict.decision.policies.first().map(String::as_str))
+}
+
+/// Lowercase host without port or trailing dot; the SNI, else the original
+/// IP, when the request names none.
+fn host_of(authority: Option<&str>, conn: &Conn) -> String {
+    let from_request = authority.and_then(|a| a.parse::<http::uri::Authority>().ok()).map(|a| a.host().to_owned());
+    let host = from_request.or_else(|| conn.sni.clone()).unwrap_or_else(|| conn.dst.ip().to_string());
+    host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+}
+
+/// Header names and values for the event; sensitive values never leave
+/// here (the audit log redacts again, but the context should not hold them).
+fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if is_sensitive_header(name.as_str()) {
+                REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
+    // Headers the `Connection` header names are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !(upgrading && name == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if !upgrading {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// HTTP/1.1 upstream: origin-form (`/path?query`). h2: the full URI, whose
+/// authority becomes `:authority`.
+fn upstream_uri(uri: &Uri, host_authority: &str, tls: bool, h2: bool) -> Result<Uri, String> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    if !h2 {
+        return path.parse().map_err(|e| format!("request target {path:?}: {e}"));
+    }
+    let authority = uri.authority().map_or_else(|| host_authority.to_owned(), |a| a.as_str().to_owned());
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{authority}{path}").parse().map_err(|e| format!("request target: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "keep-alive, x-secret-hop".parse().expect("value"));
+        headers.insert("x-secret-hop", "1".parse().expect("value"));
+        headers.insert("keep-alive", "timeout=5".parse().expect("value"));
+        headers.insert("x-kept", "1".parse().expect("value"));
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrades_keep_connection_and_upgrade() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "Upgrade".parse().expect("value"));
+        headers.insert(header::UPGRADE, "websocket".parse().expect("value"));
+        assert!(is_upgrade(&headers));
+        strip_hop_by_hop(&mut headers, true);
+        assert!(headers.contains_key(header::UPGRADE) && headers.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn upstream_targets_are_origin_form_for_http1_and_absolute_for_h2() {
+        let uri: Uri = "/v1/ok?x=1".parse().expect("uri");
+        assert_eq!(upstream_uri(&uri, "api.test", true, false).expect("h1"), "/v1/ok?x=1");
+        assert_eq!(upstream_uri(&uri, "api.test", true, true).expect("h2"), "https://api.test/v1/ok?x=1");
+    }
+
+    #[test]
+    fn sensitive_header_values_never_reach_the_event() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer sk-live-123".parse().expect("value"));
+        headers.insert(header::ACCEPT, "*/*".parse().expect("value"));
+        let described = described_headers(&headers);
+        assert!(described.contains(&("authorization".into(), REDACTED.into())), "{described:?}");
+        assert!(described.contains(&("accept".into(), "*/*".into())));
+    }
+}

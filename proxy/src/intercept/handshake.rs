@@ -1,0 +1,231 @@
+//! The two TLS handshakes of an intercepted connection: upstream first
+//! (real verification, ALPN narrowed to what the client offered), then the
+//! agent's, with a leaf for its SNI (or the original IP) and exactly the
+//! protocol the upstream chose.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::server::{Acceptor, ServerConfig};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
+
+use super::exchange;
+use super::upstream::Upstream;
+use super::{Conn, Prefixed};
+use crate::forward::connect_upstream;
+use crate::tls::LeafName;
+
+pub(crate) const H2: &[u8] = b"h2";
+pub(crate) const HTTP11: &[u8] = b"http/1.1";
+
+/// Upstream verification: one client config per ALPN offer Bridle makes.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    both: Arc<ClientConfig>,
+    http11: Arc<ClientConfig>,
+    h2: Arc<ClientConfig>,
+}
+
+impl UpstreamTls {
+    /// Verifies upstream certificates against `roots` (the system bundle,
+    /// or a configured one).
+    pub fn new(roots: RootCertStore) -> Self {
+        let roots = Arc::new(roots);
+        let config = |alpn: &[&[u8]]| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_root_certificates(Arc::clone(&roots)).with_no_client_auth())
+                // The ring provider supports the default versions; a failure
+                // here is a build defect, so fall back to rustls' defaults.
+                .unwrap_or_else(|_| {
+                    ClientConfig::builder().with_root_certificates(Arc::clone(&roots)).with_no_client_auth()
+                });
+            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Arc::new(config)
+        };
+        UpstreamTls { both: config(&[H2, HTTP11]), http11: config(&[HTTP11]), h2: config(&[H2]) }
+    }
+
+    fn for_offer(&self, offer: Offer) -> Arc<ClientConfig> {
+        match offer {
+            Offer::Both => Arc::clone(&self.both),
+            Offer::Http11 => Arc::clone(&self.http11),
+            Offer::H2 => Arc::clone(&self.h2),
+        }
+    }
+}
+
+/// What Bridle offers upstream: the client's HTTP offers, nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offer {
+    Both,
+    Http11,
+    H2,
+}
+
+/// The client's ALPN offer, narrowed; `None`: not HTTP, splice it.
+fn offer(alpn: Option<Vec<Vec<u8>>>, port: u16) -> Option<Offer> {
+    let Some(alpn) = alpn else {
+        // No ALPN at all: HTTPS clients on 443 that predate ALPN; anything
+        // else (SMTPS, IMAPS, databases) is not ours to parse.
+        return (port == 443).then_some(Offer::Http11);
+    };
+    let h2 = alpn.iter().any(|p| p == H2);
+    let h1 = alpn.iter().any(|p| p == HTTP11);
+    match (h2, h1) {
+        (true, true) => Some(Offer::Both),
+        (true, false) => Some(Offer::H2),
+        (false, true) => Some(Offer::Http11),
+        (false, false) => None,
+    }
+}
+
+/// The ALPN list of a complete ClientHello, read with a throwaway rustls
+/// acceptor (detection already proved the hello complete and well formed).
+fn client_alpn(hello: &[u8]) -> Result<Option<Vec<Vec<u8>>>, String> {
+    let mut acceptor = Acceptor::default();
+    let mut bytes = hello;
+    while !bytes.is_empty() {
+        acceptor.read_tls(&mut bytes).map_err(|e| e.to_string())?;
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => {
+            Ok(accepted.client_hello().alpn().map(|protocols| protocols.map(<[u8]>::to_vec).collect()))
+        }
+        Ok(None) => Err("incomplete ClientHello".into()),
+        Err((error, _)) => Err(error.to_string()),
+    }
+}
+
+/// Intercepts one TLS connection; returns it untouched when it is not HTTP.
+pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Option<(TcpStream, Vec<u8>)> {
+    let alpn = match client_alpn(&first) {
+        Ok(alpn) => alpn,
+        Err(error) => {
+            tracing::debug!(%error, "ClientHello rustls refuses");
+            return None;
+        }
+    };
+    let Some(offer) = offer(alpn, conn.dst.port()) else {
+        return Some((client, first));
+    };
+    let limit = conn.inspector.handshake_timeout;
+    let name = upstream_name(conn.sni.as_deref(), conn.dst);
+    let upstream = connect(&conn, name.clone(), offer, limit).await;
+    let chosen = match &upstream {
+        Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+        // The agent still gets a handshake, and then a 502 with the reason.
+        Err(_) => Some(HTTP11.to_vec()),
+    };
+    let leaf_name = conn.sni.clone().map_or(LeafName::Ip(conn.dst.ip()), LeafName::Dns);
+    let leaf = match conn.inspector.leaves.certified_key(&leaf_name) {
+        Ok(leaf) => leaf,
+        Err(error) => {
+            tracing::error!(%error, "cannot mint a leaf certificate");
+            return None;
+        }
+    };
+    let mut server = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(leaf)));
+    // Exactly the upstream's choice; none when it chose none (HTTP/1.1).
+    server.alpn_protocols = chosen.iter().cloned().collect();
+    let accepted = timeout(limit, async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), Prefixed::new(first, client)).await?;
+        start.into_stream(Arc::new(server)).await
+    })
+    .await;
+    let agent = match accepted {
+        Ok(Ok(agent)) => agent,
+        Ok(Err(error)) => {
+            // Typically a client that does not trust Bridle's CA.
+            tracing::info!(%error, "agent TLS handshake failed");
+            conn.decider.notice("warn", format!("TLS handshake with the agent failed for {}: {error}", conn.dst));
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let h2 = chosen.as_deref() == Some(H2);
+    let upstream = match upstream {
+        Ok(tls) => {
+            // Reconnects (an upstream closing a keep-alive connection) ask
+            // for the protocol the agent already speaks, nothing else.
+            let again = conn.inspector.upstream.for_offer(if h2 { Offer::H2 } else { Offer::Http11 });
+            Upstream::tls(tls, h2, conn.dst, name, again, limit)
+        }
+        Err(reason) => Upstream::failed(reason),
+    };
+    exchange::serve(conn, agent, upstream, h2).await;
+    None
+}
+
+/// SNI as the agent sent it, else the original IP.
+fn upstream_name(sni: Option<&str>, dst: SocketAddr) -> ServerName<'static> {
+    sni.and_then(|s| ServerName::try_from(s.to_string()).ok()).unwrap_or_else(|| ServerName::from(dst.ip()))
+}
+
+/// TCP to the original destination, then TLS with verification. The error
+/// is the reason the agent's `502` carries.
+async fn connect(
+    conn: &Conn,
+    name: ServerName<'static>,
+    offer: Offer,
+    limit: Duration,
+) -> Result<TlsStream<TcpStream>, String> {
+    let config = conn.inspector.upstream.for_offer(offer);
+    tls_connect(config, name, conn.dst, limit).await
+}
+
+/// One verified TLS connection to `dst` for `name`.
+pub(super) async fn tls_connect(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    dst: SocketAddr,
+    limit: Duration,
+) -> Result<TlsStream<TcpStream>, String> {
+    let tcp = connect_upstream(dst, limit).await.map_err(|e| e.to_string())?;
+    let shown = format!("{name:?}");
+    match timeout(limit, TlsConnector::from(config).connect(name, tcp)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(error)) => Err(describe(&error, &shown, dst)),
+        Err(_) => Err(format!("TLS handshake with {dst} timed out after {limit:?}")),
+    }
+}
+
+fn describe(error: &io::Error, name: &str, dst: SocketAddr) -> String {
+    let inner = error.get_ref().map_or_else(|| error.to_string(), ToString::to_string);
+    format!("upstream {dst} ({name}) failed TLS verification or handshake: {inner}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offer_keeps_only_http_and_respects_port_443_without_alpn() {
+        let alpn = |l: &[&[u8]]| Some(l.iter().map(|p| p.to_vec()).collect());
+        assert_eq!(offer(alpn(&[H2, HTTP11]), 443), Some(Offer::Both));
+        assert_eq!(offer(alpn(&[HTTP11]), 8443), Some(Offer::Http11));
+        assert_eq!(offer(alpn(&[b"h3", H2]), 443), Some(Offer::H2));
+        assert_eq!(offer(alpn(&[b"imap"]), 993), None);
+        assert_eq!(offer(None, 443), Some(Offer::Http11));
+        assert_eq!(offer(None, 465), None);
+    }
+
+    #[test]
+    fn recorded_client_hellos_give_their_alpn() {
+        let curl = include_bytes!("../../testdata/curl-allowed.test.bin");
+        let alpn = client_alpn(curl).expect("parses");
+        assert!(alpn.is_some_and(|a| a.iter().any(|p| p == HTTP11)));
+    }
+}

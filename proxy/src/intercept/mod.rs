@@ -1,0 +1,110 @@
+//! Stage 4, inspected: terminate the agent's TLS with a leaf minted by
+//! Bridle's CA (or read its plain HTTP), connect to the original destination
+//! with real certificate verification, and decide every HTTP request on its
+//! own before it is forwarded.
+//!
+//! Per connection: the ClientHello's ALPN offer is narrowed to what Bridle
+//! speaks (h2, http/1.1) and offered upstream first; the client is then
+//! offered exactly what the upstream chose, so both sides speak the same
+//! HTTP version and requests map one to one. A client that offers no HTTP
+//! ALPN (and is not on 443) is not HTTP: its connection stays spliced.
+//!
+//! Per request ([`exchange`]): host agreement (SNI = Host = :authority, else
+//! domain fronting), the first bytes of the body (bounded) for git
+//! receive-pack refs, package publishing and leak scanning, one
+//! `http.request` decision, then `403` or forwarding with the body streamed
+//! (scanned as it goes) and the response streamed back.
+//!
+//! Must never: connect anywhere but the original destination, accept an
+//! upstream certificate that does not verify (that is a `502`, never a
+//! downgrade), buffer a whole body, or let a real secret value reach an
+//! event or a log.
+
+mod body;
+mod exchange;
+mod handshake;
+mod prefixed;
+mod respond;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::net::TcpStream;
+
+use crate::decide::Decider;
+use crate::http::scan::Canaries;
+use crate::http::secrets::Secrets;
+use crate::tls::LeafCache;
+
+pub use handshake::UpstreamTls;
+pub(crate) use prefixed::Prefixed;
+
+/// Errors inside bodies (ours and hyper's), boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every body this stage sends either way.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What inspection needs, shared by every connection of a proxy.
+#[derive(Debug)]
+pub struct Inspector {
+    /// Leaves for the agent, minted by Bridle's CA.
+    pub leaves: Arc<LeafCache>,
+    /// Verification of upstream certificates.
+    pub upstream: UpstreamTls,
+    /// Credentials injected per host; their placeholders are policed.
+    pub secrets: Option<Arc<Secrets>>,
+    /// Honeytoken values that must never leave.
+    pub canaries: Canaries,
+    /// How much of a request body is read before the decision.
+    pub body_window: usize,
+    /// How long the decision waits for that much body.
+    pub body_wait: Duration,
+    /// Upstream TCP connect and TLS handshake bound; also the client's
+    /// handshake bound.
+    pub handshake_timeout: Duration,
+}
+
+impl Inspector {
+    /// Defaults: 64 KiB body window, 2 s to fill it, 10 s handshakes.
+    pub fn new(leaves: Arc<LeafCache>, upstream: UpstreamTls) -> Self {
+        Inspector {
+            leaves,
+            upstream,
+            secrets: None,
+            canaries: Canaries::none(),
+            body_window: 64 * 1024,
+            body_wait: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One intercepted connection's fixed facts.
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub inspector: Arc<Inspector>,
+    pub decider: Arc<Decider>,
+    /// The original destination: the only place requests go.
+    pub dst: SocketAddr,
+    /// The ClientHello's server name (TLS only).
+    pub sni: Option<String>,
+    pub tls: bool,
+}
+
+/// Serves a plain-HTTP connection whose request head detection read.
+pub(crate) async fn serve_plain(conn: Conn, client: TcpStream, first: Vec<u8>) {
+    let io = Prefixed::new(first, client);
+    let upstream = upstream::Upstream::plain(conn.dst, conn.inspector.handshake_timeout);
+    exchange::serve(conn, io, upstream, false).await;
+}
+
+/// Serves a TLS connection whose ClientHello detection read. Returns the
+/// client back (with the hello) when it does not speak HTTP: the caller
+/// splices it.
+pub(crate) async fn serve_tls(conn: Conn, client: TcpStream, first: Vec<u8>) -> Option<(TcpStream, Vec<u8>)> {
+    handshake::serve(conn, client, first).await
+}

@@ -1,0 +1,296 @@
+//! TLS interception end to end: `bridle run` with real clients (curl over
+//! HTTP/1.1 and HTTP/2, python requests, node fetch, git) against an HTTPS
+//! upstream whose certificate comes from a test CA that only Bridle trusts
+//! (`[tls] upstream_ca_bundle`). The agent trusts Bridle's CA through the
+//! variables host mode sets. Everything runs inside a network namespace
+//! this test creates (198.51.100.7 on its `lo`), as root, with the real
+//! kernel programs.
+
+#[path = "support/net.rs"]
+mod net;
+mod support;
+#[path = "support/tls_upstream.rs"]
+mod tls_upstream;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use support::{Run, write_files};
+
+const POLICIES: &str = r#"
+@id("allowed") @reason("allowed.test is approved")
+permit(principal, action, resource in Net::Domain::"allowed.test");
+
+@id("no-admin") @reason("admin pages are off limits")
+forbid(principal, action == Http::Action::"Request", resource)
+when { context.path like "/admin*" };
+
+@id("no-push-to-main") @reason("pushing to main needs a review")
+forbid(principal, action == Http::Action::"Request", resource)
+when { context has git && context.git.refs.contains("refs/heads/main") };
+
+@id("approve-me") @ask @reason("this page needs a person's approval")
+forbid(principal, action == Http::Action::"Request", resource)
+when { context.path == "/approve-me" || context.path == "/deny-me" };
+
+@id("no-leaks") @reason("the request carries a secret")
+forbid(principal, action == Http::Action::"Request", resource)
+when { !context.dlp.isEmpty() };
+"#;
+
+const NAMES: [&str; 5] = ["allowed.test", "api.allowed.test", "git.allowed.test", "other.test", "wrong.allowed.test"];
+const SECRET: &str = "real-secret-4f9a1c2e";
+
+struct Net {
+    name: String,
+    dir: tempfile::TempDir,
+    servers: Vec<Child>,
+    _upstream: tls_upstream::TlsUpstream,
+}
+
+impl Net {
+    fn new(tag: &str) -> Net {
+        let name = format!("bridle-tls-{tag}-{}", std::process::id());
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The upstream's certificate does not name wrong.allowed.test.
+        let pki = tls_upstream::TestPki::new(&NAMES[..4]);
+        let config = format!(
+            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{ca}\"\nupstream_ca_bundle = \"{bundle}\"\n\n\
+             [[secrets]]\nname = \"api\"\nenv = \"BRIDLE_TEST_API_KEY\"\nhosts = [\"api.allowed.test\"]\n\
+             header = \"x-api-key\"\nformat = \"{{value}}\"\n",
+            ca = dir.path().join("ca").display(),
+            bundle = dir.path().join("public-ca.pem").display(),
+        );
+        write_files(dir.path(), &[("pol/p.cedar", POLICIES), ("bridle.toml", &config), ("public-ca.pem", &pki.ca_pem)]);
+        for args in [
+            vec!["netns", "add", &name],
+            vec!["-n", &name, "link", "set", "lo", "up"],
+            vec!["-n", &name, "addr", "add", "198.51.100.7/32", "dev", "lo"],
+        ] {
+            let status = Command::new("ip").args(&args).status().expect("ip");
+            assert!(status.success(), "ip {args:?}");
+        }
+        let git_root = dir.path().join("git");
+        make_repo(&git_root.join("repo.git"));
+        let upstream =
+            tls_upstream::start(&name, vec!["198.51.100.7:443".parse().expect("addr")], &pki, Some(git_root));
+        let authority = net::start_authority(&name, "127.0.0.1", "5353", &NAMES);
+        // The agent (nobody) must reach the test's files: git clones into it.
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(dir.path()).status();
+        Net { name, dir, servers: vec![authority], _upstream: upstream }
+    }
+
+    fn audit(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    /// `bridle run --user nobody -- sh -c SCRIPT` in the namespace.
+    fn run(&self, script: &str) -> Run {
+        let output = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.name))
+            .arg(env!("CARGO_BIN_EXE_bridle"))
+            .args(["run", "--user", "nobody", "--policies"])
+            .arg(self.dir.path().join("pol"))
+            .arg("--config")
+            .arg(self.dir.path().join("bridle.toml"))
+            .arg("--audit")
+            .arg(self.audit())
+            .args(["--", "sh", "-c", script])
+            .current_dir(self.dir.path().join("work"))
+            .env("BRIDLE_TEST_API_KEY", SECRET)
+            .env_remove("SUDO_UID")
+            .output()
+            .expect("run bridle");
+        Run::from(output)
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.audit()).expect("audit log");
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .filter(|r| r["type"] == "decision" && r["event"]["kind"] == "http.request")
+            .collect()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for child in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn make_repo(bare: &Path) {
+    let git = |args: &[&str], dir: &Path| {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    std::fs::create_dir_all(bare).expect("mkdir");
+    git(&["init", "-q", "--bare", "-b", "main"], bare);
+    git(&["config", "http.receivepack", "true"], bare);
+    let seed = bare.with_extension("seed");
+    std::fs::create_dir_all(&seed).expect("mkdir");
+    git(&["init", "-q", "-b", "main"], &seed);
+    std::fs::write(seed.join("README"), "hello\n").expect("write");
+    git(&["add", "README"], &seed);
+    git(&["commit", "-q", "-m", "seed"], &seed);
+    git(&["push", "-q", bare.to_str().expect("utf-8"), "main"], &seed);
+}
+
+#[test]
+fn https_requests_are_intercepted_and_decided_one_by_one() {
+    let net = Net::new("req");
+    let script = r#"
+        curl -sS https://api.allowed.test/v1/ok
+        curl -sS --http1.1 https://api.allowed.test/v1/ok
+        curl -sS -o /dev/null -w 'admin=%{http_code} %header{x-bridle-reason}\n' https://allowed.test/admin
+        curl -sS https://allowed.test/admin; echo
+        curl -sS -o /dev/null -w 'fronting=%{http_code}\n' -H 'Host: other.test' https://allowed.test/v1/ok
+        curl -sS -o /dev/null -w 'unverified=%{http_code} %header{x-bridle-reason}\n' https://wrong.allowed.test/
+        curl -sS -o /dev/null -w 'download=%{http_code} %{size_download}\n' https://allowed.test/bytes/67108864
+        python3 -c "import requests; print('requests', requests.get('https://api.allowed.test/py').text.strip())"
+        node -e "fetch('https://api.allowed.test/node').then(r => r.text()).then(t => console.log('node', t.trim()))"
+    "#;
+    let run = net.run(script);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let out = &run.stdout;
+    assert!(out.contains("ok /v1/ok HTTP/2.0\n"), "curl negotiates h2 through Bridle: {}", run.all());
+    assert!(out.contains("ok /v1/ok HTTP/1.1\n"), "{}", run.all());
+    assert!(out.contains("admin=403 admin pages are off limits\n"), "{}", run.all());
+    assert!(out.contains(r#""reason":"admin pages are off limits""#), "{}", run.all());
+    assert!(out.contains(r#""policy":"no-admin""#), "{}", run.all());
+    assert!(out.contains("fronting=403\n"), "{}", run.all());
+    assert!(out.contains("unverified=502 "), "{}", run.all());
+    assert!(out.contains("download=200 67108864\n"), "{}", run.all());
+    assert!(out.contains("requests ok /py HTTP/1.1"), "{}", run.all());
+    assert!(out.contains("node ok /node HTTP/1.1"), "{}", run.all());
+
+    let requests = net.requests();
+    let admin = requests.iter().find(|r| r["event"]["detail"]["path"] == "/admin").expect("admin audited");
+    assert_eq!(admin["decision"]["effect"], "deny");
+    assert_eq!(admin["event"]["detail"]["scheme"], "https");
+    let fronting = requests
+        .iter()
+        .find(|r| r["decision"]["reason"].as_str().is_some_and(|s| s.contains("fronting")))
+        .expect("fronting audited");
+    assert_eq!(fronting["decision"]["effect"], "deny");
+    let verify = support::bridle(&["audit", "verify", net.audit().to_str().expect("utf-8")]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+}
+
+#[test]
+fn secrets_are_injected_only_for_their_hosts_and_leaks_are_blocked() {
+    let net = Net::new("sec");
+    let script = r#"
+        echo "placeholder=$BRIDLE_TEST_API_KEY"
+        curl -sS -H "x-api-key: $BRIDLE_TEST_API_KEY" https://api.allowed.test/echo
+        curl -sS -o /dev/null -w 'misuse=%{http_code}\n' -H "x-api-key: $BRIDLE_TEST_API_KEY" https://allowed.test/echo
+        curl -sS -o /dev/null -w 'leak=%{http_code}\n' --data 'key=AKIAIOSFODNN7EXAMPLE' https://allowed.test/echo
+        curl -sS -o /dev/null -w 'clean=%{http_code}\n' --data 'hello' https://allowed.test/echo
+    "#;
+    let run = net.run(script);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let out = &run.stdout;
+    assert!(out.contains("placeholder=bridle-secret-api\n"), "the agent sees a placeholder: {}", run.all());
+    assert!(out.contains(&format!("x-api-key={SECRET} ")), "the upstream got the real value: {}", run.all());
+    assert!(out.contains("misuse=403\n"), "{}", run.all());
+    assert!(out.contains("leak=403\n"), "{}", run.all());
+    assert!(out.contains("clean=200\n"), "{}", run.all());
+    let audit = std::fs::read_to_string(net.audit()).expect("audit");
+    assert!(!audit.contains(SECRET), "the real value never reaches the audit log");
+    let requests = net.requests();
+    assert!(requests.iter().any(|r| r["event"]["detail"]["dlp"].to_string().contains("placeholder-misuse")));
+}
+
+#[test]
+fn git_is_decided_as_fetch_or_push_with_the_pushed_refs() {
+    let net = Net::new("git");
+    let script = r#"
+        git clone -q https://git.allowed.test/git/repo.git clone && cd clone &&
+        git -c user.name=a -c user.email=a@a commit -q --allow-empty -m change &&
+        (git push -q origin HEAD:main 2>&1; echo "push-main=$?") &&
+        (git push -q origin HEAD:feature 2>&1; echo "push-feature=$?")
+    "#;
+    let run = net.run(script);
+    let out = &run.stdout;
+    assert!(out.contains("push-main=1"), "{}", run.all());
+    assert!(out.contains("push-feature=0"), "{}", run.all());
+    let requests = net.requests();
+    let ops: Vec<(String, String, String)> = requests
+        .iter()
+        .filter(|r| r["event"]["detail"]["git"].is_object())
+        .map(|r| {
+            let git = &r["event"]["detail"]["git"];
+            (git["op"].to_string(), git["refs"].to_string(), r["decision"]["effect"].to_string())
+        })
+        .collect();
+    assert!(ops.iter().any(|(op, _, _)| op == "\"fetch\""), "{ops:?}");
+    assert!(
+        ops.iter()
+            .any(|(op, refs, effect)| op == "\"push\"" && refs.contains("refs/heads/main") && effect == "\"deny\""),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|(op, refs, effect)| op == "\"push\"" && refs.contains("refs/heads/feature") && effect == "\"allow\""),
+        "{ops:?}"
+    );
+}
+
+/// `bridle approvals` lists the held request; `bridle approve` lets it
+/// through, `bridle deny` refuses it; the agent's curl just waits meanwhile.
+#[test]
+fn an_ask_holds_the_request_until_bridle_approve_or_deny() {
+    let net = Net::new("ask");
+    let script = r#"
+        curl -sS -m 30 https://allowed.test/approve-me
+        curl -sS -m 30 -o /dev/null -w 'deny-me=%{http_code}\n' https://allowed.test/deny-me
+    "#;
+    let session = std::thread::scope(|scope| {
+        let run = scope.spawn(|| net.run(script));
+        for (path, verb) in [("/approve-me", "approve"), ("/deny-me", "deny")] {
+            let id = wait_for_approval(path);
+            let answered = support::bridle(&[verb, &id, "--by", "tester"]);
+            assert_eq!(answered.code, 0, "{}", answered.all());
+        }
+        run.join().expect("session thread")
+    });
+    assert_eq!(session.code, 0, "{}", session.all());
+    assert!(session.stdout.contains("ok /approve-me HTTP/2.0"), "{}", session.all());
+    assert!(session.stdout.contains("deny-me=403"), "{}", session.all());
+    let requests = net.requests();
+    let approved = requests.iter().find(|r| r["event"]["detail"]["path"] == "/approve-me").expect("decided");
+    assert_eq!(approved["decision"]["reason"], "approved by tester");
+}
+
+/// The id of the pending approval whose summary names `path`.
+fn wait_for_approval(path: &str) -> String {
+    for _ in 0..200 {
+        let listed = support::bridle(&["approvals", "--json"]);
+        if let Ok(pending) = serde_json::from_str::<serde_json::Value>(&listed.stdout)
+            && let Some(found) = pending
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["summary"].as_str().is_some_and(|s| s.contains(path)))
+            && let Some(id) = found["id"].as_str()
+        {
+            return id.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no pending approval for {path}");
+}
