@@ -38,8 +38,10 @@ install_missing() {
   [[ -f /usr/include/bpf/bpf_helpers.h && -f /usr/include/linux/bpf.h ]] || missing+=(libbpf-dev linux-libc-dev)
   # The system roots Bridle verifies upstreams with by default.
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
-  # TLS interception test: python requests as the guarded (nobody) user.
+  # TLS interception tests: python requests and websockets as the guarded
+  # (nobody) user.
   /usr/bin/python3 -c 'import requests' 2>/dev/null || missing+=(python3-requests)
+  /usr/bin/python3 -c 'import websockets' 2>/dev/null || missing+=(python3-websockets)
   if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then

@@ -21,6 +21,9 @@ const POLICIES: &str = r#"
 @id("allowed") @reason("allowed.test is approved")
 permit(principal, action, resource in Net::Domain::"allowed.test");
 
+@id("pinned") @passthrough @reason("pinned.test pins its certificate")
+permit(principal, action, resource in Net::Domain::"pinned.test");
+
 @id("no-admin") @reason("admin pages are off limits")
 forbid(principal, action == Http::Action::"Request", resource)
 when { context.path like "/admin*" };
@@ -38,7 +41,8 @@ forbid(principal, action == Http::Action::"Request", resource)
 when { !context.dlp.isEmpty() };
 "#;
 
-const NAMES: [&str; 5] = ["allowed.test", "api.allowed.test", "git.allowed.test", "other.test", "wrong.allowed.test"];
+const NAMES: [&str; 6] =
+    ["allowed.test", "api.allowed.test", "git.allowed.test", "other.test", "pinned.test", "wrong.allowed.test"];
 const SECRET: &str = "real-secret-4f9a1c2e";
 
 struct Net {
@@ -53,7 +57,7 @@ impl Net {
         let name = format!("bridle-tls-{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().expect("tempdir");
         // The upstream's certificate does not name wrong.allowed.test.
-        let pki = tls_upstream::TestPki::new(&NAMES[..4]);
+        let pki = tls_upstream::TestPki::new(&NAMES[..5]);
         let config = format!(
             "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{ca}\"\nupstream_ca_bundle = \"{bundle}\"\n\n\
              [[secrets]]\nname = \"api\"\nenv = \"BRIDLE_TEST_API_KEY\"\nhosts = [\"api.allowed.test\"]\n\
@@ -158,6 +162,7 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
         curl -sS --http1.1 https://api.allowed.test/v1/ok
         curl -sS -o /dev/null -w 'admin=%{http_code} %header{x-bridle-reason}\n' https://allowed.test/admin
         curl -sS https://allowed.test/admin; echo
+        curl -sS https://allowed.test/first https://allowed.test/admin https://allowed.test/second; echo
         curl -sS -o /dev/null -w 'fronting=%{http_code}\n' -H 'Host: other.test' https://allowed.test/v1/ok
         curl -sS -o /dev/null -w 'unverified=%{http_code} %header{x-bridle-reason}\n' https://wrong.allowed.test/
         curl -sS -o /dev/null -w 'download=%{http_code} %{size_download}\n' https://allowed.test/bytes/67108864
@@ -173,6 +178,11 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
     assert!(out.contains(r#""reason":"admin pages are off limits""#), "{}", run.all());
     assert!(out.contains(r#""policy":"no-admin""#), "{}", run.all());
     assert!(out.contains("fronting=403\n"), "{}", run.all());
+    assert!(
+        out.contains("ok /first HTTP/2.0\n{\"error\"") && out.contains("ok /second HTTP/2.0\n"),
+        "keep-alive requests are decided one by one: {}",
+        run.all()
+    );
     assert!(out.contains("unverified=502 "), "{}", run.all());
     assert!(out.contains("download=200 67108864\n"), "{}", run.all());
     assert!(out.contains("requests ok /py HTTP/1.1"), "{}", run.all());
@@ -187,8 +197,30 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
         .find(|r| r["decision"]["reason"].as_str().is_some_and(|s| s.contains("fronting")))
         .expect("fronting audited");
     assert_eq!(fronting["decision"]["effect"], "deny");
+    let paths: Vec<&str> = requests.iter().filter_map(|r| r["event"]["detail"]["path"].as_str()).collect();
+    assert!(paths.contains(&"/first") && paths.contains(&"/second"), "{paths:?}");
     let verify = support::bridle(&["audit", "verify", net.audit().to_str().expect("utf-8")]);
     assert_eq!(verify.code, 0, "{}", verify.all());
+}
+
+/// A client that trusts only the real (here: test) CA works on a host a
+/// `@passthrough` policy names, and fails everywhere Bridle intercepts.
+#[test]
+fn passthrough_hosts_are_spliced_untouched_for_pinning_clients() {
+    let net = Net::new("pin");
+    let public = net.dir.path().join("public-ca.pem");
+    let script = format!(
+        "curl -sS --cacert {ca} https://pinned.test/pinned; \
+         curl -sS -o /dev/null --cacert {ca} https://allowed.test/ 2>/dev/null; echo \"intercepted=$?\"",
+        ca = public.display()
+    );
+    let run = net.run(&script);
+    assert!(run.stdout.contains("ok /pinned HTTP/2.0"), "{}", run.all());
+    // 60: curl could not verify the peer: Bridle's leaf, not the upstream's.
+    assert!(run.stdout.contains("intercepted=60"), "{}", run.all());
+    let audit = std::fs::read_to_string(net.audit()).expect("audit");
+    assert!(audit.contains("not inspected: a @passthrough policy permits it"), "{audit}");
+    assert!(net.requests().iter().all(|r| r["event"]["detail"]["host"] != "pinned.test"));
 }
 
 #[test]
@@ -293,4 +325,24 @@ fn wait_for_approval(path: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("no pending approval for {path}");
+}
+
+/// A WebSocket upgrade is decided like any request, then passed through:
+/// python's `websockets` client talks to the echo upstream through Bridle.
+#[test]
+fn websocket_upgrades_are_decided_then_passed_through() {
+    let net = Net::new("ws");
+    let script = r#"python3 -c '
+import asyncio, websockets
+async def main():
+    async with websockets.connect("wss://allowed.test/ws") as ws:
+        await ws.send("hello through bridle")
+        print("echo:", await ws.recv())
+asyncio.run(main())
+'"#;
+    let run = net.run(script);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("echo: hello through bridle"), "{}", run.all());
+    let upgrade = net.requests().into_iter().find(|r| r["event"]["detail"]["path"] == "/ws").expect("decided");
+    assert_eq!(upgrade["decision"]["effect"], "allow");
 }

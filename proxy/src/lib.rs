@@ -1,13 +1,16 @@
 //! Bridle's transparent TCP proxy: every guarded TCP connection the
 //! redirector sends here is named, decided by the engine, audited, and then
-//! either refused at once or spliced to its original destination.
+//! either refused at once, spliced to its original destination, or
+//! intercepted and decided request by request.
 //!
 //! Owns, one module per stage of a connection, composed in [`server`]:
 //! [`origin`] (the original destination the redirector recorded, and the
 //! name the resolver learned for its IP) → [`detect`] (TLS ClientHello →
 //! SNI, HTTP/1.x → `Host`, silence → server-speaks-first, else opaque) →
 //! [`decide`] (one `net.connect` event per connection, named by SNI, else
-//! Host, else DNS, else IP) → [`forward`] (connect and splice).
+//! Host, else DNS, else IP) → [`intercept`] (TLS terminated with a leaf from
+//! [`tls`], every HTTP request decided on its own with [`http`]'s analysis)
+//! or [`forward`] (connect and splice). [`dns`] is the resolver.
 //!
 //! Entry points: [`Proxy::bind`] and [`Proxy::run`]; [`StaticOrigins`] is
 //! the fake original-destination source for tests.
@@ -15,8 +18,8 @@
 //! Must never: connect anywhere but the recorded original destination (a
 //! name from SNI or Host only selects policy), forward a connection with no
 //! recorded original destination or without a permitting decision, log
-//! payloads, headers or secrets, or use the agent's CA upstream. TLS
-//! interception and HTTP inspection come later (issue 4); [`dns`] is the resolver.
+//! payloads, headers or secrets, accept an upstream certificate that does
+//! not verify, or trust Bridle's own CA upstream.
 
 pub mod decide;
 pub mod detect;

@@ -236,10 +236,24 @@ async fn inspect(
             None
         }
         Protocol::Tls { sni } if !shared.decider.passthrough(&verdict.decision) => {
-            intercept::serve_tls(conn(true, sni.clone()), client, first).await
+            let back = intercept::serve_tls(conn(true, sni.clone()), client, first).await;
+            if back.is_some() {
+                uninspected(shared, dst, sni.as_deref(), "it offers no HTTP protocol (ALPN)");
+            }
+            back
+        }
+        Protocol::Tls { sni } => {
+            uninspected(shared, dst, sni.as_deref(), "a @passthrough policy permits it");
+            Some((client, first))
         }
         _ => Some((client, first)),
     }
+}
+
+/// Audits that a permitted TLS connection is spliced without inspection.
+fn uninspected(shared: &Shared, dst: SocketAddr, sni: Option<&str>, why: &str) {
+    let name = sni.unwrap_or("no SNI");
+    shared.decider.notice("info", format!("TLS to {dst} ({name}) not inspected: {why}; spliced as it is"));
 }
 
 /// The recorded original destination, or `None` (audited) when there is

@@ -125,8 +125,11 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
-async fn route(request: Request<Incoming>, git_root: Option<&Path>) -> Response<Body> {
+async fn route(mut request: Request<Incoming>, git_root: Option<&Path>) -> Response<Body> {
     let path = request.uri().path().to_owned();
+    if path == "/ws" {
+        return websocket_echo(&mut request);
+    }
     if let (Some(root), Some(rest)) = (git_root, path.strip_prefix("/git")) {
         return git_cgi(request, root, rest.to_owned()).await;
     }
@@ -232,4 +235,95 @@ async fn git_cgi(request: Request<Incoming>, root: &Path, path_info: String) -> 
         }
     }
     response
+}
+
+/// RFC 6455's handshake, then every frame echoed back (unmasked, as a
+/// server must).
+fn websocket_echo(request: &mut Request<Incoming>) -> Response<Body> {
+    let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
+        return text(StatusCode::BAD_REQUEST, "not a websocket request".into());
+    };
+    let mut input = key.as_bytes().to_vec();
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut io = TokioIo::new(upgraded);
+        loop {
+            let mut head = [0u8; 2];
+            if io.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    if io.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    u64::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    if io.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    u64::from_be_bytes(b)
+                }
+                n => u64::from(n),
+            };
+            let mut mask = [0u8; 4];
+            if head[1] & 0x80 != 0 && io.read_exact(&mut mask).await.is_err() {
+                return;
+            }
+            let mut payload = vec![0u8; usize::try_from(len).unwrap_or(0).min(1 << 20)];
+            if io.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            for (i, byte) in payload.iter_mut().enumerate() {
+                *byte ^= mask[i % 4];
+            }
+            let mut frame = vec![head[0]];
+            match payload.len() {
+                n if n < 126 => frame.push(n as u8),
+                n if n <= 0xffff => {
+                    frame.push(126);
+                    frame.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    frame.push(127);
+                    frame.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            frame.extend_from_slice(&payload);
+            if io.write_all(&frame).await.is_err() || head[0] & 0x0f == 0x8 {
+                return;
+            }
+        }
+    });
+    let mut response = text(StatusCode::SWITCHING_PROTOCOLS, String::new());
+    let headers = response.headers_mut();
+    headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    headers.insert("connection", http::HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = http::HeaderValue::from_str(&base64(digest.as_ref())) {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    response
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
