@@ -106,12 +106,25 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
             Parse::Invalid(reason) => Some(Protocol::Malformed { tls: true, reason }),
         };
     }
-    match http::request_host(bytes, max_bytes) {
+    // RFC 9112 §2.2: servers skip empty lines before a request line, so
+    // detection must too, or "\r\nGET …" would pass as opaque and be
+    // spliced past inspection.
+    let rest = &bytes[leading_blank_lines(bytes)..];
+    if rest.is_empty() {
+        return None;
+    }
+    match http::request_host(rest, max_bytes) {
         Parse::Done(host) => Some(Protocol::Http { host }),
         Parse::NeedMore => None,
         Parse::NotThis => Some(Protocol::Opaque),
         Parse::Invalid(reason) => Some(Protocol::Malformed { tls: false, reason }),
     }
+}
+
+/// How many bytes of CR and LF precede a request line (bounded: a client
+/// sending only line ends is not an HTTP client).
+pub fn leading_blank_lines(bytes: &[u8]) -> usize {
+    bytes.iter().take(16).take_while(|&&b| b == b'\r' || b == b'\n').count()
 }
 
 /// The verdict when reading stopped with the bytes still unclassified.

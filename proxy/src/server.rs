@@ -192,22 +192,89 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         }
         return refuse(client);
     }
+    let (mut verdict, mut protocol, mut first) = (verdict, detected.protocol, detected.bytes);
+    let mut early_upstream = None;
+    if shared.inspector.is_some() {
+        // With inspection on, nothing HTTP-shaped may be spliced blind.
+        if let Protocol::Malformed { reason, .. } = &protocol {
+            shared.decider.notice("warn", format!("connection to {dst} refused: malformed first bytes ({reason})"));
+            return refuse(client);
+        }
+        if protocol == Protocol::ServerSpeaksFirst {
+            match who_speaks_first(shared, &mut client, dst, limits).await {
+                FirstWord::Server(upstream) => early_upstream = Some(upstream),
+                FirstWord::Client(late) => {
+                    // Silence, then TLS or HTTP: decide again on what it said.
+                    verdict = shared.decider.decide(dst, &late.protocol, shared.origins.name_for(dst.ip())).await;
+                    if !verdict.permits() || matches!(late.protocol, Protocol::Malformed { .. }) {
+                        return refuse(client);
+                    }
+                    (protocol, first) = (late.protocol, late.bytes);
+                }
+                FirstWord::Nobody => return refuse(client),
+            }
+        }
+    }
     // inspect: HTTP, in the clear or intercepted, is decided per request.
-    let (client, first) = match inspect(shared, &verdict, &detected.protocol, dst, client, detected.bytes).await {
+    let (client, first) = match inspect(shared, &verdict, &protocol, dst, client, first).await {
         Some(spliceable) => spliceable,
         None => return,
     };
     // forward: to the original destination only.
-    let upstream = match connect_upstream(dst, shared.config.connect_timeout).await {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            tracing::info!(%error, "upstream unreachable");
-            return refuse(client);
-        }
+    let upstream = match early_upstream {
+        Some(upstream) => upstream,
+        None => match connect_upstream(dst, shared.config.connect_timeout).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                tracing::info!(%error, "upstream unreachable");
+                return refuse(client);
+            }
+        },
     };
     match splice(client, upstream, dst, &first, shared.config.idle_timeout, &shared.pipes).await {
         Ok(relayed) => tracing::debug!(relayed.to_upstream, relayed.to_client, "connection closed"),
         Err(error) => tracing::debug!(%error, "connection ended"),
+    }
+}
+
+/// Who spoke first on a connection whose client was silent through the
+/// detection window.
+enum FirstWord {
+    /// The upstream (SSH, SMTP, databases): splice with this connection.
+    Server(TcpStream),
+    /// The client after all: what it said, detected anew.
+    Client(crate::detect::Detected),
+    /// Neither within the idle timeout, or the upstream is unreachable.
+    Nobody,
+}
+
+/// A silent client is not proof of a server-speaks-first protocol: it may
+/// wait out the window and then start TLS or HTTP, which must not pass
+/// uninspected. Connect upstream and see who speaks first.
+async fn who_speaks_first(shared: &Shared, client: &mut TcpStream, dst: SocketAddr, limits: DetectLimits) -> FirstWord {
+    let upstream = match connect_upstream(dst, shared.config.connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            tracing::info!(%error, "upstream unreachable");
+            return FirstWord::Nobody;
+        }
+    };
+    let wait = if shared.config.idle_timeout.is_zero() { Duration::MAX } else { shared.config.idle_timeout };
+    let first = tokio::time::timeout(wait, async {
+        tokio::select! {
+            biased;
+            ready = upstream.readable() => ready.is_ok().then_some(true),
+            ready = client.readable() => ready.is_ok().then_some(false),
+        }
+    })
+    .await;
+    match first {
+        Ok(Some(true)) => FirstWord::Server(upstream),
+        Ok(Some(false)) => match detect(client, limits).await {
+            Ok(late) => FirstWord::Client(late),
+            Err(_) => FirstWord::Nobody,
+        },
+        _ => FirstWord::Nobody,
     }
 }
 
@@ -232,6 +299,9 @@ async fn inspect(
     };
     match protocol {
         Protocol::Http { .. } => {
+            // The server side is hyper, which wants the request line first.
+            let mut first = first;
+            first.drain(..crate::detect::leading_blank_lines(&first));
             intercept::serve_plain(conn(false, None), client, first).await;
             None
         }

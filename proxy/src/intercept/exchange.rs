@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use bridle_engine::audit::{REDACTED, is_sensitive_header, redact_query};
 use bridle_engine::event::{GitOp, HttpRequest};
@@ -15,7 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::{Prefix, Replay, read_prefix};
-use super::respond::{bad_gateway, forbidden};
+use super::partial::Watched;
+use super::respond::{bad_gateway, bad_request, forbidden};
 use super::upstream::Upstream;
 use super::{Conn, ProxyBody};
 use crate::decide::Verdict;
@@ -24,8 +25,6 @@ use crate::http::git::{RefsParse, git_service, receive_pack_refs};
 use crate::http::publish::publish;
 use crate::http::scan::{BodyScanner, scan_request_head};
 
-/// A request head must arrive within this (slowloris).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head accepted (HTTP/1.1 read buffer).
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -45,11 +44,14 @@ pub(super) async fn serve<IO>(conn: Conn, io: IO, upstream: Upstream, h2: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout = conn.inspector.header_timeout;
+    let (decider, dst) = (Arc::clone(&conn.decider), conn.dst);
     let exchange = Arc::new(Exchange { conn, upstream, h2 });
     let service = service_fn(move |request| {
         let exchange = Arc::clone(&exchange);
         async move { Ok::<_, Infallible>(exchange.handle(request).await) }
     });
+    let (io, partial) = Watched::new(io);
     let io = TokioIo::new(io);
     let served = if h2 {
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -59,30 +61,53 @@ where
     } else {
         hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
+            .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEAD)
+            // max_buf_size alone is checked only while a head is incomplete:
+            // a larger head that arrives in one large read parses and goes
+            // through. This bound is checked on every parsed head (431).
+            .max_header_size(MAX_HEAD)
             .serve_connection(io, service)
             .with_upgrades()
             .await
     };
     if let Err(error) = served {
         tracing::debug!(%error, "intercepted connection ended");
+        // hyper answered a malformed or oversized head (400, 431) or cut a
+        // trickled one off itself, so no request reached policy: without
+        // this the agent's attempt would leave no trace. A timeout with
+        // nothing sent is an idle keep-alive connection closing: routine.
+        // hyper's text names the kind of error, never header values.
+        let trickled = error.is_timeout() && partial.load(Ordering::Relaxed);
+        if error.is_parse() || trickled {
+            decider.notice("warn", format!("HTTP request from the agent to {dst} rejected: {error}"));
+        }
     }
 }
 
 impl Exchange {
     async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
         if let Some(reason) = self.upstream.failure() {
-            self.conn.decider.notice("warn", format!("{} {}: {reason}", request.method(), request.uri()));
+            // The path only: query values may be secrets, and notices are
+            // not redacted the way a request's described query is.
+            self.conn.decider.notice("warn", format!("{} {}: {reason}", request.method(), request.uri().path()));
             return bad_gateway(reason);
         }
         let upgrade = is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
         let (mut parts, mut incoming) = request.into_parts();
-        let host_header = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-        let host = host_of(authority.as_deref().or(host_header.as_deref()), &self.conn);
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().unwrap_or_default().to_owned();
+        let host_header = match single_host(&parts.headers) {
+            Ok(host_header) => host_header,
+            Err(problem) => {
+                let host = host_of(authority.as_deref(), &self.conn);
+                let described = self.describe(&parts, &host, &path, &query, &Prefix::default());
+                self.conn.decider.deny_request(described, format!("{problem} (RFC 9112 §3.2)"));
+                return bad_request(problem);
+            }
+        };
+        let host = host_of(authority.as_deref().or(host_header.as_deref()), &self.conn);
 
         let prefix =
             match read_prefix(&mut incoming, self.conn.inspector.body_window, self.conn.inspector.body_wait).await {
@@ -229,6 +254,18 @@ fn refusal(verdict: &Verdict) -> Response<ProxyBody> {
     forbidden(reason, verdict.decision.policies.first().map(String::as_str))
 }
 
+/// The request's one `Host` value. Several, or one that is not visible
+/// ASCII, is refused: policy and the fronting check would read one value
+/// while the upstream might route on another (hyper forwards them all).
+fn single_host(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    let mut values = headers.get_all(header::HOST).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err("several Host headers");
+    }
+    first.to_str().map(|v| Some(v.to_owned())).map_err(|_| "a Host header that is not visible ASCII")
+}
+
 /// Lowercase host without port or trailing dot; the SNI, else the original
 /// IP, when the request names none.
 fn host_of(authority: Option<&str>, conn: &Conn) -> String {
@@ -327,6 +364,18 @@ mod tests {
         let uri: Uri = "/v1/ok?x=1".parse().expect("uri");
         assert_eq!(upstream_uri(&uri, "api.test", true, false).expect("h1"), "/v1/ok?x=1");
         assert_eq!(upstream_uri(&uri, "api.test", true, true).expect("h2"), "https://api.test/v1/ok?x=1");
+    }
+
+    #[test]
+    fn one_ascii_host_header_or_none_is_accepted() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(single_host(&headers), Ok(None));
+        headers.insert(header::HOST, "allowed.test".parse().expect("value"));
+        assert_eq!(single_host(&headers), Ok(Some("allowed.test".into())));
+        headers.append(header::HOST, "evil.test".parse().expect("value"));
+        assert_eq!(single_host(&headers), Err("several Host headers"));
+        headers.insert(header::HOST, http::HeaderValue::from_bytes(b"evil.test\xff").expect("obs-text"));
+        assert_eq!(single_host(&headers), Err("a Host header that is not visible ASCII"));
     }
 
     #[test]

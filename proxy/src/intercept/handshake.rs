@@ -110,7 +110,11 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
     let alpn = match client_alpn(&first) {
         Ok(alpn) => alpn,
         Err(error) => {
+            // Detection's parser accepted it, rustls does not (duplicate
+            // extensions, say): the connection was permitted and would
+            // otherwise just vanish from the record.
             tracing::debug!(%error, "ClientHello rustls refuses");
+            conn.decider.notice("warn", format!("ClientHello to {} refused by rustls: {error}; closed", conn.dst));
             return None;
         }
     };
@@ -153,7 +157,13 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
             conn.decider.notice("warn", format!("TLS handshake with the agent failed for {}: {error}", conn.dst));
             return None;
         }
-        Err(_) => return None,
+        Err(_) => {
+            // A client that stalls mid-handshake (or sends bytes rustls
+            // waits on forever) is cut off here; say so, as for a failure.
+            conn.decider
+                .notice("warn", format!("TLS handshake with the agent for {} timed out after {limit:?}", conn.dst));
+            return None;
+        }
     };
     let h2 = chosen.as_deref() == Some(H2);
     let upstream = match upstream {

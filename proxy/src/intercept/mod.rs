@@ -23,6 +23,7 @@
 mod body;
 mod exchange;
 mod handshake;
+mod partial;
 mod prefixed;
 mod respond;
 mod upstream;
@@ -66,10 +67,15 @@ pub struct Inspector {
     /// Upstream TCP connect and TLS handshake bound; also the client's
     /// handshake bound.
     pub handshake_timeout: Duration,
+    /// An HTTP/1.1 request head must arrive within this (slowloris); it
+    /// runs from when the connection is ready for the next request, so it
+    /// also bounds how long an idle keep-alive connection is held.
+    pub header_timeout: Duration,
 }
 
 impl Inspector {
-    /// Defaults: 64 KiB body window, 2 s to fill it, 10 s handshakes.
+    /// Defaults: 64 KiB body window, 2 s to fill it, 10 s handshakes, 30 s
+    /// for a request head.
     pub fn new(leaves: Arc<LeafCache>, upstream: UpstreamTls) -> Self {
         Inspector {
             leaves,
@@ -79,6 +85,7 @@ impl Inspector {
             body_window: 64 * 1024,
             body_wait: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The answers Bridle gives in the upstream's place: `403` for a denied
-//! request, `502` when the upstream cannot be reached or fails
-//! verification. Both are JSON the agent (and a person reading its log) can
-//! act on, plus an `x-bridle-reason` header for clients that hide bodies.
+//! request, `400` for one that could be read two ways, `502` when the
+//! upstream cannot be reached or fails verification. All are JSON the agent
+//! (and a person reading its log) can act on, plus an `x-bridle-reason`
+//! header for clients that hide bodies.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -16,6 +17,13 @@ pub(crate) const REASON_HEADER: &str = "x-bridle-reason";
 pub(crate) fn forbidden(reason: &str, policy: Option<&str>) -> Response<ProxyBody> {
     let body = serde_json::json!({ "error": "forbidden by Bridle policy", "reason": reason, "policy": policy });
     json(StatusCode::FORBIDDEN, reason, &body)
+}
+
+/// `400 {error, reason}`: a request Bridle will not forward because it
+/// could be read two ways (Bridle's and the upstream's).
+pub(crate) fn bad_request(reason: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error": "bad request", "reason": reason });
+    json(StatusCode::BAD_REQUEST, reason, &body)
 }
 
 /// `502 {error, reason}`: the upstream failed (unreachable, or its

@@ -2,8 +2,11 @@
 //! upstream listeners standing in for the original destinations, real
 //! policies and a real audit log. All traffic stays on loopback.
 
+mod agent;
 mod bad_input;
+mod intercept;
 mod naming;
 mod relay;
 mod splice;
 mod support;
+mod upstreams;

@@ -7,7 +7,12 @@ use std::time::Duration;
 use bridle_engine::audit::{AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::policy::{PolicyFile, load_files};
+use bridle_proxy::intercept::{Inspector, UpstreamTls};
+use bridle_proxy::tls::{CertificateAuthority, LeafCache};
 use bridle_proxy::{Proxy, ProxyConfig, StaticOrigins};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -39,7 +44,7 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub origins: Arc<StaticOrigins>,
     pub audit: Arc<AuditLog>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -56,9 +61,38 @@ impl Harness {
         tune: impl FnOnce(&mut ProxyConfig),
         approvals: Option<Arc<bridle_engine::approvals::Approvals>>,
     ) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch(policy, dir, tune, approvals, None).await
+    }
+
+    /// A proxy that intercepts TLS and inspects HTTP: Bridle's CA lives in
+    /// the harness's temp dir (`ca/ca.pem`, see [`Harness::agent_roots`]),
+    /// and upstreams are verified against `public_ca` only, the test's
+    /// stand-in for the system roots. `tune` adjusts the inspector.
+    pub async fn start_inspecting(
+        policy: &str,
+        public_ca: CertificateDer<'static>,
+        tune: impl FnOnce(&mut Inspector),
+    ) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = CertificateAuthority::load_or_create(&dir.path().join("ca")).expect("Bridle's CA");
+        let leaves = Arc::new(LeafCache::new(Arc::new(ca), 64));
+        let mut roots = RootCertStore::empty();
+        roots.add(public_ca).expect("the test's public CA");
+        let mut inspector = Inspector::new(leaves, UpstreamTls::new(roots));
+        tune(&mut inspector);
+        Self::launch(policy, dir, |_| {}, None, Some(Arc::new(inspector))).await
+    }
+
+    async fn launch(
+        policy: &str,
+        dir: tempfile::TempDir,
+        tune: impl FnOnce(&mut ProxyConfig),
+        approvals: Option<Arc<bridle_engine::approvals::Approvals>>,
+        inspector: Option<Arc<Inspector>>,
+    ) -> Harness {
         let files = vec![PolicyFile { name: "test.cedar".into(), text: policy.into() }];
         let authorizer = Arc::new(Authorizer::new(load_files("test", files).expect("valid policy"), 100));
-        let dir = tempfile::tempdir().expect("tempdir");
         let options = AuditOptions { fsync_interval: Duration::ZERO, index: false, redact: Vec::new() };
         let audit = Arc::new(AuditLog::open(dir.path().join("audit.jsonl"), options).expect("audit log"));
         let mut config = ProxyConfig::new("127.0.0.1:0".parse().expect("addr"));
@@ -71,12 +105,16 @@ impl Harness {
         if let Some(approvals) = approvals {
             proxy.decider().hold_asks_with(approvals);
         }
+        let proxy = match inspector {
+            Some(inspector) => proxy.inspect(inspector),
+            None => proxy,
+        };
         let addr = proxy.local_addr();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(proxy.run(async move {
             let _ = stopped.await;
         }));
-        Harness { addr, origins, audit, _dir: dir, stop: Some(stop), task: Some(task) }
+        Harness { addr, origins, audit, dir, stop: Some(stop), task: Some(task) }
     }
 
     /// A client whose original destination is recorded as `dst`, as the
@@ -91,6 +129,15 @@ impl Harness {
     /// A client with no recorded original destination (dialled directly).
     pub async fn connect_unrecorded(&self) -> TcpStream {
         TcpStream::connect(self.addr).await.expect("connect to proxy")
+    }
+
+    /// What an agent trusts to accept Bridle's leaves: the `ca.pem` Bridle
+    /// wrote (as `bridle ca export` would print it).
+    pub fn agent_roots(&self) -> RootCertStore {
+        let pem = std::fs::read(self.dir.path().join("ca/ca.pem")).expect("Bridle's ca.pem");
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(&pem).expect("a certificate")).expect("Bridle's CA");
+        roots
     }
 
     /// Every audit record so far, parsed.

@@ -1,0 +1,505 @@
+//! Bad input against TLS interception and per-request HTTP inspection
+//! (issue 4, "Bad input"): smuggling shapes, oversized heads, invalid bytes
+//! in paths, broken handshakes, TLS on an HTTP port, upstream certificates
+//! that do not verify, keep-alive and h2 streams decided one by one, and a
+//! slowloris request head.
+//!
+//! Every case asserts three things: what the agent got (a status, or a
+//! closed connection), what the audit log says about it, and what the
+//! upstream saw (its recorded requests prove nothing smuggled got through).
+//! Then a good request on a new connection proves the proxy still serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridle_proxy::intercept::Inspector;
+use http::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::agent::{self, get, send_h1, statuses, until_closed};
+use crate::support::*;
+use crate::upstreams::{self, PublicCa, Seen};
+
+/// allowed.test is permitted; its admin pages are not, per request.
+const POLICY: &str = r#"
+@id("allowed") @reason("allowed.test is approved")
+permit (principal, action, resource in Net::Domain::"allowed.test");
+
+@id("no-admin") @reason("admin pages are off limits")
+forbid (principal, action == Http::Action::"Request", resource)
+when { context.path like "/admin*" };
+"#;
+
+const H1: &[&[u8]] = &[b"http/1.1"];
+const H2: &[&[u8]] = &[b"h2"];
+
+/// A proxy that intercepts, an HTTPS upstream for allowed.test (certified
+/// by the test's public CA) and a plain HTTP upstream.
+struct Rig {
+    h: Harness,
+    ca: PublicCa,
+    tls: SocketAddr,
+    tls_seen: Arc<Seen>,
+    plain: SocketAddr,
+    plain_seen: Arc<Seen>,
+}
+
+async fn rig(tune: impl FnOnce(&mut Inspector)) -> Rig {
+    let ca = PublicCa::new();
+    let h = Harness::start_inspecting(POLICY, ca.der.clone(), tune).await;
+    let (tls, tls_seen) = upstreams::https(loopback(), ca.leaf(&["allowed.test"])).await;
+    let (plain, plain_seen) = upstreams::http().await;
+    Rig { h, ca, tls, tls_seen, plain, plain_seen }
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+impl Rig {
+    /// New connections, TLS and plain, still get a good request through.
+    async fn still_serving(&self) {
+        let mut sender = agent::h1(agent::tls(&self.h, self.tls, "allowed.test", H1).await).await;
+        let answer = send_h1(&mut sender, get("/still")).await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok /still HTTP/1.1"));
+        let mut sender = agent::h1(self.h.connect_to(self.plain).await).await;
+        let answer = send_h1(&mut sender, get("/still")).await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok /still HTTP/1.1"));
+    }
+
+    /// Writes `raw` on a new TLS connection and reads until it closes.
+    async fn raw_tls(&self, raw: &[u8]) -> Vec<u8> {
+        let mut agent = agent::tls(&self.h, self.tls, "allowed.test", H1).await;
+        agent.write_all(raw).await.expect("write");
+        // rustls may still hold the last records of a large write.
+        agent.flush().await.expect("flush");
+        until_closed(&mut agent).await
+    }
+
+    /// Writes `raw` on a new plain connection and reads until it closes.
+    async fn raw_plain(&self, raw: &[u8]) -> Vec<u8> {
+        let mut agent = self.h.connect_to(self.plain).await;
+        agent.write_all(raw).await.expect("write");
+        until_closed(&mut agent).await
+    }
+
+    /// The `http.request` decisions so far.
+    fn requests(&self) -> Vec<Value> {
+        let records = self.h.records().into_iter();
+        records.filter(|r| r["type"] == "decision" && r["event"]["kind"] == "http.request").collect()
+    }
+
+    /// The proxy's notices so far.
+    fn notices(&self) -> Vec<String> {
+        let records = self.h.records().into_iter().filter(|r| r["type"] == "notice");
+        records.map(|r| r["message"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+}
+
+/// `(path, effect)` of each request decision.
+fn decided(requests: &[Value]) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    requests.iter().map(|r| (text(&r["event"]["detail"]["path"]), text(&r["decision"]["effect"]))).collect()
+}
+
+#[tokio::test]
+async fn content_length_with_chunked_is_framed_by_chunked_and_a_smuggled_request_is_decided_alone() {
+    let rig = rig(|_| {}).await;
+    // TE.CL: a front end trusting Content-Length would read the 0-chunk
+    // and the GET as the POST's body. hyper frames by chunked (RFC 9112
+    // §6.3), drops Content-Length, and (since both came) answers the POST
+    // with `connection: close` and reads nothing after it: the pipelined
+    // GET is neither decided nor forwarded.
+    let te_cl = b"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 60\r\n\
+        Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+        GET /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
+    // CL.TE: a back end trusting Content-Length: 0 would read the chunk as
+    // a second request; the upstream gets one POST whose body is that
+    // text, re-framed by hyper so it cannot be split.
+    let cl_te = b"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 0\r\n\
+        Transfer-Encoding: chunked\r\n\r\n\
+        2b\r\nGET /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n\r\n0\r\n\r\n";
+    for (tls, seen) in [(true, &rig.tls_seen), (false, &rig.plain_seen)] {
+        let before = rig.requests().len();
+        for raw in [&te_cl[..], cl_te] {
+            let answer = if tls { rig.raw_tls(raw).await } else { rig.raw_plain(raw).await };
+            assert_eq!(statuses(&answer), [200], "tls={tls}: {}", String::from_utf8_lossy(&answer));
+            assert!(String::from_utf8_lossy(&answer).contains("connection: close\r\n"));
+        }
+        assert_eq!(seen.requests(), ["POST /upload 0 allowed.test", "POST /upload 43 allowed.test"], "tls={tls}");
+        let decisions = decided(&rig.requests()[before..]);
+        let expected = [("/upload", "allow"), ("/upload", "allow")];
+        assert_eq!(decisions, expected.map(|(p, e)| (p.to_owned(), e.to_owned())), "tls={tls}");
+    }
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn framing_hyper_refuses_is_a_400_audited_and_nothing_is_forwarded() {
+    let rig = rig(|_| {}).await;
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "two content lengths",
+            b"POST /a HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+        ),
+        (
+            "chunked not last",
+            b"POST /a HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked in HTTP/1.0",
+            b"POST /a HTTP/1.0\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        ("obs-fold", b"GET /a HTTP/1.1\r\nHost: allowed.test\r\nX-Folded: one\r\n two\r\n\r\n"),
+    ];
+    for (what, raw) in cases {
+        let notices = rig.notices().len();
+        let answer = rig.raw_tls(raw).await;
+        assert_eq!(statuses(&answer), [400], "{what}: {}", String::from_utf8_lossy(&answer));
+        let new = rig.notices()[notices..].to_vec();
+        assert!(new.iter().any(|n| n.contains("rejected")), "{what} is audited: {new:?}");
+    }
+    assert!(rig.tls_seen.requests().is_empty(), "{:?}", rig.tls_seen.requests());
+    assert!(rig.requests().is_empty(), "nothing reached policy as a request");
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn plain_http_framing_is_refused_by_hyper_or_by_detection_never_forwarded() {
+    let rig = rig(|_| {}).await;
+    // Detection parses only the first head's Host; hyper parses the rest.
+    let two_lengths = b"POST /a HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello";
+    assert_eq!(statuses(&rig.raw_plain(two_lengths).await), [400]);
+    assert!(rig.notices().iter().any(|n| n.contains("rejected")), "{:?}", rig.notices());
+    // Detection refuses a folded line, a space before a colon and bare LF
+    // heads (it never sees CRLF CRLF) before hyper does: the connection is
+    // decided on its IP (malformed HTTP names nothing) and refused here.
+    let refused: [&[u8]; 3] = [
+        b"GET /a HTTP/1.1\r\nHost: allowed.test\r\nX-Folded: one\r\n two\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost : allowed.test\r\n\r\n",
+        b"GET /a HTTP/1.1\nHost: allowed.test\n\n",
+    ];
+    for raw in refused {
+        assert!(rig.raw_plain(raw).await.is_empty(), "{}", String::from_utf8_lossy(raw));
+        let decision = rig.h.last_decision();
+        assert_eq!(decision["event"]["kind"], "net.connect");
+        assert_eq!(decision["event"]["detail"]["named_by"], "ip");
+        assert_eq!(decision["decision"]["effect"], "deny");
+    }
+    assert!(rig.plain_seen.requests().is_empty(), "{:?}", rig.plain_seen.requests());
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn bare_lf_heads_over_tls_are_one_request_forwarded_with_crlf() {
+    let rig = rig(|_| {}).await;
+    // httparse accepts bare LF; what matters is that Bridle's reading is
+    // the only one: the upstream gets a request hyper re-serialized.
+    let raw = rig.raw_tls(b"GET /lf HTTP/1.1\nHost: allowed.test\nConnection: close\n\n").await;
+    assert_eq!(statuses(&raw), [200], "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(rig.tls_seen.requests(), ["GET /lf 0 allowed.test"]);
+    assert_eq!(decided(&rig.requests()), [("/lf".to_owned(), "allow".to_owned())]);
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn two_host_headers_are_refused_and_audited_not_forwarded() {
+    let rig = rig(|_| {}).await;
+    // Policy and the fronting check read the first Host; an upstream that
+    // reads the last would serve evil.test (RFC 9112 §3.2: a 400).
+    let raw = b"GET /a HTTP/1.1\r\nHost: allowed.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n";
+    for tls in [true, false] {
+        let answer = if tls { rig.raw_tls(raw).await } else { rig.raw_plain(raw).await };
+        if tls {
+            assert_eq!(statuses(&answer), [400], "{}", String::from_utf8_lossy(&answer));
+            let refused = rig.requests().pop().expect("audited as a request");
+            assert_eq!(refused["decision"]["effect"], "deny");
+            let reason = refused["decision"]["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("Host"), "{reason}");
+        } else {
+            // Plain: detection already refuses two Hosts on the first head.
+            assert!(answer.is_empty());
+        }
+    }
+    let second = b"GET /ok HTTP/1.1\r\nHost: allowed.test\r\n\r\n\
+        GET /b HTTP/1.1\r\nHost: allowed.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n";
+    // Plain keep-alive: the second head is hyper's alone.
+    let answer = rig.raw_plain(second).await;
+    assert_eq!(statuses(&answer), [200, 400], "{}", String::from_utf8_lossy(&answer));
+    assert!(rig.tls_seen.requests().is_empty(), "{:?}", rig.tls_seen.requests());
+    assert_eq!(rig.plain_seen.requests(), ["GET /ok 0 allowed.test"]);
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn oversized_request_heads_are_a_431_and_not_forwarded() {
+    let rig = rig(|_| {}).await;
+    let big = format!("GET /a HTTP/1.1\r\nHost: allowed.test\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET /a HTTP/1.1\r\nHost: allowed.test\r\n{many}\r\n");
+    for raw in [&big, &many] {
+        let answer = rig.raw_tls(raw.as_bytes()).await;
+        assert_eq!(statuses(&answer), [431], "{}", String::from_utf8_lossy(&answer));
+    }
+    assert!(rig.notices().iter().filter(|n| n.contains("rejected")).count() >= 2, "{:?}", rig.notices());
+    // Plain: detection's 64 KiB bound refuses it first, decided on the IP.
+    assert!(rig.raw_plain(big.as_bytes()).await.is_empty());
+    assert_eq!(rig.h.last_decision()["event"]["detail"]["named_by"], "ip");
+    assert!(rig.tls_seen.requests().is_empty() && rig.plain_seen.requests().is_empty());
+    assert!(rig.requests().is_empty());
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_the_path_is_a_400_and_percent_escapes_are_decided_as_sent() {
+    let rig = rig(|_| {}).await;
+    // httparse lets the bytes through; the http crate's URI parser takes
+    // ASCII only, so hyper answers 400 before any request exists.
+    let raw = b"GET /caf\xc3\xa9/\xff\xfe HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
+    assert_eq!(statuses(&rig.raw_tls(raw).await), [400]);
+    assert_eq!(statuses(&rig.raw_plain(raw).await), [400]);
+    let rejected = rig.notices().iter().filter(|n| n.contains("rejected")).count();
+    assert_eq!(rejected, 2, "{:?}", rig.notices());
+    assert!(rig.requests().is_empty());
+    // The same bytes percent-encoded are a valid path: decided verbatim
+    // (policy sees what the upstream will see), never decoded into a
+    // different path.
+    let raw = b"GET /caf%C3%A9/%FF%FE HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(statuses(&rig.raw_tls(raw).await), [200]);
+    assert_eq!(decided(&rig.requests()), [("/caf%C3%A9/%FF%FE".to_owned(), "allow".to_owned())]);
+    assert_eq!(rig.tls_seen.requests(), ["GET /caf%C3%A9/%FF%FE 0 allowed.test"]);
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn garbage_after_a_client_hello_fails_the_handshake_audited_and_nothing_is_requested() {
+    let rig = rig(|i| i.handshake_timeout = Duration::from_secs(1)).await;
+    let hello = agent::client_hello("allowed.test", H1);
+    let garbage = b"\x17\x03\x03\x00\x05garbage";
+    // After the hello, once rustls has answered it: a record it cannot
+    // decrypt fails the handshake at once.
+    let mut agent = rig.h.connect_to(rig.tls).await;
+    agent.write_all(&hello).await.expect("hello");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    agent.write_all(garbage).await.expect("garbage");
+    assert!(statuses(&until_closed(&mut agent).await).is_empty(), "no HTTP answer");
+    let failed = rig.notices().into_iter().find(|n| n.contains("TLS handshake with the agent failed"));
+    assert!(failed.is_some_and(|n| n.contains("decrypt")), "{:?}", rig.notices());
+    // In the hello's own segment: the handshake does not act on them and
+    // waits for a flight that never comes, so the handshake bound cuts it
+    // off.
+    let mut agent = rig.h.connect_to(rig.tls).await;
+    agent.write_all(&[&hello[..], garbage].concat()).await.expect("hello and garbage");
+    let started = Instant::now();
+    assert!(statuses(&until_closed(&mut agent).await).is_empty(), "no HTTP answer");
+    assert!(started.elapsed() < Duration::from_secs(2), "cut off by the 1 s handshake bound");
+    assert!(rig.notices().iter().any(|n| n.contains("timed out after 1s")), "{:?}", rig.notices());
+    // A hello detection accepts but rustls refuses (ALPN twice): closed
+    // before any upstream connection, and said so.
+    let mut agent = rig.h.connect_to(rig.tls).await;
+    agent.write_all(&with_extension(&hello, ALPN_HTTP11)).await.expect("hello");
+    assert!(until_closed(&mut agent).await.is_empty());
+    assert!(rig.notices().iter().any(|n| n.contains("refused by rustls")), "{:?}", rig.notices());
+    // By design the upstream handshake comes first (its ALPN choice is what
+    // the agent is offered): the upstream saw TLS twice, never a request.
+    assert_eq!(rig.tls_seen.handshakes(), 2);
+    assert!(rig.tls_seen.requests().is_empty() && rig.requests().is_empty());
+    rig.still_serving().await;
+}
+
+/// An ALPN extension offering http/1.1.
+const ALPN_HTTP11: &[u8] = b"\x00\x10\x00\x0b\x00\x09\x08http/1.1";
+
+/// `hello` (one record, one ClientHello) with `extension` appended: the
+/// record, handshake and extension-list lengths grow to match.
+fn with_extension(hello: &[u8], extension: &[u8]) -> Vec<u8> {
+    let mut out = hello.to_vec();
+    out.extend_from_slice(extension);
+    let grow = |at: usize, width: usize, out: &mut Vec<u8>| {
+        let old = out[at..at + width].iter().fold(0usize, |n, b| n << 8 | usize::from(*b));
+        let new = (old + extension.len()).to_be_bytes();
+        out[at..at + width].copy_from_slice(&new[new.len() - width..]);
+    };
+    grow(3, 2, &mut out); // record length
+    grow(6, 3, &mut out); // ClientHello length
+    // The extension list's length follows version, random, session id,
+    // cipher suites and compression methods.
+    let session = 9 + 2 + 32;
+    let suites = session + 1 + usize::from(out[session]);
+    let compression = suites + 2 + usize::from(u16::from_be_bytes([out[suites], out[suites + 1]]));
+    let extensions = compression + 1 + usize::from(out[compression]);
+    grow(extensions, 2, &mut out);
+    out
+}
+
+#[tokio::test]
+async fn tls_to_port_80_is_intercepted_by_its_first_bytes() {
+    let rig = rig(|_| {}).await;
+    // A loopback address of this process's own (all of 127/8 is local),
+    // so port 80 is free to bind even beside another test run.
+    let pid = std::process::id().to_be_bytes();
+    let on_80 = SocketAddr::from(([127, 80, pid[2], pid[3]], 80));
+    let (dst, seen) = upstreams::https(on_80, rig.ca.leaf(&["allowed.test"])).await;
+    let mut sender = agent::h1(agent::tls(&rig.h, dst, "allowed.test", H1).await).await;
+    let answer = send_h1(&mut sender, get("/on-80")).await;
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok /on-80 HTTP/1.1"));
+    let answer = send_h1(&mut sender, get("/admin")).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let requests = rig.requests();
+    assert_eq!(requests[0]["event"]["detail"]["scheme"], "https");
+    assert_eq!(requests[0]["event"]["detail"]["port"], 80);
+    assert_eq!(seen.requests(), ["GET /on-80 0 allowed.test"]);
+    // TLS offering no HTTP ALPN is not HTTP on any port but 443: spliced
+    // untouched, and the audit says it was not inspected.
+    let mut agent = rig.h.connect_to(dst).await;
+    agent.write_all(&agent::client_hello("allowed.test", &[])).await.expect("hello");
+    let mut record = [0u8; 1];
+    let read = tokio::time::timeout(PROMPT, agent.read_exact(&mut record)).await.expect("server hello in time");
+    assert_eq!((read.expect("read"), record[0]), (1, 0x16), "the upstream's handshake comes back");
+    let notice = rig.notices().into_iter().find(|n| n.contains("not inspected")).expect("audited");
+    assert!(notice.contains("offers no HTTP protocol"), "{notice}");
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn upstream_certificates_that_do_not_verify_are_a_502_with_the_reason() {
+    let rig = rig(|_| {}).await;
+    let name = ["allowed.test"];
+    let cases = [
+        ("expired", rig.ca.expired(&name), "expired"),
+        ("self-signed", upstreams::self_signed(&name), "UnknownIssuer"),
+        ("wrong name", rig.ca.leaf(&["other.test"]), "not valid for name"),
+    ];
+    for (what, cert, why) in cases {
+        let (dst, seen) = upstreams::https(loopback(), cert).await;
+        let mut sender = agent::h1(agent::tls(&rig.h, dst, "allowed.test", H1).await).await;
+        let answer = send_h1(&mut sender, get("/secret?token=hunter2")).await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{what}");
+        let reason = answer.json()["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains(why) && reason.contains("failed TLS verification"), "{what}: {reason}");
+        assert!(answer.reason_header.is_some_and(|h| h.contains(why)), "{what}");
+        let notice = rig.notices().into_iter().rev().find(|n| n.contains(why)).expect("audited");
+        assert!(!notice.contains("hunter2"), "no query values in the audit: {notice}");
+        assert_eq!((seen.handshakes(), seen.requests().len()), (0, 0), "{what}: never a downgrade");
+    }
+    assert!(rig.requests().is_empty(), "a 502 is not a policy decision");
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn keep_alive_requests_are_decided_one_by_one_and_survive_a_403() {
+    let rig = rig(|_| {}).await;
+    let tls = agent::h1(agent::tls(&rig.h, rig.tls, "allowed.test", H1).await).await;
+    let plain = agent::h1(rig.h.connect_to(rig.plain).await).await;
+    for (mut sender, seen) in [(tls, &rig.tls_seen), (plain, &rig.plain_seen)] {
+        let before = rig.requests().len();
+        assert_eq!(send_h1(&mut sender, get("/one")).await.status, StatusCode::OK);
+        let denied = send_h1(&mut sender, get("/admin/users")).await;
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        assert_eq!(denied.json()["reason"], "admin pages are off limits");
+        assert_eq!(denied.json()["policy"], "no-admin");
+        let after = send_h1(&mut sender, get("/two")).await;
+        assert_eq!((after.status, after.body.as_str()), (StatusCode::OK, "ok /two HTTP/1.1"));
+        let decisions = decided(&rig.requests()[before..]);
+        let expected = [("/one", "allow"), ("/admin/users", "deny"), ("/two", "allow")];
+        assert_eq!(decisions, expected.map(|(p, e)| (p.to_owned(), e.to_owned())));
+        assert_eq!(seen.requests(), ["GET /one 0 allowed.test", "GET /two 0 allowed.test"]);
+    }
+    // One agent connection, one upstream connection: requests were not
+    // split across connections to be decided.
+    assert_eq!(rig.tls_seen.handshakes(), 1);
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn h2_streams_on_one_connection_are_decided_separately() {
+    let rig = rig(|_| {}).await;
+    let sender = agent::h2(agent::tls(&rig.h, rig.tls, "allowed.test", H2).await).await;
+    let request = |path: &str| {
+        let uri = format!("https://allowed.test{path}");
+        http::Request::get(uri).body(http_body_util::Empty::new()).expect("request")
+    };
+    let (mut a, mut b) = (sender.clone(), sender);
+    let denied = async move { agent::read(a.send_request(request("/admin")).await.expect("stream")).await };
+    let allowed = async move { agent::read(b.send_request(request("/h2")).await.expect("stream")).await };
+    let (denied, allowed) =
+        tokio::time::timeout(PROMPT, async { tokio::join!(denied, allowed) }).await.expect("in time");
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.json()["policy"], "no-admin");
+    assert_eq!((allowed.status, allowed.body.as_str()), (StatusCode::OK, "ok /h2 HTTP/2.0"));
+    let mut decisions = decided(&rig.requests());
+    decisions.sort();
+    assert_eq!(decisions, [("/admin".to_owned(), "deny".to_owned()), ("/h2".to_owned(), "allow".to_owned())]);
+    assert_eq!(rig.tls_seen.requests(), ["GET /h2 0"]);
+    rig.still_serving().await;
+}
+
+#[tokio::test]
+async fn slowloris_request_head_is_cut_off_by_the_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let rig = rig(|i| i.header_timeout = timeout).await;
+    let agent = agent::tls(&rig.h, rig.tls, "allowed.test", H1).await;
+    let (mut read, mut write) = tokio::io::split(agent);
+    let started = Instant::now();
+    // One byte every 200 ms: the head would take about 8 s.
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET /slow HTTP/1.1\r\nHost: allowed.test\r\n\r\n" {
+            if write.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let answer = until_closed(&mut read).await;
+    let took = started.elapsed();
+    trickle.abort();
+    assert!(statuses(&answer).is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // hyper's clock starts when Bridle's side of the handshake ends, a
+    // moment before or after the agent's.
+    let early = timeout - Duration::from_millis(200);
+    assert!(took >= early && took < timeout + Duration::from_secs(1), "cut off after {took:?}");
+    let cut = rig.notices().into_iter().filter(|n| n.contains("read header from client timeout")).count();
+    assert_eq!(cut, 1, "{:?}", rig.notices());
+    assert!(rig.tls_seen.requests().is_empty() && rig.requests().is_empty());
+    // The same timeout closes a keep-alive connection left idle after its
+    // answer: routine for a client's pool, so not a notice.
+    let mut sender = agent::h1(agent::tls(&rig.h, rig.tls, "allowed.test", H1).await).await;
+    assert_eq!(send_h1(&mut sender, get("/once")).await.status, StatusCode::OK);
+    let closed = async {
+        while !sender.is_closed() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PROMPT, closed).await.expect("idle connection closed");
+    let cut = rig.notices().into_iter().filter(|n| n.contains("read header from client timeout")).count();
+    assert_eq!(cut, 1, "{:?}", rig.notices());
+    rig.still_serving().await;
+}
+
+/// What should hold once `server.rs` stops splicing, with an Inspector
+/// wired in, connections whose first bytes it could not classify as HTTP
+/// or TLS (refuse them, or keep detecting): today both halves fail, and
+/// this is how an agent walks past per-request policy on an allowed host.
+#[tokio::test]
+async fn http_that_detection_misses_is_not_spliced_past_inspection() {
+    let rig = rig(|_| {}).await;
+    // The resolver answered allowed.test with this IP, so a connection
+    // named by nothing better is decided as allowed.test and permitted.
+    rig.h.origins.insert_name("127.0.0.1".parse().expect("ip"), "allowed.test");
+    // A CRLF before the request line: detection calls it opaque, hyper
+    // upstream skips it (RFC 9112 §2.2) and would serve the admin page.
+    let answer = rig.raw_plain(b"\r\nGET /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n").await;
+    assert!(rig.plain_seen.requests().is_empty(), "uninspected: {}", String::from_utf8_lossy(&answer));
+    // Silence past the detection window, then TLS: server-speaks-first to
+    // detection, so an agent that trusts the real upstream talks to it
+    // directly, past per-request policy and leak scanning.
+    let mut tcp = rig.h.connect_to(rig.tls).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rig.ca.der.clone()).expect("public CA");
+    let name = rustls::pki_types::ServerName::try_from("allowed.test").expect("name");
+    let direct = tokio_rustls::TlsConnector::from(agent::config(roots, H1)).connect(name, &mut tcp).await;
+    assert!(direct.is_err(), "the agent reached the upstream's own certificate through the proxy");
+}
