@@ -306,11 +306,7 @@ async fn inspect(
             None
         }
         Protocol::Tls { sni } if !shared.decider.passthrough(&verdict.decision) => {
-            let back = intercept::serve_tls(conn(true, sni.clone()), client, first).await;
-            if back.is_some() {
-                uninspected(shared, dst, sni.as_deref(), "it offers no HTTP protocol (ALPN)");
-            }
-            back
+            intercept::serve_tls(conn(true, sni.clone()), client, first).await
         }
         Protocol::Tls { sni } => {
             uninspected(shared, dst, sni.as_deref(), "a @passthrough policy permits it");

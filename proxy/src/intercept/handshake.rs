@@ -54,37 +54,46 @@ impl UpstreamTls {
         UpstreamTls { both: config(&[H2, HTTP11]), http11: config(&[HTTP11]), h2: config(&[H2]) }
     }
 
-    fn for_offer(&self, offer: Offer) -> Arc<ClientConfig> {
+    fn for_offer(&self, offer: &Offer) -> Arc<ClientConfig> {
         match offer {
             Offer::Both => Arc::clone(&self.both),
             Offer::Http11 => Arc::clone(&self.http11),
             Offer::H2 => Arc::clone(&self.h2),
+            // Rare (IMAPS, SMTPS, databases): a config of its own.
+            Offer::Other(alpn) => {
+                let mut config = (*self.http11).clone();
+                config.alpn_protocols.clone_from(alpn);
+                Arc::new(config)
+            }
         }
     }
 }
 
-/// What Bridle offers upstream: the client's HTTP offers, nothing else.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What Bridle offers upstream: the client's HTTP offers, nothing else;
+/// or, for TLS that offers no HTTP protocol, exactly the client's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Offer {
     Both,
     Http11,
     H2,
+    /// Not declared HTTP: decrypted anyway, then looked at (see `serve`).
+    Other(Vec<Vec<u8>>),
 }
 
-/// The client's ALPN offer, narrowed; `None`: not HTTP, splice it.
-fn offer(alpn: Option<Vec<Vec<u8>>>, port: u16) -> Option<Offer> {
+/// The client's ALPN offer, narrowed to HTTP where it names HTTP.
+fn offer(alpn: Option<Vec<Vec<u8>>>, port: u16) -> Offer {
     let Some(alpn) = alpn else {
         // No ALPN at all: HTTPS clients on 443 that predate ALPN; anything
-        // else (SMTPS, IMAPS, databases) is not ours to parse.
-        return (port == 443).then_some(Offer::Http11);
+        // else may or may not be HTTP (decrypted, then looked at).
+        return if port == 443 { Offer::Http11 } else { Offer::Other(Vec::new()) };
     };
     let h2 = alpn.iter().any(|p| p == H2);
     let h1 = alpn.iter().any(|p| p == HTTP11);
     match (h2, h1) {
-        (true, true) => Some(Offer::Both),
-        (true, false) => Some(Offer::H2),
-        (false, true) => Some(Offer::Http11),
-        (false, false) => None,
+        (true, true) => Offer::Both,
+        (true, false) => Offer::H2,
+        (false, true) => Offer::Http11,
+        (false, false) => Offer::Other(alpn),
     }
 }
 
@@ -118,14 +127,18 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
             return None;
         }
     };
-    let Some(offer) = offer(alpn, conn.dst.port()) else {
-        return Some((client, first));
-    };
+    let offer = offer(alpn, conn.dst.port());
+    let opaque = matches!(offer, Offer::Other(_));
     let limit = conn.inspector.handshake_timeout;
     let name = upstream_name(conn.sni.as_deref(), conn.dst);
-    let upstream = connect(&conn, name.clone(), offer, limit).await;
+    let upstream = connect(&conn, name.clone(), &offer, limit).await;
     let chosen = match &upstream {
         Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+        // Not HTTP and no upstream: nothing to answer with.
+        Err(reason) if opaque => {
+            conn.decider.notice("warn", format!("TLS to {}: {reason}; closed", conn.dst));
+            return None;
+        }
         // The agent still gets a handshake, and then a 502 with the reason.
         Err(_) => Some(HTTP11.to_vec()),
     };
@@ -166,16 +179,61 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
         }
     };
     let h2 = chosen.as_deref() == Some(H2);
+    if opaque && let Ok(tls) = upstream {
+        return not_declared_http(conn, agent, tls, name, limit).await;
+    }
     let upstream = match upstream {
         Ok(tls) => {
             // Reconnects (an upstream closing a keep-alive connection) ask
             // for the protocol the agent already speaks, nothing else.
-            let again = conn.inspector.upstream.for_offer(if h2 { Offer::H2 } else { Offer::Http11 });
+            let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
             Upstream::tls(tls, h2, conn.dst, name, again, limit)
         }
         Err(reason) => Upstream::failed(reason),
     };
     exchange::serve(conn, agent, upstream, h2).await;
+    None
+}
+
+/// TLS that named no HTTP protocol is still decrypted (an agent must not
+/// get past per-request policy by leaving ALPN out): HTTP inside is served
+/// like any intercepted HTTP/1.1; anything else (IMAPS, SMTPS, databases) is
+/// relayed between the two TLS sessions, audited as not inspected.
+async fn not_declared_http(
+    conn: Conn,
+    mut agent: tokio_rustls::server::TlsStream<Prefixed<TcpStream>>,
+    upstream: TlsStream<TcpStream>,
+    name: ServerName<'static>,
+    limit: Duration,
+) -> Option<(TcpStream, Vec<u8>)> {
+    let limits = crate::detect::DetectLimits { window: conn.inspector.body_wait, max_bytes: 64 * 1024 };
+    let Ok(inside) = crate::detect::detect(&mut agent, limits).await else { return None };
+    match inside.protocol {
+        crate::detect::Protocol::Http { .. } => {
+            let again = conn.inspector.upstream.for_offer(&Offer::Http11);
+            let upstream = Upstream::tls(upstream, false, conn.dst, name, again, limit);
+            let mut first = inside.bytes;
+            first.drain(..crate::detect::leading_blank_lines(&first));
+            exchange::serve(conn, Prefixed::new(first, agent), upstream, false).await;
+        }
+        crate::detect::Protocol::Malformed { reason, .. } => {
+            conn.decider.notice("warn", format!("TLS to {}: malformed data inside ({reason}); closed", conn.dst));
+        }
+        _ => {
+            let name = conn.sni.as_deref().unwrap_or("no SNI");
+            conn.decider.notice(
+                "info",
+                format!(
+                    "TLS to {} ({name}) decrypted, not HTTP: relayed between the two TLS sessions, not inspected",
+                    conn.dst
+                ),
+            );
+            let mut upstream = upstream;
+            if tokio::io::AsyncWriteExt::write_all(&mut upstream, &inside.bytes).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await;
+            }
+        }
+    }
     None
 }
 
@@ -189,7 +247,7 @@ fn upstream_name(sni: Option<&str>, dst: SocketAddr) -> ServerName<'static> {
 async fn connect(
     conn: &Conn,
     name: ServerName<'static>,
-    offer: Offer,
+    offer: &Offer,
     limit: Duration,
 ) -> Result<TlsStream<TcpStream>, String> {
     let config = conn.inspector.upstream.for_offer(offer);
@@ -222,14 +280,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_offer_keeps_only_http_and_respects_port_443_without_alpn() {
+    fn the_offer_keeps_only_http_and_passes_other_protocols_on() {
         let alpn = |l: &[&[u8]]| Some(l.iter().map(|p| p.to_vec()).collect());
-        assert_eq!(offer(alpn(&[H2, HTTP11]), 443), Some(Offer::Both));
-        assert_eq!(offer(alpn(&[HTTP11]), 8443), Some(Offer::Http11));
-        assert_eq!(offer(alpn(&[b"h3", H2]), 443), Some(Offer::H2));
-        assert_eq!(offer(alpn(&[b"imap"]), 993), None);
-        assert_eq!(offer(None, 443), Some(Offer::Http11));
-        assert_eq!(offer(None, 465), None);
+        assert_eq!(offer(alpn(&[H2, HTTP11]), 443), Offer::Both);
+        assert_eq!(offer(alpn(&[HTTP11]), 8443), Offer::Http11);
+        assert_eq!(offer(alpn(&[b"h3", H2]), 443), Offer::H2);
+        assert_eq!(offer(alpn(&[b"imap"]), 993), Offer::Other(vec![b"imap".to_vec()]));
+        assert_eq!(offer(None, 443), Offer::Http11);
+        assert_eq!(offer(None, 465), Offer::Other(Vec::new()));
     }
 
     #[test]

@@ -110,8 +110,8 @@ pub(crate) async fn serve_plain(conn: Conn, client: TcpStream, first: Vec<u8>) {
 }
 
 /// Serves a TLS connection whose ClientHello detection read. Returns the
-/// client back (with the hello) when it does not speak HTTP: the caller
-/// splices it.
+/// client back only if it ever has to be spliced as it is (today: never;
+/// `@passthrough` is decided before this).
 pub(crate) async fn serve_tls(conn: Conn, client: TcpStream, first: Vec<u8>) -> Option<(TcpStream, Vec<u8>)> {
     handshake::serve(conn, client, first).await
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bridle_proxy::intercept::Inspector;
 use http::StatusCode;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::agent::{self, get, send_h1, statuses, until_closed};
 use crate::support::*;
@@ -351,15 +351,13 @@ async fn tls_to_port_80_is_intercepted_by_its_first_bytes() {
     assert_eq!(requests[0]["event"]["detail"]["scheme"], "https");
     assert_eq!(requests[0]["event"]["detail"]["port"], 80);
     assert_eq!(seen.requests(), ["GET /on-80 0 allowed.test"]);
-    // TLS offering no HTTP ALPN is not HTTP on any port but 443: spliced
-    // untouched, and the audit says it was not inspected.
-    let mut agent = rig.h.connect_to(dst).await;
-    agent.write_all(&agent::client_hello("allowed.test", &[])).await.expect("hello");
-    let mut record = [0u8; 1];
-    let read = tokio::time::timeout(PROMPT, agent.read_exact(&mut record)).await.expect("server hello in time");
-    assert_eq!((read.expect("read"), record[0]), (1, 0x16), "the upstream's handshake comes back");
-    let notice = rig.notices().into_iter().find(|n| n.contains("not inspected")).expect("audited");
-    assert!(notice.contains("offers no HTTP protocol"), "{notice}");
+    // TLS offering no ALPN at all, off 443, is decrypted all the same: the
+    // HTTP inside is decided like any other (leaving ALPN out is no way
+    // around per-request policy).
+    let mut sender = agent::h1(agent::tls(&rig.h, dst, "allowed.test", &[]).await).await;
+    assert_eq!(send_h1(&mut sender, get("/admin")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send_h1(&mut sender, get("/no-alpn")).await.status, StatusCode::OK);
+    assert_eq!(seen.requests(), ["GET /on-80 0 allowed.test", "GET /no-alpn 0 allowed.test"]);
     rig.still_serving().await;
 }
 

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# Whole-system benchmark of TLS interception by `bridle run` (issue 4,
+# "Numbers"): one HTTPS client, the same in every configuration, against an
+# HTTPS upstream whose certificate comes from a test "public" CA, measured
+# in the same run
+#   direct     straight to the upstream (trusting the test CA),
+#   bridle     under `bridle run` (connects transparently intercepted: TLS
+#              terminated with a leaf from Bridle's CA, each request decided
+#              and audited, a verified TLS connection upstream),
+#   mitmproxy  through mitmdump (PyPI) as an explicit proxy (CONNECT),
+#              verifying the upstream against the same test CA.
+#
+#   1. keep-alive HTTPS GETs (64-byte body), one connection: requests/s and
+#      p50/p99 latency, direct vs bridle vs mitmproxy;
+#   2. first request to a new host: new connection + handshake(s) + one GET,
+#      each to a new SNI under *.bench.test (Bridle mints a leaf for each),
+#      alternating with the same to a known host; direct vs bridle (vs
+#      mitmproxy);
+#   3. one download of BYTES over keep-alive, direct vs bridle;
+#   4. Bridle's RSS with HOLD TLS connections held open through it.
+#
+# Usage: scripts/bench-tls.sh [--quick] [--no-build]     (as root)
+#   --quick     smaller sizes and counts (a few minutes)
+#   --no-build  use target/release/bridle as it is (or $BRIDLE)
+# Environment (defaults: full / --quick):
+#   BENCH_ROUNDS       keep-alive rounds (interleaved)        3 / 3
+#   BENCH_KA_COUNT     keep-alive GETs per round              10000 / 3000
+#   BENCH_MITM_COUNT   the same through mitmproxy             2000 / 500
+#   BENCH_NEWHOST      new hosts (and as many known-host)     1000 / 300
+#   BENCH_MITM_NEWHOST the same through mitmproxy             300 / 150
+#   BENCH_BYTES        bytes per download                     1 GiB / 256 MiB
+#   BENCH_REPS         downloads of each configuration        3 / 3
+#   BENCH_HOLD         concurrent TLS connections held        1000 / 1000
+#   BENCH_VENV         mitmproxy's venv (made, and `pip install mitmproxy`
+#                      run in it, when it has no mitmdump)     target/bench-tls/venv
+#   BENCH_MITM_PYTHON  the python that venv is made with      first of python3.13, python3.12, python3
+#   BENCH_KEEP=1       keep the work directory (audit logs, raw results)
+#
+# mitmproxy is a benchmark-only dependency: never installed by CI.
+#
+# NETWORK SAFETY: everything runs in a network namespace created here with
+# only `lo` up; 198.51.100.7 on lo stands in for the internet (the HTTPS
+# upstream on :443), mitmdump listens on 127.0.0.1 inside it. Bridle is
+# started with `nsenter --net` (it keeps the host's cgroup and bpffs mounts).
+# Every load loop is bounded in count and time; the EXIT trap stops the
+# servers and mitmdump, ends Bridle and removes the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0 BUILD=1
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-tls: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+if ((QUICK)); then
+  KA_COUNT=${BENCH_KA_COUNT:-3000} MITM_COUNT=${BENCH_MITM_COUNT:-500} NEWHOST=${BENCH_NEWHOST:-300} MITM_NEWHOST=${BENCH_MITM_NEWHOST:-150}
+  BYTES=${BENCH_BYTES:-$((256 << 20))} REPS=${BENCH_REPS:-3} HOLD=${BENCH_HOLD:-1000}
+else
+  KA_COUNT=${BENCH_KA_COUNT:-10000} MITM_COUNT=${BENCH_MITM_COUNT:-2000} NEWHOST=${BENCH_NEWHOST:-1000} MITM_NEWHOST=${BENCH_MITM_NEWHOST:-300}
+  BYTES=${BENCH_BYTES:-$((1 << 30))} REPS=${BENCH_REPS:-3} HOLD=${BENCH_HOLD:-1000}
+fi
+ROUNDS=${BENCH_ROUNDS:-3}
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { echo "bench-tls: $*" >&2; exit 2; }
+
+[[ $(id -u) -eq 0 ]] || die "needs root (network namespace, eBPF, cgroups); run with sudo"
+for cmd in ip nsenter setpriv timeout openssl; do
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found (apt-get install iproute2 util-linux coreutils openssl)"
+done
+PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
+[[ -x $PY ]] || die "$PY not found (apt-get install python3)"
+
+if ((BUILD)) && [[ -z ${BRIDLE:-} ]]; then
+  log "cargo build --release --locked"
+  cargo build --release --locked >&2
+fi
+BRIDLE=${BRIDLE:-$ROOT/target/release/bridle}
+[[ -x $BRIDLE ]] || die "$BRIDLE not found (build it, or drop --no-build)"
+
+# --- mitmproxy (PyPI, into a venv of the bench's own) -------------------------
+VENV=${BENCH_VENV:-$ROOT/target/bench-tls/venv}
+if [[ ! -x $VENV/bin/mitmdump ]]; then
+  VPY=${BENCH_MITM_PYTHON:-}
+  if [[ -z $VPY ]]; then
+    for c in python3.13 python3.12 python3; do
+      # pyenv shims exist for versions that are not selected: try them.
+      if "$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then VPY=$c; break; fi
+    done
+  fi
+  [[ -n $VPY ]] || die "no python >= 3.10 with venv for mitmproxy (set BENCH_MITM_PYTHON)"
+  log "pip install mitmproxy into $VENV (with $VPY)"
+  "$VPY" -m venv "$VENV" || die "cannot make a venv with $VPY"
+  "$VENV/bin/pip" install -q mitmproxy >&2 || die "pip install mitmproxy failed"
+fi
+MITM_VERSION=$("$VENV/bin/mitmdump" --version 2>/dev/null | awk '/^Mitmproxy:/ {print $2}')
+
+# --- leftovers of earlier runs whose script is gone ---------------------------
+for stale in $(ip netns list | awk '{print $1}' | grep '^bridle-tlsbench-' || true); do
+  pid=${stale#bridle-tlsbench-}
+  if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+    ip netns del "$stale" 2>/dev/null && echo "bench-tls: removed stale namespace $stale" >&2 || true
+  fi
+done
+
+NS=bridle-tlsbench-$$
+WORK=$(mktemp -d /tmp/bridle-tlsbench.XXXXXX)
+PIDS=()     # servers and mitmdump started here
+BRIDLES=()  # `bridle run` started here in the background
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${BRIDLES[@]}"; do
+    # SIGTERM is forwarded to the command; Bridle then tears its session down.
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${BRIDLES[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null
+      echo "bench-tls: had to kill bridle $pid; its session run-$pid may be orphaned: see 'bridle status'" >&2
+    fi
+  done
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  ip netns del "$NS" 2>/dev/null
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "bench-tls: kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+ulimit -n "$(ulimit -Hn)"
+(($(ulimit -n) >= 2 * HOLD + 512)) || die "ulimit -n is $(ulimit -n); need $((2 * HOLD + 512)) for BENCH_HOLD=$HOLD"
+mkdir -p "$WORK/py" "$WORK/pol" "$WORK/res" "$WORK/markers" "$WORK/pki" "$WORK/mitm"
+cp scripts/bench/client.py scripts/bench/tls_client.py scripts/bench/tls_upstream.py "$WORK/py/"
+chmod 755 "$WORK" "$WORK/py" "$WORK/pki"
+chmod 644 "$WORK/py/"*.py
+chmod 1777 "$WORK/markers"
+
+# --- the test "public" CA and the upstream's wildcard certificate -------------
+(
+  cd "$WORK/pki"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
+  openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/O=Bench Public CA/CN=Bridle bench public CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem 2>/dev/null
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
+  openssl req -new -key server.key -subj "/CN=bench.test" -out server.csr 2>/dev/null
+  printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature extendedKeyUsage=serverAuth \
+    'subjectAltName=DNS:bench.test,DNS:*.bench.test' >server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+    -extfile server.ext -out server.pem 2>/dev/null
+  chmod 644 ca.pem
+) || die "openssl could not make the test PKI"
+
+# The bench permits everything: what is measured is interception, one
+# decision and one audit record per request, and the upstream TLS.
+cat >"$WORK/pol/bench.cedar" <<'EOF'
+@id("bench-permit-all") @reason("benchmark: everything is allowed")
+permit(principal, action, resource);
+EOF
+# Nothing listens on 127.0.0.1:5353: no DNS is used (connects go to the IP).
+cat >"$WORK/bridle.toml" <<EOF
+[dns]
+upstreams = ["127.0.0.1:5353"]
+
+[tls]
+ca_dir = "$WORK/ca"
+upstream_ca_bundle = "$WORK/pki/ca.pem"
+EOF
+
+# --- the namespace, its "internet" and mitmproxy -------------------------------
+SERVER=198.51.100.7 MITM_PORT=8080
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" addr add "$SERVER/32" dev lo
+# Started directly (nsenter execs python): $! is the server's own pid.
+nsenter --net="/run/netns/$NS" "$PY" "$WORK/py/tls_upstream.py" "$SERVER" 443 \
+  "$WORK/pki/server.pem" "$WORK/pki/server.key" "$WORK/upstream.ready" &
+PIDS+=($!)
+nsenter --net="/run/netns/$NS" "$VENV/bin/mitmdump" -q --mode regular --listen-host 127.0.0.1 --listen-port "$MITM_PORT" \
+  --set confdir="$WORK/mitm" --set ssl_verify_upstream_trusted_ca="$WORK/pki/ca.pem" \
+  >"$WORK/mitmdump.log" 2>&1 &
+MITM_PID=$!
+PIDS+=("$MITM_PID")
+probe() { nsenter --net="/run/netns/$NS" "$PY" -c "import socket, sys; socket.create_connection(('$1', $2), 1).close()" 2>/dev/null; }
+for _ in $(seq 300); do [[ -f $WORK/upstream.ready ]] && probe 127.0.0.1 "$MITM_PORT" && break; sleep 0.1; done
+[[ -f $WORK/upstream.ready ]] || die "the HTTPS upstream did not start"
+probe 127.0.0.1 "$MITM_PORT" || die "mitmdump did not start: $(tail -5 "$WORK/mitmdump.log")"
+[[ -f $WORK/mitm/mitmproxy-ca-cert.pem ]] || die "mitmdump made no CA in $WORK/mitm"
+install -m 644 "$WORK/mitm/mitmproxy-ca-cert.pem" "$WORK/pki/mitm-ca.pem"
+
+NOBODY_UID=$(id -u nobody) NOBODY_GID=$(id -g nobody)
+TO_UPSTREAM=(--connect "$SERVER:443" --cafile "$WORK/pki/ca.pem")
+# Unguarded: the client straight in the namespace, as the same user.
+direct() {
+  timeout -k 5 "$1" nsenter --net="/run/netns/$NS" \
+    setpriv --reuid="$NOBODY_UID" --regid="$NOBODY_GID" --clear-groups "$PY" "$WORK/py/tls_client.py" "${@:2}"
+}
+# Through mitmproxy: the same client, CONNECT to the upstream, mitmproxy's CA.
+mitm() {
+  direct "$1" --connect "127.0.0.1:$MITM_PORT" --proxy --origin "$SERVER:443" --cafile "$WORK/pki/mitm-ca.pem" \
+    --cpu-pid "$MITM_PID" "${@:2}"
+}
+# Guarded: the same client under `bridle run`; it trusts what `bridle run`
+# points SSL_CERT_FILE at (the test CA + Bridle's CA).
+guarded_argv() {
+  local audit=$1
+  shift
+  GUARDED=(nsenter --net="/run/netns/$NS" "$BRIDLE" run --config "$WORK/bridle.toml" --policies "$WORK/pol"
+    --audit "$WORK/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/tls_client.py" --parent-cpu
+    --connect "$SERVER:443" --cafile env:SSL_CERT_FILE "$@")
+}
+guarded() {
+  local limit=$1 audit=$2
+  shift 2
+  guarded_argv "$audit" "$@"
+  env -u SUDO_UID timeout -k 5 "$limit" "${GUARDED[@]}"
+}
+# Keeps the RESULT line of a run's output as RESULTS/<name>.json.
+keep() {
+  local name=$1 out=$2
+  if ! grep -m1 '^RESULT ' <<<"$out" | sed 's/^RESULT //' >"$WORK/res/$name.json" || [[ ! -s $WORK/res/$name.json ]]; then
+    echo "bench-tls: $name produced no result; its output was:" >&2
+    echo "$out" >&2
+    return 1
+  fi
+  echo "$name: $(cut -c1-600 "$WORK/res/$name.json")" >&2
+}
+# HTTP requests decided and audited in one guarded run.
+requests_audited() {
+  grep '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null | grep -c '"http.request"' || true
+}
+NOTES=()
+compilers() { ps -e -o comm= | grep -c -x -E 'rustc|cargo|cc1|ld' || true; }
+note_compilers() {
+  local busy
+  busy=$(compilers)
+  if ((busy > 0)); then
+    NOTES+=("$busy compiler processes (rustc/cargo/cc1/ld) were running $1: numbers are noisier")
+    echo "bench-tls: warning: ${NOTES[-1]}" >&2
+  fi
+}
+log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mitmproxy $MITM_VERSION"
+NOTES+=("load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)")
+note_compilers "when the bench started"
+
+# --- 1. keep-alive GETs ------------------------------------------------------------
+# Rounds interleave the three configurations, so a change in the machine's
+# load (other builds) hits all three alike rather than one of them.
+log "1. keep-alive HTTPS GETs, one connection: $ROUNDS rounds of $KA_COUNT (mitmproxy $MITM_COUNT), interleaved"
+KA=(keepalive --rounds 1 --time-limit 90)
+audited=0
+for r in $(seq "$ROUNDS"); do
+  keep "ka-direct.$r" "$(direct 120 "${TO_UPSTREAM[@]}" "${KA[@]}" --count "$KA_COUNT")"
+  keep "ka-bridle.$r" "$(guarded 120 "audit-ka-$r" "${KA[@]}" --count "$KA_COUNT")"
+  keep "ka-mitm.$r" "$(mitm 120 "${KA[@]}" --count "$MITM_COUNT")"
+  audited=$((audited + $(requests_audited "audit-ka-$r")))
+done
+echo "requests audited (bridle): $audited" >&2
+printf '{"requests": %s}\n' "$audited" >"$WORK/res/ka-audit.json"
+note_compilers "during the keep-alive runs"
+
+# --- 2. first request to a new host ---------------------------------------------
+NH_ROUND=$(((NEWHOST + ROUNDS - 1) / ROUNDS)) MITM_NH_ROUND=$(((MITM_NEWHOST + ROUNDS - 1) / ROUNDS))
+log "2. new connection + handshake + GET: $ROUNDS rounds of $NH_ROUND new hosts + as many to a known host (mitmproxy $MITM_NH_ROUND), interleaved"
+NH=(newhost --time-limit 90)
+for r in $(seq "$ROUNDS"); do
+  keep "nh-direct.$r" "$(direct 200 "${TO_UPSTREAM[@]}" "${NH[@]}" --count "$NH_ROUND" --prefix "d$r-$$")"
+  keep "nh-bridle.$r" "$(guarded 200 "audit-nh-$r" "${NH[@]}" --count "$NH_ROUND" --prefix "b$r-$$")"
+  keep "nh-mitm.$r" "$(mitm 200 "${NH[@]}" --count "$MITM_NH_ROUND" --prefix "m$r-$$")"
+done
+note_compilers "during the new-host runs"
+
+# --- 3. download -------------------------------------------------------------------
+log "3. download of $BYTES bytes over keep-alive, x $REPS each, interleaved"
+DL=(download --bytes "$BYTES" --reps 1 --time-limit 240)
+for r in $(seq "$REPS"); do
+  keep "dl-direct.$r" "$(direct 300 "${TO_UPSTREAM[@]}" "${DL[@]}")"
+  keep "dl-bridle.$r" "$(guarded 300 "audit-dl-$r" "${DL[@]}")"
+done
+note_compilers "during the downloads"
+
+# --- 4. connections held -------------------------------------------------------------
+log "4. $HOLD concurrent TLS connections held through Bridle"
+rss_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null; }
+wait_marker() {
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do [[ -f $WORK/markers/$1 ]] && return 0; sleep 0.05; done
+  return 1
+}
+guarded_argv audit-hold hold --count "$HOLD" --markers "$WORK/markers" --time-limit 90 --hold-max 30
+env -u SUDO_UID "${GUARDED[@]}" >"$WORK/hold.out" 2>"$WORK/hold.err" &
+BPID=$!
+BRIDLES+=("$BPID")
+# nsenter execs bridle: the pid started is Bridle's own.
+if wait_marker idle 30; then
+  comm=$(cat "/proc/$BPID/comm" 2>/dev/null || true)
+  [[ $comm == bridle ]] || die "pid $BPID is '$comm', not bridle"
+  sleep 0.3
+  idle=$(rss_kib "$BPID" VmRSS)
+  touch "$WORK/markers/go"
+  wait_marker held 100 || echo "bench-tls: the hold client never reported its connections held" >&2
+  sleep 1
+  held=$(rss_kib "$BPID" VmRSS) hwm=$(rss_kib "$BPID" VmHWM)
+  fds=$(ls "/proc/$BPID/fd" 2>/dev/null | wc -l)
+  threads=$(awk '$1 == "Threads:" {print $2}' "/proc/$BPID/status")
+  touch "$WORK/markers/release"
+  wait_marker closed 60 || true
+  sleep 1
+  closed=$(rss_kib "$BPID" VmRSS)
+  touch "$WORK/markers/done"
+  printf '{"idle_kib": %s, "held_kib": %s, "hwm_kib": %s, "closed_kib": %s, "fds_held": %s, "threads": %s}\n' \
+    "${idle:-null}" "${held:-null}" "${hwm:-null}" "${closed:-null}" "${fds:-null}" "${threads:-null}" >"$WORK/res/rss.json"
+  echo "rss: $(cat "$WORK/res/rss.json")" >&2
+else
+  echo "bench-tls: the hold client did not start: $(cat "$WORK/hold.err")" >&2
+fi
+for _ in $(seq 300); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+wait "$BPID" || echo "bench-tls: bridle run (hold) exited $?: $(tail -3 "$WORK/hold.err")" >&2
+BRIDLES=()
+keep hold "$(cat "$WORK/hold.out")" || true
+
+# --- summary ---------------------------------------------------------------------------
+note_compilers "when the bench ended"
+NOTES+=("load average at end: $(cut -d' ' -f1-3 /proc/loadavg)")
+printf '{"lines": %s, "mitmproxy": "%s"}\n' \
+  "$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${NOTES[@]}")" "$MITM_VERSION" >"$WORK/res/notes.json"
+log "summary ($( ((QUICK)) && echo quick || echo full ) mode, $(date -u +%FT%TZ), $(nproc) cores)"
+"$PY" -B scripts/bench/tls_summary.py "$WORK/res" # -B: no __pycache__ in the tree
