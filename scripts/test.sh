@@ -26,6 +26,7 @@ declare -A NEED=(
   [dig]=dnsutils       # DNS resolver tests: the real dig client
   [node]=nodejs        # TLS interception test: node's fetch through Bridle
   [openssl]=openssl    # CA test: openssl verifies a leaf Bridle minted
+  [npm]=npm            # MCP gateway tests: installs the reference MCP server
 )
 
 install_missing() {
@@ -42,6 +43,8 @@ install_missing() {
   # (nobody) user.
   /usr/bin/python3 -c 'import requests' 2>/dev/null || missing+=(python3-requests)
   /usr/bin/python3 -c 'import websockets' 2>/dev/null || missing+=(python3-websockets)
+  # MCP gateway tests: a venv for the MCP Python SDK.
+  /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then
@@ -59,7 +62,31 @@ install_missing() {
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 }
 
+# MCP gateway tests talk to real MCP peers: the official Python SDK (client
+# and server) in a venv, and the reference servers from npm, both
+# under target/ and installed only when missing. Versions are pinned so the
+# peers do not change under the tests.
+install_mcp_peers() {
+  local venv=target/mcp-venv npm_dir=target/mcp-npm
+  if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
+    log "installing the MCP Python SDK into $venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'
+  fi
+  if [[ ! -x $npm_dir/node_modules/.bin/mcp-server-everything || ! -x $npm_dir/node_modules/.bin/mcp-server-filesystem ]]; then
+    log "installing the reference MCP servers (everything, filesystem) into $npm_dir"
+    mkdir -p "$npm_dir"
+    [[ -f $npm_dir/package.json ]] || echo '{"private": true}' >"$npm_dir/package.json"
+    npm install --prefix "$npm_dir" --no-audit --no-fund --silent \
+      @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31
+  fi
+  export BRIDLE_TEST_PYTHON="$PWD/$venv/bin/python"
+  export BRIDLE_TEST_MCP_EVERYTHING="$PWD/$npm_dir/node_modules/.bin/mcp-server-everything"
+  export BRIDLE_TEST_MCP_FILESYSTEM="$PWD/$npm_dir/node_modules/.bin/mcp-server-filesystem"
+}
+
 install_missing
+install_mcp_peers
 
 # --- checks -------------------------------------------------------------------
 log "cargo fmt --check"

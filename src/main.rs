@@ -30,6 +30,9 @@ enum Command {
     /// Bridle's certificate authority: export its certificate, rotate it.
     #[command(subcommand)]
     Ca(cli::ca::CaCmd),
+    /// Wrap MCP servers (`mcp wrap -- CMD`) and review their pinned tools.
+    #[command(subcommand)]
+    Mcp(cli::mcp::McpCmd),
     /// Run a command with every connection it makes redirected to Bridle and
     /// decided by policy (needs root; the command runs as the sudo user).
     Run(host::RunArgs),
@@ -69,12 +72,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BRIDLE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // MCP clients read a wrapped server's stderr into their logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Policy(cmd) => cli::policy::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cmd),
         Command::Ca(cmd) => cli::ca::run(cmd),
+        Command::Mcp(cmd) => cli::mcp::run(cmd),
         Command::Run(args) => host::run(args),
         Command::Up(args) => host::up(args),
         Command::Status => host::status(),

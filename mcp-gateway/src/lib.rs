@@ -1,8 +1,38 @@
-//! Bridle's MCP gateway (not built yet: issue 5).
+//! Bridle's MCP gateway: every JSON-RPC message between an agent and an
+//! MCP server is inspected, decided by the engine and recorded.
 //!
-//! Will own: the stdio wrapper (`bridle mcp wrap`), the streamable-HTTP and
-//! legacy SSE reverse proxy, JSON-RPC inspection, tool pinning and poisoning
-//! heuristics. Every message becomes an `engine::Event`; denied calls get a
-//! JSON-RPC error and never reach the server.
+//! Owns: JSON-RPC framing and classification ([`framing`], [`jsonrpc`],
+//! [`classify`]), per-message decisions and enforcement ([`gateway`],
+//! [`enforce`]), tool pinning ([`pins`], [`tools`]), poisoning heuristics
+//! ([`poison`]) and the stdio transport ([`stdio`]). Not yet here: the
+//! streamable-HTTP / SSE reverse proxy and correlation of a tool call with
+//! what the server's processes do.
 //!
-//! Must never: forward a call the engine has not allowed.
+//! Entry points: [`stdio::wrap`] (what `bridle mcp wrap` runs), built from
+//! a [`GatewayConfig`], an [`Enforcer`] and a [`ToolBook`];
+//! [`PinStore`] for `bridle mcp tools`. [`Gateway`] is the
+//! transport-independent core another transport can feed lines to.
+//!
+//! Must never: forward a governed request (`tools/call`, `resources/read`,
+//! `prompts/get`, `tools/list`) the engine has not allowed, including one
+//! it cannot parse; forward a response the gateway cannot match to a
+//! request; or leave a client request unanswered when the server goes away.
+
+pub mod classify;
+pub mod config;
+pub mod enforce;
+mod error;
+pub mod framing;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod pins;
+pub mod poison;
+pub mod stdio;
+pub mod tools;
+
+pub use config::{DEFAULT_MAX_MESSAGE_BYTES, GatewayConfig};
+pub use enforce::Enforcer;
+pub use error::GatewayError;
+pub use gateway::Gateway;
+pub use pins::PinStore;
+pub use tools::ToolBook;

@@ -3,5 +3,6 @@
 pub mod approvals;
 pub mod audit;
 pub mod ca;
+pub mod mcp;
 pub mod policy;
 pub mod settings;

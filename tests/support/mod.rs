@@ -1,4 +1,5 @@
 //! Shared helpers for the end-to-end tests: run the real `bridle` binary.
+#![allow(dead_code, reason = "each test binary uses its own part")]
 
 use std::path::Path;
 use std::process::{Command, Output};

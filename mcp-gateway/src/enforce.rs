@@ -1,0 +1,76 @@
+//! The gateway's one door to the engine: decide an event, hold an `ask`
+//! in the approvals broker, and put every message on the audit record.
+
+use std::sync::Arc;
+
+use bridle_engine::approvals::Approvals;
+use bridle_engine::audit::{AuditEntry, AuditLog};
+use bridle_engine::authorizer::Authorizer;
+use bridle_engine::decision::{Decision, Effect};
+use bridle_engine::event::Event;
+
+/// Decides and records. Cheap to share: everything inside is an `Arc`.
+#[derive(Clone, Debug)]
+pub struct Enforcer {
+    authorizer: Arc<Authorizer>,
+    approvals: Arc<Approvals>,
+    audit: Option<Arc<AuditLog>>,
+    /// `mcp-gateway/<server>`, for notices.
+    component: String,
+}
+
+impl Enforcer {
+    pub fn new(
+        authorizer: Arc<Authorizer>,
+        approvals: Arc<Approvals>,
+        audit: Option<Arc<AuditLog>>,
+        server: &str,
+    ) -> Self {
+        Enforcer { authorizer, approvals, audit, component: format!("mcp-gateway/{server}") }
+    }
+
+    /// The engine's decision, not yet held or recorded.
+    pub fn decide(&self, event: &Event) -> Decision {
+        self.authorizer.decide(event)
+    }
+
+    /// Waits for a person on an `ask` (or the broker's timeout) and records
+    /// the answer; other decisions are recorded as they are.
+    pub async fn settle(&self, event: &Event, decision: Decision) -> Decision {
+        let decision =
+            if decision.effect == Effect::Ask { self.approvals.ask(event, decision).await } else { decision };
+        self.record(event.clone(), decision.clone());
+        decision
+    }
+
+    /// Records a decision made for `event`.
+    pub fn record(&self, event: Event, decision: Decision) {
+        self.append(AuditEntry::Decision { event, decision });
+    }
+
+    /// Records a message no policy governs.
+    pub fn observe(&self, event: Event) {
+        let decision = Decision::observation(self.authorizer.generation());
+        self.append(AuditEntry::Decision { event, decision });
+    }
+
+    /// Records something a person should know (bad input, pins, hidden
+    /// tools) at `level` (`info`, `warn`, `error`); warnings also go to stderr.
+    pub fn notice(&self, level: &str, message: String) {
+        match level {
+            "error" => tracing::error!(component = %self.component, "{message}"),
+            "warn" => tracing::warn!(component = %self.component, "{message}"),
+            _ => tracing::info!(component = %self.component, "{message}"),
+        }
+        self.append(AuditEntry::Notice { component: self.component.clone(), level: level.to_string(), message });
+    }
+
+    fn append(&self, entry: AuditEntry) {
+        let Some(audit) = &self.audit else { return };
+        // The log counts what it could not write; the gateway keeps going
+        // rather than take the agent's tools down with it.
+        if let Err(error) = audit.append(entry) {
+            tracing::error!(%error, "could not write an MCP audit record");
+        }
+    }
+}
