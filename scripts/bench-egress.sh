@@ -62,57 +62,15 @@ done
 PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
 [[ -x $PY ]] || die "$PY not found (apt-get install python3)"
 
-if ((BUILD)) && [[ -z ${BRIDLE:-} ]]; then
-  log "cargo build --release --locked"
-  cargo build --release --locked >&2
-fi
-BRIDLE=${BRIDLE:-$ROOT/target/release/bridle}
-[[ -x $BRIDLE ]] || die "$BRIDLE not found (build it, or drop --no-build)"
-
-# --- leftovers of earlier runs whose script is gone ---------------------------
-for stale in $(ip netns list | awk '{print $1}' | grep '^bridle-bench-' || true); do
-  pid=${stale#bridle-bench-}
-  if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
-    ip netns del "$stale" 2>/dev/null && echo "bench-egress: removed stale namespace $stale" >&2 || true
-  fi
-done
-
-NS=bridle-bench-$$
-WORK=$(mktemp -d /tmp/bridle-bench.XXXXXX)
-PIDS=()     # servers started here
-BRIDLES=()  # `bridle run` started here in the background
-
-cleanup() {
-  local rc=$?
-  set +e
-  for pid in "${BRIDLES[@]}"; do
-    # SIGTERM is forwarded to the command; Bridle then tears its session down.
-    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
-  done
-  for pid in "${BRIDLES[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL "$pid" 2>/dev/null
-      echo "bench-egress: had to kill bridle $pid; its session run-$pid may be orphaned: see 'bridle status'" >&2
-    fi
-  done
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  ip netns del "$NS" 2>/dev/null
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "bench-egress: kept $WORK" >&2; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+BENCH=bench-egress
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_build
+bench_setup bridle-bench-
 
 # --- the namespace and its "internet" ----------------------------------------
-ulimit -n "$(ulimit -Hn)"
-(($(ulimit -n) >= 2 * HOLD + 512)) || die "ulimit -n is $(ulimit -n); need $((2 * HOLD + 512)) for BENCH_HOLD=$HOLD"
-mkdir -p "$WORK/py" "$WORK/pol" "$WORK/res" "$WORK/markers"
 cp scripts/bench/client.py scripts/bench/server.py tests/support/dns_authority.py "$WORK/py/"
-chmod 755 "$WORK" "$WORK/py"
 chmod 644 "$WORK/py/"*.py
-chmod 1777 "$WORK/markers"
 # The bench permits every connect and query: what is measured is the cost
 # of redirection, detection, a policy decision and an audit record.
 cat >"$WORK/pol/bench.cedar" <<'EOF'
@@ -146,38 +104,9 @@ guarded_argv() {
   GUARDED=(nsenter --net="/run/netns/$NS" "$BRIDLE" run --config "$WORK/bridle.toml" --policies "$WORK/pol"
     --audit "$WORK/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/client.py" --parent-cpu "$@")
 }
-guarded() {
-  local limit=$1 audit=$2
-  shift 2
-  guarded_argv "$audit" "$@"
-  env -u SUDO_UID timeout -k 5 "$limit" "${GUARDED[@]}"
-}
-# Keeps the RESULT line of a run's output as RESULTS/<name>.json.
-keep() {
-  local name=$1 out=$2
-  if ! grep -m1 '^RESULT ' <<<"$out" | sed 's/^RESULT //' >"$WORK/res/$name.json" || [[ ! -s $WORK/res/$name.json ]]; then
-    echo "bench-egress: $name produced no result; its output was:" >&2
-    echo "$out" >&2
-    return 1
-  fi
-  echo "$name: $(cat "$WORK/res/$name.json")" >&2
-}
 decisions() { grep -c '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null || true; }
-NOTES=()
 
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-# Compilers (other builds on this machine) take CPU from what is measured.
-# (Not `pgrep -x 'rustc|cargo|cc1|ld'`: procps refuses patterns longer than
-# 15 characters, so that check never saw one.)
-compilers() { ps -e -o comm= | grep -c -x -E 'rustc|cargo|cc1|ld' || true; }
-note_compilers() {
-  local busy
-  busy=$(compilers)
-  if ((busy > 0)); then
-    NOTES+=("$busy compiler processes (rustc/cargo/cc1/ld) were running $1: numbers are noisier")
-    echo "bench-egress: warning: ${NOTES[-1]}" >&2
-  fi
-}
 note_compilers "when the bench started"
 
 # --- 1. connect latency --------------------------------------------------------
@@ -195,44 +124,9 @@ keep throughput-guarded "$(guarded 300 audit-throughput "${THR[@]}")"
 
 # --- 3. connections held --------------------------------------------------------
 log "3. $HOLD concurrent connections held through the proxy"
-rss_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null; }
-wait_marker() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do [[ -f $WORK/markers/$1 ]] && return 0; sleep 0.05; done
-  return 1
-}
 guarded_argv audit-hold hold --addr "$SERVER" --port "$HOLD_PORT" --count "$HOLD" --markers "$WORK/markers" \
   --time-limit 60 --hold-max 30
-env -u SUDO_UID "${GUARDED[@]}" >"$WORK/hold.out" 2>"$WORK/hold.err" &
-BPID=$!
-BRIDLES+=("$BPID")
-# nsenter execs bridle: the pid started is Bridle's own.
-if wait_marker idle 30; then
-  comm=$(cat "/proc/$BPID/comm" 2>/dev/null || true)
-  [[ $comm == bridle ]] || die "pid $BPID is '$comm', not bridle"
-  sleep 0.3
-  idle=$(rss_kib "$BPID" VmRSS)
-  touch "$WORK/markers/go"
-  wait_marker held 70 || echo "bench-egress: the hold client never reported its connections held" >&2
-  sleep 1
-  held=$(rss_kib "$BPID" VmRSS) hwm=$(rss_kib "$BPID" VmHWM)
-  fds=$(ls "/proc/$BPID/fd" 2>/dev/null | wc -l)
-  threads=$(awk '$1 == "Threads:" {print $2}' "/proc/$BPID/status")
-  touch "$WORK/markers/release"
-  wait_marker closed 35 || true
-  sleep 1
-  closed=$(rss_kib "$BPID" VmRSS)
-  touch "$WORK/markers/done"
-  printf '{"idle_kib": %s, "held_kib": %s, "hwm_kib": %s, "closed_kib": %s, "fds_held": %s, "threads": %s}\n' \
-    "${idle:-null}" "${held:-null}" "${hwm:-null}" "${closed:-null}" "${fds:-null}" "${threads:-null}" >"$WORK/res/rss.json"
-  echo "rss: $(cat "$WORK/res/rss.json")" >&2
-else
-  echo "bench-egress: the hold client did not start: $(cat "$WORK/hold.err")" >&2
-fi
-for _ in $(seq 300); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
-wait "$BPID" || echo "bench-egress: bridle run (hold) exited $?: $(tail -3 "$WORK/hold.err")" >&2
-BRIDLES=()
-keep hold "$(cat "$WORK/hold.out")" || true
+measure_hold 70 35
 echo "audited decisions (guarded): $(decisions audit-hold)" >&2
 
 # --- 4. DNS --------------------------------------------------------------------------

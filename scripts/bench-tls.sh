@@ -76,12 +76,10 @@ done
 PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
 [[ -x $PY ]] || die "$PY not found (apt-get install python3)"
 
-if ((BUILD)) && [[ -z ${BRIDLE:-} ]]; then
-  log "cargo build --release --locked"
-  cargo build --release --locked >&2
-fi
-BRIDLE=${BRIDLE:-$ROOT/target/release/bridle}
-[[ -x $BRIDLE ]] || die "$BRIDLE not found (build it, or drop --no-build)"
+BENCH=bench-tls
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_build
 
 # --- mitmproxy (PyPI, into a venv of the bench's own) -------------------------
 VENV=${BENCH_VENV:-$ROOT/target/bench-tls/venv}
@@ -100,53 +98,11 @@ if [[ ! -x $VENV/bin/mitmdump ]]; then
 fi
 MITM_VERSION=$("$VENV/bin/mitmdump" --version 2>/dev/null | awk '/^Mitmproxy:/ {print $2}')
 
-# --- leftovers of earlier runs whose script is gone ---------------------------
-for stale in $(ip netns list | awk '{print $1}' | grep '^bridle-tlsbench-' || true); do
-  pid=${stale#bridle-tlsbench-}
-  if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
-    ip netns del "$stale" 2>/dev/null && echo "bench-tls: removed stale namespace $stale" >&2 || true
-  fi
-done
-
-NS=bridle-tlsbench-$$
-WORK=$(mktemp -d /tmp/bridle-tlsbench.XXXXXX)
-PIDS=()     # servers and mitmdump started here
-BRIDLES=()  # `bridle run` started here in the background
-
-cleanup() {
-  local rc=$?
-  set +e
-  for pid in "${BRIDLES[@]}"; do
-    # SIGTERM is forwarded to the command; Bridle then tears its session down.
-    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
-  done
-  for pid in "${BRIDLES[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL "$pid" 2>/dev/null
-      echo "bench-tls: had to kill bridle $pid; its session run-$pid may be orphaned: see 'bridle status'" >&2
-    fi
-  done
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  ip netns del "$NS" 2>/dev/null
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "bench-tls: kept $WORK" >&2; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-ulimit -n "$(ulimit -Hn)"
-(($(ulimit -n) >= 2 * HOLD + 512)) || die "ulimit -n is $(ulimit -n); need $((2 * HOLD + 512)) for BENCH_HOLD=$HOLD"
-mkdir -p "$WORK/py" "$WORK/pol" "$WORK/res" "$WORK/markers" "$WORK/pki" "$WORK/mitm"
+bench_setup bridle-tlsbench-
+mkdir -p "$WORK/pki" "$WORK/mitm"
 cp scripts/bench/client.py scripts/bench/tls_client.py scripts/bench/tls_upstream.py "$WORK/py/"
-chmod 755 "$WORK" "$WORK/py" "$WORK/pki"
+chmod 755 "$WORK/pki"
 chmod 644 "$WORK/py/"*.py
-chmod 1777 "$WORK/markers"
 
 # --- the test "public" CA and the upstream's wildcard certificate -------------
 (
@@ -221,35 +177,9 @@ guarded_argv() {
     --audit "$WORK/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/tls_client.py" --parent-cpu
     --connect "$SERVER:443" --cafile env:SSL_CERT_FILE "$@")
 }
-guarded() {
-  local limit=$1 audit=$2
-  shift 2
-  guarded_argv "$audit" "$@"
-  env -u SUDO_UID timeout -k 5 "$limit" "${GUARDED[@]}"
-}
-# Keeps the RESULT line of a run's output as RESULTS/<name>.json.
-keep() {
-  local name=$1 out=$2
-  if ! grep -m1 '^RESULT ' <<<"$out" | sed 's/^RESULT //' >"$WORK/res/$name.json" || [[ ! -s $WORK/res/$name.json ]]; then
-    echo "bench-tls: $name produced no result; its output was:" >&2
-    echo "$out" >&2
-    return 1
-  fi
-  echo "$name: $(cut -c1-600 "$WORK/res/$name.json")" >&2
-}
 # HTTP requests decided and audited in one guarded run.
 requests_audited() {
   grep '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null | grep -c '"http.request"' || true
-}
-NOTES=()
-compilers() { ps -e -o comm= | grep -c -x -E 'rustc|cargo|cc1|ld' || true; }
-note_compilers() {
-  local busy
-  busy=$(compilers)
-  if ((busy > 0)); then
-    NOTES+=("$busy compiler processes (rustc/cargo/cc1/ld) were running $1: numbers are noisier")
-    echo "bench-tls: warning: ${NOTES[-1]}" >&2
-  fi
 }
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mitmproxy $MITM_VERSION"
 NOTES+=("load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)")
@@ -293,43 +223,8 @@ note_compilers "during the downloads"
 
 # --- 4. connections held -------------------------------------------------------------
 log "4. $HOLD concurrent TLS connections held through Bridle"
-rss_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null; }
-wait_marker() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do [[ -f $WORK/markers/$1 ]] && return 0; sleep 0.05; done
-  return 1
-}
 guarded_argv audit-hold hold --count "$HOLD" --markers "$WORK/markers" --time-limit 90 --hold-max 30
-env -u SUDO_UID "${GUARDED[@]}" >"$WORK/hold.out" 2>"$WORK/hold.err" &
-BPID=$!
-BRIDLES+=("$BPID")
-# nsenter execs bridle: the pid started is Bridle's own.
-if wait_marker idle 30; then
-  comm=$(cat "/proc/$BPID/comm" 2>/dev/null || true)
-  [[ $comm == bridle ]] || die "pid $BPID is '$comm', not bridle"
-  sleep 0.3
-  idle=$(rss_kib "$BPID" VmRSS)
-  touch "$WORK/markers/go"
-  wait_marker held 100 || echo "bench-tls: the hold client never reported its connections held" >&2
-  sleep 1
-  held=$(rss_kib "$BPID" VmRSS) hwm=$(rss_kib "$BPID" VmHWM)
-  fds=$(ls "/proc/$BPID/fd" 2>/dev/null | wc -l)
-  threads=$(awk '$1 == "Threads:" {print $2}' "/proc/$BPID/status")
-  touch "$WORK/markers/release"
-  wait_marker closed 60 || true
-  sleep 1
-  closed=$(rss_kib "$BPID" VmRSS)
-  touch "$WORK/markers/done"
-  printf '{"idle_kib": %s, "held_kib": %s, "hwm_kib": %s, "closed_kib": %s, "fds_held": %s, "threads": %s}\n' \
-    "${idle:-null}" "${held:-null}" "${hwm:-null}" "${closed:-null}" "${fds:-null}" "${threads:-null}" >"$WORK/res/rss.json"
-  echo "rss: $(cat "$WORK/res/rss.json")" >&2
-else
-  echo "bench-tls: the hold client did not start: $(cat "$WORK/hold.err")" >&2
-fi
-for _ in $(seq 300); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
-wait "$BPID" || echo "bench-tls: bridle run (hold) exited $?: $(tail -3 "$WORK/hold.err")" >&2
-BRIDLES=()
-keep hold "$(cat "$WORK/hold.out")" || true
+measure_hold 100 60
 
 # --- summary ---------------------------------------------------------------------------
 note_compilers "when the bench ended"

@@ -41,6 +41,18 @@ def verdict(ok):
     return "-" if ok is None else ("PASS" if ok else "MISS")
 
 
+def print_table(header, rows):
+    """Left-aligned columns between rules, as wide as their widest cell."""
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print(line)
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print(line)
+
+
 def main():
     d = sys.argv[1]
     rows = []  # (metric, direct, guarded, delta/ratio, target, verdict)
@@ -118,15 +130,7 @@ def main():
     if cpu is not None:
         rows.append(("  bridle CPU per cached query (us)", "", fmt(cpu), "", "", ""))
 
-    header = ("metric", "direct", "guarded", "diff/ratio", "target", "")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    print(line)
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
-    print(line)
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
-    print(line)
+    print_table(("metric", "direct", "guarded", "diff/ratio", "target", ""), rows)
     print("[1] returns when the kernel has completed the handshake. Guarded, that handshake is with the proxy's")
     print("    listener (the redirect is in it); the proxy has not accepted yet, so no detection, decision or")
     print("    upstream connect is in this number.")

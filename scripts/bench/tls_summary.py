@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from summary import fmt, get, load, signed, verdict
+from summary import fmt, get, load, print_table, signed, verdict
 
 
 def ms(us):
@@ -171,15 +171,7 @@ def main():
         rows.append(("  time to open all / still answering after", "",
                      f"{fmt(get(hold, 'open_s'))} s / {fmt(get(hold, 'alive_after'))}", "", "", "", ""))
 
-    header = ("metric", "direct", "bridle", "mitmproxy", "diff/ratio", "target", "")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    print(line)
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
-    print(line)
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
-    print(line)
+    print_table(("metric", "direct", "bridle", "mitmproxy", "diff/ratio", "target", ""), rows)
     print("[1] one keep-alive connection, sequential GETs of a 64-byte body (HTTP/1.1); rounds interleave direct,")
     print("    bridle and mitmproxy; medians over the rounds (latency: median of each round's percentile).")
     print("    Client and upstream are python and share the 2 cores with the proxy.")
