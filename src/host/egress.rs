@@ -42,6 +42,9 @@ pub(super) struct Egress {
     dns6: Option<DnsServer>,
     proxy6: Option<Proxy>,
     origins: Arc<LateOrigins>,
+    /// Bridle's CA, loaded once: the proxy mints with it, and host mode
+    /// builds the command's trust bundle from it.
+    ca: Arc<CertificateAuthority>,
 }
 
 impl Egress {
@@ -55,7 +58,12 @@ impl Egress {
         guards: &Guards,
     ) -> anyhow::Result<Self> {
         let principal = config.project.name.clone();
-        let inspector = Arc::new(inspector(config, guards)?);
+        let dir = &config.tls.ca_dir;
+        let ca = Arc::new(
+            CertificateAuthority::load_or_create(dir)
+                .with_context(|| format!("loading Bridle's CA from {}", dir.display()))?,
+        );
+        let inspector = Arc::new(inspector(config, &ca, guards)?);
         let dns_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.dns));
         let mut resolver_config =
             ResolverConfig::from_dns_config(dns_listen, &config.dns, Path::new("/etc/resolv.conf"))
@@ -103,7 +111,7 @@ impl Egress {
                 (None, None)
             }
         };
-        Ok(Egress { dns, proxy, dns6, proxy6, origins })
+        Ok(Egress { dns, proxy, dns6, proxy6, origins, ca })
     }
 
     /// What the programs need to steer guarded sockets here. Bridle's own
@@ -118,6 +126,11 @@ impl Egress {
             dns_ip6: self.dns6.as_ref().map(|_| Ipv6Addr::LOCALHOST),
             own_ports: vec![config.console.bind.port()],
         }
+    }
+
+    /// Bridle's CA.
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        Arc::clone(&self.ca)
     }
 
     /// The slot the proxy reads the redirector from.
@@ -163,11 +176,8 @@ impl Guards {
 
 /// TLS interception and HTTP inspection for the proxy: Bridle's CA (made
 /// on first use), the roots upstreams are verified against, and the guards.
-fn inspector(config: &Config, guards: &Guards) -> anyhow::Result<Inspector> {
-    let dir = &config.tls.ca_dir;
-    let ca = CertificateAuthority::load_or_create(dir)
-        .with_context(|| format!("loading Bridle's CA from {}", dir.display()))?;
-    let leaves = Arc::new(LeafCache::new(Arc::new(ca), config.tls.leaf_cache_size));
+fn inspector(config: &Config, ca: &Arc<CertificateAuthority>, guards: &Guards) -> anyhow::Result<Inspector> {
+    let leaves = Arc::new(LeafCache::new(Arc::clone(ca), config.tls.leaf_cache_size));
     let roots = upstream_roots(config.tls.upstream_ca_bundle.as_deref()).context("loading the upstream trust roots")?;
     let mut inspector = Inspector::new(leaves, UpstreamTls::new(roots));
     inspector.secrets = (!guards.secrets.is_empty()).then(|| Arc::clone(&guards.secrets));

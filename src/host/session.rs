@@ -14,6 +14,7 @@ use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
 use bridle_proxy::http::secrets::Secrets;
+use bridle_proxy::tls::CertificateAuthority;
 use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -108,9 +109,10 @@ impl Session {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
         let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), egress.origins(), stopped.clone()));
+        let ca = egress.ca();
         let mut tasks = egress.spawn(&stopped);
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
-        let status = self.run_command(guard.cgroup.path()).await;
+        let status = self.run_command(guard.cgroup.path(), &ca).await;
         guard.kill_all().await;
         let _ = stop.send(true);
         for task in tasks {
@@ -133,14 +135,14 @@ impl Session {
 
     /// Starts the command through `bridle __sandbox-exec` and waits for it,
     /// forwarding the signals a terminal sends.
-    async fn run_command(&self, cgroup: &Path) -> anyhow::Result<ExitStatus> {
+    async fn run_command(&self, cgroup: &Path, ca: &CertificateAuthority) -> anyhow::Result<ExitStatus> {
         let exe = std::env::current_exe().context("locating the bridle executable")?;
         let mut command = tokio::process::Command::new(exe);
         command.arg("__sandbox-exec").arg("--cgroup").arg(cgroup);
         if let Some(target) = &self.target {
             command.arg("--uid").arg(target.uid.to_string()).arg("--gid").arg(target.gid.to_string());
         }
-        command.arg("--").args(&self.command).env_clear().envs(self.environment()?);
+        command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
         let mut child = command.spawn().context("starting the command")?;
         let pid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
         let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
@@ -162,7 +164,7 @@ impl Session {
     /// The command's environment: only the forwarded variables, plus who it
     /// runs as and the CA trust variables (which win over forwarded ones).
     /// Nothing else of Bridle's environment reaches the agent.
-    fn environment(&self) -> anyhow::Result<Vec<(String, String)>> {
+    fn environment(&self, ca: &CertificateAuthority) -> anyhow::Result<Vec<(String, String)>> {
         let mut env: Vec<(String, String)> = self
             .config
             .env
@@ -177,7 +179,7 @@ impl Session {
             env.push(("LOGNAME".into(), target.name.clone()));
         }
         // Trust variables and secret placeholders win over forwarded ones.
-        let mut ours = trust::trust_env(&self.config)?;
+        let mut ours = trust::trust_env(&self.config, ca)?;
         ours.extend(self.guards.secrets.agent_env());
         env.retain(|(name, _)| !ours.iter().any(|(set, _)| set == name));
         env.extend(ours);

@@ -13,15 +13,13 @@ use anyhow::Context;
 use bridle_engine::config::Config;
 use bridle_proxy::tls::{BUNDLE_FILE, CertificateAuthority, SYSTEM_BUNDLE, TRUST_ENV_VARS, write_trust_bundle};
 
-/// Loads (or creates) the CA, rewrites `bundle.pem` beside it and returns
-/// the variables pointing at it.
-pub(super) fn trust_env(config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+/// Rewrites `bundle.pem` beside the CA and returns the variables pointing
+/// at it.
+pub(super) fn trust_env(config: &Config, ca: &CertificateAuthority) -> anyhow::Result<Vec<(String, String)>> {
     let dir = &config.tls.ca_dir;
-    let ca = CertificateAuthority::load_or_create(dir)
-        .with_context(|| format!("loading Bridle's CA from {}", dir.display()))?;
     let roots = config.tls.upstream_ca_bundle.as_deref().unwrap_or(Path::new(SYSTEM_BUNDLE));
     let bundle = dir.join(BUNDLE_FILE);
-    write_trust_bundle(&ca, roots, &bundle).context("writing the guarded command's CA bundle")?;
+    write_trust_bundle(ca, roots, &bundle).context("writing the guarded command's CA bundle")?;
     let value = bundle.to_str().with_context(|| format!("{} is not valid UTF-8", bundle.display()))?.to_owned();
     Ok(TRUST_ENV_VARS.iter().map(|name| ((*name).to_owned(), value.clone())).collect())
 }
