@@ -17,7 +17,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
 use super::exchange;
-use super::upstream::Upstream;
+use super::pool::{Key, Sender};
+use super::upstream::{Start, Upstream};
 use super::{Conn, Prefixed};
 use crate::forward::connect_upstream;
 use crate::tls::LeafName;
@@ -131,6 +132,17 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
     let opaque = matches!(offer, Offer::Other(_));
     let limit = conn.inspector.handshake_timeout;
     let name = upstream_name(conn.sni.as_deref(), conn.dst);
+    // A connection verified for this destination and name before saves
+    // the upstream handshake; the agent is offered its protocol.
+    if let Some((sender, h2)) = from_pool(&conn, &name, &offer) {
+        let chosen = if h2 { H2 } else { HTTP11 };
+        let agent = accept_agent(&conn, client, first, Some(chosen.to_vec()), limit).await?;
+        let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
+        let pool = Arc::clone(&conn.inspector.pool);
+        let upstream = Upstream::tls(Start::Pooled(sender), h2, conn.dst, name, again, limit, pool);
+        exchange::serve(conn, agent, upstream, h2).await;
+        return None;
+    }
     let upstream = connect(&conn, name.clone(), &offer, limit).await;
     let chosen = match &upstream {
         Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
@@ -142,6 +154,49 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
         // The agent still gets a handshake, and then a 502 with the reason.
         Err(_) => Some(HTTP11.to_vec()),
     };
+    let agent = accept_agent(&conn, client, first, chosen.clone(), limit).await?;
+    let h2 = chosen.as_deref() == Some(H2);
+    if opaque && let Ok(tls) = upstream {
+        return not_declared_http(conn, agent, tls, name, limit).await;
+    }
+    let upstream = match upstream {
+        Ok(tls) => {
+            // Reconnects (an upstream closing a keep-alive connection) ask
+            // for the protocol the agent already speaks, nothing else.
+            let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
+            let pool = Arc::clone(&conn.inspector.pool);
+            Upstream::tls(Start::Handshake(Box::new(tls)), h2, conn.dst, name, again, limit, pool)
+        }
+        Err(reason) => Upstream::failed(reason),
+    };
+    exchange::serve(conn, agent, upstream, h2).await;
+    None
+}
+
+/// An HTTP connection in the pool for this destination, name and a
+/// protocol the agent offered (HTTP/2 preferred, as upstreams choose).
+fn from_pool(conn: &Conn, name: &ServerName<'static>, offer: &Offer) -> Option<(Sender, bool)> {
+    let take = |h2: bool| {
+        let key = Key { dst: conn.dst, name: Some(name.to_str().into_owned()), h2 };
+        conn.inspector.pool.take(&key).map(|sender| (sender, h2))
+    };
+    match offer {
+        Offer::Both => take(true).or_else(|| take(false)),
+        Offer::H2 => take(true),
+        Offer::Http11 => take(false),
+        Offer::Other(_) => None,
+    }
+}
+
+/// The agent's handshake: a leaf for its SNI (or the original IP),
+/// offering exactly `chosen`.
+async fn accept_agent(
+    conn: &Conn,
+    client: TcpStream,
+    first: Vec<u8>,
+    chosen: Option<Vec<u8>>,
+    limit: Duration,
+) -> Option<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>> {
     let leaf_name = conn.sni.clone().map_or(LeafName::Ip(conn.dst.ip()), LeafName::Dns);
     let leaf = match conn.inspector.leaves.certified_key(&leaf_name) {
         Ok(leaf) => leaf,
@@ -162,37 +217,22 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
         start.into_stream(Arc::new(server)).await
     })
     .await;
-    let agent = match accepted {
-        Ok(Ok(agent)) => agent,
+    match accepted {
+        Ok(Ok(agent)) => Some(agent),
         Ok(Err(error)) => {
             // Typically a client that does not trust Bridle's CA.
             tracing::info!(%error, "agent TLS handshake failed");
             conn.decider.notice("warn", format!("TLS handshake with the agent failed for {}: {error}", conn.dst));
-            return None;
+            None
         }
         Err(_) => {
             // A client that stalls mid-handshake (or sends bytes rustls
             // waits on forever) is cut off here; say so, as for a failure.
             conn.decider
                 .notice("warn", format!("TLS handshake with the agent for {} timed out after {limit:?}", conn.dst));
-            return None;
+            None
         }
-    };
-    let h2 = chosen.as_deref() == Some(H2);
-    if opaque && let Ok(tls) = upstream {
-        return not_declared_http(conn, agent, tls, name, limit).await;
     }
-    let upstream = match upstream {
-        Ok(tls) => {
-            // Reconnects (an upstream closing a keep-alive connection) ask
-            // for the protocol the agent already speaks, nothing else.
-            let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
-            Upstream::tls(tls, h2, conn.dst, name, again, limit)
-        }
-        Err(reason) => Upstream::failed(reason),
-    };
-    exchange::serve(conn, agent, upstream, h2).await;
-    None
 }
 
 /// TLS that named no HTTP protocol is still decrypted (an agent must not
@@ -211,7 +251,9 @@ async fn not_declared_http(
     match inside.protocol {
         crate::detect::Protocol::Http { .. } => {
             let again = conn.inspector.upstream.for_offer(&Offer::Http11);
-            let upstream = Upstream::tls(upstream, false, conn.dst, name, again, limit);
+            let pool = Arc::clone(&conn.inspector.pool);
+            let upstream =
+                Upstream::tls(Start::Handshake(Box::new(upstream)), false, conn.dst, name, again, limit, pool);
             let mut first = inside.bytes;
             first.drain(..crate::detect::leading_blank_lines(&first));
             exchange::serve(conn, Prefixed::new(first, agent), upstream, false).await;

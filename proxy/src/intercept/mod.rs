@@ -9,6 +9,10 @@
 //! HTTP version and requests map one to one. A client that offers no HTTP
 //! ALPN (and is not on 443) is not HTTP: its connection stays spliced.
 //!
+//! Upstream connections ([`pool`]) are kept across agent connections,
+//! keyed by destination, verified name and protocol, so a new agent
+//! connection to a known host skips the upstream handshake.
+//!
 //! Per request ([`exchange`]): host agreement (SNI = Host = :authority, else
 //! domain fronting), the first bytes of the body (bounded) for git
 //! receive-pack refs, package publishing and leak scanning, one
@@ -24,6 +28,7 @@ mod body;
 mod exchange;
 mod handshake;
 mod partial;
+mod pool;
 mod prefixed;
 mod respond;
 mod upstream;
@@ -42,6 +47,7 @@ use crate::http::secrets::Secrets;
 use crate::tls::LeafCache;
 
 pub use handshake::UpstreamTls;
+pub use pool::Pool;
 pub(crate) use prefixed::Prefixed;
 
 /// Errors inside bodies (ours and hyper's), boxed.
@@ -71,6 +77,8 @@ pub struct Inspector {
     /// runs from when the connection is ready for the next request, so it
     /// also bounds how long an idle keep-alive connection is held.
     pub header_timeout: Duration,
+    /// Upstream connections reused across agent connections.
+    pub pool: Arc<Pool>,
 }
 
 impl Inspector {
@@ -86,6 +94,7 @@ impl Inspector {
             body_wait: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
+            pool: Arc::new(Pool::default()),
         }
     }
 }
@@ -105,7 +114,8 @@ pub(crate) struct Conn {
 /// Serves a plain-HTTP connection whose request head detection read.
 pub(crate) async fn serve_plain(conn: Conn, client: TcpStream, first: Vec<u8>) {
     let io = Prefixed::new(first, client);
-    let upstream = upstream::Upstream::plain(conn.dst, conn.inspector.handshake_timeout);
+    let pool = Arc::clone(&conn.inspector.pool);
+    let upstream = upstream::Upstream::plain(conn.dst, conn.inspector.handshake_timeout, pool);
     exchange::serve(conn, io, upstream, false).await;
 }
 

@@ -1,6 +1,10 @@
 //! The upstream side of an intercepted connection: one HTTP connection to
-//! the original destination (TLS verified, or plain), opened on first use
-//! and reopened when the upstream closes a keep-alive connection.
+//! the original destination (TLS verified, or plain), taken from the
+//! [`Pool`] or opened on first use, reopened when the upstream closes a
+//! keep-alive connection, and given back to the pool when the agent's
+//! connection ends. A request that a reused connection could not even
+//! start sending (the upstream closed it meanwhile) is sent once more on a
+//! fresh connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -8,7 +12,7 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -18,23 +22,10 @@ use tokio_rustls::client::TlsStream;
 
 use super::ProxyBody;
 use super::handshake::tls_connect;
+use super::pool::{Key, Pool, Sender};
 use crate::forward::connect_upstream;
 
 type Response = http::Response<Incoming>;
-
-enum Sender {
-    H1(http1::SendRequest<ProxyBody>),
-    H2(http2::SendRequest<ProxyBody>),
-}
-
-impl Sender {
-    fn is_closed(&self) -> bool {
-        match self {
-            Sender::H1(s) => s.is_closed(),
-            Sender::H2(s) => s.is_closed(),
-        }
-    }
-}
 
 enum Dial {
     Plain,
@@ -56,6 +47,8 @@ pub(super) struct Upstream {
     /// The TLS connection made during the handshake, until first use.
     first: SyncMutex<Option<TlsStream<TcpStream>>>,
     sender: Mutex<Option<Sender>>,
+    /// Where connections come from and go back to, and under which key.
+    pool: Option<(Arc<Pool>, Key)>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -65,26 +58,44 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Plain HTTP to `dst`, connected on the first request policy allows.
-    pub fn plain(dst: SocketAddr, limit: Duration) -> Self {
-        Upstream { dst, limit, dial: Dial::Plain, first: SyncMutex::new(None), sender: Mutex::new(None) }
+    /// Plain HTTP to `dst`: a pooled connection, else one connected on
+    /// the first request policy allows.
+    pub fn plain(dst: SocketAddr, limit: Duration, pool: Arc<Pool>) -> Self {
+        let key = Key { dst, name: None, h2: false };
+        let pooled = pool.take(&key);
+        Upstream {
+            dst,
+            limit,
+            dial: Dial::Plain,
+            first: SyncMutex::new(None),
+            sender: Mutex::new(pooled),
+            pool: Some((pool, key)),
+        }
     }
 
-    /// TLS to `dst`, starting with the connection the handshake made.
+    /// TLS to `dst` for `name`, starting with `start`: the connection the
+    /// handshake made, or one from the pool.
     pub fn tls(
-        stream: TlsStream<TcpStream>,
+        start: Start,
         h2: bool,
         dst: SocketAddr,
         name: ServerName<'static>,
         config: Arc<ClientConfig>,
         limit: Duration,
+        pool: Arc<Pool>,
     ) -> Self {
+        let key = Key { dst, name: Some(name.to_str().into_owned()), h2 };
+        let (first, sender) = match start {
+            Start::Handshake(tls) => (Some(*tls), None),
+            Start::Pooled(sender) => (None, Some(sender)),
+        };
         Upstream {
             dst,
             limit,
             dial: Dial::Tls { name, config, h2 },
-            first: SyncMutex::new(Some(stream)),
-            sender: Mutex::new(None),
+            first: SyncMutex::new(first),
+            sender: Mutex::new(sender),
+            pool: Some((pool, key)),
         }
     }
 
@@ -97,6 +108,7 @@ impl Upstream {
             dial: Dial::Failed(reason),
             first: SyncMutex::new(None),
             sender: Mutex::new(None),
+            pool: None,
         }
     }
 
@@ -112,23 +124,48 @@ impl Upstream {
     /// The error is the reason for the agent's `502`.
     pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response, String> {
         let mut slot = self.sender.lock().await;
+        let mut fresh = false;
         if slot.as_ref().is_none_or(Sender::is_closed) {
             *slot = Some(self.open().await?);
+            fresh = true;
         }
+        let request = match self.try_send(&mut slot, request).await {
+            Ok(response) => return Ok(response),
+            // Never started on a connection that had been idle: the
+            // upstream closed it in the meantime. Once more, fresh.
+            Err(Failed { unsent: Some(request), .. }) if !fresh => request,
+            Err(Failed { why, .. }) => return Err(why),
+        };
+        *slot = Some(self.open().await?);
+        self.try_send(&mut slot, request).await.map_err(|failed| failed.why)
+    }
+
+    async fn try_send(
+        &self,
+        slot: &mut tokio::sync::MutexGuard<'_, Option<Sender>>,
+        request: Request<ProxyBody>,
+    ) -> Result<Response, Failed> {
+        let failed = |mut e: TrySendError<Request<ProxyBody>>| {
+            let why = self.error(e.error());
+            Failed { unsent: e.take_message(), why }
+        };
         match slot.as_mut() {
             Some(Sender::H1(sender)) => {
                 // HTTP/1.1 is one request at a time: hold the slot until the
                 // response head is back (the agent's side is sequential too).
-                sender.ready().await.map_err(|e| self.error(&e))?;
-                sender.send_request(request).await.map_err(|e| self.error(&e))
+                if let Err(e) = sender.ready().await {
+                    return Err(Failed { why: self.error(&e), unsent: Some(request) });
+                }
+                sender.try_send_request(request).await.map_err(failed)
             }
             Some(Sender::H2(sender)) => {
                 let mut sender = sender.clone();
-                drop(slot);
-                sender.ready().await.map_err(|e| self.error(&e))?;
-                sender.send_request(request).await.map_err(|e| self.error(&e))
+                if let Err(e) = sender.ready().await {
+                    return Err(Failed { why: self.error(&e), unsent: Some(request) });
+                }
+                sender.try_send_request(request).await.map_err(failed)
             }
-            None => Err(format!("no connection to {}", self.dst)),
+            None => Err(Failed { why: format!("no connection to {}", self.dst), unsent: None }),
         }
     }
 
@@ -137,11 +174,11 @@ impl Upstream {
     }
 
     async fn open(&self) -> Result<Sender, String> {
-        match &self.dial {
-            Dial::Failed(reason) => Err(reason.clone()),
+        let sender = match &self.dial {
+            Dial::Failed(reason) => return Err(reason.clone()),
             Dial::Plain => {
                 let tcp = connect_upstream(self.dst, self.limit).await.map_err(|e| e.to_string())?;
-                handshake(TokioIo::new(tcp), false).await
+                handshake(TokioIo::new(tcp), false).await?
             }
             Dial::Tls { name, config, h2 } => {
                 let first = self.first.lock().ok().and_then(|mut first| first.take());
@@ -149,10 +186,40 @@ impl Upstream {
                     Some(tls) => tls,
                     None => tls_connect(Arc::clone(config), name.clone(), self.dst, self.limit).await?,
                 };
-                handshake(TokioIo::new(tls), *h2).await
+                handshake(TokioIo::new(tls), *h2).await?
             }
+        };
+        // HTTP/2 is shared from the start: other agent connections to the
+        // same host multiplex onto it.
+        if let (Sender::H2(h2), Some((pool, key))) = (&sender, &self.pool) {
+            pool.put(key.clone(), Sender::H2(h2.clone()));
+        }
+        Ok(sender)
+    }
+}
+
+impl Drop for Upstream {
+    /// An HTTP/1.1 connection whose last response was read to the end goes
+    /// back to the pool for the next agent connection.
+    fn drop(&mut self) {
+        if let (Some(sender), Some((pool, key))) = (self.sender.get_mut().take(), self.pool.take()) {
+            pool.put(key, sender);
         }
     }
+}
+
+/// Why a request failed, with the request itself when none of it was sent.
+struct Failed {
+    unsent: Option<Request<ProxyBody>>,
+    why: String,
+}
+
+/// How a TLS upstream starts.
+pub(super) enum Start {
+    /// The connection the upstream-first handshake made.
+    Handshake(Box<TlsStream<TcpStream>>),
+    /// A connection from the pool, already verified for the same name.
+    Pooled(Sender),
 }
 
 async fn handshake<IO>(io: TokioIo<IO>, h2: bool) -> Result<Sender, String>

@@ -435,6 +435,50 @@ async fn h2_streams_on_one_connection_are_decided_separately() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_reused_across_agent_connections_for_the_same_name_only() {
+    let rig = rig(|_| {}).await;
+    // HTTP/1.1: each agent connection ends with its response read, so the
+    // next one (to the same destination and name) gets that connection.
+    for path in ["/a", "/b", "/c"] {
+        let mut sender = agent::h1(agent::tls(&rig.h, rig.tls, "allowed.test", H1).await).await;
+        let answer = send_h1(&mut sender, get(path)).await;
+        assert_eq!((answer.status, answer.body), (StatusCode::OK, format!("ok {path} HTTP/1.1")));
+        drop(sender);
+        // The proxy returns the connection when it sees the agent leave.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.tls_seen.handshakes(), 1, "three agent connections, one verified upstream connection");
+    // HTTP/2: an agent connection that opens while another is using its
+    // upstream connection shares it (both stay open).
+    let h2_get = |path: &str| {
+        let uri = format!("https://allowed.test{path}");
+        http::Request::get(uri).body(http_body_util::Empty::new()).expect("request")
+    };
+    let mut first = agent::h2(agent::tls(&rig.h, rig.tls, "allowed.test", H2).await).await;
+    let answer = agent::read(first.send_request(h2_get("/h2-a")).await.expect("stream")).await;
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok /h2-a HTTP/2.0"));
+    let mut second = agent::h2(agent::tls(&rig.h, rig.tls, "allowed.test", H2).await).await;
+    for (sender, path) in [(&mut second, "/h2-b"), (&mut first, "/h2-c")] {
+        let answer = agent::read(sender.send_request(h2_get(path)).await.expect("stream")).await;
+        assert_eq!((answer.status, answer.body), (StatusCode::OK, format!("ok {path} HTTP/2.0")));
+    }
+    assert_eq!(rig.tls_seen.handshakes(), 2, "one more upstream connection, for h2, shared");
+    // Another name on the same address is verified on its own connection
+    // (here it fails verification: the upstream's certificate is only for
+    // allowed.test), never served by the pooled one.
+    let mut sender = agent::h1(agent::tls(&rig.h, rig.tls, "other.allowed.test", H1).await).await;
+    assert_eq!(send_h1(&mut sender, get("/x")).await.status, StatusCode::BAD_GATEWAY);
+    // Plain HTTP too.
+    for path in ["/p1", "/p2"] {
+        let mut sender = agent::h1(rig.h.connect_to(rig.plain).await).await;
+        assert_eq!(send_h1(&mut sender, get(path)).await.status, StatusCode::OK);
+        drop(sender);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.plain_seen.requests().len(), 2);
+}
+
+#[tokio::test]
 async fn slowloris_request_head_is_cut_off_by_the_header_timeout() {
     let timeout = Duration::from_secs(1);
     let rig = rig(|i| i.header_timeout = timeout).await;
