@@ -14,6 +14,16 @@ pub fn normalize_domain(name: &str) -> String {
     trimmed.to_ascii_lowercase()
 }
 
+/// An MCP server's name: 1-64 of `[A-Za-z0-9._-]`, starting with a letter
+/// or digit, so it is safe as a file name (tool pins), in a URL path
+/// (`/mcp/<name>`) and readable in policies (`resource.server`).
+pub fn valid_mcp_server_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// True when `name` is an IP literal rather than a DNS name.
 pub fn is_ip_literal(name: &str) -> bool {
     name.parse::<IpAddr>().is_ok()

@@ -5,6 +5,18 @@ use crate::GatewayError;
 /// Default bound on one JSON-RPC message (a line), either direction.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// How the gateway reaches the server (named in notices).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// A child process on pipes (`bridle mcp wrap`).
+    #[default]
+    Stdio,
+    /// Streamable HTTP: POSTs answered with JSON or an event stream.
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport: one event stream, POSTs to an endpoint.
+    Sse,
+}
+
 /// One gateway's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -17,6 +29,8 @@ pub struct GatewayConfig {
     pub principal: String,
     /// Longest message accepted from either side, in bytes.
     pub max_message_bytes: usize,
+    /// How the server is reached.
+    pub transport: Transport,
 }
 
 impl GatewayConfig {
@@ -30,17 +44,16 @@ impl GatewayConfig {
             session: session.to_string(),
             principal: principal.to_string(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            transport: Transport::Stdio,
         })
     }
 }
 
 /// 1-64 of `[A-Za-z0-9._-]`, starting with a letter or digit: safe as a
-/// file name in the pins directory and readable in policies.
+/// file name in the pins directory, in a URL path, and readable in policies.
+/// (The rule lives in the engine, which checks `[[mcp.servers]]` names too.)
 pub fn valid_server_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    bridle_engine::names::valid_mcp_server_name(name)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! become JSON-RPC errors, see [`crate::jsonrpc`]).
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// What can stop the gateway from starting or running, or a pins command
@@ -56,6 +57,16 @@ pub enum GatewayError {
     /// `--accept` named a server or tool that has no pin.
     #[error("no pinned tools for {what} (see `bridle mcp tools`)")]
     UnknownPin { what: String },
+    /// A `[[mcp.servers]]` URL or header the HTTP client cannot use.
+    #[error("MCP server {server}: cannot use {url:?}: {reason}")]
+    ServerUrl { server: String, url: String, reason: String },
+    /// The HTTP gateway's listener could not be bound.
+    #[error("cannot listen for MCP clients on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl GatewayError {

@@ -4,14 +4,15 @@
 //! Owns: JSON-RPC framing and classification ([`framing`], [`jsonrpc`],
 //! [`classify`]), per-message decisions and enforcement ([`gateway`],
 //! [`enforce`]), tool pinning ([`pins`], [`tools`]), poisoning heuristics
-//! ([`poison`]) and the stdio transport ([`stdio`]). Not yet here: the
-//! streamable-HTTP / SSE reverse proxy and correlation of a tool call with
-//! what the server's processes do.
+//! ([`poison`]), the stdio transport ([`stdio`]) and the HTTP transports,
+//! streamable HTTP and legacy HTTP+SSE, as a reverse proxy ([`http`]). Not
+//! yet here: correlation of a tool call with what the server's processes do.
 //!
 //! Entry points: [`stdio::wrap`] (what `bridle mcp wrap` runs), built from
 //! a [`GatewayConfig`], an [`Enforcer`] and a [`ToolBook`];
-//! [`PinStore`] for `bridle mcp tools`. [`Gateway`] is the
-//! transport-independent core another transport can feed lines to.
+//! [`http::HttpGateway`] (what `bridle mcp serve`, `run` and `up` run for
+//! `[[mcp.servers]]`); [`PinStore`] for `bridle mcp tools`. [`Gateway`] is
+//! the transport-independent core both feed messages to.
 //!
 //! Must never: forward a governed request (`tools/call`, `resources/read`,
 //! `prompts/get`, `tools/list`) the engine has not allowed, including one
@@ -24,6 +25,7 @@ pub mod enforce;
 mod error;
 pub mod framing;
 pub mod gateway;
+pub mod http;
 pub mod jsonrpc;
 pub mod pins;
 pub mod poison;

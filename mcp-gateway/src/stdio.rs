@@ -25,7 +25,7 @@ use crate::GatewayError;
 use crate::config::GatewayConfig;
 use crate::enforce::Enforcer;
 use crate::framing::LineReader;
-use crate::gateway::{Gateway, Out};
+use crate::gateway::{Gateway, Out, ToServer};
 use crate::tools::ToolBook;
 
 /// How long the server's stdout may stay open after the server exited (a
@@ -65,8 +65,8 @@ pub async fn wrap(
     let (to_client, client_queue) = mpsc::channel(QUEUE);
     let (to_server, server_queue) = mpsc::channel(QUEUE);
     let gateway = Gateway::new(config, enforcer, tools, to_client, to_server);
-    let client_writer = tokio::spawn(write_lines(tokio::io::stdout(), client_queue));
-    let server_writer = tokio::spawn(write_lines(server_in, server_queue));
+    let client_writer = tokio::spawn(write_client(tokio::io::stdout(), client_queue));
+    let server_writer = tokio::spawn(write_server(server_in, server_queue));
     let client_reader = tokio::spawn(read_client(Arc::clone(&gateway), max));
     let server_reader = tokio::spawn(read_server(Arc::clone(&gateway), server_out, max));
 
@@ -100,7 +100,9 @@ async fn read_client(gateway: Arc<Gateway>, max: usize) {
     let mut lines = LineReader::new(tokio::io::stdin(), max);
     loop {
         match lines.next().await {
-            Ok(Some(line)) => gateway.from_client(line).await,
+            Ok(Some(line)) => {
+                gateway.from_client(line).await;
+            }
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(%error, "cannot read from the MCP client");
@@ -125,16 +127,32 @@ async fn read_server(gateway: Arc<Gateway>, output: ChildStdout, max: usize) {
     }
 }
 
-/// Writes each line and a newline; flushes whenever the queue is empty.
-async fn write_lines<W: AsyncWrite + Unpin>(mut out: W, mut queue: mpsc::Receiver<Out>) -> io::Result<()> {
+/// Writes each message and a newline; flushes whenever the queue is empty.
+/// stdio has one exchange, so answers and other messages are alike here.
+async fn write_client<W: AsyncWrite + Unpin>(mut out: W, mut queue: mpsc::Receiver<Out>) -> io::Result<()> {
     while let Some(item) = queue.recv().await {
         match item {
-            Out::Line(line) => {
+            Out::Line(line) | Out::Answer(line) => {
                 out.write_all(&line).await?;
                 out.write_all(b"\n").await?;
             }
+            Out::Abandoned => {}
             Out::Close => break,
         }
+        if queue.is_empty() {
+            out.flush().await?;
+        }
+    }
+    out.flush().await?;
+    out.shutdown().await
+}
+
+/// The server's stdin: each message and a newline, until the gateway
+/// closes the queue (the client went away).
+async fn write_server<W: AsyncWrite + Unpin>(mut out: W, mut queue: mpsc::Receiver<ToServer>) -> io::Result<()> {
+    while let Some(message) = queue.recv().await {
+        out.write_all(&message.bytes).await?;
+        out.write_all(b"\n").await?;
         if queue.is_empty() {
             out.flush().await?;
         }

@@ -1,5 +1,5 @@
-//! `bridle mcp wrap | tools`: the MCP gateway's stdio transport and its
-//! tool pins.
+//! `bridle mcp wrap | serve | tools`: the MCP gateway's stdio transport,
+//! its HTTP side (see [`super::mcp_serve`]) and its tool pins.
 //!
 //! `wrap` runs as the agent's user (the agent's MCP config spawns it); it
 //! needs no root. Its exit code is the server's (128 + signal if the
@@ -35,6 +35,11 @@ pub enum McpCmd {
     /// inspected, tool calls, resource reads, prompt gets and tool lists
     /// are decided by policy, tool definitions are pinned and scanned.
     Wrap(WrapArgs),
+    /// Serve the HTTP MCP servers of [[mcp.servers]] behind Bridle, at
+    /// http://<[mcp] listen>/mcp/NAME (streamable HTTP, or the legacy
+    /// HTTP+SSE transport), until SIGINT/SIGTERM. Every message is decided
+    /// and pinned as under `wrap`.
+    Serve(super::mcp_serve::ServeArgs),
     /// List the tools each wrapped server offered, with pinned hashes and
     /// flags (CHANGED since pinned, possible poisoning); exit 1 if any is flagged.
     Tools(ToolsArgs),
@@ -87,6 +92,7 @@ pub struct ToolsArgs {
 pub fn run(cmd: McpCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         McpCmd::Wrap(args) => wrap(args),
+        McpCmd::Serve(args) => super::mcp_serve::serve(args),
         McpCmd::Tools(args) => tools(args),
     }
 }
@@ -141,7 +147,7 @@ fn default_audit(config: &Config, name: &str) -> PathBuf {
 /// Opens the audit log for this process alone. The log is a hash chain
 /// with one writer, so a second gateway for the same server (two agent
 /// sessions) gets its own `-<pid>` log instead of breaking the chain.
-fn open_audit(config: &Config, path: &Path) -> anyhow::Result<(Arc<AuditLog>, Flock<File>)> {
+pub(super) fn open_audit(config: &Config, path: &Path) -> anyhow::Result<(Arc<AuditLog>, Flock<File>)> {
     let redact = config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
     let options = AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact };
     let lock = |path: &Path| -> anyhow::Result<Option<Flock<File>>> {
@@ -224,7 +230,7 @@ fn table(files: &[PinFile], dir: &Path) -> String {
 }
 
 /// `--pins`, else the XDG default.
-fn pins_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn pins_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir);
     }

@@ -4,5 +4,6 @@ pub mod approvals;
 pub mod audit;
 pub mod ca;
 pub mod mcp;
+pub mod mcp_serve;
 pub mod policy;
 pub mod settings;

@@ -122,6 +122,9 @@ impl Daemon {
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
         let mut tasks = egress.spawn(&stopped);
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
+        let mcp =
+            super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, APPLIANCE, &stopped);
+        tasks.extend(mcp.await?);
         let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), Arc::clone(&origins), stopped));
         let started = format!(
             "appliance started: netns cookie {cookie}, proxy 127.0.0.1:{}, resolver 127.0.0.1:{}, {} pins {}",

@@ -14,6 +14,7 @@ mod admin;
 mod appliance;
 pub(crate) mod control;
 mod egress;
+mod mcp;
 mod sandbox;
 mod session;
 mod trust;

@@ -112,6 +112,8 @@ impl Session {
         let ca = egress.ca();
         let mut tasks = egress.spawn(&stopped);
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
+        let mcp = super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, &id, &stopped);
+        tasks.extend(mcp.await?);
         let status = self.run_command(guard.cgroup.path(), &ca).await;
         guard.kill_all().await;
         let _ = stop.send(true);

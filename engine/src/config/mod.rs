@@ -18,8 +18,8 @@ use toml::de::{DeTable, Deserializer};
 
 pub use error::ConfigError;
 pub use schema::{
-    AuditConfig, ConsoleConfig, DenyResponse, DlpConfig, DnsConfig, EngineConfig, EnvConfig, Mount, PolicyConfig,
-    ProjectConfig, ProxySection, Secret, SecretSource, TlsSection,
+    AuditConfig, ConsoleConfig, DenyResponse, DlpConfig, DnsConfig, EngineConfig, EnvConfig, McpSection, McpServer,
+    McpTransport, Mount, PolicyConfig, ProjectConfig, ProxySection, Secret, SecretSource, TlsSection,
 };
 
 use error::Origin;
@@ -55,6 +55,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// `[dlp]`
     pub dlp: DlpConfig,
+    /// `[mcp]` and `[[mcp.servers]]`
+    pub mcp: McpSection,
     /// Directory holding the config file; relative host paths were joined to it.
     pub base_dir: PathBuf,
 }
@@ -76,6 +78,7 @@ impl Default for Config {
             dlp: DlpConfig::default(),
             proxy: ProxySection::default(),
             tls: TlsSection::default(),
+            mcp: McpSection::default(),
             base_dir: PathBuf::from("."),
         }
     }

@@ -3,6 +3,7 @@
 //! Every struct denies unknown keys so a typo fails loudly instead of silently
 //! leaving a guardrail at its default.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -280,6 +281,79 @@ pub struct DlpConfig {
     pub canaries: Vec<String>,
 }
 
+/// `[mcp]`: the MCP gateway's HTTP side, a reverse proxy in front of the
+/// HTTP MCP servers listed in `[[mcp.servers]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpSection {
+    /// Where the gateway listens; agents reach server NAME at
+    /// `http://<listen>/mcp/NAME`. Loopback by default.
+    pub listen: SocketAddr,
+    /// Longest JSON-RPC message (or SSE event) accepted either way, in bytes.
+    pub max_message_bytes: usize,
+    /// Upstream connect timeout, in ms (at least 1).
+    pub connect_timeout_ms: u64,
+    /// A session with no client request for this long is forgotten, in
+    /// seconds (at least 1).
+    pub session_idle_secs: u64,
+    /// `[[mcp.servers]]`, in file order, names unique.
+    pub servers: Vec<McpServer>,
+}
+
+impl McpSection {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_secs)
+    }
+}
+
+impl Default for McpSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 18090)),
+            max_message_bytes: 16 << 20,
+            connect_timeout_ms: 10_000,
+            session_idle_secs: 3600,
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// `[[mcp.servers]]`: one HTTP MCP server behind the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    /// The server's name: `/mcp/NAME` on the gateway, `resource.server` in
+    /// policies, `NAME.json` among the tool pins.
+    pub name: String,
+    /// The server's endpoint, `http://` or `https://`: the MCP endpoint for
+    /// streamable HTTP, the event-stream URL for `sse`.
+    pub url: String,
+    /// How the server speaks MCP over HTTP.
+    #[serde(default)]
+    pub transport: McpTransport,
+    /// Headers added to every request to the server (e.g. its credentials),
+    /// replacing any the agent sent under the same name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// An HTTP MCP transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpTransport {
+    /// The current transport: POST with JSON or event-stream answers, a GET
+    /// stream, `Mcp-Session-Id`.
+    #[default]
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport: an event stream that names an
+    /// endpoint to POST to.
+    Sse,
+}
+
 /// The whole file as written; validation turns it into a `Config`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +370,7 @@ pub(super) struct RawConfig {
     pub audit: AuditConfig,
     pub engine: EngineConfig,
     pub dlp: DlpConfig,
+    pub mcp: McpSection,
 }
 
 fn default_true() -> bool {

@@ -49,6 +49,8 @@ fn unknown_keys_are_rejected_at_every_level() {
         ("[tls]\nca_path = '/x'", 2, "ca_path", "[tls]"),
         ("[dlp]\ncanary = ['abcdefgh']", 2, "canary", "[dlp]"),
         ("audit = { index = true, idx = false }", 1, "idx", "[audit]"),
+        ("[mcp]\nport = 1", 2, "port", "[mcp]"),
+        ("[[mcp.servers]]\nname = 'a'\nurl = 'http://h/'\ntoken = 'x'", 4, "token", "`mcp.servers[0]`"),
     ];
     for (text, line, name, table) in cases {
         let e = error(text);
@@ -180,6 +182,46 @@ fn other_rules_are_validated() {
     }
     let edge = parse("[audit]\nfsync_interval_ms = 60000\n[engine]\nask_timeout_secs = 1");
     assert!(edge.is_ok(), "{edge:?}");
+}
+
+const GOOD_MCP: &str = "[[mcp.servers]]\nname = 'demo'\nurl = 'http://127.0.0.1:8000/mcp'\n\n";
+
+#[test]
+fn mcp_servers_are_validated_with_key_and_line() {
+    let server = |extra: &str| format!("[[mcp.servers]]\nname = 'x'\nurl = 'http://h/mcp'\n{extra}");
+    let cases = [
+        ("[[mcp.servers]]\nname = '../x'\nurl = 'http://h/'".to_string(), "mcp.servers[0].name", 2, "letters, digits"),
+        (format!("{GOOD_MCP}[[mcp.servers]]\nname = 'demo'\nurl = 'http://h/'"), "mcp.servers[1].name", 6, "repeats"),
+        ("[[mcp.servers]]\nname = 'x'\nurl = 'ftp://h/'".into(), "mcp.servers[0].url", 3, "http:// or https://"),
+        ("[[mcp.servers]]\nname = 'x'\nurl = 'http:///mcp'".into(), "mcp.servers[0].url", 3, "must name a host"),
+        ("[[mcp.servers]]\nname = 'x'\nurl = 'http://h:0/'".into(), "mcp.servers[0].url", 3, "invalid port"),
+        ("[[mcp.servers]]\nname = 'x'\nurl = 'http://u:p@h/'".into(), "mcp.servers[0].url", 3, "credentials"),
+        ("[[mcp.servers]]\nname = 'x'\nurl = 'http://h/#a'".into(), "mcp.servers[0].url", 3, "fragment"),
+        (server("headers = { 'bad name' = 'v' }"), "mcp.servers[0].headers.bad name", 4, "header name"),
+        (server("headers = { Authorization = \"a\\nb\" }"), "mcp.servers[0].headers.Authorization", 4, "control"),
+        ("[mcp]\nmax_message_bytes = 10".into(), "mcp.max_message_bytes", 2, "at least 1024"),
+        ("[mcp]\nconnect_timeout_ms = 0".into(), "mcp.connect_timeout_ms", 2, "at least 1"),
+        ("[mcp]\nsession_idle_secs = 0".into(), "mcp.session_idle_secs", 2, "at least 1"),
+    ];
+    for (text, key, line, needle) in cases {
+        assert_invalid(&text, key, line, needle);
+    }
+    let e = error("[[mcp.servers]]\nname = 'x'\nurl = 'http://h/'\ntransport = 'websocket'");
+    assert!(matches!(e, ConfigError::Schema { .. }), "{e:?}");
+    assert_eq!(parts(&e).0, 4, "{e}");
+    assert!(e.to_string().contains("`streamable-http`"), "{e}");
+}
+
+#[test]
+fn mcp_servers_parse_with_their_defaults() {
+    let text = format!(
+        "{GOOD_MCP}[[mcp.servers]]\nname = 'old'\nurl = 'https://[::1]:9/sse'\ntransport = 'sse'\nheaders = {{ Authorization = 'Bearer t' }}"
+    );
+    let config = parse(&text).expect("parses");
+    let [demo, old] = &config.mcp.servers[..] else { panic!("two servers: {:?}", config.mcp) };
+    assert_eq!((demo.transport, demo.headers.len()), (McpTransport::StreamableHttp, 0));
+    assert_eq!((old.transport, old.headers["Authorization"].as_str()), (McpTransport::Sse, "Bearer t"));
+    assert_eq!(config.mcp.listen, "127.0.0.1:18090".parse::<SocketAddr>().expect("addr"));
 }
 
 fn assert_invalid(text: &str, key: &str, line: usize, needle: &str) {

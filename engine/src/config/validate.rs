@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use super::Config;
 use super::locate::KeyPath;
 use super::schema::{
-    AuditConfig, DlpConfig, EngineConfig, EnvConfig, Mount, ProjectConfig, ProxySection, RawConfig, RawSecret, Secret,
-    SecretSource, TlsSection,
+    AuditConfig, DlpConfig, EngineConfig, EnvConfig, McpSection, McpServer, Mount, ProjectConfig, ProxySection,
+    RawConfig, RawSecret, Secret, SecretSource, TlsSection,
 };
+use crate::names::valid_mcp_server_name;
 
 /// A broken rule: which key, and what it must be instead.
 #[derive(Debug)]
@@ -38,6 +39,7 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
     check_proxy(&raw.proxy)?;
     check_tls(&raw.tls)?;
     check_dlp(&raw.dlp)?;
+    check_mcp(&raw.mcp)?;
     Ok(Config {
         secrets: check_secrets(raw.secrets)?,
         project: raw.project,
@@ -51,6 +53,7 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
         proxy: raw.proxy,
         tls: raw.tls,
         dlp: raw.dlp,
+        mcp: raw.mcp,
         base_dir: PathBuf::new(),
     })
 }
@@ -216,4 +219,79 @@ fn check_hosts(hosts: &[String], key: &KeyPath) -> Checked {
 /// RFC 9110 token characters.
 fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_mcp(mcp: &McpSection) -> Checked {
+    if mcp.max_message_bytes < 1024 {
+        return fail(at("mcp").key("max_message_bytes"), "must be at least 1024");
+    }
+    if mcp.connect_timeout_ms == 0 {
+        return fail(at("mcp").key("connect_timeout_ms"), "must be at least 1");
+    }
+    if mcp.session_idle_secs == 0 {
+        return fail(at("mcp").key("session_idle_secs"), "must be at least 1");
+    }
+    let mut seen = HashSet::new();
+    for (i, server) in mcp.servers.iter().enumerate() {
+        let key = at("mcp").key("servers").index(i);
+        if !valid_mcp_server_name(&server.name) {
+            let message = format!(
+                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got `{}`",
+                server.name
+            );
+            return fail(key.key("name"), message);
+        }
+        if !seen.insert(server.name.as_str()) {
+            return fail(key.key("name"), format!("repeats the server name `{}`", server.name));
+        }
+        check_mcp_server(server, &key)?;
+    }
+    Ok(())
+}
+
+fn check_mcp_server(server: &McpServer, key: &KeyPath) -> Checked {
+    if let Err(why) = check_http_url(&server.url) {
+        return fail(key.clone().key("url"), format!("{why}, got `{}`", server.url));
+    }
+    for (name, value) in &server.headers {
+        let at = key.clone().key("headers").key(name);
+        if !is_header_name(name) {
+            return fail(at, "is not an HTTP header name");
+        }
+        if value.chars().any(char::is_control) {
+            return fail(at, "must not contain control characters");
+        }
+    }
+    Ok(())
+}
+
+/// `http(s)://host[:port][/path][?query]`: the gateway dials it as written,
+/// so anything it could not dial is refused here, with the line.
+fn check_http_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters");
+    }
+    if url.contains('#') {
+        return Err("must not have a #fragment");
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("must not carry credentials (put them in `headers`)");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // `[::1]` alone has colons but no port.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.is_empty() || host == "[]" {
+        return Err("must name a host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err("has an invalid port");
+    }
+    Ok(())
 }

@@ -7,8 +7,8 @@ use bridle_engine::event::{EventKind, McpDirection, McpPayload};
 use bridle_engine::request::primary_action;
 use serde_json::{Value, json};
 
-use super::flight::{Held, Pending};
-use super::{Gateway, denied, lock};
+use super::flight::{Due, Held, Pending};
+use super::{Expect, Gateway, Reply, denied, encode, lock};
 use crate::classify;
 use crate::framing::{self, Line};
 use crate::jsonrpc::{self, Frame, Id, Message, Parsed};
@@ -20,13 +20,21 @@ use crate::jsonrpc::{self, Frame, Id, Message, Parsed};
 struct Outbound {
     id: Id,
     payload: McpPayload,
-    batch: Option<u64>,
+    due: Due,
     bytes: Vec<u8>,
 }
 
 impl Gateway {
-    /// One line from the client.
-    pub async fn from_client(self: &Arc<Self>, line: Line) {
+    /// One line from the client, in the connection's own exchange (stdio).
+    pub async fn from_client(self: &Arc<Self>, line: Line) -> Expect {
+        let reply = self.to_client.clone();
+        self.from_client_via(line, &reply).await
+    }
+
+    /// One message (or batch) from the client, in exchange `reply`: its
+    /// answers go there. Returns what the transport should wait for.
+    pub async fn from_client_via(self: &Arc<Self>, line: Line, reply: &Reply) -> Expect {
+        let unbatched = Due { batch: None, reply: reply.clone() };
         let bytes = match line {
             Line::Message(bytes) => bytes,
             Line::Oversized { prefix, size } => {
@@ -41,8 +49,8 @@ impl Gateway {
                 );
                 let message = format!("message of {size} bytes exceeds Bridle's {limit}-byte limit");
                 let data = json!({"limit": limit, "size": size});
-                self.answer(id.as_ref(), None, jsonrpc::TOO_LARGE, &message, Some(data)).await;
-                return;
+                self.answer(id.as_ref(), &unbatched, jsonrpc::TOO_LARGE, &message, Some(data)).await;
+                return Expect::Refused;
             }
         };
         match jsonrpc::parse(&bytes) {
@@ -54,23 +62,34 @@ impl Gateway {
                 } else {
                     jsonrpc::INVALID_REQUEST
                 };
-                self.answer(None, None, code, &error.to_string(), None).await;
+                self.answer(None, &unbatched, code, &error.to_string(), None).await;
+                Expect::Refused
             }
-            Ok(Frame::Single(parsed)) => self.client_message(parsed, None).await,
+            Ok(Frame::Single(parsed)) => {
+                let expect = match parsed.message {
+                    Message::Request { .. } => Expect::Answer,
+                    Message::Invalid { .. } => Expect::Refused,
+                    Message::Notification { .. } | Message::Response { .. } => Expect::Nothing,
+                };
+                self.client_message(parsed, &unbatched).await;
+                expect
+            }
             Ok(Frame::Batch(items)) => {
                 let expected = items
                     .iter()
                     .filter(|p| matches!(p.message, Message::Request { .. } | Message::Invalid { .. }))
                     .count();
-                let batch = lock(&self.flight).open_batch(expected);
+                let batch = lock(&self.flight).open_batch(expected, reply.exchange());
+                let due = Due { batch, reply: reply.clone() };
                 for parsed in items {
-                    self.client_message(parsed, batch).await;
+                    self.client_message(parsed, &due).await;
                 }
+                if expected == 0 { Expect::Nothing } else { Expect::Answer }
             }
         }
     }
 
-    async fn client_message(self: &Arc<Self>, parsed: Parsed, batch: Option<u64>) {
+    async fn client_message(self: &Arc<Self>, parsed: Parsed, due: &Due) {
         let bytes = encode(&parsed.value);
         match parsed.message {
             Message::Invalid { id, reason } => {
@@ -78,31 +97,24 @@ impl Gateway {
                     "warn",
                     format!("the client sent an invalid message (id {}): {reason}; not forwarded", show(id.as_ref())),
                 );
-                self.answer(id.as_ref(), batch, jsonrpc::INVALID_REQUEST, &reason, None).await;
+                self.answer(id.as_ref(), due, jsonrpc::INVALID_REQUEST, &reason, None).await;
             }
-            Message::Request { id, method, params } => self.client_request(id, &method, &params, batch, bytes).await,
+            Message::Request { id, method, params } => self.client_request(id, &method, &params, due, bytes).await,
             Message::Notification { method, params } => {
                 self.enforcer.observe(self.event(McpDirection::ToServer, None, classify::other(&method)));
                 let forward = method != "notifications/cancelled" || self.cancel(&params).await;
                 if forward {
-                    self.send_server(bytes).await;
+                    self.send_server(bytes, None, &due.reply).await;
                 }
             }
             Message::Response { id } => {
                 self.enforcer.observe(self.event(McpDirection::ToServer, Some(&id), classify::other("response")));
-                self.send_server(bytes).await;
+                self.send_server(bytes, None, &due.reply).await;
             }
         }
     }
 
-    async fn client_request(
-        self: &Arc<Self>,
-        id: Id,
-        method: &str,
-        params: &Value,
-        batch: Option<u64>,
-        bytes: Vec<u8>,
-    ) {
+    async fn client_request(self: &Arc<Self>, id: Id, method: &str, params: &Value, due: &Due, bytes: Vec<u8>) {
         let refusal = {
             let flight = lock(&self.flight);
             if flight.in_use(&id) {
@@ -113,14 +125,14 @@ impl Gateway {
         };
         if let Some((code, message)) = refusal {
             self.enforcer.notice("warn", format!("refused client request {id} ({method}): {message}"));
-            self.answer(Some(&id), batch, code, &message, None).await;
+            self.answer(Some(&id), due, code, &message, None).await;
             return;
         }
         let payload = match classify::client_request(method, params) {
             Ok(payload) => payload,
             Err(reason) => {
                 self.enforcer.notice("warn", format!("refused client request {id}: {reason}"));
-                self.answer(Some(&id), batch, jsonrpc::INVALID_PARAMS, &reason, None).await;
+                self.answer(Some(&id), due, jsonrpc::INVALID_PARAMS, &reason, None).await;
                 return;
             }
         };
@@ -128,7 +140,7 @@ impl Gateway {
         if let (McpPayload::ToolsCall { name, .. }, EventKind::Mcp(message)) = (&payload, &mut event.kind) {
             (message.tool_changed, message.findings) = lock(&self.tools).flags(name);
         }
-        let request = Outbound { id, payload, batch, bytes };
+        let request = Outbound { id, payload, due: due.clone(), bytes };
         if primary_action(&event.kind).is_none() {
             self.enforcer.observe(event);
             self.forward(request).await;
@@ -152,7 +164,7 @@ impl Gateway {
             reason = decision.reason.as_deref().unwrap_or(""),
             "MCP request held for approval"
         );
-        lock(&self.flight).held.insert(request.id.clone(), Held { batch: request.batch, task: None });
+        lock(&self.flight).held.insert(request.id.clone(), Held { due: request.due.clone(), task: None });
         let id = request.id.clone();
         let gateway = Arc::clone(self);
         let task = tokio::spawn(async move {
@@ -172,7 +184,7 @@ impl Gateway {
             self.forward(request).await;
         } else {
             let (message, data) = denied(decision);
-            self.answer(Some(&request.id), request.batch, jsonrpc::DENIED, &message, Some(data)).await;
+            self.answer(Some(&request.id), &request.due, jsonrpc::DENIED, &message, Some(data)).await;
         }
     }
 
@@ -182,47 +194,42 @@ impl Gateway {
             let mut flight = lock(&self.flight);
             let closed = flight.closed.clone();
             if closed.is_none() {
-                flight.inflight.insert(request.id.clone(), Pending { payload: request.payload, batch: request.batch });
+                let pending = Pending { payload: request.payload, due: request.due.clone() };
+                flight.inflight.insert(request.id.clone(), pending);
             }
             closed
         };
         if let Some(why) = closed {
             let message = format!("the MCP server {why}");
-            self.answer(Some(&request.id), request.batch, jsonrpc::CONNECTION_CLOSED, &message, None).await;
+            self.answer(Some(&request.id), &request.due, jsonrpc::CONNECTION_CLOSED, &message, None).await;
             return;
         }
-        self.send_server(request.bytes).await;
+        self.send_server(request.bytes, Some(request.id), &request.due.reply).await;
     }
 
     /// `notifications/cancelled`: a held request is dropped here (the
     /// server never saw it); false means the notice must not be forwarded.
     async fn cancel(&self, params: &Value) -> bool {
         let Some(target) = params.get("requestId").and_then(Id::from_value) else { return true };
-        let (forward, ready) = {
+        let (forward, due) = {
             let mut flight = lock(&self.flight);
             if let Some(held) = flight.held.remove(&target) {
                 if let Some(task) = held.task {
                     task.abort();
                 }
-                (false, flight.skip(held.batch))
+                (false, Some(held.due))
             } else if let Some(pending) = flight.inflight.remove(&target) {
                 flight.remember_cancelled(target);
-                (true, flight.skip(pending.batch))
+                (true, Some(pending.due))
             } else {
                 (true, None)
             }
         };
-        if let Some(batch) = ready {
-            self.send_client_value(&batch).await;
+        if let Some(due) = due {
+            self.skip(&due).await;
         }
         forward
     }
-}
-
-fn encode(value: &Value) -> Vec<u8> {
-    // A parsed Value always encodes; the fallback is never forwarded as
-    // anything but an empty line, which servers skip.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 fn show(id: Option<&Id>) -> String {

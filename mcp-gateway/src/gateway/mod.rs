@@ -1,6 +1,6 @@
-//! One client ↔ server connection, transport-independent: lines in from
-//! either side, lines out through two channels. The stdio wrapper feeds it
-//! pipes; an HTTP transport can feed it request bodies.
+//! One client ↔ server connection, transport-independent: messages in from
+//! either side, messages out through channels. The stdio wrapper feeds it
+//! pipes; the HTTP transports feed it request bodies and event streams.
 //!
 //! Client → server ([`client`]): every request is classified and, when a
 //! policy governs it, decided before it may leave; a deny is answered here
@@ -8,6 +8,14 @@
 //! keeps moving. Server → client ([`server`]): responses are matched to
 //! their request, `tools/list` results are pinned, scanned and filtered,
 //! results are scanned, and everything is recorded.
+//!
+//! Routing: what comes from the client arrives in an *exchange* (a
+//! [`Reply`]): stdio has one for the whole connection, streamable HTTP one
+//! per POST and per GET stream. A request's answer goes back to the
+//! exchange it came in; what the server sends while answering goes to the
+//! exchange whose stream carried it. Messages for the server carry their
+//! exchange along ([`ToServer`]), so an HTTP transport knows where the
+//! server's answer stream belongs.
 
 mod client;
 mod flight;
@@ -24,15 +32,73 @@ use crate::config::GatewayConfig;
 use crate::enforce::Enforcer;
 use crate::jsonrpc::{self, Id};
 use crate::tools::ToolBook;
-use flight::Flight;
+use flight::{Due, Flight, Settled};
 
-/// What goes out to a peer.
+/// What goes out to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Out {
-    /// One message, without its newline.
+    /// One message, without its newline: a message the server sent on its
+    /// own (a notification, a request), or an answer whose exchange is gone.
     Line(Vec<u8>),
+    /// The answer the exchange waits for: the response (or error) to its
+    /// request, or its batch's array. Nothing else is due on it afterwards.
+    Answer(Vec<u8>),
+    /// The exchange's answer will not come: its request was cancelled.
+    Abandoned,
     /// Nothing more will come: flush and stop.
     Close,
+}
+
+/// A client exchange: where its answers go, and the number its transport
+/// gave it (0 for stdio's single exchange).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    sender: mpsc::Sender<Out>,
+    exchange: u64,
+}
+
+impl Reply {
+    pub fn new(sender: mpsc::Sender<Out>, exchange: u64) -> Self {
+        Reply { sender, exchange }
+    }
+
+    /// The transport's number for this exchange.
+    pub fn exchange(&self) -> u64 {
+        self.exchange
+    }
+
+    /// Whether someone still reads this exchange.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    fn same(&self, other: &Reply) -> bool {
+        self.exchange == other.exchange && self.sender.same_channel(&other.sender)
+    }
+}
+
+/// A message on its way to the server.
+#[derive(Debug)]
+pub struct ToServer {
+    /// The message, without a newline.
+    pub bytes: Vec<u8>,
+    /// For a request, its id: the server owes an answer to it.
+    pub request: Option<Id>,
+    /// The client exchange it came in.
+    pub reply: Reply,
+}
+
+/// What a client message needs from its transport once
+/// [`Gateway::from_client_via`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No answer is due (notifications and responses only).
+    Nothing,
+    /// One [`Out::Answer`] (or [`Out::Abandoned`]) is due on the exchange.
+    Answer,
+    /// The input was refused whole (not JSON, not a JSON-RPC message, too
+    /// large); its error is already on the exchange as the answer.
+    Refused,
 }
 
 /// One connection's inspection and enforcement.
@@ -42,10 +108,12 @@ pub struct Gateway {
     enforcer: Enforcer,
     tools: Mutex<ToolBook>,
     flight: Mutex<Flight>,
-    to_client: mpsc::Sender<Out>,
+    /// The connection's own exchange: stdio's stdout, an HTTP session's
+    /// last resort for answers whose exchange is gone.
+    to_client: Reply,
     /// `None` once the client has closed its side.
-    to_server: Mutex<Option<mpsc::Sender<Out>>>,
-    /// Non-JSON lines the server wrote (only the first few are audited).
+    to_server: Mutex<Option<mpsc::Sender<ToServer>>>,
+    /// Non-JSON messages the server sent (only the first few are audited).
     garbage: Mutex<u64>,
 }
 
@@ -55,17 +123,53 @@ impl Gateway {
         enforcer: Enforcer,
         tools: ToolBook,
         to_client: mpsc::Sender<Out>,
-        to_server: mpsc::Sender<Out>,
+        to_server: mpsc::Sender<ToServer>,
     ) -> Arc<Self> {
         Arc::new(Gateway {
             config,
             enforcer,
             tools: Mutex::new(tools),
             flight: Mutex::new(Flight::default()),
-            to_client,
+            to_client: Reply::new(to_client, 0),
             to_server: Mutex::new(Some(to_server)),
             garbage: Mutex::new(0),
         })
+    }
+
+    /// The longest message accepted either way.
+    pub fn max_message_bytes(&self) -> usize {
+        self.config.max_message_bytes
+    }
+
+    /// The enforcer, for a transport's own notices (bad HTTP, a server that
+    /// cannot be reached).
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+
+    /// Request `id` was forwarded but its answer cannot come (the server
+    /// could not be reached, closed the stream, answered with something
+    /// that is not JSON-RPC): the client gets a `-32000` error saying `why`.
+    /// False if `id` was not awaiting an answer.
+    pub async fn undeliverable(&self, id: &Id, why: &str) -> bool {
+        let Some(pending) = lock(&self.flight).inflight.remove(id) else { return false };
+        self.enforcer.notice("warn", format!("request {id} was not answered: {why}"));
+        self.answer(Some(id), &pending.due, jsonrpc::CONNECTION_CLOSED, why, None).await;
+        true
+    }
+
+    /// The client stopped reading exchange `exchange` (it hung up, or
+    /// closed a response stream to cancel): what it was owed is dropped.
+    /// Returns the forwarded requests among them, whose answer streams the
+    /// transport should close too.
+    pub fn exchange_closed(&self, exchange: u64) -> Vec<Id> {
+        let dropped = lock(&self.flight).drop_exchange(exchange);
+        if !dropped.is_empty() {
+            let ids: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+            let message = format!("the client went away before request(s) {} were answered", ids.join(", "));
+            self.enforcer.notice("info", message);
+        }
+        dropped
     }
 
     /// The server is gone (`why` says how): every request still awaiting
@@ -74,7 +178,7 @@ impl Gateway {
         let (pending, held) = {
             let mut flight = lock(&self.flight);
             flight.closed = Some(why.to_string());
-            let pending: Vec<_> = flight.inflight.drain().map(|(id, p)| (id, p.batch)).collect();
+            let pending: Vec<_> = flight.inflight.drain().map(|(id, p)| (id, p.due)).collect();
             let held: Vec<_> = flight.held.drain().collect();
             (pending, held)
         };
@@ -82,15 +186,16 @@ impl Gateway {
             if let Some(task) = held.task {
                 task.abort();
             }
-            (id, held.batch)
+            (id, held.due)
         });
         let message = format!("the MCP server {why} before answering");
-        for (id, batch) in pending.into_iter().chain(held) {
-            self.answer(Some(&id), batch, jsonrpc::CONNECTION_CLOSED, &message, None).await;
+        for (id, due) in pending.into_iter().chain(held) {
+            self.answer(Some(&id), &due, jsonrpc::CONNECTION_CLOSED, &message, None).await;
         }
         let garbage = *lock(&self.garbage);
         if garbage > server::AUDITED_GARBAGE {
-            self.enforcer.notice("warn", format!("the server wrote {garbage} non-JSON lines to stdout in all"));
+            let message = format!("the server sent {garbage} messages that are not JSON-RPC in all");
+            self.enforcer.notice("warn", message);
         }
         self.enforcer.notice("info", format!("the MCP server {why}"));
     }
@@ -109,7 +214,7 @@ impl Gateway {
 
     /// Tells the client writer to flush and stop.
     pub async fn close_client(&self) {
-        let _ = self.to_client.send(Out::Close).await;
+        let _ = self.to_client.sender.send(Out::Close).await;
     }
 
     fn event(&self, direction: McpDirection, id: Option<&Id>, message: McpPayload) -> Event {
@@ -128,37 +233,70 @@ impl Gateway {
     }
 
     /// An error response for `id`, sent now or filed into its batch.
-    async fn answer(&self, id: Option<&Id>, batch: Option<u64>, code: i64, message: &str, data: Option<Value>) {
-        self.deliver(batch, jsonrpc::error_response(id, code, message, data)).await;
+    async fn answer(&self, id: Option<&Id>, due: &Due, code: i64, message: &str, data: Option<Value>) {
+        self.deliver(due, jsonrpc::error_response(id, code, message, data), None).await;
     }
 
-    async fn deliver(&self, batch: Option<u64>, response: Value) {
-        let ready = lock(&self.flight).deliver(batch, response);
+    /// Files `response` into its batch, or sends it; `via` is the exchange
+    /// whose stream carried it, if any.
+    async fn deliver(&self, due: &Due, response: Value, via: Option<&Reply>) {
+        let ready = lock(&self.flight).deliver(due.batch, response);
         if let Some(value) = ready {
-            self.send_client_value(&value).await;
+            self.send_answer(&due.reply, via, encode(&value)).await;
         }
     }
 
-    async fn send_client_value(&self, value: &Value) {
-        match serde_json::to_vec(value) {
-            Ok(bytes) => self.send_client(bytes).await,
-            Err(error) => tracing::error!(%error, "cannot encode a message for the client"),
+    /// A request ended without an answer (cancelled): completes its batch,
+    /// or tells its exchange nothing is coming.
+    async fn skip(&self, due: &Due) {
+        let settled = lock(&self.flight).skip(due.batch);
+        match settled {
+            Settled::Waiting => {}
+            Settled::Answer(value) => self.send_answer(&due.reply, None, encode(&value)).await,
+            Settled::Nothing => {
+                let _ = due.reply.sender.send(Out::Abandoned).await;
+            }
         }
     }
 
-    async fn send_client(&self, bytes: Vec<u8>) {
-        // A client that stopped reading has gone away; nothing to tell it.
-        let _ = self.to_client.send(Out::Line(bytes)).await;
+    /// The answer goes to its exchange; if that is gone, to the exchange
+    /// that carried it, else to the connection's own, as a plain message
+    /// (it must not end an exchange that waits for something else).
+    async fn send_answer(&self, to: &Reply, via: Option<&Reply>, bytes: Vec<u8>) {
+        let bytes = match to.sender.send(Out::Answer(bytes)).await {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(Out::Answer(bytes))) => bytes,
+            Err(_) => return,
+        };
+        let fallback = via.filter(|via| via.is_open() && !via.same(to)).unwrap_or(&self.to_client);
+        if fallback.same(to) || fallback.sender.send(Out::Line(bytes)).await.is_err() {
+            tracing::debug!(server = %self.config.server, "an answer's client went away; dropped");
+        }
+    }
+
+    /// A message the server sent on its own: to the exchange whose stream
+    /// carried it while someone reads it, else to the connection's own.
+    async fn send_client(&self, via: &Reply, bytes: Vec<u8>) {
+        let to = if via.is_open() { via } else { &self.to_client };
+        if to.sender.send(Out::Line(bytes)).await.is_err() {
+            // A client that stopped reading has gone away; nothing to tell it.
+            tracing::debug!(server = %self.config.server, "a server message's client went away; dropped");
+        }
     }
 
     /// Sends to the server; false if its side is closed.
-    async fn send_server(&self, bytes: Vec<u8>) -> bool {
+    async fn send_server(&self, bytes: Vec<u8>, request: Option<Id>, reply: &Reply) -> bool {
         let sender = lock(&self.to_server).clone();
         match sender {
-            Some(sender) => sender.send(Out::Line(bytes)).await.is_ok(),
+            Some(sender) => sender.send(ToServer { bytes, request, reply: reply.clone() }).await.is_ok(),
             None => false,
         }
     }
+}
+
+fn encode(value: &Value) -> Vec<u8> {
+    // A Value always encodes (its map keys are strings).
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// The JSON-RPC error data for a policy deny: the determining policy, all

@@ -8,34 +8,42 @@ use bridle_engine::decision::Effect;
 use bridle_engine::event::{EventKind, McpDirection, McpPayload};
 use serde_json::{Map, Value};
 
-use super::{Gateway, lock};
+use super::{Gateway, Reply, encode, lock};
 use crate::classify;
+use crate::config::Transport;
 use crate::framing::{self, Line};
 use crate::jsonrpc::{self, Frame, Id, Message, Parsed};
 use crate::poison::{self, Scope};
 use crate::tools::Sighted;
 
-/// Non-JSON lines from the server audited one by one (the rest are counted).
+/// Non-JSON messages from the server audited one by one (the rest are counted).
 pub(super) const AUDITED_GARBAGE: u64 = 20;
 
 /// Longest excerpt of a bad line quoted in a notice.
 const EXCERPT: usize = 200;
 
 impl Gateway {
-    /// One line from the server.
+    /// One line from the server (stdio: on the connection's own exchange).
     pub async fn from_server(self: &Arc<Self>, line: Line) {
+        let via = self.to_client.clone();
+        self.from_server_via(line, &via).await;
+    }
+
+    /// One message (or batch) from the server, on the stream of exchange
+    /// `via`: what the server sends on its own goes back there.
+    pub async fn from_server_via(self: &Arc<Self>, line: Line, via: &Reply) {
         let bytes = match line {
             Line::Message(bytes) => bytes,
             Line::Oversized { prefix, size } => return self.oversized_from_server(&prefix, size).await,
         };
         match jsonrpc::parse(&bytes) {
             Err(error) => self.garbage_from_server(&bytes, &error.to_string()),
-            Ok(Frame::Single(parsed)) => self.server_message(parsed, Some(bytes)).await,
+            Ok(Frame::Single(parsed)) => self.server_message(parsed, Some(bytes), via).await,
             // Clients need not accept batches (MCP dropped them), so each
             // item goes on its own.
             Ok(Frame::Batch(items)) => {
                 for parsed in items {
-                    self.server_message(parsed, None).await;
+                    self.server_message(parsed, None, via).await;
                 }
             }
         }
@@ -50,7 +58,7 @@ impl Gateway {
         if let (Some(id), Some(pending)) = (id, pending) {
             let message = format!("the MCP server's response of {size} bytes exceeds Bridle's {limit}-byte limit");
             let data = serde_json::json!({"limit": limit, "size": size});
-            self.answer(Some(&id), pending.batch, jsonrpc::TOO_LARGE, &message, Some(data)).await;
+            self.answer(Some(&id), &pending.due, jsonrpc::TOO_LARGE, &message, Some(data)).await;
         }
     }
 
@@ -62,41 +70,42 @@ impl Gateway {
         };
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT)]).into_owned();
         if count <= AUDITED_GARBAGE {
-            self.enforcer.notice(
-                "warn",
-                format!("the server wrote a line that is not JSON-RPC to stdout ({error}); dropped: {text:?}"),
-            );
+            let what = match self.config.transport {
+                Transport::Stdio => "wrote a line that is not JSON-RPC to stdout",
+                Transport::StreamableHttp | Transport::Sse => "sent a message that is not JSON-RPC",
+            };
+            self.enforcer.notice("warn", format!("the server {what} ({error}); dropped: {text:?}"));
         } else {
             tracing::warn!(server = %self.config.server, "dropped non-JSON server output: {text:?}");
         }
     }
 
-    async fn server_message(self: &Arc<Self>, parsed: Parsed, bytes: Option<Vec<u8>>) {
+    async fn server_message(self: &Arc<Self>, parsed: Parsed, bytes: Option<Vec<u8>>, via: &Reply) {
         match parsed.message {
-            Message::Response { id } => self.server_response(id, parsed.value, bytes).await,
+            Message::Response { id } => self.server_response(id, parsed.value, bytes, via).await,
             Message::Request { id, method, params } => {
                 // Sampling and elicitation put the server's words before
                 // the model or the user: scanned like results.
                 let findings = poison::scan_value(&params, Scope::Result);
                 self.observe(Some(&id), classify::other(&method), false, strings(findings));
-                self.relay(parsed.value, bytes).await;
+                self.send_client(via, bytes.unwrap_or_else(|| encode(&parsed.value))).await;
             }
             Message::Notification { method, .. } => {
                 self.observe(None, classify::other(&method), false, BTreeSet::new());
-                self.relay(parsed.value, bytes).await;
+                self.send_client(via, bytes.unwrap_or_else(|| encode(&parsed.value))).await;
             }
             Message::Invalid { id, reason } => {
                 let pending = id.as_ref().and_then(|id| lock(&self.flight).inflight.remove(id));
                 self.enforcer.notice("warn", format!("the server sent an invalid message: {reason}; dropped"));
                 if let (Some(id), Some(pending)) = (id, pending) {
                     let message = format!("the MCP server sent an invalid response: {reason}");
-                    self.answer(Some(&id), pending.batch, jsonrpc::CONNECTION_CLOSED, &message, None).await;
+                    self.answer(Some(&id), &pending.due, jsonrpc::CONNECTION_CLOSED, &message, None).await;
                 }
             }
         }
     }
 
-    async fn server_response(&self, id: Id, mut value: Value, bytes: Option<Vec<u8>>) {
+    async fn server_response(&self, id: Id, mut value: Value, bytes: Option<Vec<u8>>, via: &Reply) {
         let pending = {
             let mut flight = lock(&self.flight);
             match flight.inflight.remove(&id) {
@@ -141,9 +150,9 @@ impl Gateway {
         }
         let payload = classify::response(&pending.payload, value.get("result"));
         self.observe(Some(&id), payload, changed, findings);
-        match (pending.batch, bytes) {
-            (None, Some(bytes)) if !reencode => self.send_client(bytes).await,
-            (batch, _) => self.deliver(batch, value).await,
+        match (pending.due.batch, bytes) {
+            (None, Some(bytes)) if !reencode => self.send_answer(&pending.due.reply, Some(via), bytes).await,
+            _ => self.deliver(&pending.due, value, Some(via)).await,
         }
     }
 
@@ -217,14 +226,6 @@ impl Gateway {
             message.findings = findings.into_iter().collect();
         }
         self.enforcer.observe(event);
-    }
-
-    /// Forwards a server message as it came (re-encoded if it came in a batch).
-    async fn relay(&self, value: Value, bytes: Option<Vec<u8>>) {
-        match bytes {
-            Some(bytes) => self.send_client(bytes).await,
-            None => self.send_client_value(&value).await,
-        }
     }
 }
 

@@ -34,7 +34,7 @@ when { context.tool_changed || !context.findings.isEmpty() };
 struct Harness {
     gateway: Arc<Gateway>,
     client: mpsc::Receiver<Out>,
-    server: mpsc::Receiver<Out>,
+    server: mpsc::Receiver<ToServer>,
     approvals: Arc<Approvals>,
     audit: Arc<AuditLog>,
     dir: tempfile::TempDir,
@@ -74,7 +74,10 @@ impl Harness {
     }
 
     async fn server_gets(&mut self) -> Value {
-        next(&mut self.server).await
+        match tokio::time::timeout(Duration::from_secs(5), self.server.recv()).await {
+            Ok(Some(message)) => serde_json::from_slice(&message.bytes).expect("JSON out"),
+            other => panic!("expected a message, got {other:?}"),
+        }
     }
 
     fn nothing_for_server(&mut self) {
@@ -83,6 +86,11 @@ impl Harness {
 
     fn nothing_for_client(&mut self) {
         assert!(self.client.try_recv().is_err(), "the client must get nothing");
+    }
+
+    /// A cancelled request's exchange is told no answer will come.
+    fn client_told_abandoned(&mut self) {
+        assert_eq!(self.client.try_recv().ok(), Some(Out::Abandoned));
     }
 
     /// The audit records of type `decision` for MCP events.
@@ -104,7 +112,7 @@ impl Harness {
 
 async fn next(queue: &mut mpsc::Receiver<Out>) -> Value {
     match tokio::time::timeout(Duration::from_secs(5), queue.recv()).await {
-        Ok(Some(Out::Line(bytes))) => serde_json::from_slice(&bytes).expect("JSON out"),
+        Ok(Some(Out::Line(bytes) | Out::Answer(bytes))) => serde_json::from_slice(&bytes).expect("JSON out"),
         other => panic!("expected a message, got {other:?}"),
     }
 }
@@ -245,6 +253,7 @@ async fn cancelling_a_held_request_withdraws_it_silently() {
     }
     assert!(h.approvals.pending().is_empty(), "withdrawn");
     h.nothing_for_server();
+    h.client_told_abandoned();
     h.nothing_for_client();
 }
 
@@ -257,6 +266,7 @@ async fn cancelling_a_forwarded_request_forwards_the_notice_and_drops_the_late_a
         json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "user"}});
     h.client_sends(cancel.clone()).await;
     assert_eq!(h.server_gets().await, cancel);
+    h.client_told_abandoned();
     h.server_sends(ok(5, json!({"content": []}))).await;
     h.nothing_for_client();
     assert!(!h.notices().contains("not in flight"), "a late answer to a cancelled request is expected");
@@ -414,3 +424,5 @@ async fn duplicate_keys_cannot_split_what_is_decided_from_what_is_forwarded() {
     h.gateway.from_server(Line::Message(answer.to_vec())).await;
     assert_eq!(h.client_gets().await["result"]["tools"], json!([{"name": "query"}]));
 }
+
+mod exchanges;

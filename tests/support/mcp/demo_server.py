@@ -1,5 +1,9 @@
 """A test MCP server on the official Python SDK (mcp.server.mcpserver.MCPServer,
-FastMCP's name since mcp 2), for tests/mcp_cli.rs.
+FastMCP's name since mcp 2), for tests/mcp_cli.rs and tests/mcp_http_cli.rs.
+
+--transport picks stdio (default), streamable-http (at /mcp; --json-response
+answers with JSON instead of event streams) or sse (the legacy transport, at
+/sse), on 127.0.0.1:--port. `slow` reports progress when the caller asks.
 
 Every tool call is appended to --log as one JSON line {"event": ..., "tool": ...},
 so a test can prove a denied call never reached the server. --variant picks
@@ -14,12 +18,15 @@ import json
 import os
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--log", required=True)
 parser.add_argument("--variant", default="v1", choices=["v1", "v2", "poisoned"])
 parser.add_argument("--noisy", action="store_true", help="print a non-JSON banner on stdout first")
+parser.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http", "sse"])
+parser.add_argument("--port", type=int, default=0)
+parser.add_argument("--json-response", action="store_true")
 options = parser.parse_args()
 
 
@@ -58,9 +65,10 @@ def read_notes(path: str) -> str:
 
 
 @app.tool()
-async def slow(seconds: float) -> str:
+async def slow(seconds: float, ctx: Context) -> str:
     """Wait, then answer."""
     log("call", "slow")
+    await ctx.report_progress(0, 1, "started")
     try:
         await anyio.sleep(seconds)
     except anyio.get_cancelled_exc_class():
@@ -115,4 +123,9 @@ if __name__ == "__main__":
     if options.noisy:
         # Servers that print to stdout exist; the gateway must not relay it.
         print("demo server starting (this line is not JSON-RPC)", flush=True)
-    app.run()
+    if options.transport == "streamable-http":
+        app.run("streamable-http", host="127.0.0.1", port=options.port, json_response=options.json_response)
+    elif options.transport == "sse":
+        app.run("sse", host="127.0.0.1", port=options.port)
+    else:
+        app.run()

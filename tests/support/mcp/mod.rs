@@ -1,6 +1,7 @@
-//! Helpers for tests/mcp_cli.rs: a scratch directory per test (policies,
-//! pins, audit, server log), the Python SDK client, and a raw JSON-RPC
-//! pipe to `bridle mcp wrap`.
+//! Helpers for tests/mcp_cli.rs and tests/mcp_http_cli.rs: a scratch
+//! directory per test (policies, pins, audit, server log), the Python SDK
+//! client, and a raw JSON-RPC pipe to `bridle mcp wrap`.
+#![allow(dead_code, reason = "each test binary uses its own part")]
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub fn reference_server(name: &str) -> String {
     path.display().to_string()
 }
 
-fn helper(name: &str) -> String {
+pub fn helper(name: &str) -> String {
     root().join("tests/support/mcp").join(name).display().to_string()
 }
 
@@ -114,11 +115,18 @@ impl Fixture {
     /// Runs the SDK client with `steps` against `command`; one JSON value
     /// per line it printed (the first is the server's identity).
     pub fn client(&self, steps: &[Value], command: &[String]) -> Vec<Value> {
+        let mut transport = vec!["--".to_string()];
+        transport.extend(command.iter().cloned());
+        self.client_over(steps, &transport)
+    }
+
+    /// Runs the SDK client with `steps` over `transport` (`-- CMD…`,
+    /// `--streamable-http URL` or `--sse URL`).
+    pub fn client_over(&self, steps: &[Value], transport: &[String]) -> Vec<Value> {
         let mut child = Command::new(python())
             .arg(helper("client.py"))
             .arg(Value::Array(steps.to_vec()).to_string())
-            .arg("--")
-            .args(command)
+            .args(transport)
             .current_dir(self.dir.path())
             .env("BRIDLE_LOG", "warn")
             .stdout(Stdio::piped())
