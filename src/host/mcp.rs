@@ -4,8 +4,9 @@
 //! broker and audit log, so MCP decisions sit in the same timeline as the
 //! session's connections and `bridle approve` answers them too.
 //!
-//! Agents reach the listener like any destination: their connects go
-//! through Bridle's proxy, so a policy must allow `127.0.0.1:<port>`.
+//! The gateway decides every message itself, so a loopback listener is
+//! meant to be reached by agents directly rather than through the proxy
+//! (the redirect configuration in `egress` is where that is arranged).
 
 use std::sync::Arc;
 

@@ -383,4 +383,8 @@ fn example_config_parses_and_sets_every_section() {
     assert_eq!(config.dlp.canaries, ["AKIAHONEYTOKEN000042", "canary-7f3a9c1e-do-not-use"]);
     assert!(defaults.dlp.canaries.is_empty());
     assert_eq!(config.tls, defaults.tls);
+    let [server] = &config.mcp.servers[..] else { panic!("one MCP server: {:?}", config.mcp) };
+    assert_eq!((server.name.as_str(), server.transport), ("tickets", McpTransport::StreamableHttp));
+    assert_eq!(server.headers.get("X-Api-Key").map(String::as_str), Some("replace-me"));
+    assert_eq!(McpSection { servers: Vec::new(), ..config.mcp.clone() }, defaults.mcp);
 }

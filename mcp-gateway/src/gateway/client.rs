@@ -38,18 +38,7 @@ impl Gateway {
         let bytes = match line {
             Line::Message(bytes) => bytes,
             Line::Oversized { prefix, size } => {
-                let id = framing::scan_id(&prefix).as_ref().and_then(Id::from_value);
-                let limit = self.config.max_message_bytes;
-                self.enforcer.notice(
-                    "warn",
-                    format!(
-                        "the client sent a {size}-byte message (id {}), over the {limit}-byte limit; not forwarded",
-                        show(id.as_ref())
-                    ),
-                );
-                let message = format!("message of {size} bytes exceeds Bridle's {limit}-byte limit");
-                let data = json!({"limit": limit, "size": size});
-                self.answer(id.as_ref(), &unbatched, jsonrpc::TOO_LARGE, &message, Some(data)).await;
+                self.oversized_from_client(&prefix, size, &unbatched).await;
                 return Expect::Refused;
             }
         };
@@ -87,6 +76,21 @@ impl Gateway {
                 if expected == 0 { Expect::Nothing } else { Expect::Answer }
             }
         }
+    }
+
+    async fn oversized_from_client(&self, prefix: &[u8], size: usize, due: &Due) {
+        let id = framing::scan_id(prefix).as_ref().and_then(Id::from_value);
+        let limit = self.config.max_message_bytes;
+        self.enforcer.notice(
+            "warn",
+            format!(
+                "the client sent a {size}-byte message (id {}), over the {limit}-byte limit; not forwarded",
+                show(id.as_ref())
+            ),
+        );
+        let message = format!("message of {size} bytes exceeds Bridle's {limit}-byte limit");
+        let data = json!({"limit": limit, "size": size});
+        self.answer(id.as_ref(), due, jsonrpc::TOO_LARGE, &message, Some(data)).await;
     }
 
     async fn client_message(self: &Arc<Self>, parsed: Parsed, due: &Due) {

@@ -77,6 +77,7 @@ impl Post {
     /// Opens an exchange on `session`; the core answers on the returned [`Reply`].
     pub fn open(session: &Arc<Session>) -> (Self, Reply) {
         let exchange = session.link.next_exchange();
+        session.link.expect_head(exchange);
         let (reply, receiver) = channel(exchange);
         let owner = Arc::clone(session);
         let abandon = OnDrop::new(move || owner.abandon(exchange));
@@ -110,7 +111,7 @@ impl Post {
                     return (response, head);
                 }
                 Some(Out::Line(bytes)) if event_stream => {
-                    let head = self.session.link.peek_head(self.exchange);
+                    let head = head();
                     let first = events::message(&bytes);
                     let Post { receiver, abandon, .. } = self;
                     let mut response = event_stream_response(EventBody::new(Some(first), receiver, true, abandon));

@@ -139,24 +139,32 @@ impl Link {
         headers
     }
 
-    /// The head recorded for `exchange`, removed.
+    /// A client POST waits on `exchange`: what the server's responses say
+    /// about it is kept until [`Link::take_head`].
+    pub fn expect_head(&self, exchange: u64) {
+        lock(&self.heads).insert(exchange, Head::default());
+    }
+
+    /// The head recorded for `exchange`, removed: later responses for it
+    /// (another member of its batch) are no longer noted.
     pub fn take_head(&self, exchange: u64) -> Head {
         lock(&self.heads).remove(&exchange).unwrap_or_default()
     }
 
-    pub fn peek_head(&self, exchange: u64) -> Head {
-        lock(&self.heads).get(&exchange).cloned().unwrap_or_default()
-    }
-
     fn set_status(&self, exchange: u64, status: StatusCode) {
-        lock(&self.heads).entry(exchange).or_default().status = Some(status);
+        if let Some(head) = lock(&self.heads).get_mut(&exchange) {
+            head.status = Some(status);
+        }
     }
 
     /// Notes the server's response head for `exchange` (a status other than
     /// 200, the session id it assigns, how to authenticate).
     fn record<B>(&self, exchange: u64, response: &Response<B>) {
+        if let Some(id) = response.headers().get(SESSION_ID) {
+            lock(&self.id).get_or_insert_with(|| id.clone());
+        }
         let mut heads = lock(&self.heads);
-        let head = heads.entry(exchange).or_default();
+        let Some(head) = heads.get_mut(&exchange) else { return };
         if response.status() != StatusCode::OK {
             head.status = Some(response.status());
         }
@@ -164,10 +172,6 @@ impl Link {
             if let Some(value) = response.headers().get(name) {
                 head.headers.insert(name, value.clone());
             }
-        }
-        drop(heads);
-        if let Some(id) = response.headers().get(SESSION_ID) {
-            lock(&self.id).get_or_insert_with(|| id.clone());
         }
     }
 

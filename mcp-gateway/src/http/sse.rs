@@ -46,33 +46,9 @@ pub(crate) struct Legacy {
 /// `GET /mcp/<name>`: opens the server's stream and relays it.
 pub(crate) async fn open(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -> Response<ClientBody> {
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
-    let mut headers = http::HeaderMap::new();
-    headers.insert(header::ACCEPT, http::HeaderValue::from_static("text/event-stream"));
-    if let Some(value) = &authorization {
-        headers.insert(header::AUTHORIZATION, value.clone());
-    }
-    let response = match endpoint.upstream.send(Method::GET, None, headers, Bytes::new()).await {
-        Ok(response) => response,
-        Err(error) => return unreachable(endpoint, &error.to_string()),
-    };
-    let status = response.status();
-    if status != StatusCode::OK || !is_event_stream(response.headers()) {
-        body::drain(response.into_body(), 64 << 10).await;
-        let status = if status.is_success() { StatusCode::BAD_GATEWAY } else { status };
-        let message =
-            format!("the MCP server answered the event-stream request with HTTP {status}, not an event stream");
-        endpoint.enforcer.notice("warn", message.clone());
-        return body::error(status, &message);
-    }
-    let mut events = EventReader::new(response.into_body(), endpoint.max_message_bytes);
-    let target = match tokio::time::timeout(endpoint.connect_timeout, first_endpoint(&mut events)).await {
-        Ok(Ok(data)) => resolve(endpoint, &data),
-        Ok(Err(why)) => Err(why),
-        Err(_) => Err(format!("its event stream named no endpoint within {:?}", endpoint.connect_timeout)),
-    };
-    let target = match target {
-        Ok(target) => target,
-        Err(why) => return unreachable(endpoint, &why),
+    let (events, target) = match connect(endpoint, authorization.as_ref()).await {
+        Ok(connected) => connected,
+        Err(response) => return response,
     };
     let (to_client, receiver) = mpsc::channel(64);
     let (to_server, queue) = mpsc::channel(QUEUE);
@@ -97,6 +73,42 @@ pub(crate) async fn open(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -
     });
     let first = events::endpoint(&format!("/mcp/{}/messages?session={token}", endpoint.name));
     exchange::event_stream_response(EventBody::new(Some(first), receiver, false, on_drop))
+}
+
+/// Opens the server's event stream and reads up to its `endpoint` event;
+/// the error is the response for the client.
+async fn connect(
+    endpoint: &Endpoint,
+    authorization: Option<&http::HeaderValue>,
+) -> Result<(EventReader<Pooled>, PathAndQuery), Response<ClientBody>> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::ACCEPT, http::HeaderValue::from_static("text/event-stream"));
+    if let Some(value) = authorization {
+        headers.insert(header::AUTHORIZATION, value.clone());
+    }
+    let response = match endpoint.upstream.send(Method::GET, None, headers, Bytes::new()).await {
+        Ok(response) => response,
+        Err(error) => return Err(unreachable(endpoint, &error.to_string())),
+    };
+    let status = response.status();
+    if status != StatusCode::OK || !is_event_stream(response.headers()) {
+        body::drain(response.into_body(), 64 << 10).await;
+        let status = if status.is_success() { StatusCode::BAD_GATEWAY } else { status };
+        let message =
+            format!("the MCP server answered the event-stream request with HTTP {status}, not an event stream");
+        endpoint.enforcer.notice("warn", message.clone());
+        return Err(body::error(status, &message));
+    }
+    let mut events = EventReader::new(response.into_body(), endpoint.max_message_bytes);
+    let target = match tokio::time::timeout(endpoint.connect_timeout, first_endpoint(&mut events)).await {
+        Ok(Ok(data)) => resolve(endpoint, &data),
+        Ok(Err(why)) => Err(why),
+        Err(_) => Err(format!("its event stream named no endpoint within {:?}", endpoint.connect_timeout)),
+    };
+    match target {
+        Ok(target) => Ok((events, target)),
+        Err(why) => Err(unreachable(endpoint, &why)),
+    }
 }
 
 /// `POST /mcp/<name>/messages?session=<token>`: one message for the stream's server.
