@@ -9,13 +9,14 @@
 //! JSON-RPC error and the server's exit status is returned.
 
 use std::io;
+use std::os::fd::AsFd as _;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -65,7 +66,7 @@ pub async fn wrap(
     let (to_client, client_queue) = mpsc::channel(QUEUE);
     let (to_server, server_queue) = mpsc::channel(QUEUE);
     let gateway = Gateway::new(config, enforcer, tools, to_client, to_server);
-    let client_writer = tokio::spawn(write_client(tokio::io::stdout(), client_queue));
+    let client_writer = tokio::spawn(write_client(client_output(), client_queue));
     let server_writer = tokio::spawn(write_server(server_in, server_queue));
     let client_reader = tokio::spawn(read_client(Arc::clone(&gateway), max));
     let server_reader = tokio::spawn(read_server(Arc::clone(&gateway), server_out, max));
@@ -97,7 +98,7 @@ async fn wait_for_server(child: &mut Child, mut reader: JoinHandle<()>) -> Resul
 }
 
 async fn read_client(gateway: Arc<Gateway>, max: usize) {
-    let mut lines = LineReader::new(tokio::io::stdin(), max);
+    let mut lines = LineReader::new(client_input(), max);
     loop {
         match lines.next().await {
             Ok(Some(line)) => {
@@ -124,6 +125,32 @@ async fn read_server(gateway: Arc<Gateway>, output: ChildStdout, max: usize) {
                 break;
             }
         }
+    }
+}
+
+/// Our stdin. A pipe (what MCP clients give) is read through epoll like the
+/// server's pipes; anything else (a terminal, a file) through tokio's
+/// blocking pool, which costs a thread hand-off per read.
+fn client_input() -> Box<dyn AsyncRead + Unpin + Send> {
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// Our stdout, as [`client_input`] has stdin.
+fn client_output() -> Box<dyn AsyncWrite + Unpin + Send> {
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdout()),
     }
 }
 

@@ -69,6 +69,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         session: session.clone(),
         principal: config.project.name.clone(),
     };
+    // As under `bridle run` and `bridle up`, so the numbers of one hold for the others.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
