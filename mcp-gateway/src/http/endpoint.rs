@@ -99,13 +99,14 @@ impl Endpoint {
         }
     }
 
-    /// Forgets sessions no client used for `idle` (their event streams
-    /// closed): a client that never ends its session must not hold memory.
+    /// Forgets sessions no client used for `idle`: a client that never
+    /// ends its session must not hold memory. One still in use (a GET
+    /// stream or a call open: something besides this map holds it) stays.
     pub fn sweep(&self, idle: Duration) {
         let now = Instant::now();
         let stale: Vec<String> = lock(&self.sessions)
             .iter()
-            .filter(|(_, session)| session.link.idle_since(now) > idle)
+            .filter(|(_, session)| Arc::strong_count(session) == 1 && session.link.idle_since(now) > idle)
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {

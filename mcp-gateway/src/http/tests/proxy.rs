@@ -105,6 +105,10 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with(McpSection::default()).await
+}
+
+async fn harness_with(base: McpSection) -> Harness {
     let seen: Seen = Arc::default();
     let upstream = upstream(Arc::clone(&seen)).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -128,7 +132,7 @@ async fn harness() -> Harness {
             transport: McpTransport::StreamableHttp,
             headers: BTreeMap::new(),
         }],
-        ..McpSection::default()
+        ..base
     };
     let gateway = HttpGateway::bind(&section, shared, None).await.expect("bind");
     let addr = gateway.local_addr().expect("addr");
@@ -210,4 +214,16 @@ async fn unknown_sessions_and_bad_bodies_are_refused_here() {
     let answer: Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(answer["error"]["code"], crate::jsonrpc::PARSE_ERROR);
     assert!(h.seen.lock().expect("seen").is_empty(), "nothing reached the server");
+}
+
+#[tokio::test]
+async fn an_idle_session_is_forgotten_and_its_client_told_to_start_over() {
+    let h = harness_with(McpSection { session_idle_secs: 1, ..McpSection::default() }).await;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}});
+    assert_eq!(h.post(None, init).await.0, StatusCode::OK);
+    assert_eq!(h.post(Some("s-1"), call(1, "add")).await.0, StatusCode::OK, "in use, kept");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _, answer) = h.post(Some("s-1"), call(2, "add")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(h.upstream_saw("tools/call").len(), 1);
 }
