@@ -130,25 +130,37 @@ impl Upstream {
         *request.method_mut() = method;
         *request.uri_mut() = Uri::from(path.unwrap_or(&self.path).clone());
         *request.headers_mut() = headers;
-        let mut sender = self.connection().await?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| UpstreamError::Request { origin: self.origin.clone(), reason: e.to_string() })?;
+        let broke = |e: hyper::Error| UpstreamError::Request { origin: self.origin.clone(), reason: e.to_string() };
+        let (mut sender, pooled) = self.connection().await?;
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            // A pooled connection the server closed just as it was taken:
+            // the request never left, so a new connection may carry it.
+            Err(mut failed) if pooled && failed.message().is_some() => {
+                let Some(request) = failed.take_message() else { return Err(broke(failed.into_error())) };
+                sender = self.fresh().await?;
+                sender.send_request(request).await.map_err(broke)?
+            }
+            Err(failed) => return Err(broke(failed.into_error())),
+        };
         let pool = Arc::downgrade(&self.idle);
         Ok(response.map(|body| Pooled { body, sender: Some(sender), pool }))
     }
 
-    /// An idle pooled connection that is still open, else a new one.
-    async fn connection(&self) -> Result<Sender, UpstreamError> {
+    /// An idle pooled connection that is still open (and `true`), else a new one.
+    async fn connection(&self) -> Result<(Sender, bool), UpstreamError> {
         loop {
             let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             let Some(mut sender) = idle else { break };
             // The server may have closed it while it sat idle.
             if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Ok(sender);
+                return Ok((sender, true));
             }
         }
+        Ok((self.fresh().await?, false))
+    }
+
+    async fn fresh(&self) -> Result<Sender, UpstreamError> {
         match tokio::time::timeout(self.connect_timeout, self.dial()).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout { origin: self.origin.clone(), timeout: self.connect_timeout }),
