@@ -101,3 +101,13 @@ cargo test --workspace --all-targets --locked
 log "policy tests through the real binary"
 cargo run --quiet --locked -- policy validate policies/default policies/examples
 cargo run --quiet --locked -- policy test policies/tests/
+
+# The Docker suite builds three images (Bridle compiles in its build stage)
+# and drives compose.yaml on internal networks; it starts dockerd and builds
+# its base images itself. BRIDLE_TEST_DOCKER=0 skips it (never in CI).
+if [[ ${BRIDLE_TEST_DOCKER:-1} == 0 ]]; then
+  log "SKIPPING the Docker end-to-end suite (BRIDLE_TEST_DOCKER=0)"
+else
+  log "Docker end-to-end suite (compose.yaml + tests/docker/compose.test.yaml)"
+  tests/docker/e2e.sh
+fi

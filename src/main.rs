@@ -41,7 +41,12 @@ enum Command {
     Up(host::UpArgs),
     /// List Bridle's sessions in the kernel: cgroups, pinned programs,
     /// guarded processes, and whether their bridle still runs.
-    Status,
+    Status {
+        /// Only say whether SESSION (default `up`, the appliance) is up and
+        /// serving: exit 0 if so, 1 if not (a container health check).
+        #[arg(long, value_name = "SESSION", num_args = 0..=1, default_missing_value = "up")]
+        ready: Option<String>,
+    },
     /// Remove orphaned sessions (their bridle died; their processes were
     /// failing closed): kill their processes, detach programs, remove pins.
     Down {
@@ -83,7 +88,8 @@ fn main() -> ExitCode {
         Command::Mcp(cmd) => cli::mcp::run(cmd),
         Command::Run(args) => host::run(args),
         Command::Up(args) => host::up(args),
-        Command::Status => host::status(),
+        Command::Status { ready: Some(session) } => host::ready(&session),
+        Command::Status { ready: None } => host::status(),
         Command::Down { all, sessions } => host::down(all, &sessions),
         Command::Approvals(args) => cli::approvals::list(args),
         Command::Approve(args) => cli::approvals::answer(args, true),

@@ -5,11 +5,14 @@
 /// `BRIDLE_CONFIG_MAGIC`: a config slot without it makes every connect fail.
 pub const CONFIG_MAGIC: u32 = 0x4252_444c;
 /// `BRIDLE_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// `BRIDLE_SELECT_NETNS`: appliance mode (guard by network namespace).
 pub const SELECT_NETNS: u32 = 1;
 /// `BRIDLE_MAX_OWN_PORTS`.
 pub const MAX_OWN_PORTS: usize = 16;
+
+/// `BRIDLE_MAX_GATEWAY_PORTS`.
+pub const MAX_GATEWAY_PORTS: usize = 4;
 
 /// `struct bridle_orig_dst`: where a redirected socket was going.
 #[repr(C)]
@@ -78,6 +81,14 @@ pub struct RawConfig {
     pub exempt_cgroup: u64,
     /// The live generation of the verdict cache.
     pub verdict_generation: u64,
+    /// Bridle's agent-facing ports, reached on loopback unredirected, host
+    /// order, 0 = unused.
+    pub gateway_ports: [u16; MAX_GATEWAY_PORTS],
+    /// One more exempt process, by its pid in the initial pid namespace
+    /// (the container runtime's embedded DNS), 0 = none.
+    pub exempt_tgid: u32,
+    /// Explicit padding.
+    pub _pad2: u32,
 }
 
 /// `struct bridle_dest_key`: a destination in the verdict cache.
@@ -168,7 +179,9 @@ mod tests {
                 flags,
                 exempt_level,
                 exempt_cgroup,
-                verdict_generation
+                verdict_generation,
+                gateway_ports,
+                exempt_tgid
             ]
         );
         strukt!("bridle_dest_key", RawDestKey, [ip6, port, proto]);
@@ -176,6 +189,7 @@ mod tests {
         check(&c, "BRIDLE_CONFIG_MAGIC", CONFIG_MAGIC as usize);
         check(&c, "BRIDLE_ABI_VERSION", ABI_VERSION as usize);
         check(&c, "BRIDLE_MAX_OWN_PORTS", MAX_OWN_PORTS);
+        check(&c, "BRIDLE_MAX_GATEWAY_PORTS", MAX_GATEWAY_PORTS);
         check(&c, "BRIDLE_SELECT_NETNS", SELECT_NETNS as usize);
     }
 }

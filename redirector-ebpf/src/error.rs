@@ -63,8 +63,10 @@ pub enum Error {
     },
     /// No cgroup v2 hierarchy is mounted.
     #[error(
-        "no cgroup v2 mount found in /proc/self/mountinfo \
-         (mount one: `mount -t cgroup2 none /sys/fs/cgroup/unified`)"
+        "no cgroup v2 mount found in /proc/self/mountinfo: Bridle's eBPF programs attach to a cgroup v2 \
+         hierarchy (the cgroup2 filesystem, Linux 4.10 or later); mount one as root \
+         (`mount -t cgroup2 none /sys/fs/cgroup/unified`), or in a container mount the host's \
+         /sys/fs/cgroup read-write (compose.yaml does)"
     )]
     NoCgroup2,
     /// The pin directory is not on a bpffs and mounting one failed.

@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::{
     Error, Result,
-    abi::{ABI_VERSION, CONFIG_MAGIC, MAX_OWN_PORTS, RawConfig, RawDestKey, RawOrigDst, RawPeerKey, SELECT_NETNS},
+    abi::{
+        ABI_VERSION, CONFIG_MAGIC, MAX_GATEWAY_PORTS, MAX_OWN_PORTS, RawConfig, RawDestKey, RawOrigDst, RawPeerKey,
+        SELECT_NETNS,
+    },
 };
 
 const AF_INET: u16 = libc::AF_INET as u16;
@@ -26,6 +29,10 @@ pub enum Selection {
         exempt_cgroup: u64,
         /// Its depth below the cgroup root (the root is 0).
         exempt_level: u32,
+        /// One more exempt process, by pid in the initial pid namespace:
+        /// the container runtime (dockerd answers DNS from inside the
+        /// namespace); 0 = none.
+        runtime_pid: u32,
     },
 }
 
@@ -48,6 +55,10 @@ pub struct RedirectConfig {
     /// the programs cannot enumerate every local address an own port is bound
     /// on, so the port alone decides.
     pub own_ports: Vec<u16>,
+    /// Bridle's agent-facing ports (the MCP gateway's): a guarded TCP
+    /// connect to one of them on a loopback address reaches it directly,
+    /// unredirected; on any other address it is an ordinary destination.
+    pub gateway_ports: Vec<u16>,
 }
 
 impl RedirectConfig {
@@ -74,11 +85,29 @@ impl RedirectConfig {
                 ports.len()
             )));
         }
+        let mut gateway = self.gateway_ports.clone();
+        gateway.sort_unstable();
+        gateway.dedup();
+        if let Some(port) = gateway.iter().find(|p| **p == 0 || **p == DNS_PORT || ports.contains(p)) {
+            return Err(Error::Config(format!(
+                "gateway port {port} cannot be 0, 53, or one of Bridle's own ports (they are refused)"
+            )));
+        }
+        if gateway.len() > MAX_GATEWAY_PORTS {
+            return Err(Error::Config(format!(
+                "{} gateway ports exceed the kernel's {MAX_GATEWAY_PORTS}",
+                gateway.len()
+            )));
+        }
+        let mut gateway_ports = [0u16; MAX_GATEWAY_PORTS];
+        gateway_ports[..gateway.len()].copy_from_slice(&gateway);
         let mut own_ports = [0u16; MAX_OWN_PORTS];
         own_ports[..ports.len()].copy_from_slice(&ports);
-        let (flags, exempt_cgroup, exempt_level) = match self.selection {
-            Selection::Cgroup => (0, 0, 0),
-            Selection::Netns { exempt_cgroup, exempt_level } => (SELECT_NETNS, exempt_cgroup, exempt_level),
+        let (flags, exempt_cgroup, exempt_level, exempt_tgid) = match self.selection {
+            Selection::Cgroup => (0, 0, 0, 0),
+            Selection::Netns { exempt_cgroup, exempt_level, runtime_pid } => {
+                (SELECT_NETNS, exempt_cgroup, exempt_level, runtime_pid)
+            }
         };
         Ok(RawConfig {
             magic: CONFIG_MAGIC,
@@ -95,6 +124,9 @@ impl RedirectConfig {
             _pad: 0,
             exempt_cgroup,
             verdict_generation,
+            gateway_ports,
+            exempt_tgid,
+            _pad2: 0,
         })
     }
 }
@@ -196,6 +228,7 @@ mod tests {
             dns_v4: "127.0.0.1:15053".parse().expect("addr"),
             dns_ip6: None,
             own_ports: vec![18080, 18081],
+            gateway_ports: vec![18090],
         }
     }
 
@@ -206,6 +239,7 @@ mod tests {
         assert_eq!(raw.proxy_ip6[3].to_ne_bytes(), [0, 0, 0, 1]);
         assert_eq!(raw.dns_ip6, [0; 4]);
         assert_eq!(&raw.own_ports[..5], &[15001, 15053, 18080, 18081, 0]);
+        assert_eq!(raw.gateway_ports, [18090, 0, 0, 0]);
         assert_eq!(raw.magic, CONFIG_MAGIC);
     }
 
@@ -216,6 +250,15 @@ mod tests {
         assert!(matches!(c.to_raw(0), Err(Error::Config(_))));
         c.own_ports = (20000..20020).collect();
         assert!(matches!(c.to_raw(0), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_gateway_port_cannot_be_refused_port_or_dns() {
+        for bad in [vec![18080], vec![15001], vec![53], vec![0], vec![1, 2, 3, 4, 5]] {
+            let mut c = config();
+            c.gateway_ports = bad.clone();
+            assert!(matches!(c.to_raw(0), Err(Error::Config(_))), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,11 +8,12 @@ use crate::{Error, Result, error::Step};
 /// Where bpffs is conventionally mounted.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
-/// One mount: its mount point and filesystem type.
+/// One mount: its mount point, filesystem type and whether it is writable.
 #[derive(Debug, PartialEq, Eq)]
 struct Mount {
     point: PathBuf,
     fstype: String,
+    writable: bool,
 }
 
 fn mounts() -> Result<Vec<Mount>> {
@@ -21,15 +22,17 @@ fn mounts() -> Result<Vec<Mount>> {
 }
 
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw` → point
-/// is field 5, fstype is the first field after " - ". Octal escapes (`\040`)
-/// in the mount point are decoded.
+/// is field 5, its options field 6, fstype the first field after " - ".
+/// Octal escapes (`\040`) in the mount point are decoded.
 fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
+            let mut fields = left.split(' ').skip(4);
+            let point = fields.next()?;
+            let writable = fields.next()?.split(',').any(|option| option == "rw");
             let fstype = right.split(' ').next()?;
-            Some(Mount { point: PathBuf::from(unescape(point)), fstype: fstype.to_owned() })
+            Some(Mount { point: PathBuf::from(unescape(point)), fstype: fstype.to_owned(), writable })
         })
         .collect()
 }
@@ -56,18 +59,27 @@ fn unescape(s: &str) -> String {
 
 /// The cgroup v2 mount: `/sys/fs/cgroup` on pure v2 hosts,
 /// `/sys/fs/cgroup/unified` in hybrid mode, else the first cgroup2 mount.
+/// A writable mount wins over a read-only one (a container sees the
+/// runtime's read-only mount until the host's is mounted over it).
 pub fn cgroup2_mount() -> Result<PathBuf> {
     pick_cgroup2(&mounts()?).ok_or(Error::NoCgroup2)
 }
 
 fn pick_cgroup2(mounts: &[Mount]) -> Option<PathBuf> {
-    let v2: Vec<&Path> = mounts.iter().filter(|m| m.fstype == "cgroup2").map(|m| m.point.as_path()).collect();
-    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-        .iter()
-        .map(Path::new)
-        .find(|p| v2.contains(p))
-        .or_else(|| v2.first().copied())
-        .map(Path::to_path_buf)
+    let pick = |writable_only: bool| {
+        let v2: Vec<&Path> = mounts
+            .iter()
+            .filter(|m| m.fstype == "cgroup2" && (m.writable || !writable_only))
+            .map(|m| m.point.as_path())
+            .collect();
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .iter()
+            .map(Path::new)
+            .find(|p| v2.contains(p))
+            .or_else(|| v2.first().copied())
+            .map(Path::to_path_buf)
+    };
+    pick(true).or_else(|| pick(false))
 }
 
 /// Make sure `dir` lies on a bpffs: if no bpffs covers it and it is under
@@ -126,6 +138,16 @@ mod tests {
         let pure = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
         assert_eq!(pick_cgroup2(&parse_mountinfo(pure)), Some("/sys/fs/cgroup".into()));
         assert_eq!(pick_cgroup2(&parse_mountinfo("")), None);
+    }
+
+    #[test]
+    fn a_writable_cgroup2_mount_wins_over_a_read_only_one() {
+        let container = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw
+31 25 0:26 / /host/cgroup rw,nosuid - cgroup2 cgroup2 rw";
+        assert_eq!(pick_cgroup2(&parse_mountinfo(container)), Some("/host/cgroup".into()));
+        let read_only = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw";
+        assert_eq!(pick_cgroup2(&parse_mountinfo(read_only)), Some("/sys/fs/cgroup".into()));
     }
 
     #[test]

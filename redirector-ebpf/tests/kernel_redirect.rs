@@ -14,6 +14,7 @@ use std::{
 use bridle_redirector_ebpf::{Cgroup, Proto, RedirectConfig, Redirector, Selection, cgroup2_mount};
 
 const OWN_PORT: u16 = 18080;
+const GATEWAY_PORT: u16 = 18090;
 const DNS_PORT: u16 = 15053;
 
 /// Everything the test created; removed on drop, pass or fail.
@@ -60,7 +61,7 @@ fn run(cmd: &mut Command) -> Output {
 /// programs govern and prints one `key=value` per line.
 const CLIENT: &str = r#"
 import errno, os, socket, struct, sys
-port, own, dns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+port, own, dns, gw = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def err(f):
     try:
         f(); return "ok"
@@ -89,6 +90,12 @@ print("own_port=" + err(lambda: socket.socket().connect(("198.51.100.7", own))))
 print("raw=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)))
 print("udp_sendto_443=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("198.51.100.7", 443))))
 print("udp_connect_443=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect(("198.51.100.7", 443))))
+gl = socket.socket(); gl.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+gl.bind(("127.0.0.1", gw)); gl.listen(8); gl.settimeout(5)
+g = socket.socket(); g.settimeout(5); g.connect(("127.0.0.1", gw))
+print("gateway_loopback=" + ("direct" if gl.accept()[1] == g.getsockname() else "elsewhere"))
+g = socket.socket(); g.settimeout(5); g.connect(("198.51.100.7", gw))
+print("gateway_port_elsewhere=" + ("proxy" if lst.accept()[1] == g.getsockname() else "elsewhere"))
 "#;
 
 /// The "resolver", outside the guarded cgroup (like Bridle's): answers one
@@ -160,7 +167,7 @@ fn redirects_refuses_and_leaves_outsiders_alone() {
     )
     .expect("resolver ready");
     assert_eq!(ready.trim(), "ready");
-    let args = [proxy_port.to_string(), OWN_PORT.to_string(), DNS_PORT.to_string()];
+    let args = [proxy_port.to_string(), OWN_PORT.to_string(), DNS_PORT.to_string(), GATEWAY_PORT.to_string()];
     let out = guarded(&guard.netns, cgroup.path(), CLIENT, &args);
     let _ = resolver.kill();
     let _ = resolver.wait();
@@ -175,6 +182,8 @@ fn redirects_refuses_and_leaves_outsiders_alone() {
     assert_eq!(r["raw"], "EPERM");
     assert_eq!(r["udp_sendto_443"], "EPERM");
     assert_eq!(r["udp_connect_443"], "EPERM");
+    assert_eq!(r["gateway_loopback"], "direct", "the MCP gateway's port on loopback is not redirected");
+    assert_eq!(r["gateway_port_elsewhere"], "proxy", "the same port elsewhere is an ordinary destination");
 
     let cookie: u64 = r["cookie"].parse().expect("cookie");
     let orig = redirector.original_destination(cookie).expect("orig dst by cookie");
@@ -207,6 +216,7 @@ fn config(proxy_port: u16, selection: Selection) -> RedirectConfig {
         dns_v4: format!("127.0.0.1:{DNS_PORT}").parse().expect("addr"),
         dns_ip6: None,
         own_ports: vec![OWN_PORT],
+        gateway_ports: vec![GATEWAY_PORT],
     }
 }
 
@@ -235,8 +245,11 @@ fn appliance_mode_guards_a_netns_except_bridles_cgroup_and_readopts() {
     // Bridle's own cgroup in this test; the programs go on the root.
     let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
     let root = cgroup2_mount().expect("cgroup v2 mount");
-    let selection =
-        Selection::Netns { exempt_cgroup: exempt.id().expect("id"), exempt_level: exempt.level().expect("level") };
+    let selection = Selection::Netns {
+        exempt_cgroup: exempt.id().expect("id"),
+        exempt_level: exempt.level().expect("level"),
+        runtime_pid: 0,
+    };
     let first_port = 20000 + (std::process::id() % 20000) as u16;
     let probe = |netns: &str, port: Option<u16>| {
         let mut cmd = Command::new("ip");

@@ -162,7 +162,7 @@ fn no_bridle(dir: &Path) -> Failure {
 }
 
 /// One request, one response line.
-fn call(path: &Path, request: &Request) -> io::Result<Response> {
+pub(crate) fn call(path: &Path, request: &Request) -> io::Result<Response> {
     let mut stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;

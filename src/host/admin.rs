@@ -24,6 +24,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::appliance::APPLIANCE;
+use super::control;
 
 /// One session found in the kernel.
 #[derive(Debug, Default)]
@@ -65,27 +66,72 @@ fn owner_alive(id: &str, session: &Found) -> Option<u32> {
 /// `cookies`. A namespace's cookie is read from inside it, on a throwaway
 /// thread that joins it (setns affects only the calling thread).
 pub(super) fn guarded_processes(cookies: &[u64], exclude: &[i32]) -> Vec<i32> {
-    if cookies.is_empty() {
-        return Vec::new();
+    scan(cookies, exclude).guarded
+}
+
+/// What a look through `/proc` found.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    /// Processes in a guarded network namespace.
+    pub guarded: Vec<i32>,
+    /// Processes whose network namespace could not be read (ptrace access:
+    /// in a container, Bridle needs CAP_SYS_PTRACE): possibly guarded.
+    pub unreadable: Vec<i32>,
+}
+
+impl Scan {
+    /// Whether detaching could let a guarded process out: someone is still
+    /// guarded, or might be.
+    pub fn keeps_programs(&self) -> Option<String> {
+        if let Some(pid) = self.guarded.first() {
+            return Some(format!("{} guarded process(es) remain (e.g. pid {pid})", self.guarded.len()));
+        }
+        self.unreadable.first().map(|pid| {
+            format!(
+                "the network namespace of {} process(es) (e.g. pid {pid}) cannot be read, so they may be guarded \
+                 (in a container, grant CAP_SYS_PTRACE)",
+                self.unreadable.len()
+            )
+        })
     }
+}
+
+/// [`guarded_processes`], also naming the processes it could not inspect.
+/// PID 1 of the initial pid namespace is the host's init, in the host's
+/// network namespace, which is never guarded: it is not counted.
+pub(super) fn scan(cookies: &[u64], exclude: &[i32]) -> Scan {
+    let mut found = Scan::default();
+    if cookies.is_empty() {
+        return found;
+    }
+    let host_pids = is_initial_pid_namespace();
     let mut by_netns: BTreeMap<PathBuf, Vec<i32>> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
     for entry in entries.filter_map(Result::ok) {
         let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
-        if exclude.contains(&pid) {
+        if exclude.contains(&pid) || (pid == 1 && host_pids) {
             continue;
         }
-        if let Ok(netns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
-            by_netns.entry(netns).or_default().push(pid);
+        match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+            Ok(netns) => by_netns.entry(netns).or_default().push(pid),
+            // Gone meanwhile: nothing to keep out.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => found.unreadable.push(pid),
         }
     }
-    let mut guarded = Vec::new();
     for pids in by_netns.into_values() {
-        if cookie_of(pids[0]).is_some_and(|cookie| cookies.contains(&cookie)) {
-            guarded.extend(pids);
+        match cookie_of(pids[0]) {
+            Some(cookie) if cookies.contains(&cookie) => found.guarded.extend(pids),
+            Some(_) => {}
+            None => found.unreadable.extend(pids),
         }
     }
-    guarded
+    found
+}
+
+fn is_initial_pid_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == super::appliance::INIT_PID_INO)
 }
 
 fn cookie_of(pid: i32) -> Option<u64> {
@@ -149,6 +195,26 @@ pub fn status() -> anyhow::Result<ExitCode> {
         println!("{id:<16} {state:<10} {:>9} {links:>6}  {backends:<38} {cgroup}", session.processes(id).len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bridle status --ready SESSION`: the session's control socket answers a
+/// ping, which it does only once its programs are attached and checked.
+pub fn ready(session: &str) -> anyhow::Result<ExitCode> {
+    let path = control::socket_path(session);
+    match crate::cli::approvals::call(&path, &control::Request::Ping {}) {
+        Ok(response) if response.ok => {
+            println!("{session}: ready");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(response) => {
+            eprintln!("bridle: {session} is not ready: {}", response.error.as_deref().unwrap_or("refused"));
+            Ok(ExitCode::from(1))
+        }
+        Err(error) => {
+            eprintln!("bridle: {session} is not ready: {}: {error}", path.display());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn children_files(dir: &Path, prefix: &str) -> usize {

@@ -9,6 +9,16 @@
 //! into before it creates any socket. A startup self-check proves the
 //! exemption works (a loop through its own proxy would otherwise hang).
 //!
+//! In a container (compose.yaml): it joins the host's cgroup namespace when
+//! it can see PID 1's, exempts dockerd's process (Docker's embedded DNS
+//! answers from inside the namespace), and writes Bridle's CA and the
+//! agents' trust bundle to `--trust-dir`, the volume agents mount.
+//!
+//! Start: the programs are armed (attached, this namespace guarded, pointed
+//! at listener ports nothing listens on yet) before anything that can fail,
+//! so an agent that joined early is refused, never let through; a start
+//! that fails later detaches them only if no guarded process is there.
+//!
 //! Lifecycle: the programs are pinned under `/sys/fs/bpf/bridle/up`. If the
 //! daemon dies they stay, and guarded connects go to a port where nothing
 //! listens: fail closed. The next `bridle up` re-adopts the pins and writes
@@ -16,7 +26,7 @@
 //! when no guarded process is left; otherwise the pins stay, failing closed,
 //! until `bridle down`.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,7 +36,8 @@ use anyhow::{Context, bail};
 use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
-use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, Redirector, Selection, cgroup2_mount, netns_cookie};
+use bridle_proxy::tls::{SYSTEM_BUNDLE, export_trust};
+use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection, cgroup2_mount, netns_cookie};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::admin;
@@ -53,6 +64,12 @@ pub struct UpArgs {
     /// The resolver's port (UDP and TCP) on 127.0.0.1.
     #[arg(long, default_value_t = 15053, value_name = "PORT")]
     pub dns_port: u16,
+    /// A directory shared read-only with agents (compose's `bridle-ca`
+    /// volume): Bridle writes `ca.pem` and `bundle.pem` (the roots agents
+    /// trust) there at start. It must exist and must not be the CA's own
+    /// directory, which holds the key.
+    #[arg(long, value_name = "DIR")]
+    pub trust_dir: Option<PathBuf>,
 }
 
 /// Runs the appliance until SIGTERM or SIGINT.
@@ -65,11 +82,13 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     refuse_host_netns()?;
     let config = args.decide.config()?.unwrap_or_default();
+    if let Some(dir) = &args.trust_dir {
+        check_trust_dir(dir, &config.tls.ca_dir)?;
+    }
     let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
     let secrets = Guards::secrets(&config)?;
-    let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
-    let guards = Guards::new(&config, secrets, &audit);
+    join_host_cgroup_namespace()?;
     // Before any socket exists and before any thread: everything this
     // process does from here is exempt from redirection.
     let own = Cgroup::create(&format!("bridle/{APPLIANCE}")).context("creating Bridle's own cgroup")?;
@@ -77,14 +96,73 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let selection = Selection::Netns {
         exempt_cgroup: own.id().context("reading Bridle's cgroup id")?,
         exempt_level: own.level().context("locating Bridle's cgroup")?,
+        runtime_pid: container_runtime_pid(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let daemon = Daemon { config, authorizer, audit, guards, policy_dir, own, selection, args };
-    runtime.block_on(daemon.run())
+    // Armed before anything else can fail: an agent that joined this
+    // namespace early is refused until the proxy is up, never let through.
+    let own_path = own.path().to_path_buf();
+    let redirector = match arm(&args, selection) {
+        Ok(redirector) => redirector,
+        Err(error) => return Err(after_failed_start(&own_path, error)),
+    };
+    let started = (|| {
+        let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
+        let guards = Guards::new(&config, secrets, &audit);
+        let runtime = super::runtime()?;
+        Ok::<_, anyhow::Error>((
+            runtime,
+            Daemon { config, authorizer, audit, guards, policy_dir, own, selection, args },
+        ))
+    })();
+    let (runtime, daemon) = match started {
+        Ok(started) => started,
+        Err(error) => return Err(after_failed_start(&own_path, error)),
+    };
+    runtime.block_on(daemon.run(redirector)).map_err(|error| after_failed_start(&own_path, error))
+}
+
+/// Attaches (or re-adopts) the programs with this namespace guarded,
+/// pointing at the listeners' ports before they listen: until they do,
+/// guarded connects find nothing there and fail.
+fn arm(args: &UpArgs, selection: Selection) -> anyhow::Result<Redirector> {
+    let early = RedirectConfig {
+        selection,
+        proxy_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, args.proxy_port),
+        proxy_ip6: None,
+        dns_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, args.dns_port),
+        dns_ip6: None,
+        own_ports: Vec::new(),
+        gateway_ports: Vec::new(),
+    };
+    let root = cgroup2_mount().context("finding the cgroup v2 mount")?;
+    let pins = pin_dir();
+    let mut redirector = Redirector::attach_or_adopt(&early, &root, &pins)
+        .with_context(|| format!("attaching the redirector to {}", root.display()))?;
+    let cookie = netns_cookie().context("reading this network namespace's cookie")?;
+    redirector.guard_netns(cookie)?;
+    Ok(redirector)
+}
+
+/// A start that failed after the programs were armed: they stay (failing
+/// closed) if a guarded process is there to be kept out, else they are
+/// detached and Bridle's cgroup removed, so a refused start leaves nothing.
+fn after_failed_start(own: &Path, error: anyhow::Error) -> anyhow::Error {
+    let pins = pin_dir();
+    let cookies = Redirector::inspect(&pins).map(|p| p.guarded_netns).unwrap_or_default();
+    if let Some(why) = admin::scan(&cookies, &admin::procs(own)).keeps_programs() {
+        eprintln!(
+            "bridle: start failed; {why}: the programs stay attached, failing their connects, until `bridle up` \
+             succeeds or `bridle down`"
+        );
+        return error;
+    }
+    if let Err(cleanup) = Redirector::remove_pins(&pins) {
+        eprintln!("bridle: could not remove {}: {cleanup}", pins.display());
+    }
+    if let Err(cleanup) = leave_cgroup(own) {
+        eprintln!("bridle: {cleanup:#}");
+    }
+    error
 }
 
 struct Daemon {
@@ -99,17 +177,19 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn run(self) -> anyhow::Result<ExitCode> {
+    async fn run(self, mut redirector: Redirector) -> anyhow::Result<ExitCode> {
         let ports = Ports { proxy: self.args.proxy_port, dns: self.args.dns_port };
         let egress = Egress::bind(&self.config, &self.authorizer, &self.audit, APPLIANCE, ports, &self.guards).await?;
         let control = control::bind(&control::socket_path(APPLIANCE))?;
+        if let Some(dir) = &self.args.trust_dir {
+            let roots = self.config.tls.upstream_ca_bundle.as_deref().unwrap_or(Path::new(SYSTEM_BUNDLE));
+            export_trust(&egress.ca(), roots, dir)
+                .with_context(|| format!("writing the agents' trust files to {}", dir.display()))?;
+        }
         let redirect = egress.redirect_config(&self.config, self.selection);
-        let root = cgroup2_mount().context("finding the cgroup v2 mount")?;
-        let pins = pin_dir();
-        let mut redirector = Redirector::attach_or_adopt(&redirect, &root, &pins)
-            .with_context(|| format!("attaching the redirector to {}", root.display()))?;
+        redirector.write_config_from(&redirect).context("pointing the programs at the listeners")?;
         let cookie = netns_cookie().context("reading this network namespace's cookie")?;
-        redirector.guard_netns(cookie)?;
+        let pins = pin_dir();
         let adopted = redirector.adopted();
         let origins = egress.origins();
         origins.install(redirector, self.authorizer.generation())?;
@@ -150,13 +230,11 @@ impl Daemon {
     /// Detaches only when nothing guarded is left to fail closed for.
     fn stop(&self, origins: &LateOrigins) -> anyhow::Result<()> {
         let Some(redirector) = origins.take() else { return Ok(()) };
-        let left = admin::guarded_processes(&redirector.guarded_netns(), &admin::procs(self.own.path()));
-        if !left.is_empty() {
+        let scan = admin::scan(&redirector.guarded_netns(), &admin::procs(self.own.path()));
+        if let Some(why) = scan.keeps_programs() {
             let message = format!(
-                "appliance stopped; {} guarded process(es) remain (e.g. pid {}): the programs stay attached and \
-                 their connects fail until `bridle up` or `bridle down`",
-                left.len(),
-                left[0]
+                "appliance stopped; {why}: the programs stay attached and their connects fail until `bridle up` \
+                 or `bridle down`"
             );
             self.notice("warn", message.clone());
             eprintln!("bridle: {message}");
@@ -165,6 +243,7 @@ impl Daemon {
         redirector.detach().context("detaching the redirector")?;
         leave_cgroup(self.own.path())?;
         self.notice("info", "appliance stopped; programs detached".into());
+        eprintln!("bridle: appliance stopped; no guarded process left, programs detached");
         Ok(())
     }
 
@@ -179,7 +258,7 @@ impl Daemon {
 /// `PROC_NET_INIT_INO` and `PROC_PID_INIT_INO`: the fixed inode numbers of
 /// the host's initial network (Linux 6.x) and pid namespaces.
 const INIT_NET_INO: u64 = 0xEFFF_FFF9;
-const INIT_PID_INO: u64 = 0xEFFF_FFFC;
+pub(super) const INIT_PID_INO: u64 = 0xEFFF_FFFC;
 
 /// Guarding the host's own network namespace would guard (and `bridle down`
 /// would kill) every process on the host: refuse.
@@ -192,10 +271,90 @@ fn refuse_host_netns() -> anyhow::Result<()> {
     let host_init = ino("/proc/self/ns/pid") == Some(INIT_PID_INO) && ours == ino("/proc/1/ns/net");
     if ours == Some(INIT_NET_INO) || host_init {
         bail!(
-            "bridle up guards every process in its network namespace, and this is the host's: run it in a              container (docker compose up) or a namespace of its own (`ip netns exec NAME bridle up`); to guard              one command on the host use `bridle run -- CMD`"
+            "bridle up guards every process in its network namespace, and this is the host's: run it in a \
+             container (docker compose up) or a namespace of its own (`ip netns exec NAME bridle up`); to guard \
+             one command on the host use `bridle run -- CMD`"
         );
     }
     Ok(())
+}
+
+/// The trust directory is where agents look for Bridle's CA: a missing one
+/// means the volume was not mounted, and agents would fail every TLS
+/// handshake without saying why. The key's directory is never shared.
+fn check_trust_dir(dir: &Path, ca_dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "the trust directory {} does not exist: mount the volume agents read Bridle's CA from there \
+             (compose.yaml: `bridle-ca:{}`)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let same = |a: &Path, b: &Path| {
+        std::fs::canonicalize(a).ok().zip(std::fs::canonicalize(b).ok()).is_some_and(|(a, b)| a == b)
+    };
+    if same(dir, ca_dir) || dir.starts_with(ca_dir) {
+        bail!(
+            "the trust directory {} is the CA's own directory ({}), which holds its private key: agents must \
+             get a different one",
+            dir.display(),
+            ca_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// In a container with its own cgroup namespace Bridle could not move into
+/// `<cgroup2>/bridle/up` (outside its namespace), and its cgroup paths
+/// would not name the hierarchy the programs attach to. Seeing the host's
+/// PID 1 (`pid: host`), it joins PID 1's cgroup namespace instead, which
+/// `cgroup: host` would have given it (docker-compose v1 lacks the key).
+fn join_host_cgroup_namespace() -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |path: &str| std::fs::metadata(path).map(|m| m.ino()).ok();
+    let host_pids = ino("/proc/self/ns/pid") == Some(INIT_PID_INO);
+    let (ours, host) = (ino("/proc/self/ns/cgroup"), ino("/proc/1/ns/cgroup"));
+    if !host_pids || ours.is_none() || ours == host {
+        return Ok(());
+    }
+    // PID 1 may be out of reach (another user namespace, a sandbox's init):
+    // then stay; if that leaves Bridle unable to exempt itself, creating its
+    // cgroup or the exemption self-check says so.
+    let joined = std::fs::File::open("/proc/1/ns/cgroup")
+        .and_then(|ns| nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(std::io::Error::from));
+    match joined {
+        Ok(()) => tracing::info!("joined the host's cgroup namespace"),
+        Err(error) => tracing::warn!(%error, "could not join PID 1's cgroup namespace; staying in this one"),
+    }
+    Ok(())
+}
+
+/// In a Docker container whose DNS server is Docker's embedded one
+/// (127.0.0.11: what Bridle's resolver forwards to, and how it finds
+/// compose services), that server is dockerd itself, answering from a
+/// socket in this namespace: guarded, its replies would be refused. The
+/// dockerd process alone (by pid, not its cgroup, which may hold other
+/// processes) is exempt. Needs `pid: host` to see it; 0 (none) otherwise.
+fn container_runtime_pid() -> u32 {
+    let embedded_dns = std::fs::read_to_string("/etc/resolv.conf")
+        .is_ok_and(|conf| conf.lines().any(|line| line.split_whitespace().eq(["nameserver", "127.0.0.11"])));
+    if !embedded_dns || !Path::new("/.dockerenv").exists() {
+        return 0;
+    }
+    let dockerd = std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok).find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        (comm.trim() == "dockerd").then_some(pid)
+    });
+    match dockerd {
+        Some(pid) => tracing::info!(pid, "dockerd is exempt: its embedded DNS answers from this namespace"),
+        None => tracing::warn!(
+            "Docker's embedded DNS is this namespace's resolver but dockerd is not visible (pid: host?): it cannot \
+             answer Bridle"
+        ),
+    }
+    dockerd.unwrap_or(0)
 }
 
 /// `/sys/fs/bpf/bridle/up`.

@@ -14,6 +14,7 @@
 //! {"op":"list"}                          → {"ok":true,"pending":[{"id":"k3x9…","since":"…","session":"run-42",…}]}
 //! {"op":"approve","id":"k3x9…","by":"alice"} → {"ok":true}
 //! {"op":"deny","id":"k3x9…"}             → {"ok":true}
+//! {"op":"ping"}                          → {"ok":true}   (served only once the session is up)
 //! anything that fails                    → {"ok":false,"code":"unknown-id"|"bad-request"|"forbidden","error":"…"}
 //! ```
 //!
@@ -44,6 +45,9 @@ const MAX_LINE: usize = 64 * 1024;
 pub(crate) enum Request {
     /// A struct variant, so `deny_unknown_fields` applies to it too.
     List {},
+    /// Readiness: the socket is served only after the session's programs
+    /// are attached and its self-checks passed.
+    Ping {},
     Approve {
         id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +219,7 @@ fn handle(approvals: &Approvals, line: &[u8], uid: u32) -> Response {
     };
     let (id, approve, by) = match request {
         Request::List {} => return Response { ok: true, pending: Some(approvals.pending()), ..Response::default() },
+        Request::Ping {} => return Response { ok: true, ..Response::default() },
         Request::Approve { id, by } => (id, true, by),
         Request::Deny { id, by } => (id, false, by),
     };

@@ -116,7 +116,7 @@ impl Egress {
 
     /// What the programs need to steer guarded sockets here. Bridle's own
     /// ports (the console's, and the listeners', which the redirector adds)
-    /// are refused to guarded sockets.
+    /// are refused to guarded sockets; the MCP gateway's is open to them.
     pub fn redirect_config(&self, config: &Config, selection: Selection) -> RedirectConfig {
         RedirectConfig {
             selection,
@@ -125,6 +125,12 @@ impl Egress {
             dns_v4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.dns.local_addr().port()),
             dns_ip6: self.dns6.as_ref().map(|_| Ipv6Addr::LOCALHOST),
             own_ports: vec![config.console.bind.port()],
+            // Agents reach the MCP gateway on loopback directly: it decides
+            // every message itself, and the proxy would only add a hop.
+            gateway_ports: match config.mcp.servers.is_empty() || !config.mcp.listen.ip().is_loopback() {
+                true => Vec::new(),
+                false => vec![config.mcp.listen.port()],
+            },
         }
     }
 

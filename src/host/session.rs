@@ -64,11 +64,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let secrets = Guards::secrets(&config)?;
     let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
     let guards = Guards::new(&config, secrets, &audit);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     let session = Session { config, authorizer, audit, guards, policy_dir, target, command: args.command };
     runtime.block_on(session.run())
 }

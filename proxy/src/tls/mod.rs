@@ -23,4 +23,7 @@ mod tests;
 pub use ca::CertificateAuthority;
 pub use error::TlsError;
 pub use leaf::{LeafCache, LeafName};
-pub use roots::{BUNDLE_FILE, SYSTEM_BUNDLE, TRUST_ENV_VARS, client_config, upstream_roots, write_trust_bundle};
+pub use roots::{
+    BUNDLE_FILE, CA_CERT_FILE, SYSTEM_BUNDLE, TRUST_ENV_VARS, client_config, export_trust, upstream_roots,
+    write_trust_bundle,
+};

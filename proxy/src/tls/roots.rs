@@ -26,6 +26,9 @@ pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The trust bundle's file name inside the CA directory.
 pub const BUNDLE_FILE: &str = "bundle.pem";
 
+/// Bridle's CA certificate's file name in an exported trust directory.
+pub const CA_CERT_FILE: &str = "ca.pem";
+
 /// Variables that point common tools at a CA bundle (OpenSSL, Node, Python
 /// requests, curl, git, pip, cargo, the AWS SDKs/CLI, Deno). Host mode sets
 /// each to the bundle of system roots + Bridle's CA.
@@ -67,6 +70,14 @@ pub fn client_config(roots: impl Into<Arc<RootCertStore>>, alpn: Vec<Vec<u8>>) -
         .with_no_client_auth();
     config.alpn_protocols = alpn;
     Arc::new(config)
+}
+
+/// Fills `dir`, a directory shared with agents (the appliance's `bridle-ca`
+/// volume): [`CA_CERT_FILE`], Bridle's certificate alone, and
+/// [`BUNDLE_FILE`], the roots agents trust. Nothing secret goes there.
+pub fn export_trust(ca: &CertificateAuthority, system_bundle: &Path, dir: &Path) -> Result<(), TlsError> {
+    files::write_atomic(&dir.join(CA_CERT_FILE), ca.cert_pem().as_bytes(), 0o644)?;
+    write_trust_bundle(ca, system_bundle, &dir.join(BUNDLE_FILE))
 }
 
 /// Writes `out` (mode 0644, atomically): every certificate of

@@ -27,7 +27,7 @@
  * slot (array maps start zeroed) means "not configured": refuse everything. */
 #define BRIDLE_CONFIG_MAGIC 0x4252444cu
 /* Bumped whenever a struct below changes shape. */
-#define BRIDLE_ABI_VERSION 2u
+#define BRIDLE_ABI_VERSION 3u
 
 /* bridle_config.flags */
 /* Appliance mode: the programs sit on the cgroup root and guard only sockets
@@ -45,6 +45,9 @@
 /* Ports guarded sockets may never reach (console, API, metrics, proxy
  * admin, the proxy and resolver listeners themselves). 0 = unused slot. */
 #define BRIDLE_MAX_OWN_PORTS 16
+/* Ports of Bridle's agent-facing listeners (the MCP gateway): a guarded TCP
+ * connect to one of them on loopback goes there directly, unredirected. */
+#define BRIDLE_MAX_GATEWAY_PORTS 4
 
 /* Entries in the original-destination maps (LRU: oldest evicted first). */
 #define BRIDLE_ORIG_DST_ENTRIES 65536
@@ -102,6 +105,11 @@ struct bridle_config {
 	__u32 _pad;
 	__u64 exempt_cgroup;   /* Bridle's own cgroup id (appliance mode), 0 = none */
 	__u64 verdict_generation; /* live generation of the verdict cache */
+	__u16 gateway_ports[BRIDLE_MAX_GATEWAY_PORTS]; /* host order, 0 = unused */
+	__u32 exempt_tgid;     /* one more exempt process (init pid namespace): the
+				* container runtime, whose embedded DNS answers
+				* from inside the netns; 0 = none */
+	__u32 _pad2;
 };
 
 #endif /* BRIDLE_H */

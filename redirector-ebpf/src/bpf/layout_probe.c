@@ -36,6 +36,8 @@ int main(void)
 	F(bridle_config, proxy_port);
 	F(bridle_config, dns_port);
 	F(bridle_config, own_ports);
+	F(bridle_config, gateway_ports);
+	F(bridle_config, exempt_tgid);
 	F(bridle_config, flags);
 	F(bridle_config, exempt_level);
 	F(bridle_config, exempt_cgroup);
@@ -52,6 +54,7 @@ int main(void)
 	printf("BRIDLE_CONFIG_MAGIC %u\n", BRIDLE_CONFIG_MAGIC);
 	printf("BRIDLE_ABI_VERSION %u\n", BRIDLE_ABI_VERSION);
 	printf("BRIDLE_MAX_OWN_PORTS %u\n", BRIDLE_MAX_OWN_PORTS);
+	printf("BRIDLE_MAX_GATEWAY_PORTS %u\n", BRIDLE_MAX_GATEWAY_PORTS);
 	printf("BRIDLE_SELECT_NETNS %u\n", BRIDLE_SELECT_NETNS);
 	return 0;
 }

@@ -143,6 +143,9 @@ static __always_inline int selected(const struct bridle_config *c, void *ctx)
 	if (c->exempt_cgroup &&
 	    bpf_get_current_ancestor_cgroup_id(c->exempt_level) == c->exempt_cgroup)
 		return 0;
+	if (c->exempt_tgid &&
+	    (__u32)(bpf_get_current_pid_tgid() >> 32) == c->exempt_tgid)
+		return 0;
 	return 1;
 }
 
@@ -180,6 +183,16 @@ static __always_inline int is_own_port(const struct bridle_config *c, __u16 port
 	return 0;
 }
 
+static __always_inline int is_gateway_port(const struct bridle_config *c,
+					   __u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < BRIDLE_MAX_GATEWAY_PORTS; i++)
+		if (c->gateway_ports[i] != 0 && c->gateway_ports[i] == port)
+			return 1;
+	return 0;
+}
+
 static __always_inline int is_tcp(const struct bpf_sock_addr *ctx)
 {
 	/* MPTCP falls back to TCP against the proxy's plain TCP listener. */
@@ -203,6 +216,12 @@ static __always_inline int is_v4_mapped(const struct bpf_sock_addr *ctx)
 {
 	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
 	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int is_loopback6(const struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+	       ctx->user_ip6[2] == 0 && ctx->user_ip6[3] == bpf_htonl(1);
 }
 
 static __always_inline int is_zero6(const __u32 a[4])
@@ -244,6 +263,15 @@ static __always_inline int forget_and_refuse(struct bpf_sock_addr *ctx)
 	return REFUSE;
 }
 
+/* A connect that goes where it was aimed: no older record may stay. */
+static __always_inline int forget_and_allow(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	bpf_map_delete_elem(&orig_dst, &cookie);
+	return ALLOW;
+}
+
 static __always_inline void set_dst6(struct bpf_sock_addr *ctx, __u32 a0,
 				     __u32 a1, __u32 a2, __u32 a3, __u16 port)
 {
@@ -266,6 +294,10 @@ int bridle_connect4(struct bpf_sock_addr *ctx)
 		return ALLOW;
 	if (is_own_port(c, port))
 		return forget_and_refuse(ctx);
+	/* Bridle's MCP gateway, on loopback: it decides every message itself. */
+	if (is_tcp(ctx) && is_gateway_port(c, port) &&
+	    (bpf_ntohl(ctx->user_ip4) >> 24) == 127)
+		return forget_and_allow(ctx);
 
 	if (is_tcp(ctx) && port == BRIDLE_DNS_PORT) {
 		if (!c->dns_ip4 || !c->dns_port ||
@@ -314,6 +346,10 @@ int bridle_connect6(struct bpf_sock_addr *ctx)
 		return ALLOW;
 	if (is_own_port(c, port))
 		return forget_and_refuse(ctx);
+	if (is_tcp(ctx) && is_gateway_port(c, port) &&
+	    (is_loopback6(ctx) ||
+	     (mapped && (bpf_ntohl(ctx->user_ip6[3]) >> 24) == 127)))
+		return forget_and_allow(ctx);
 
 	if (is_tcp(ctx) && port != BRIDLE_DNS_PORT) {
 		if (denied(c, ctx->user_ip6[0], ctx->user_ip6[1],
