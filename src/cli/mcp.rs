@@ -19,7 +19,6 @@ use bridle_engine::approvals::Approvals;
 use bridle_engine::audit::{AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
-use bridle_engine::reload::{DEFAULT_DEBOUNCE, Reloader};
 use bridle_engine::request::Principal;
 use bridle_mcp_gateway::pins::PinFile;
 use bridle_mcp_gateway::{Enforcer, GatewayConfig, GatewayError, PinStore, ToolBook, stdio};
@@ -119,14 +118,7 @@ fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(args.ask_timeout.unwrap_or(config.engine.ask_timeout_secs).max(1));
     let approvals = Arc::new(Approvals::new(timeout, Some(Arc::clone(&audit))));
     // A long-lived wrapper follows policy edits like `bridle run` does.
-    let _watch = match args.decide.policy_dir()? {
-        Some(dir) => Some(
-            Reloader::new(dir, Arc::clone(&authorizer), Some(Arc::clone(&audit)))
-                .watch(DEFAULT_DEBOUNCE)
-                .context("watching the policy directory")?,
-        ),
-        None => None,
-    };
+    let _watch = crate::host::watch_policies(args.decide.policy_dir()?.as_deref(), &authorizer, &audit)?;
     let enforcer = Enforcer::new(authorizer, approvals, Some(Arc::clone(&audit)), &args.name);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;

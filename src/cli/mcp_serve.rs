@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use bridle_engine::approvals::Approvals;
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
-use bridle_engine::reload::{DEFAULT_DEBOUNCE, Reloader};
 use bridle_engine::request::Principal;
 use bridle_mcp_gateway::PinStore;
 use bridle_mcp_gateway::http::{HttpGateway, Shared};
@@ -53,14 +52,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let audit_path = args.audit.unwrap_or_else(|| config.audit.path.with_file_name("mcp-http.jsonl"));
     let (audit, _lock) = open_audit(&config, &audit_path)?;
     let approvals = Arc::new(Approvals::new(config.engine.ask_timeout(), Some(Arc::clone(&audit))));
-    let _watch = match args.decide.policy_dir()? {
-        Some(dir) => Some(
-            Reloader::new(dir, Arc::clone(&authorizer), Some(Arc::clone(&audit)))
-                .watch(DEFAULT_DEBOUNCE)
-                .context("watching the policy directory")?,
-        ),
-        None => None,
-    };
+    let _watch = crate::host::watch_policies(args.decide.policy_dir()?.as_deref(), &authorizer, &audit)?;
     let shared = Shared {
         authorizer,
         approvals: Arc::clone(&approvals),
@@ -70,11 +62,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         principal: config.project.name.clone(),
     };
     // As under `bridle run` and `bridle up`, so the numbers of one hold for the others.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::host::runtime()?;
     runtime.block_on(async {
         let gateway = bind(&config, shared).await?.context("no [[mcp.servers]]")?;
         let addr = gateway.local_addr()?;

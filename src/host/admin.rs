@@ -104,7 +104,7 @@ pub(super) fn scan(cookies: &[u64], exclude: &[i32]) -> Scan {
     if cookies.is_empty() {
         return found;
     }
-    let host_pids = is_initial_pid_namespace();
+    let host_pids = super::appliance::in_initial_pid_namespace();
     let mut by_netns: BTreeMap<PathBuf, Vec<i32>> = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return found };
     for entry in entries.filter_map(Result::ok) {
@@ -127,11 +127,6 @@ pub(super) fn scan(cookies: &[u64], exclude: &[i32]) -> Scan {
         }
     }
     found
-}
-
-fn is_initial_pid_namespace() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == super::appliance::INIT_PID_INO)
 }
 
 fn cookie_of(pid: i32) -> Option<u64> {

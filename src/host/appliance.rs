@@ -258,17 +258,27 @@ impl Daemon {
 /// `PROC_NET_INIT_INO` and `PROC_PID_INIT_INO`: the fixed inode numbers of
 /// the host's initial network (Linux 6.x) and pid namespaces.
 const INIT_NET_INO: u64 = 0xEFFF_FFF9;
-pub(super) const INIT_PID_INO: u64 = 0xEFFF_FFFC;
+const INIT_PID_INO: u64 = 0xEFFF_FFFC;
+
+/// The inode of a namespace file (`/proc/self/ns/net`, …): its identity.
+fn ns_ino(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.ino()).ok()
+}
+
+/// Whether this process shares the host's (initial) pid namespace, so
+/// PID 1 is the host's init.
+pub(super) fn in_initial_pid_namespace() -> bool {
+    ns_ino("/proc/self/ns/pid") == Some(INIT_PID_INO)
+}
 
 /// Guarding the host's own network namespace would guard (and `bridle down`
 /// would kill) every process on the host: refuse.
 fn refuse_host_netns() -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let ino = |path: &str| std::fs::metadata(path).map(|m| m.ino()).ok();
-    let ours = ino("/proc/self/ns/net");
+    let ours = ns_ino("/proc/self/ns/net");
     // Older kernels number init_net dynamically: then compare with PID 1's,
     // when PID 1 is the host's init (we share the initial pid namespace).
-    let host_init = ino("/proc/self/ns/pid") == Some(INIT_PID_INO) && ours == ino("/proc/1/ns/net");
+    let host_init = in_initial_pid_namespace() && ours == ns_ino("/proc/1/ns/net");
     if ours == Some(INIT_NET_INO) || host_init {
         bail!(
             "bridle up guards every process in its network namespace, and this is the host's: run it in a \
@@ -311,11 +321,8 @@ fn check_trust_dir(dir: &Path, ca_dir: &Path) -> anyhow::Result<()> {
 /// PID 1 (`pid: host`), it joins PID 1's cgroup namespace instead, which
 /// `cgroup: host` would have given it (docker-compose v1 lacks the key).
 fn join_host_cgroup_namespace() -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let ino = |path: &str| std::fs::metadata(path).map(|m| m.ino()).ok();
-    let host_pids = ino("/proc/self/ns/pid") == Some(INIT_PID_INO);
-    let (ours, host) = (ino("/proc/self/ns/cgroup"), ino("/proc/1/ns/cgroup"));
-    if !host_pids || ours.is_none() || ours == host {
+    let (ours, host) = (ns_ino("/proc/self/ns/cgroup"), ns_ino("/proc/1/ns/cgroup"));
+    if !in_initial_pid_namespace() || ours.is_none() || ours == host {
         return Ok(());
     }
     // PID 1 may be out of reach (another user namespace, a sandbox's init):

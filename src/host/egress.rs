@@ -260,7 +260,7 @@ impl OriginalDestinations for LateOrigins {
 /// Reloads the policy directory when its files change (a broken set is
 /// audited and the last good one stays). `None`: the built-in set, which
 /// never changes.
-pub(super) fn watch_policies(
+pub(crate) fn watch_policies(
     dir: Option<&Path>,
     authorizer: &Arc<Authorizer>,
     audit: &Arc<AuditLog>,

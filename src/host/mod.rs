@@ -22,12 +22,13 @@ mod user;
 
 pub use admin::{down, ready, status};
 pub use appliance::{UpArgs, up};
+pub(crate) use egress::watch_policies;
 pub use sandbox::{SandboxArgs, exec as sandbox_exec};
 pub use session::{RunArgs, run};
 
 /// The async runtime a session or the appliance runs on: two workers are
 /// plenty for a proxy that splices in the kernel, and leave the agent room.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -137,9 +137,7 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
     if let Some((sender, h2)) = from_pool(&conn, &name, &offer) {
         let chosen = if h2 { H2 } else { HTTP11 };
         let agent = accept_agent(&conn, client, first, Some(chosen.to_vec()), limit).await?;
-        let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
-        let pool = Arc::clone(&conn.inspector.pool);
-        let upstream = Upstream::tls(Start::Pooled(sender), h2, conn.dst, name, again, limit, pool);
+        let upstream = upstream_tls(&conn, Start::Pooled(sender), h2, name, limit);
         exchange::serve(conn, agent, upstream, h2).await;
         return None;
     }
@@ -160,17 +158,19 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
         return not_declared_http(conn, agent, tls, name, limit).await;
     }
     let upstream = match upstream {
-        Ok(tls) => {
-            // Reconnects (an upstream closing a keep-alive connection) ask
-            // for the protocol the agent already speaks, nothing else.
-            let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
-            let pool = Arc::clone(&conn.inspector.pool);
-            Upstream::tls(Start::Handshake(Box::new(tls)), h2, conn.dst, name, again, limit, pool)
-        }
+        Ok(tls) => upstream_tls(&conn, Start::Handshake(Box::new(tls)), h2, name, limit),
         Err(reason) => Upstream::failed(reason),
     };
     exchange::serve(conn, agent, upstream, h2).await;
     None
+}
+
+/// The upstream side of an intercepted TLS connection, speaking `h2` or
+/// HTTP/1.1. Reconnects (an upstream closing a keep-alive connection) ask
+/// for the protocol the agent already speaks, nothing else.
+fn upstream_tls(conn: &Conn, start: Start, h2: bool, name: ServerName<'static>, limit: Duration) -> Upstream {
+    let again = conn.inspector.upstream.for_offer(if h2 { &Offer::H2 } else { &Offer::Http11 });
+    Upstream::tls(start, h2, conn.dst, name, again, limit, Arc::clone(&conn.inspector.pool))
 }
 
 /// An HTTP connection in the pool for this destination, name and a
@@ -250,10 +250,7 @@ async fn not_declared_http(
     let Ok(inside) = crate::detect::detect(&mut agent, limits).await else { return None };
     match inside.protocol {
         crate::detect::Protocol::Http { .. } => {
-            let again = conn.inspector.upstream.for_offer(&Offer::Http11);
-            let pool = Arc::clone(&conn.inspector.pool);
-            let upstream =
-                Upstream::tls(Start::Handshake(Box::new(upstream)), false, conn.dst, name, again, limit, pool);
+            let upstream = upstream_tls(&conn, Start::Handshake(Box::new(upstream)), false, name, limit);
             let mut first = inside.bytes;
             first.drain(..crate::detect::leading_blank_lines(&first));
             exchange::serve(conn, Prefixed::new(first, agent), upstream, false).await;
