@@ -66,14 +66,7 @@ impl Net {
             bundle = dir.path().join("public-ca.pem").display(),
         );
         write_files(dir.path(), &[("pol/p.cedar", POLICIES), ("bridle.toml", &config), ("public-ca.pem", &pki.ca_pem)]);
-        for args in [
-            vec!["netns", "add", &name],
-            vec!["-n", &name, "link", "set", "lo", "up"],
-            vec!["-n", &name, "addr", "add", "198.51.100.7/32", "dev", "lo"],
-        ] {
-            let status = Command::new("ip").args(&args).status().expect("ip");
-            assert!(status.success(), "ip {args:?}");
-        }
+        net::make_netns(&name);
         let git_root = dir.path().join("git");
         make_repo(&git_root.join("repo.git"));
         let upstream =
@@ -92,15 +85,7 @@ impl Net {
 
     /// `bridle run --user nobody -- sh -c SCRIPT` in the namespace.
     fn run(&self, script: &str) -> Run {
-        let output = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.name))
-            .arg(env!("CARGO_BIN_EXE_bridle"))
-            .args(["run", "--user", "nobody", "--policies"])
-            .arg(self.dir.path().join("pol"))
-            .arg("--config")
-            .arg(self.dir.path().join("bridle.toml"))
-            .arg("--audit")
-            .arg(self.audit())
+        let output = net::guarded_run(&self.name, self.dir.path(), &self.audit())
             .args(["--", "sh", "-c", script])
             .current_dir(self.dir.path().join("work"))
             .env("BRIDLE_TEST_API_KEY", SECRET)
@@ -294,7 +279,7 @@ fn an_ask_holds_the_request_until_bridle_approve_or_deny() {
     let session = std::thread::scope(|scope| {
         let run = scope.spawn(|| net.run(script));
         for (path, verb) in [("/approve-me", "approve"), ("/deny-me", "deny")] {
-            let id = wait_for_approval(path);
+            let id = support::wait_for_approval(path);
             let answered = support::bridle(&[verb, &id, "--by", "tester"]);
             assert_eq!(answered.code, 0, "{}", answered.all());
         }
@@ -306,25 +291,6 @@ fn an_ask_holds_the_request_until_bridle_approve_or_deny() {
     let requests = net.requests();
     let approved = requests.iter().find(|r| r["event"]["detail"]["path"] == "/approve-me").expect("decided");
     assert_eq!(approved["decision"]["reason"], "approved by tester");
-}
-
-/// The id of the pending approval whose summary names `path`.
-fn wait_for_approval(path: &str) -> String {
-    for _ in 0..200 {
-        let listed = support::bridle(&["approvals", "--json"]);
-        if let Ok(pending) = serde_json::from_str::<serde_json::Value>(&listed.stdout)
-            && let Some(found) = pending
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["summary"].as_str().is_some_and(|s| s.contains(path)))
-            && let Some(id) = found["id"].as_str()
-        {
-            return id.to_owned();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("no pending approval for {path}");
 }
 
 /// A WebSocket upgrade is decided like any request, then passed through:

@@ -16,6 +16,7 @@ pub mod approvals;
 pub mod audit;
 pub mod authorizer;
 pub mod config;
+pub mod correlate;
 pub mod decision;
 pub mod dlp;
 pub mod event;

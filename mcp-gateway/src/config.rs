@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     pub max_message_bytes: usize,
     /// How the server is reached.
     pub transport: Transport,
+    /// The stdio server's process, once started: its descendants act for
+    /// its calls (correlation).
+    pub server_pid: Option<u32>,
 }
 
 impl GatewayConfig {
@@ -45,6 +48,7 @@ impl GatewayConfig {
             principal: principal.to_string(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             transport: Transport::Stdio,
+            server_pid: None,
         })
     }
 }

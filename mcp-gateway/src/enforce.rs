@@ -6,8 +6,19 @@ use std::sync::Arc;
 use bridle_engine::approvals::Approvals;
 use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
+use bridle_engine::correlate::CallGuard;
 use bridle_engine::decision::{Decision, Effect};
-use bridle_engine::event::Event;
+use bridle_engine::event::{Event, McpActive};
+
+use crate::report::{ReportGuard, Reporter};
+
+/// A tool call in flight, here and (from a wrapper) in the session's
+/// Bridle; it ends when this drops.
+#[derive(Debug)]
+pub struct InFlight {
+    _local: CallGuard,
+    _remote: Option<ReportGuard>,
+}
 
 /// Decides and records. Cheap to share: everything inside is an `Arc`.
 #[derive(Clone, Debug)]
@@ -15,6 +26,9 @@ pub struct Enforcer {
     authorizer: Arc<Authorizer>,
     approvals: Arc<Approvals>,
     audit: Option<Arc<AuditLog>>,
+    /// The session's Bridle, when this gateway runs outside it (a stdio
+    /// wrapper): calls in flight are reported there too.
+    reporter: Option<Reporter>,
     /// `mcp-gateway/<server>`, for notices.
     component: String,
 }
@@ -26,7 +40,21 @@ impl Enforcer {
         audit: Option<Arc<AuditLog>>,
         server: &str,
     ) -> Self {
-        Enforcer { authorizer, approvals, audit, component: format!("mcp-gateway/{server}") }
+        Enforcer { authorizer, approvals, audit, reporter: None, component: format!("mcp-gateway/{server}") }
+    }
+
+    /// Reports calls in flight to the session's Bridle as well.
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// Reports tool call `active` of `session` in flight until the guard
+    /// drops, so what happens meanwhile carries `context.mcp`.
+    pub fn begin_call(&self, session: &str, active: McpActive, server_pid: Option<u32>) -> InFlight {
+        let remote = self.reporter.as_ref().map(|reporter| reporter.begin(&active, server_pid));
+        let local = self.authorizer.correlator().begin(session, active, server_pid);
+        InFlight { _local: local, _remote: remote }
     }
 
     /// The engine's decision, not yet held or recorded.
@@ -36,9 +64,17 @@ impl Enforcer {
 
     /// Waits for a person on an `ask` (or the broker's timeout) and records
     /// the answer; other decisions are recorded as they are.
+    /// A wrapper inside a session asks the session's broker, which a person
+    /// can reach (`bridle approve`); its own is the fallback.
     pub async fn settle(&self, event: &Event, decision: Decision) -> Decision {
-        let decision =
-            if decision.effect == Effect::Ask { self.approvals.ask(event, decision).await } else { decision };
+        let decision = match (&self.reporter, decision.effect) {
+            (Some(reporter), Effect::Ask) => match reporter.ask(event, decision.clone()).await {
+                Some(answered) => answered,
+                None => self.approvals.ask(event, decision).await,
+            },
+            (None, Effect::Ask) => self.approvals.ask(event, decision).await,
+            _ => decision,
+        };
         self.record(event.clone(), decision.clone());
         decision
     }

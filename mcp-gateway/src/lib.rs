@@ -5,8 +5,10 @@
 //! [`classify`]), per-message decisions and enforcement ([`gateway`],
 //! [`enforce`]), tool pinning ([`pins`], [`tools`]), poisoning heuristics
 //! ([`poison`]), the stdio transport ([`stdio`]) and the HTTP transports,
-//! streamable HTTP and legacy HTTP+SSE, as a reverse proxy ([`http`]). Not
-//! yet here: correlation of a tool call with what the server's processes do.
+//! streamable HTTP and legacy HTTP+SSE, as a reverse proxy ([`http`]), also
+//! for MCP the proxy finds in an agent's HTTP ([`http::Inline`]). Tool calls
+//! in flight are reported to the engine's correlator, and from a stdio
+//! wrapper to the session's Bridle ([`report`]).
 //!
 //! Entry points: [`stdio::wrap`] (what `bridle mcp wrap` runs), built from
 //! a [`GatewayConfig`], an [`Enforcer`] and a [`ToolBook`];
@@ -29,6 +31,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod pins;
 pub mod poison;
+pub mod report;
 pub mod stdio;
 pub mod tools;
 

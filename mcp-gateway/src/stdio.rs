@@ -39,7 +39,7 @@ const QUEUE: usize = 256;
 /// Runs `command` as the MCP server behind the gateway, relaying this
 /// process's stdin/stdout, until the server exits; returns its status.
 pub async fn wrap(
-    config: GatewayConfig,
+    mut config: GatewayConfig,
     enforcer: Enforcer,
     tools: ToolBook,
     command: &[String],
@@ -62,6 +62,7 @@ pub async fn wrap(
     let server_in = child.stdin.take().ok_or_else(|| spawn_error("stdin"))?;
     let server_out = child.stdout.take().ok_or_else(|| spawn_error("stdout"))?;
     let signals = forward_signals(child.id())?;
+    config.server_pid = child.id();
     let max = config.max_message_bytes;
     let (to_client, client_queue) = mpsc::channel(QUEUE);
     let (to_server, server_queue) = mpsc::channel(QUEUE);

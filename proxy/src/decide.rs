@@ -17,6 +17,7 @@ use bridle_engine::event::{Connect, Event, EventKind, HttpRequest, NamedBy, Tran
 use bridle_engine::request::AuthzRequest;
 
 use crate::detect::Protocol;
+use crate::lineage::lineage;
 
 /// The reason recorded when an `ask` verdict is refused for now.
 pub const ASK_REASON: &str = "needs a person's approval, and none can be asked for here";
@@ -86,10 +87,31 @@ impl Decider {
         }
     }
 
+    /// An event of this session by process `pid`, attributed to the MCP
+    /// tool call in flight, if any (the acting process's ancestry is read
+    /// only when a call has a server process to match it against).
+    fn event(&self, kind: EventKind, pid: Option<u32>) -> Event {
+        let mut event = Event::now(&self.session, &self.principal, kind);
+        let correlator = self.authorizer.correlator();
+        let lineage = match pid {
+            Some(pid) if correlator.wants_lineage() => lineage(pid),
+            _ => Vec::new(),
+        };
+        correlator.attribute(&mut event, &lineage);
+        event
+    }
+
     /// Decides a connection to `dst` whose first bytes were `protocol`;
     /// `dns_name` is what the resolver learned for `dst`'s IP.
-    pub async fn decide(&self, dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Verdict {
-        let event = Event::now(&self.session, &self.principal, EventKind::Connect(connect(dst, protocol, dns_name)));
+    /// `pid` is the connecting process, where known.
+    pub async fn decide(
+        &self,
+        dst: SocketAddr,
+        protocol: &Protocol,
+        dns_name: Option<String>,
+        pid: Option<u32>,
+    ) -> Verdict {
+        let event = self.event(EventKind::Connect(connect(dst, protocol, dns_name)), pid);
         let decision = self.settle(&event, self.authorizer.decide(&event), "connection").await;
         self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
         let kernel_refusal = if decision.effect.permits() { None } else { self.destination_deny(&event) };
@@ -110,8 +132,8 @@ impl Decider {
     /// Decides one HTTP request (intercepted or plain). An `ask` waits for
     /// a person where an approvals broker is wired in; otherwise, and on
     /// timeout, it is a deny.
-    pub async fn decide_request(&self, request: HttpRequest) -> Verdict {
-        let event = Event::now(&self.session, &self.principal, EventKind::HttpRequest(request));
+    pub async fn decide_request(&self, request: HttpRequest, pid: Option<u32>) -> Verdict {
+        let event = self.event(EventKind::HttpRequest(request), pid);
         let decision = self.settle(&event, self.authorizer.decide(&event), "request").await;
         self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
         Verdict { event, decision, kernel_refusal: None }
@@ -119,8 +141,8 @@ impl Decider {
 
     /// Decides one HTTP request without waiting (an `ask` is a deny): for
     /// findings in a body that is already streaming.
-    pub fn decide_request_now(&self, request: HttpRequest) -> Verdict {
-        let event = Event::now(&self.session, &self.principal, EventKind::HttpRequest(request));
+    pub fn decide_request_now(&self, request: HttpRequest, pid: Option<u32>) -> Verdict {
+        let event = self.event(EventKind::HttpRequest(request), pid);
         let decision = enforced(self.authorizer.decide(&event), "request");
         self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
         Verdict { event, decision, kernel_refusal: None }
@@ -128,8 +150,8 @@ impl Decider {
 
     /// Records a request Bridle refuses before policy is asked (domain
     /// fronting: the names disagree, so no single resource describes it).
-    pub fn deny_request(&self, request: HttpRequest, reason: String) -> Verdict {
-        let event = Event::now(&self.session, &self.principal, EventKind::HttpRequest(request));
+    pub fn deny_request(&self, request: HttpRequest, reason: String, pid: Option<u32>) -> Verdict {
+        let event = self.event(EventKind::HttpRequest(request), pid);
         let decision = Decision {
             effect: Effect::Deny,
             policies: Vec::new(),

@@ -28,6 +28,7 @@ pub mod error;
 pub mod forward;
 pub mod http;
 pub mod intercept;
+pub mod lineage;
 pub mod listen;
 pub mod origin;
 pub mod server;

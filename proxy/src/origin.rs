@@ -11,12 +11,26 @@ use std::sync::{Mutex, PoisonError};
 
 use bridle_redirector_ebpf::{OrigDst, Proto, Redirector};
 
+/// Where a redirected connection was going, and who made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub dst: SocketAddr,
+    /// The process that called `connect()` (as the kernel saw it), where known.
+    pub pid: Option<u32>,
+}
+
 /// A source of original destinations (and of names learned for IPs).
 pub trait OriginalDestinations: Send + Sync {
     /// The original destination of the connection whose client address is
     /// `peer`, or `None` when nothing was recorded (the connection did not
     /// come through the redirector and must be refused).
     fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr>;
+
+    /// [`OriginalDestinations::lookup`] with the connecting process, for
+    /// sources that know it.
+    fn origin(&self, peer: SocketAddr) -> Option<Origin> {
+        self.lookup(peer).map(|dst| Origin { dst, pid: None })
+    }
 
     /// The name Bridle's resolver answered with `ip`, if one is known and
     /// still valid. Used to name connections that carry no SNI or Host.
@@ -36,7 +50,13 @@ pub trait OriginalDestinations: Send + Sync {
 
 impl OriginalDestinations for Redirector {
     fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
-        tcp_destination(self.original_destination_by_peer(peer)?)
+        self.origin(peer).map(|origin| origin.dst)
+    }
+
+    fn origin(&self, peer: SocketAddr) -> Option<Origin> {
+        let orig = self.original_destination_by_peer(peer)?;
+        let pid = (orig.pid != 0).then_some(orig.pid);
+        tcp_destination(orig).map(|dst| Origin { dst, pid })
     }
 }
 

@@ -18,7 +18,7 @@ use crate::detect::{DetectLimits, Protocol, detect};
 use crate::error::{Error, Result};
 use crate::forward::{PipePool, connect_upstream, splice};
 use crate::intercept::{self, Conn, Inspector};
-use crate::origin::OriginalDestinations;
+use crate::origin::{Origin, OriginalDestinations};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin while the condition lasts.
@@ -167,7 +167,7 @@ async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
 /// The stages of one connection, top to bottom.
 async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
     // accept: where was it going?
-    let Some(dst) = original_destination(shared, peer) else {
+    let Some(Origin { dst, pid }) = original_destination(shared, peer) else {
         return refuse(client);
     };
     tracing::Span::current().record("orig_dst", field::display(dst));
@@ -184,7 +184,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         tracing::Span::current().record("sni", sni.as_str());
     }
     // decide: may it go there?
-    let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip())).await;
+    let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip()), pid).await;
     if !verdict.permits() {
         tracing::info!(reason = verdict.decision.reason.as_deref().unwrap_or("default deny"), "connection denied");
         if let Some(generation) = verdict.kernel_refusal {
@@ -205,7 +205,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
                 FirstWord::Server(upstream) => early_upstream = Some(upstream),
                 FirstWord::Client(late) => {
                     // Silence, then TLS or HTTP: decide again on what it said.
-                    verdict = shared.decider.decide(dst, &late.protocol, shared.origins.name_for(dst.ip())).await;
+                    verdict = shared.decider.decide(dst, &late.protocol, shared.origins.name_for(dst.ip()), pid).await;
                     if !verdict.permits() || matches!(late.protocol, Protocol::Malformed { .. }) {
                         return refuse(client);
                     }
@@ -216,7 +216,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         }
     }
     // inspect: HTTP, in the clear or intercepted, is decided per request.
-    let (client, first) = match inspect(shared, &verdict, &protocol, dst, client, first).await {
+    let (client, first) = match inspect(shared, &verdict, &protocol, Origin { dst, pid }, client, first).await {
         Some(spliceable) => spliceable,
         None => return,
     };
@@ -285,15 +285,17 @@ async fn inspect(
     shared: &Shared,
     verdict: &Verdict,
     protocol: &Protocol,
-    dst: SocketAddr,
+    origin: Origin,
     client: TcpStream,
     first: Vec<u8>,
 ) -> Option<(TcpStream, Vec<u8>)> {
     let Some(inspector) = &shared.inspector else { return Some((client, first)) };
+    let dst = origin.dst;
     let conn = |tls: bool, sni: Option<String>| Conn {
         inspector: Arc::clone(inspector),
         decider: Arc::clone(&shared.decider),
         dst,
+        pid: origin.pid,
         sni,
         tls,
     };
@@ -324,19 +326,20 @@ fn uninspected(shared: &Shared, dst: SocketAddr, sni: Option<&str>, why: &str) {
 
 /// The recorded original destination, or `None` (audited) when there is
 /// none or it points back at this listener (a loop).
-fn original_destination(shared: &Shared, peer: SocketAddr) -> Option<SocketAddr> {
-    let Some(dst) = shared.origins.lookup(peer) else {
+fn original_destination(shared: &Shared, peer: SocketAddr) -> Option<Origin> {
+    let Some(origin) = shared.origins.origin(peer) else {
         tracing::warn!("no recorded original destination; refused");
         let message = format!("connection from {peer} has no recorded original destination; refused");
         shared.decider.notice("warn", message);
         return None;
     };
+    let dst = origin.dst;
     if is_self(shared.local, dst) {
         tracing::warn!(%dst, "original destination is the proxy itself; refused");
         shared.decider.notice("warn", format!("connection from {peer} to the proxy's own listener {dst}; refused"));
         return None;
     }
-    Some(dst)
+    Some(origin)
 }
 
 fn is_self(local: SocketAddr, dst: SocketAddr) -> bool {

@@ -21,6 +21,7 @@ use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
 use bridle_engine::request::Principal;
 use bridle_mcp_gateway::pins::PinFile;
+use bridle_mcp_gateway::report::{self, Reporter};
 use bridle_mcp_gateway::{Enforcer, GatewayConfig, GatewayError, PinStore, ToolBook, stdio};
 use clap::Subcommand;
 use nix::fcntl::{Flock, FlockArg};
@@ -122,7 +123,22 @@ fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let enforcer = Enforcer::new(authorizer, approvals, Some(Arc::clone(&audit)), &args.name);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    let status = runtime.block_on(stdio::wrap(gateway, enforcer, tools, &args.command));
+    let status = runtime.block_on(async {
+        // Under Bridle, the session learns which call is in flight, so the
+        // server's own connections are decided with `context.mcp`.
+        let session = report::own_session();
+        let enforcer = match Reporter::connect(&session) {
+            Ok(reporter) => {
+                enforcer.notice("info", format!("reporting tool calls in flight to Bridle session {session}"));
+                enforcer.with_reporter(reporter)
+            }
+            Err(error) => {
+                tracing::debug!(%error, %session, "no Bridle session to report tool calls to");
+                enforcer
+            }
+        };
+        stdio::wrap(gateway, enforcer, tools, &args.command).await
+    });
     // A client that never closes our stdin leaves a blocking read behind:
     // do not wait for it.
     runtime.shutdown_background();

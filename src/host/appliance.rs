@@ -41,6 +41,7 @@ use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Sel
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::admin;
+use super::calls::{self, Scope};
 use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::session::open_audit;
@@ -202,6 +203,8 @@ impl Daemon {
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
         let mut tasks = egress.spawn(&stopped);
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
+        let (scope, approvals) = (Scope::Namespace, &self.guards.approvals);
+        tasks.extend(calls::start(APPLIANCE, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp =
             super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, APPLIANCE, &stopped);
         tasks.extend(mcp.await?);

@@ -17,10 +17,12 @@ use bridle_engine::audit::AuditLog;
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
 use bridle_engine::reload::{DEFAULT_DEBOUNCE, Reloader, WatchHandle};
+use bridle_mcp_gateway::http::Inline;
 use bridle_proxy::dns::{DnsServer, NameMap, ResolverConfig};
 use bridle_proxy::http::scan::Canaries;
 use bridle_proxy::http::secrets::Secrets;
 use bridle_proxy::intercept::{Inspector, UpstreamTls};
+use bridle_proxy::origin::Origin;
 use bridle_proxy::tls::{CertificateAuthority, LeafCache, upstream_roots};
 use bridle_proxy::{OriginalDestinations, Proxy, ProxyConfig};
 use bridle_redirector_ebpf::{Proto, RedirectConfig, Redirector, Selection};
@@ -63,7 +65,13 @@ impl Egress {
             CertificateAuthority::load_or_create(dir)
                 .with_context(|| format!("loading Bridle's CA from {}", dir.display()))?,
         );
-        let inspector = Arc::new(inspector(config, &ca, guards)?);
+        let mut inspector = inspector(config, &ca, guards)?;
+        // MCP the proxy finds in the agent's HTTP is decided in the same
+        // timeline, with the same pins, as the configured servers'.
+        let shared = super::mcp::shared(config, authorizer, &guards.approvals, audit, session)?;
+        let (max, idle) = (config.mcp.max_message_bytes, config.mcp.session_idle());
+        inspector.mcp = Some(Arc::new(Inline::new(shared, max, idle)));
+        let inspector = Arc::new(inspector);
         let dns_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.dns));
         let mut resolver_config =
             ResolverConfig::from_dns_config(dns_listen, &config.dns, Path::new("/etc/resolv.conf"))
@@ -236,7 +244,11 @@ impl LateOrigins {
 
 impl OriginalDestinations for LateOrigins {
     fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
-        self.slot.read().ok()?.as_ref()?.redirector.lookup(peer)
+        self.origin(peer).map(|origin| origin.dst)
+    }
+
+    fn origin(&self, peer: SocketAddr) -> Option<Origin> {
+        self.slot.read().ok()?.as_ref()?.redirector.origin(peer)
     }
 
     fn name_for(&self, ip: IpAddr) -> Option<String> {

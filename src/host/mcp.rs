@@ -8,6 +8,7 @@
 //! meant to be reached by agents directly rather than through the proxy
 //! (the redirect configuration in `egress` is where that is arranged).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -23,6 +24,30 @@ use tokio::task::JoinHandle;
 use crate::cli::mcp::pins_dir;
 use crate::cli::mcp_serve;
 
+/// Where pins go when the environment names no state directory (a
+/// service started without `HOME`).
+const SERVICE_PINS: &str = "/var/lib/bridle/mcp-pins";
+
+/// What the session's MCP gateways (configured servers and MCP the proxy
+/// finds inline) decide and record with: the session's own authorizer,
+/// approvals, audit log, and the user's pins.
+pub(super) fn shared(
+    config: &Config,
+    authorizer: &Arc<Authorizer>,
+    approvals: &Arc<Approvals>,
+    audit: &Arc<AuditLog>,
+    session: &str,
+) -> anyhow::Result<Shared> {
+    Ok(Shared {
+        authorizer: Arc::clone(authorizer),
+        approvals: Arc::clone(approvals),
+        audit: Some(Arc::clone(audit)),
+        pins: PinStore::new(pins_dir(None).unwrap_or_else(|_| PathBuf::from(SERVICE_PINS))),
+        session: session.to_string(),
+        principal: config.project.name.clone(),
+    })
+}
+
 /// Serves `[[mcp.servers]]` until `stop` turns true; `None` when there are none.
 pub(super) async fn spawn(
     config: &Config,
@@ -35,14 +60,7 @@ pub(super) async fn spawn(
     if config.mcp.servers.is_empty() {
         return Ok(None);
     }
-    let shared = Shared {
-        authorizer: Arc::clone(authorizer),
-        approvals: Arc::clone(approvals),
-        audit: Some(Arc::clone(audit)),
-        pins: PinStore::new(pins_dir(None)?),
-        session: session.to_string(),
-        principal: config.project.name.clone(),
-    };
+    let shared = shared(config, authorizer, approvals, audit, session)?;
     let gateway = mcp_serve::bind(config, shared).await?.context("no [[mcp.servers]]")?;
     let addr = gateway.local_addr()?;
     let names: Vec<&str> = config.mcp.servers.iter().map(|s| s.name.as_str()).collect();

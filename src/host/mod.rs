@@ -12,6 +12,7 @@
 
 mod admin;
 mod appliance;
+mod calls;
 pub(crate) mod control;
 mod egress;
 mod mcp;

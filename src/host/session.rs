@@ -15,11 +15,12 @@ use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
 use bridle_proxy::http::secrets::Secrets;
 use bridle_proxy::tls::CertificateAuthority;
-use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection};
+use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection, cgroup2_mount};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::calls::{self, Scope};
 use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
@@ -108,6 +109,9 @@ impl Session {
         let ca = egress.ca();
         let mut tasks = egress.spawn(&stopped);
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
+        let scope = Scope::Cgroup { mount: cgroup2_mount()?, session: guard.cgroup.path().to_path_buf() };
+        let approvals = &self.guards.approvals;
+        tasks.extend(calls::start(&id, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp = super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, &id, &stopped);
         tasks.extend(mcp.await?);
         let status = self.run_command(guard.cgroup.path(), &ca).await;

@@ -54,3 +54,23 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
         std::fs::write(path, text).expect("write");
     }
 }
+
+/// The id of the pending approval (in any session) whose summary names
+/// `needle`, once one shows up (20 s at most).
+pub fn wait_for_approval(needle: &str) -> String {
+    for _ in 0..200 {
+        let listed = bridle(&["approvals", "--json"]);
+        if let Ok(pending) = serde_json::from_str::<serde_json::Value>(&listed.stdout)
+            && let Some(found) = pending
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["summary"].as_str().is_some_and(|s| s.contains(needle)))
+            && let Some(id) = found["id"].as_str()
+        {
+            return id.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no pending approval for {needle}");
+}

@@ -43,3 +43,33 @@ pub fn start_authority(netns: &str, ip: &str, port: &str, names: &[&str]) -> Chi
         .spawn()
         .expect("start the test DNS authority")
 }
+
+/// `bridle run --user nobody` inside `netns`, with the test's policies
+/// (`dir/pol`), config (`dir/bridle.toml`) and audit log; the caller adds
+/// `--` and the command.
+pub fn guarded_run(netns: &str, dir: &Path, audit: &Path) -> Command {
+    let mut command = Command::new("nsenter");
+    command
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg(env!("CARGO_BIN_EXE_bridle"))
+        .args(["run", "--user", "nobody", "--policies"])
+        .arg(dir.join("pol"))
+        .arg("--config")
+        .arg(dir.join("bridle.toml"))
+        .arg("--audit")
+        .arg(audit);
+    command
+}
+
+/// A network namespace `name` whose `lo` is up and holds 198.51.100.7, the
+/// test's stand-in for a remote host (nothing routes anywhere else).
+pub fn make_netns(name: &str) {
+    for args in [
+        vec!["netns", "add", name],
+        vec!["-n", name, "link", "set", "lo", "up"],
+        vec!["-n", name, "addr", "add", "198.51.100.7/32", "dev", "lo"],
+    ] {
+        let status = Command::new("ip").args(&args).status().expect("ip");
+        assert!(status.success(), "ip {args:?}");
+    }
+}

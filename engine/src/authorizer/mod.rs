@@ -29,6 +29,7 @@ use arc_swap::ArcSwap;
 use cedar_policy::{Decision as CedarDecision, EvalResult, Request, Response};
 use quick_cache::sync::Cache;
 
+use crate::correlate::Correlator;
 use crate::decision::{Decision, Effect};
 use crate::event::Event;
 use crate::policy::LoadedPolicies;
@@ -50,6 +51,8 @@ pub struct Authorizer {
     cache_size: usize,
     engine: Engine,
     sessions: RwLock<HashMap<String, Principal>>,
+    /// MCP calls in flight, shared by every capture point deciding here.
+    correlator: Arc<Correlator>,
 }
 
 /// What evaluation needs besides the policies: Cedar itself and the entity
@@ -96,6 +99,7 @@ impl Authorizer {
             cache_size,
             engine: Engine { cedar: cedar_policy::Authorizer::new(), entities: Cache::new(ENTITY_CACHE_SIZE) },
             sessions: RwLock::new(HashMap::new()),
+            correlator: Arc::new(Correlator::default()),
         }
     }
 
@@ -122,6 +126,12 @@ impl Authorizer {
         if let Ok(mut sessions) = self.sessions.write() {
             sessions.insert(session.to_string(), principal);
         }
+    }
+
+    /// The MCP calls in flight: gateways report them, capture points
+    /// attribute their events to them before deciding.
+    pub fn correlator(&self) -> &Arc<Correlator> {
+        &self.correlator
     }
 
     /// The principal an event acts as.

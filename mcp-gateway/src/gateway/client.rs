@@ -198,7 +198,11 @@ impl Gateway {
             let mut flight = lock(&self.flight);
             let closed = flight.closed.clone();
             if closed.is_none() {
-                let pending = Pending { payload: request.payload, due: request.due.clone() };
+                let call = match &request.payload {
+                    McpPayload::ToolsCall { name, .. } => Some(self.begin_call(name, &request.id)),
+                    _ => None,
+                };
+                let pending = Pending { payload: request.payload, due: request.due.clone(), call };
                 flight.inflight.insert(request.id.clone(), pending);
             }
             closed

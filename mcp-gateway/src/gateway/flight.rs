@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::task::AbortHandle;
 
 use super::Reply;
+use crate::enforce::InFlight;
 use crate::jsonrpc::Id;
 
 /// Late responses to this many recently cancelled requests are dropped
@@ -28,6 +29,10 @@ pub(crate) struct Due {
 pub(crate) struct Pending {
     pub payload: McpPayload,
     pub due: Due,
+    /// A tool call is in flight for correlation until this drops (with
+    /// the entry: answered, undeliverable, cancelled, or the server gone).
+    #[expect(dead_code, reason = "held for its Drop: the call ends with the entry")]
+    pub call: Option<InFlight>,
 }
 
 /// A request held for approval.
@@ -195,6 +200,7 @@ mod tests {
         let pending = |reply: &Reply, batch| Pending {
             payload: McpPayload::Other { name: "ping".into() },
             due: Due { batch, reply: reply.clone() },
+            call: None,
         };
         flight.inflight.insert(id(1), pending(&mine, batch));
         flight.inflight.insert(id(2), pending(&theirs, None));

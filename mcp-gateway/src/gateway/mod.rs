@@ -24,12 +24,12 @@ mod server;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bridle_engine::decision::Decision;
-use bridle_engine::event::{Event, EventKind, McpDirection, McpMessage, McpPayload};
+use bridle_engine::event::{Event, EventKind, McpActive, McpDirection, McpMessage, McpPayload};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::config::GatewayConfig;
-use crate::enforce::Enforcer;
+use crate::enforce::{Enforcer, InFlight};
 use crate::jsonrpc::{self, Id};
 use crate::tools::ToolBook;
 use flight::{Due, Flight, Settled};
@@ -230,6 +230,12 @@ impl Gateway {
                 findings: Vec::new(),
             }),
         )
+    }
+
+    /// Tool call `id` of `tool` is in flight from now until the guard drops.
+    fn begin_call(&self, tool: &str, id: &Id) -> InFlight {
+        let active = McpActive { server: self.config.server.clone(), tool: tool.to_string(), call_id: id.text() };
+        self.enforcer.begin_call(&self.config.session, active, self.config.server_pid)
     }
 
     /// An error response for `id`, sent now or filed into its batch.

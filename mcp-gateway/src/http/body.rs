@@ -18,7 +18,7 @@ use crate::framing::{Line, OVERSIZED_PREFIX};
 use crate::jsonrpc::{self, Id};
 
 /// What the gateway sends the client.
-pub(crate) type ClientBody = BoxBody<Bytes, Infallible>;
+pub type ClientBody = BoxBody<Bytes, Infallible>;
 
 /// A body cut short: the peer went away or broke the framing.
 #[derive(Debug)]
@@ -27,15 +27,28 @@ pub(crate) struct BrokenBody(pub String);
 /// Reads `body` whole if it is at most `max` bytes; a longer one yields
 /// [`Line::Oversized`] with its first bytes (the rest is read and dropped,
 /// so memory stays within `max`).
-pub(crate) async fn read_bounded<B>(mut body: B, max: usize) -> Result<Line, BrokenBody>
+pub(crate) async fn read_bounded<B>(body: B, max: usize) -> Result<Line, BrokenBody>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut kept = Vec::new();
-    let mut size = 0usize;
+    read_bounded_after(Vec::new(), body, max).await.map_err(BrokenBody)
+}
+
+/// [`read_bounded`] for a body whose first bytes, `kept`, were read
+/// already (the proxy reads a window before it decides); the error says
+/// how the body broke off.
+pub async fn read_bounded_after<B>(mut kept: Vec<u8>, mut body: B, max: usize) -> Result<Line, String>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut size = kept.len();
+    if size > max {
+        kept.truncate(OVERSIZED_PREFIX);
+    }
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BrokenBody(e.to_string()))?;
+        let frame = frame.map_err(|e| e.to_string())?;
         let Ok(data) = frame.into_data() else { continue };
         size += data.len();
         let room = if size <= max { data.len() } else { OVERSIZED_PREFIX.saturating_sub(kept.len()) };

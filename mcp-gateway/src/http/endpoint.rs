@@ -14,6 +14,7 @@ use bridle_engine::config::{McpServer, McpTransport};
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::route::Route;
 use super::session::Session;
 use super::sse::Legacy;
 use super::upstream::Upstream;
@@ -28,7 +29,8 @@ use crate::tools::ToolBook;
 pub(crate) struct Endpoint {
     pub name: String,
     pub transport: McpTransport,
-    pub upstream: Upstream,
+    /// The configured server's client; `None` inline.
+    pub upstream: Option<Arc<Upstream>>,
     pub enforcer: Enforcer,
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
@@ -47,15 +49,26 @@ impl Endpoint {
         roots: Option<&rustls::RootCertStore>,
     ) -> Result<Self, GatewayError> {
         let upstream = Upstream::new(&server.name, &server.url, &server.headers, roots, limits.connect_timeout)?;
-        let enforcer = Enforcer::new(
-            Arc::clone(&shared.authorizer),
-            Arc::clone(&shared.approvals),
-            shared.audit.clone(),
-            &server.name,
-        );
-        Ok(Endpoint {
-            name: server.name.clone(),
-            transport: server.transport,
+        Ok(Endpoint::with(&server.name, server.transport, Some(Arc::new(upstream)), shared, limits))
+    }
+
+    /// A streamable-HTTP server seen inside proxied HTTP, named `name`.
+    pub fn inline(name: &str, shared: &Shared, limits: &super::Limits) -> Self {
+        Endpoint::with(name, McpTransport::StreamableHttp, None, shared, limits)
+    }
+
+    fn with(
+        name: &str,
+        transport: McpTransport,
+        upstream: Option<Arc<Upstream>>,
+        shared: &Shared,
+        limits: &super::Limits,
+    ) -> Self {
+        let enforcer =
+            Enforcer::new(Arc::clone(&shared.authorizer), Arc::clone(&shared.approvals), shared.audit.clone(), name);
+        Endpoint {
+            name: name.to_string(),
+            transport,
             upstream,
             enforcer,
             max_message_bytes: limits.max_message_bytes,
@@ -63,7 +76,12 @@ impl Endpoint {
             shared: shared.clone(),
             sessions: Mutex::new(HashMap::new()),
             legacy: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// The configured server's client as a session route.
+    pub fn route(&self) -> Option<Arc<dyn Route>> {
+        self.upstream.clone().map(|upstream| upstream as Arc<dyn Route>)
     }
 
     /// A fresh core for one session, with the server's pinned tools.

@@ -6,7 +6,9 @@
 //! Owns: the listener and routing (here), one [`endpoint::Endpoint`] per
 //! server with its upstream client ([`upstream`]) and sessions
 //! ([`session`]), bounded bodies and event streams ([`body`], [`events`]),
-//! and the client side of each exchange ([`exchange`]).
+//! and the client side of each exchange ([`exchange`]). The same sessions
+//! serve MCP the transparent proxy finds in an agent's HTTP ([`Inline`]),
+//! routed over the agent's own connection ([`Route`]).
 //!
 //! Not relayed: SSE event ids and retry hints. A stream that ends before
 //! its answer gets a JSON-RPC error for the request instead of being
@@ -20,6 +22,8 @@ mod body;
 mod endpoint;
 mod events;
 mod exchange;
+mod inline;
+mod route;
 mod session;
 mod sse;
 mod streamable;
@@ -49,8 +53,10 @@ use tokio::net::TcpListener;
 
 use crate::GatewayError;
 use crate::pins::PinStore;
-use body::ClientBody;
+pub use body::{ClientBody, read_bounded_after};
 use endpoint::Endpoint;
+pub use inline::{Inline, McpRequest};
+pub use route::{Route, RouteBody, RouteError, RouteFuture};
 
 const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";

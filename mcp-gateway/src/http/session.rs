@@ -23,7 +23,7 @@ use tokio::task::AbortHandle;
 use super::body::{self, read_bounded};
 use super::endpoint::Endpoint;
 use super::events::EventReader;
-use super::upstream::Pooled;
+use super::route::{Route, RouteBody};
 use super::{PROTOCOL_VERSION, SESSION_ID};
 use crate::GatewayError;
 use crate::gateway::{Gateway, Reply, ToServer};
@@ -54,6 +54,9 @@ pub(crate) struct Session {
 #[derive(Debug)]
 pub(crate) struct Link {
     endpoint: Arc<Endpoint>,
+    /// How the server is reached: the configured client, or (inline) the
+    /// agent connection that carried the latest request.
+    route: Mutex<Arc<dyn Route>>,
     /// The server's `Mcp-Session-Id`, once it gave one.
     id: Mutex<Option<HeaderValue>>,
     /// The client headers the server needs too (protocol version, credentials).
@@ -66,9 +69,9 @@ pub(crate) struct Link {
 }
 
 impl Session {
-    /// A new session (not yet known by id: the server names it in its
-    /// answer to `initialize`).
-    pub fn start(endpoint: &Arc<Endpoint>) -> Result<Arc<Session>, GatewayError> {
+    /// A new session reaching the server by `route` (not yet known by id:
+    /// the server names it in its answer to `initialize`).
+    pub fn start(endpoint: &Arc<Endpoint>, route: Arc<dyn Route>) -> Result<Arc<Session>, GatewayError> {
         let (to_server, queue) = mpsc::channel(QUEUE);
         // Nothing reads the session's own exchange: an answer whose POST is
         // gone has nowhere to go, and is dropped.
@@ -76,6 +79,7 @@ impl Session {
         let gateway = endpoint.gateway(to_client, to_server)?;
         let link = Arc::new(Link {
             endpoint: Arc::clone(endpoint),
+            route: Mutex::new(route),
             id: Mutex::new(None),
             forwarded: Mutex::new(HeaderMap::new()),
             heads: Mutex::new(HashMap::new()),
@@ -119,6 +123,21 @@ impl Link {
             }
         }
         *lock(&self.forwarded) = forwarded;
+    }
+
+    /// From now on the server is reached by `route`.
+    pub fn reroute(&self, route: Arc<dyn Route>) {
+        *lock(&self.route) = route;
+    }
+
+    /// The session's id is `id` already (a session Bridle first sees
+    /// mid-way, inline).
+    pub fn adopt(&self, id: HeaderValue) {
+        *lock(&self.id) = Some(id);
+    }
+
+    pub fn route(&self) -> Arc<dyn Route> {
+        Arc::clone(&lock(&self.route))
     }
 
     pub fn idle_since(&self, now: Instant) -> Duration {
@@ -211,7 +230,7 @@ async fn pump(link: Arc<Link>, gateway: Weak<Gateway>, mut queue: mpsc::Receiver
 /// A notification or a response to the server: it owes nothing back.
 async fn notify(link: &Link, gateway: &Gateway, message: ToServer) {
     let headers = link.headers(super::ACCEPT_BOTH, true);
-    let why = match link.endpoint.upstream.send(Method::POST, None, headers, Bytes::from(message.bytes)).await {
+    let why = match link.route().send(Method::POST, headers, Bytes::from(message.bytes)).await {
         Ok(response) if response.status().is_success() => {
             body::drain(response.into_body(), EXCERPT).await;
             return;
@@ -232,7 +251,7 @@ async fn request(link: Arc<Link>, gateway: Arc<Gateway>, id: Id, message: ToServ
     let reply = message.reply;
     let exchange = reply.exchange();
     let headers = link.headers(super::ACCEPT_BOTH, true);
-    let why = match link.endpoint.upstream.send(Method::POST, None, headers, Bytes::from(message.bytes)).await {
+    let why = match link.route().send(Method::POST, headers, Bytes::from(message.bytes)).await {
         Err(error) => {
             link.set_status(exchange, StatusCode::BAD_GATEWAY);
             format!("Bridle could not reach the MCP server {}: {error}", link.name())
@@ -252,7 +271,12 @@ async fn request(link: Arc<Link>, gateway: Arc<Gateway>, id: Id, message: ToServ
 
 /// Relays the messages of one upstream response; `Err` says why it could
 /// not be read as JSON-RPC.
-async fn relay(link: &Link, gateway: &Arc<Gateway>, response: Response<Pooled>, reply: &Reply) -> Result<(), String> {
+async fn relay(
+    link: &Link,
+    gateway: &Arc<Gateway>,
+    response: Response<RouteBody>,
+    reply: &Reply,
+) -> Result<(), String> {
     let status = response.status();
     let kind = Kind::of(response.headers());
     let body = response.into_body();

@@ -23,7 +23,7 @@ use super::endpoint::Endpoint;
 use super::events::{self, EventReader};
 use super::exchange::{self, EventBody, OnDrop};
 use super::streamable::{is_event_stream, unreachable};
-use super::upstream::Pooled;
+use super::upstream::{Pooled, Upstream};
 use crate::framing::Line;
 use crate::gateway::{Expect, Gateway, ToServer};
 
@@ -45,8 +45,12 @@ pub(crate) struct Legacy {
 
 /// `GET /mcp/<name>`: opens the server's stream and relays it.
 pub(crate) async fn open(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -> Response<ClientBody> {
+    let Some(upstream) = endpoint.upstream.clone() else {
+        let message = format!("MCP server {} has no configured URL", endpoint.name);
+        return body::error(StatusCode::INTERNAL_SERVER_ERROR, &message);
+    };
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
-    let (events, target) = match connect(endpoint, authorization.as_ref()).await {
+    let (events, target) = match connect(endpoint, &upstream, authorization.as_ref()).await {
         Ok(connected) => connected,
         Err(response) => return response,
     };
@@ -60,7 +64,7 @@ pub(crate) async fn open(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -
     let legacy = Arc::new(Legacy { gateway: Arc::clone(&gateway), endpoint: target, authorization });
     endpoint.register_legacy(&token, &legacy);
     endpoint.enforcer.notice("info", format!("MCP event stream {token} opened"));
-    tokio::spawn(pump(Arc::clone(endpoint), Arc::downgrade(&legacy), queue));
+    tokio::spawn(pump(Arc::clone(endpoint), upstream, Arc::downgrade(&legacy), queue));
     let reader = tokio::spawn(read(Arc::clone(endpoint), gateway, events, token.clone()));
     let owner = Arc::clone(endpoint);
     let closing = token.clone();
@@ -79,6 +83,7 @@ pub(crate) async fn open(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -
 /// the error is the response for the client.
 async fn connect(
     endpoint: &Endpoint,
+    upstream: &Upstream,
     authorization: Option<&http::HeaderValue>,
 ) -> Result<(EventReader<Pooled>, PathAndQuery), Response<ClientBody>> {
     let mut headers = http::HeaderMap::new();
@@ -86,7 +91,7 @@ async fn connect(
     if let Some(value) = authorization {
         headers.insert(header::AUTHORIZATION, value.clone());
     }
-    let response = match endpoint.upstream.send(Method::GET, None, headers, Bytes::new()).await {
+    let response = match upstream.send(Method::GET, None, headers, Bytes::new()).await {
         Ok(response) => response,
         Err(error) => return Err(unreachable(endpoint, &error.to_string())),
     };
@@ -101,7 +106,7 @@ async fn connect(
     }
     let mut events = EventReader::new(response.into_body(), endpoint.max_message_bytes);
     let target = match tokio::time::timeout(endpoint.connect_timeout, first_endpoint(&mut events)).await {
-        Ok(Ok(data)) => resolve(endpoint, &data),
+        Ok(Ok(data)) => resolve(upstream, &data),
         Ok(Err(why)) => Err(why),
         Err(_) => Err(format!("its event stream named no endpoint within {:?}", endpoint.connect_timeout)),
     };
@@ -156,8 +161,8 @@ async fn first_endpoint(events: &mut EventReader<Pooled>) -> Result<String, Stri
 
 /// The endpoint as a path on the server's origin. Another origin is
 /// refused: the server must not send the client's messages elsewhere.
-fn resolve(endpoint: &Endpoint, data: &str) -> Result<PathAndQuery, String> {
-    let origin = endpoint.upstream.origin();
+fn resolve(upstream: &Upstream, data: &str) -> Result<PathAndQuery, String> {
+    let origin = upstream.origin();
     let path = if let Some(rest) = data.strip_prefix(origin) {
         rest.to_string()
     } else if data.starts_with('/') {
@@ -165,7 +170,7 @@ fn resolve(endpoint: &Endpoint, data: &str) -> Result<PathAndQuery, String> {
     } else if data.contains("://") {
         return Err(format!("its event stream named an endpoint on another origin: {data:?}"));
     } else {
-        let base = endpoint.upstream.path().path();
+        let base = upstream.path().path();
         let dir = base.rsplit_once('/').map_or("", |(dir, _)| dir);
         format!("{dir}/{data}")
     };
@@ -192,7 +197,12 @@ async fn read(endpoint: Arc<Endpoint>, gateway: Arc<Gateway>, mut events: EventR
 /// Sends what the core lets through to the server's endpoint, in order
 /// (the server answers on the stream; its POST answers are only accepted
 /// or refused).
-async fn pump(endpoint: Arc<Endpoint>, legacy: Weak<Legacy>, mut queue: mpsc::Receiver<ToServer>) {
+async fn pump(
+    endpoint: Arc<Endpoint>,
+    upstream: Arc<Upstream>,
+    legacy: Weak<Legacy>,
+    mut queue: mpsc::Receiver<ToServer>,
+) {
     while let Some(message) = queue.recv().await {
         let Some(legacy) = legacy.upgrade() else { return };
         let mut headers = http::HeaderMap::new();
@@ -200,7 +210,7 @@ async fn pump(endpoint: Arc<Endpoint>, legacy: Weak<Legacy>, mut queue: mpsc::Re
         if let Some(value) = &legacy.authorization {
             headers.insert(header::AUTHORIZATION, value.clone());
         }
-        let sent = endpoint.upstream.send(Method::POST, Some(&legacy.endpoint), headers, Bytes::from(message.bytes));
+        let sent = upstream.send(Method::POST, Some(&legacy.endpoint), headers, Bytes::from(message.bytes));
         let why = match sent.await {
             Ok(response) if response.status().is_success() => {
                 body::drain(response.into_body(), EXCERPT).await;

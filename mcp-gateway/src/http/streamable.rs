@@ -13,52 +13,64 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::{self, ClientBody, read_bounded};
 use super::endpoint::Endpoint;
 use super::events::EventReader;
 use super::exchange::{self, EventBody, OnDrop, Post};
+use super::route::{Route, RouteBody};
 use super::session::Session;
 use super::{LAST_EVENT_ID, SESSION_ID};
 use crate::framing::Line;
 use crate::gateway::Reply;
 use crate::jsonrpc;
 
+/// What a request naming a session Bridle does not know gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unknown {
+    /// 404, which tells a client to start over (the reverse proxy: a
+    /// session cannot outlive Bridle's view of it).
+    Refuse,
+    /// A fresh core under that id (inline: the agent and the server made
+    /// the session before Bridle saw it; every call is still decided).
+    Adopt,
+}
+
 /// `POST /mcp/<name>`.
 pub(crate) async fn post(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -> Response<ClientBody> {
+    let Some(route) = endpoint.route() else { return no_route(endpoint) };
     let (parts, incoming) = request.into_parts();
-    let known = header_text(&parts.headers, SESSION_ID);
-    let session = match &known {
-        Some(id) => match endpoint.session(id) {
-            Some(session) => session,
-            None => return unknown_session(endpoint, id),
-        },
-        None => match Session::start(endpoint) {
-            Ok(session) => session,
-            Err(error) => {
-                endpoint.enforcer.notice("error", format!("cannot start an MCP session: {error}"));
-                return body::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("cannot start an MCP session: {error}"),
-                );
-            }
-        },
-    };
-    session.link.touch(&parts.headers);
     let line = match read_bounded(incoming, endpoint.max_message_bytes).await {
         Ok(line) => line,
         Err(error) => {
             return body::error(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {}", error.0));
         }
     };
+    post_line(endpoint, &parts.headers, line, route, Unknown::Refuse).await
+}
+
+/// One POSTed body (`line`) of a session, its server reached by `route`.
+pub(crate) async fn post_line(
+    endpoint: &Arc<Endpoint>,
+    headers: &HeaderMap,
+    line: Line,
+    route: Arc<dyn Route>,
+    unknown: Unknown,
+) -> Response<ClientBody> {
+    let known = header_text(headers, SESSION_ID);
+    let session = match session_for(endpoint, known.as_deref(), route, unknown) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    session.link.touch(headers);
     let refused =
         if matches!(line, Line::Oversized { .. }) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
     let (exchange, reply) = Post::open(&session);
     let expect = session.gateway.from_client_via(line, &reply).await;
     drop(reply);
-    let (response, head) = exchange.respond(expect, accepts_events(&parts.headers), refused).await;
+    let (response, head) = exchange.respond(expect, accepts_events(headers), refused).await;
     match (&known, head.headers.get(SESSION_ID).and_then(|v| v.to_str().ok())) {
         (None, Some(assigned)) => endpoint.register(assigned, &session),
         (Some(id), _) if response.status() == StatusCode::NOT_FOUND => {
@@ -69,21 +81,65 @@ pub(crate) async fn post(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -
     response
 }
 
+/// The session `known` names (now reached by `route`), or a new one; the
+/// error is the response for the client.
+fn session_for(
+    endpoint: &Arc<Endpoint>,
+    known: Option<&str>,
+    route: Arc<dyn Route>,
+    unknown: Unknown,
+) -> Result<Arc<Session>, Box<Response<ClientBody>>> {
+    if let Some(id) = known
+        && let Some(session) = endpoint.session(id)
+    {
+        session.link.reroute(route);
+        return Ok(session);
+    }
+    let adopted = match (known, unknown) {
+        (Some(id), Unknown::Refuse) => return Err(Box::new(unknown_session(endpoint, id))),
+        (Some(id), Unknown::Adopt) => HeaderValue::from_str(id).ok(),
+        (None, _) => None,
+    };
+    let session = Session::start(endpoint, route).map_err(|error| {
+        endpoint.enforcer.notice("error", format!("cannot start an MCP session: {error}"));
+        Box::new(body::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot start an MCP session: {error}")))
+    })?;
+    if let (Some(id), Some(value)) = (known, adopted) {
+        session.link.adopt(value);
+        endpoint.register(id, &session);
+    }
+    Ok(session)
+}
+
 /// `GET /mcp/<name>`: the server's own stream of requests and
 /// notifications, each through the session's core.
 pub(crate) async fn get(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -> Response<ClientBody> {
-    let Some(id) = header_text(request.headers(), SESSION_ID) else {
+    let Some(route) = endpoint.route() else { return no_route(endpoint) };
+    get_stream(endpoint, request.headers(), route, Unknown::Refuse).await
+}
+
+/// The GET stream of the session `headers` name, its server reached by `route`.
+pub(crate) async fn get_stream(
+    endpoint: &Arc<Endpoint>,
+    headers: &HeaderMap,
+    route: Arc<dyn Route>,
+    unknown: Unknown,
+) -> Response<ClientBody> {
+    let Some(id) = header_text(headers, SESSION_ID) else {
         return body::error(StatusCode::BAD_REQUEST, "a GET stream needs the Mcp-Session-Id of an initialized session");
     };
-    let Some(session) = endpoint.session(&id) else { return unknown_session(endpoint, &id) };
-    session.link.touch(request.headers());
-    let mut headers = session.link.headers("text/event-stream", false);
-    if let Some(last) = request.headers().get(LAST_EVENT_ID) {
-        headers.insert(LAST_EVENT_ID, last.clone());
+    let session = match session_for(endpoint, Some(&id), route, unknown) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    session.link.touch(headers);
+    let mut upstream_headers = session.link.headers("text/event-stream", false);
+    if let Some(last) = headers.get(LAST_EVENT_ID) {
+        upstream_headers.insert(LAST_EVENT_ID, last.clone());
     }
-    let response = match endpoint.upstream.send(Method::GET, None, headers, Bytes::new()).await {
+    let response = match session.link.route().send(Method::GET, upstream_headers, Bytes::new()).await {
         Ok(response) => response,
-        Err(error) => return unreachable(endpoint, &error.to_string()),
+        Err(error) => return unreachable(endpoint, &error),
     };
     if response.status() != StatusCode::OK || !is_event_stream(response.headers()) {
         let status = response.status();
@@ -103,7 +159,7 @@ pub(crate) async fn get(endpoint: &Arc<Endpoint>, request: Request<Incoming>) ->
 
 /// Relays the server's GET stream until it ends; dropping `reply` then
 /// ends the client's stream.
-async fn read_stream(session: Arc<Session>, body: super::upstream::Pooled, reply: Reply) {
+async fn read_stream(session: Arc<Session>, body: RouteBody, reply: Reply) {
     let mut events = EventReader::new(body, session.gateway.max_message_bytes());
     loop {
         match events.next().await {
@@ -126,11 +182,11 @@ pub(crate) async fn delete(endpoint: &Arc<Endpoint>, request: Request<Incoming>)
     let Some(session) = endpoint.session(&id) else { return unknown_session(endpoint, &id) };
     session.link.touch(request.headers());
     let headers = session.link.headers(super::ACCEPT_BOTH, false);
-    let response = match endpoint.upstream.send(Method::DELETE, None, headers, Bytes::new()).await {
+    let response = match session.link.route().send(Method::DELETE, headers, Bytes::new()).await {
         Ok(response) => response,
         Err(error) => {
             endpoint.forget(&id, "ended by the client (the MCP server could not be told)");
-            return unreachable(endpoint, &error.to_string());
+            return unreachable(endpoint, &error);
         }
     };
     let status = response.status();
@@ -139,6 +195,13 @@ pub(crate) async fn delete(endpoint: &Arc<Endpoint>, request: Request<Incoming>)
     // it ends with the client's.
     endpoint.forget(&id, "ended by the client");
     exchange::status_only(status)
+}
+
+/// A configured endpoint always has its client; this is for the
+/// impossible case of an inline endpoint reached through the listener.
+fn no_route(endpoint: &Endpoint) -> Response<ClientBody> {
+    let message = format!("MCP server {} has no configured URL", endpoint.name);
+    body::error(StatusCode::INTERNAL_SERVER_ERROR, &message)
 }
 
 fn unknown_session(endpoint: &Endpoint, id: &str) -> Response<ClientBody> {

@@ -81,6 +81,10 @@ impl<O: OriginalDestinations> OriginalDestinations for WithDnsNames<O> {
         self.inner.lookup(peer)
     }
 
+    fn origin(&self, peer: SocketAddr) -> Option<crate::origin::Origin> {
+        self.inner.origin(peer)
+    }
+
     fn name_for(&self, ip: IpAddr) -> Option<String> {
         self.names.name_for(ip).or_else(|| self.inner.name_for(ip))
     }

@@ -108,12 +108,16 @@ impl Resolver {
         })
     }
 
-    /// One `Dns::Action::"Resolve"` event, decided and audited.
+    /// One `Dns::Action::"Resolve"` event, decided and audited (during an
+    /// MCP tool call it carries `context.mcp`).
     fn decide(&self, request: &Request) -> Decision {
         let labels: Vec<&[u8]> = request.question.name.iter().collect();
         let flags = self.exfil.flags(&labels, &request.qtype, Instant::now());
         let query = DnsQuery { qname: request.qname.clone(), qtype: request.qtype.clone(), flags };
-        let event = Event::now(&self.session, &self.principal, EventKind::DnsQuery(query));
+        let mut event = Event::now(&self.session, &self.principal, EventKind::DnsQuery(query));
+        // The querying process is not known here: a query during a tool
+        // call is the session's.
+        self.authorizer.correlator().attribute(&mut event, &[]);
         let decision = crate::decide::enforced(self.authorizer.decide(&event), "DNS query");
         self.record(AuditEntry::Decision { event, decision: decision.clone() });
         decision

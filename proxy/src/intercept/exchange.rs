@@ -14,7 +14,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use bridle_mcp_gateway::framing::Line;
+use bridle_mcp_gateway::http::{Inline, McpRequest, read_bounded_after};
+
 use super::body::{Prefix, Replay, read_prefix};
+use super::mcp::{self, Via};
 use super::partial::Watched;
 use super::respond::{bad_gateway, bad_request, forbidden};
 use super::upstream::Upstream;
@@ -35,7 +39,8 @@ const HOP_BY_HOP: [&str; 6] =
 
 struct Exchange {
     conn: Conn,
-    upstream: Upstream,
+    /// Shared with the MCP sessions this connection's requests feed.
+    upstream: Arc<Upstream>,
     h2: bool,
 }
 
@@ -46,7 +51,7 @@ where
 {
     let header_timeout = conn.inspector.header_timeout;
     let (decider, dst) = (Arc::clone(&conn.decider), conn.dst);
-    let exchange = Arc::new(Exchange { conn, upstream, h2 });
+    let exchange = Arc::new(Exchange { conn, upstream: Arc::new(upstream), h2 });
     let service = service_fn(move |request| {
         let exchange = Arc::clone(&exchange);
         async move { Ok::<_, Infallible>(exchange.handle(request).await) }
@@ -103,7 +108,7 @@ impl Exchange {
             Err(problem) => {
                 let host = host_of(authority.as_deref(), &self.conn);
                 let described = self.describe(&parts, &host, &path, &query, &Prefix::default());
-                self.conn.decider.deny_request(described, format!("{problem} (RFC 9112 §3.2)"));
+                self.conn.decider.deny_request(described, format!("{problem} (RFC 9112 §3.2)"), self.conn.pid);
                 return bad_request(problem);
             }
         };
@@ -137,18 +142,23 @@ impl Exchange {
             && !matches!(receive_pack_refs(&prefix.bytes), RefsParse::Complete(_));
         let verdict = match (fronting, unreadable_push) {
             (Some(reason), _) => {
-                self.conn.decider.deny_request(described.clone(), format!("domain fronting: {reason}"))
+                self.conn.decider.deny_request(described.clone(), format!("domain fronting: {reason}"), self.conn.pid)
             }
             (None, true) => self.conn.decider.deny_request(
                 described.clone(),
                 "git push whose updated refs Bridle cannot read (compressed, too many refs or malformed)".into(),
+                self.conn.pid,
             ),
-            (None, false) => self.conn.decider.decide_request(described.clone()).await,
+            (None, false) => self.conn.decider.decide_request(described.clone(), self.conn.pid).await,
         };
         if !verdict.permits() {
             return refusal(&verdict);
         }
 
+        let mcp = self.conn.inspector.mcp.as_ref().map(|inline| {
+            let kind = Inline::classify(&parts.method, &parts.headers, &prefix.bytes);
+            (Arc::clone(inline), kind)
+        });
         if let Some(secrets) = &secrets {
             secrets.inject(&host, &mut parts.headers);
         }
@@ -162,13 +172,24 @@ impl Exchange {
             // would be a second opinion.
             parts.headers.remove(header::HOST);
         }
-        let decider = Arc::clone(&self.conn.decider);
+        match mcp {
+            Some((inline, McpRequest::Message)) => {
+                return self.mcp_message(&inline, &host, &parts, prefix, incoming, scanner, described).await;
+            }
+            Some((inline, McpRequest::Stream)) => {
+                let via = Via::route(Arc::clone(&self.upstream), parts.uri.clone(), &parts.headers);
+                return mcp::answer(inline.stream(&host, &parts.headers, via).await);
+            }
+            Some((inline, McpRequest::End)) => inline.end(&host, &parts.headers),
+            Some((_, McpRequest::None)) | None => {}
+        }
+        let (decider, pid) = (Arc::clone(&self.conn.decider), self.conn.pid);
         let on_finding = Box::new(move |kinds: Vec<String>| {
             let mut again = described.clone();
             again.dlp.extend(kinds);
             again.dlp.sort();
             again.dlp.dedup();
-            let verdict = decider.decide_request_now(again);
+            let verdict = decider.decide_request_now(again, pid);
             (!verdict.permits()).then(|| verdict.decision.reason.unwrap_or_else(|| "secret in request body".into()))
         });
         let rest = (!prefix.complete).then_some(incoming);
@@ -208,6 +229,49 @@ impl Exchange {
             parts.headers.remove(name);
         }
         Response::from_parts(parts, body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync())
+    }
+
+    /// An MCP message (or batch), its HTTP request already allowed: read
+    /// whole (bounded), scanned past the window the decision saw, then
+    /// through the MCP gateway's inline session for `host`.
+    #[allow(clippy::too_many_arguments)]
+    async fn mcp_message(
+        &self,
+        inline: &Inline,
+        host: &str,
+        parts: &http::request::Parts,
+        prefix: Prefix,
+        incoming: Incoming,
+        mut scanner: BodyScanner,
+        described: HttpRequest,
+    ) -> Response<ProxyBody> {
+        let window = prefix.bytes.len();
+        let max = inline.max_message_bytes();
+        let read = match prefix.complete {
+            true => read_bounded_after(prefix.bytes, Empty::<bytes::Bytes>::new(), max).await,
+            false => read_bounded_after(prefix.bytes, incoming, max).await,
+        };
+        let line = match read {
+            Ok(line) => line,
+            Err(error) => return bad_gateway(&format!("reading the request body failed: {error}")),
+        };
+        if let Line::Message(bytes) = &line
+            && bytes.len() > window
+        {
+            let found = scanner.feed(&bytes[window..]);
+            if !found.is_empty() {
+                let mut again = described;
+                again.dlp.extend(found);
+                again.dlp.sort();
+                again.dlp.dedup();
+                let verdict = self.conn.decider.decide_request_now(again, self.conn.pid);
+                if !verdict.permits() {
+                    return refusal(&verdict);
+                }
+            }
+        }
+        let via = Via::route(Arc::clone(&self.upstream), parts.uri.clone(), &parts.headers);
+        mcp::answer(inline.post(host, &parts.headers, line, via).await)
     }
 
     /// The request as policy sees it (dlp filled in by the caller).

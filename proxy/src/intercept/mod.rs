@@ -17,7 +17,9 @@
 //! domain fronting), the first bytes of the body (bounded) for git
 //! receive-pack refs, package publishing and leak scanning, one
 //! `http.request` decision, then `403` or forwarding with the body streamed
-//! (scanned as it goes) and the response streamed back.
+//! (scanned as it goes) and the response streamed back. A request that
+//! carries MCP ([`mcp`]) goes on through the MCP gateway's inline
+//! sessions, which decide each JSON-RPC message in it.
 //!
 //! Must never: connect anywhere but the original destination, accept an
 //! upstream certificate that does not verify (that is a `502`, never a
@@ -27,6 +29,7 @@
 mod body;
 mod exchange;
 mod handshake;
+mod mcp;
 mod partial;
 mod pool;
 mod prefixed;
@@ -37,6 +40,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridle_mcp_gateway::http::Inline;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::net::TcpStream;
@@ -79,6 +83,9 @@ pub struct Inspector {
     pub header_timeout: Duration,
     /// Upstream connections reused across agent connections.
     pub pool: Arc<Pool>,
+    /// MCP found in requests is decided message by message here; without
+    /// it such requests are decided as HTTP only.
+    pub mcp: Option<Arc<Inline>>,
 }
 
 impl Inspector {
@@ -95,6 +102,7 @@ impl Inspector {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
             pool: Arc::new(Pool::default()),
+            mcp: None,
         }
     }
 }
@@ -106,6 +114,8 @@ pub(crate) struct Conn {
     pub decider: Arc<Decider>,
     /// The original destination: the only place requests go.
     pub dst: SocketAddr,
+    /// The agent process that connected, where the redirector knows it.
+    pub pid: Option<u32>,
     /// The ClientHello's server name (TLS only).
     pub sni: Option<String>,
     pub tls: bool,

@@ -3,7 +3,8 @@ FastMCP's name since mcp 2), for tests/mcp_cli.rs and tests/mcp_http_cli.rs.
 
 --transport picks stdio (default), streamable-http (at /mcp; --json-response
 answers with JSON instead of event streams) or sse (the legacy transport, at
-/sse), on 127.0.0.1:--port. `slow` reports progress when the caller asks.
+/sse), on --host (127.0.0.1) :--port. `slow` reports progress when the caller asks;
+`fetch` makes a connection of the server's own.
 
 Every tool call is appended to --log as one JSON line {"event": ..., "tool": ...},
 so a test can prove a denied call never reached the server. --variant picks
@@ -16,6 +17,8 @@ Resource reads (notes://NAME) and prompt gets (review) are logged too;
 import argparse
 import json
 import os
+import urllib.error
+import urllib.request
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -26,6 +29,7 @@ parser.add_argument("--variant", default="v1", choices=["v1", "v2", "poisoned"])
 parser.add_argument("--noisy", action="store_true", help="print a non-JSON banner on stdout first")
 parser.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http", "sse"])
 parser.add_argument("--port", type=int, default=0)
+parser.add_argument("--host", default="127.0.0.1", help="address to listen on (HTTP transports)")
 parser.add_argument("--json-response", action="store_true")
 options = parser.parse_args()
 
@@ -86,6 +90,19 @@ def big(size: int) -> str:
 
 
 @app.tool()
+def fetch(url: str) -> str:
+    """Fetch a URL (the server's own connection, for correlation tests)."""
+    log("call", "fetch", url=url)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return f"status {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"status {error.code}"
+    except (OSError, urllib.error.URLError) as error:
+        return f"failed: {error}"
+
+
+@app.tool()
 def crash() -> str:
     """Die in the middle of a call."""
     log("call", "crash")
@@ -124,7 +141,7 @@ if __name__ == "__main__":
         # Servers that print to stdout exist; the gateway must not relay it.
         print("demo server starting (this line is not JSON-RPC)", flush=True)
     if options.transport == "streamable-http":
-        app.run("streamable-http", host="127.0.0.1", port=options.port, json_response=options.json_response)
+        app.run("streamable-http", host=options.host, port=options.port, json_response=options.json_response)
     elif options.transport == "sse":
         app.run("sse", host="127.0.0.1", port=options.port)
     else:

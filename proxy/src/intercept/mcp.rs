@@ -1,0 +1,66 @@
+//! MCP in the agent's own HTTP: a request the MCP gateway's sniffing calls
+//! MCP ([`Inline::classify`]) is, once its HTTP-level decision allowed it,
+//! handed to the gateway's inline sessions, so every JSON-RPC message in
+//! it is decided like one sent to a configured server. The gateway reaches
+//! the server back over this connection's upstream ([`Via`]), with the
+//! agent's headers as the proxy prepared them (credentials injected,
+//! hop-by-hop headers gone).
+
+use std::sync::Arc;
+
+use bridle_mcp_gateway::http::{ClientBody, Route, RouteBody, RouteError, RouteFuture};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Request, Response, Uri};
+use http_body_util::{BodyExt as _, Full};
+
+use super::ProxyBody;
+use super::upstream::Upstream;
+
+/// Headers the session sets itself on every request it routes.
+const SESSION_SET: [&str; 5] = ["content-type", "content-length", "accept", "mcp-session-id", "last-event-id"];
+
+/// The agent's connection as a route to the server it was talking to.
+#[derive(Debug)]
+pub(super) struct Via {
+    upstream: Arc<Upstream>,
+    /// The request's upstream target (origin-form, or absolute for h2).
+    uri: Uri,
+    /// The agent's request headers, minus what the session sets.
+    headers: HeaderMap,
+}
+
+impl Via {
+    pub fn route(upstream: Arc<Upstream>, uri: Uri, agent: &HeaderMap) -> Arc<dyn Route> {
+        let mut headers = agent.clone();
+        for name in SESSION_SET {
+            headers.remove(HeaderName::from_static(name));
+        }
+        Arc::new(Via { upstream, uri, headers })
+    }
+}
+
+impl Route for Via {
+    fn send(&self, method: Method, headers: HeaderMap, body: Bytes) -> RouteFuture<'_> {
+        let mut merged = self.headers.clone();
+        for (name, value) in &headers {
+            merged.insert(name.clone(), value.clone());
+        }
+        if !body.is_empty() {
+            merged.insert(header::CONTENT_LENGTH, body.len().into());
+        }
+        let mut request = Request::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+        *request.method_mut() = method;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = merged;
+        Box::pin(async move {
+            let response = self.upstream.send(request).await?;
+            Ok(response.map(|body| -> RouteBody { body.map_err(|e| -> RouteError { Box::new(e) }).boxed_unsync() }))
+        })
+    }
+}
+
+/// The gateway's answer as the proxy's.
+pub(super) fn answer(response: Response<ClientBody>) -> Response<ProxyBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}

@@ -1,0 +1,350 @@
+//! MCP inside proxied HTTP: an agent under `bridle run` talks streamable
+//! HTTP to an MCP server Bridle was not told about (no `[[mcp.servers]]`),
+//! with the official Python SDK as client and FastMCP as server. The proxy
+//! finds the JSON-RPC in the agent's requests and the gateway's own code
+//! decides every message. Everything runs inside a network namespace this
+//! test creates (the server on 198.51.100.7:8000, names from a test DNS
+//! authority), as root, with the real kernel programs.
+
+#[path = "support/mcp/mod.rs"]
+mod mcp;
+#[path = "support/net.rs"]
+mod net;
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Run, write_files};
+
+const POLICIES: &str = r#"
+@id("net") @reason("the MCP host is approved")
+permit(principal, action, resource in Net::Domain::"mcp.allowed.test");
+
+@id("mcp") @reason("tools of mcp.allowed.test are allowed")
+permit(principal, action in [Mcp::Action::"CallTool", Mcp::Action::"ListTools",
+                             Mcp::Action::"ReadResource", Mcp::Action::"GetPrompt"],
+       resource in Mcp::Server::"mcp.allowed.test");
+
+@id("no-drop") @reason("dropping databases needs a DBA")
+forbid(principal, action == Mcp::Action::"CallTool", resource)
+when { resource.server == "mcp.allowed.test" && resource.name == "drop_database" };
+
+@id("no-ssh-notes") @reason("notes under ~/.ssh are off limits")
+forbid(principal, action == Mcp::Action::"CallTool", resource)
+when { context.arguments has path && context.arguments.path like "*/.ssh/*" };
+
+@id("other") @reason("mcp.other.test is approved")
+permit(principal, action, resource in Net::Domain::"mcp.other.test");
+
+@id("quiet-while-slow") @reason("nothing else goes out while the slow tool runs")
+forbid(principal, action == Net::Action::"Connect", resource in Net::Domain::"mcp.other.test")
+when { context has mcp && context.mcp.tool == "slow" };
+
+@id("stdio-demo") @reason("the wrapped demo server's tools are allowed")
+permit(principal, action in [Mcp::Action::"CallTool", Mcp::Action::"ListTools"], resource in Mcp::Server::"demo");
+
+@id("ask-before-drop") @ask @reason("dropping a database needs a person's approval")
+forbid(principal, action == Mcp::Action::"CallTool", resource)
+when { resource.server == "demo" && resource.name == "drop_database" };
+
+@id("fetch-stays-home") @reason("the demo server's fetch tool may not reach mcp.other.test")
+forbid(principal, action == Net::Action::"Connect", resource in Net::Domain::"mcp.other.test")
+when { context has mcp && context.mcp.server == "demo" && context.mcp.tool == "fetch" };
+"#;
+
+struct Net {
+    name: String,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl Net {
+    fn new(tag: &str) -> Net {
+        let name = format!("bridle-mcpi-{tag}-{}", std::process::id());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = format!(
+            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{}\"\n",
+            dir.path().join("ca").display()
+        );
+        write_files(dir.path(), &[("pol/p.cedar", POLICIES), ("bridle.toml", &config)]);
+        net::make_netns(&name);
+        let authority = net::start_authority(&name, "127.0.0.1", "5353", &["mcp.allowed.test", "mcp.other.test"]);
+        let mut net = Net { name, dir, children: vec![authority] };
+        net.start_server();
+        let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(net.dir.path()).status();
+        net
+    }
+
+    /// FastMCP over streamable HTTP on 198.51.100.7:8000, inside the namespace.
+    fn start_server(&mut self) {
+        let log = self.dir.path().join("server.log");
+        let stderr = std::fs::File::create(self.dir.path().join("server.stderr")).expect("stderr file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, &mcp::python(), &mcp::helper("demo_server.py")])
+            .args(["--log", &log.display().to_string(), "--transport", "streamable-http"])
+            .args(["--host", "198.51.100.7", "--port", "8000"])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the demo server");
+        self.children.push(child);
+        let probe = "import socket; socket.create_connection(('198.51.100.7', 8000), 1).close()";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &self.name, "python3", "-c", probe])
+                .stderr(Stdio::null())
+                .status();
+            if ok.is_ok_and(|s| s.success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the demo server did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn audit(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    /// The SDK client, as `nobody` under `bridle run`, with `steps` against `url`.
+    fn client(&self, steps: &[Value], url: &str) -> (Run, Vec<Value>) {
+        let steps = Value::Array(steps.to_vec()).to_string();
+        let run = self.run(&[&mcp::python(), &mcp::helper("client.py"), &steps, "--streamable-http", url]);
+        let lines = run.stdout.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+        (run, lines)
+    }
+
+    /// `command` as `nobody` under `bridle run`, in the namespace.
+    fn run(&self, command: &[&str]) -> Run {
+        let output = net::guarded_run(&self.name, self.dir.path(), &self.audit())
+            .arg("--")
+            .args(command)
+            .current_dir(self.dir.path())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env_remove("SUDO_UID")
+            .output()
+            .expect("run bridle");
+        Run::from(output)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.audit()).expect("audit log");
+        text.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).collect()
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // `ip netns exec` leaves the python server behind when killed.
+        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|out| {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn call(name: &str, args: Value) -> Value {
+    json!({"op": "call", "name": name, "args": args})
+}
+
+/// Connect decisions recorded for `name`, in order.
+fn connects_to<'a>(records: &'a [Value], name: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "decision" && r["event"]["kind"] == "net.connect")
+        .filter(|r| r["event"]["detail"]["name"] == name)
+        .collect()
+}
+
+/// MCP decisions recorded for client → server messages of `method`.
+fn mcp_decisions<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["type"] == "decision"
+                && r["event"]["kind"] == "mcp.message"
+                && r["event"]["detail"]["direction"] == "to-server"
+                && r["event"]["detail"]["message"]["method"] == method
+        })
+        .collect()
+}
+
+#[test]
+fn mcp_in_proxied_http_is_decided_message_by_message() {
+    let net = Net::new("calls");
+    let steps = [
+        json!({"op": "list"}),
+        call("add", json!({"a": 2, "b": 3})),
+        call("drop_database", json!({"name": "prod"})),
+        call("read_notes", json!({"path": "/home/dev/.ssh/id_rsa"})),
+        call("read_notes", json!({"path": "/home/dev/todo.txt"})),
+    ];
+    let (run, out) = net.client(&steps, "http://mcp.allowed.test:8000/mcp");
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(out.first().is_some_and(|first| first.get("server").is_some()), "{}", run.all());
+    let tools: Vec<&str> = out[1]["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+    assert!(tools.contains(&"add") && !tools.contains(&"drop_database"), "forbidden tools are hidden: {tools:?}");
+    assert_eq!(out[2]["text"], "5", "{}", run.all());
+    assert_eq!(out[3]["error"]["code"], -32001, "{}", run.all());
+    assert!(out[3]["error"]["message"].as_str().is_some_and(|m| m.contains("needs a DBA")), "{}", run.all());
+    assert_eq!(out[3]["error"]["data"]["policy"], "no-drop");
+    assert_eq!(out[4]["error"]["code"], -32001, "arguments are in the context: {}", run.all());
+    assert_eq!(out[5]["text"], "notes from /home/dev/todo.txt", "{}", run.all());
+
+    let log = net.server_log();
+    assert!(log.contains(r#""tool": "add""#), "{log}");
+    assert!(!log.contains("drop_database") && !log.contains(".ssh"), "denied calls never reach the server: {log}");
+
+    let records = net.records();
+    let calls = mcp_decisions(&records, "tools/call");
+    let effects: Vec<&str> = calls.iter().filter_map(|r| r["decision"]["effect"].as_str()).collect();
+    assert_eq!(effects, ["allow", "deny", "deny", "allow"], "{calls:#?}");
+    assert!(calls.iter().all(|r| r["event"]["detail"]["server"] == "mcp.allowed.test"), "{calls:#?}");
+    assert!(!mcp_decisions(&records, "tools/list").is_empty(), "tools/list is decided too");
+    let http = records.iter().filter(|r| r["event"]["kind"] == "http.request").count();
+    assert!(http >= 5, "each POST is an HTTP request decision as well ({http})");
+    let pins = net.dir.path().join("state/bridle/mcp-pins/mcp.allowed.test.json");
+    assert!(pins.exists(), "tools are pinned under the host's name");
+    let verify = support::bridle(&["audit", "verify", net.audit().to_str().expect("utf-8")]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+}
+
+/// While a tool call is in flight, what the agent does carries
+/// `context.mcp`: a connect policy forbids only during the `slow` call, and
+/// the audit record names the call.
+#[test]
+fn connects_during_a_tool_call_carry_the_call() {
+    let net = Net::new("corr");
+    let steps = json!([{"op": "call", "name": "slow", "args": {"seconds": 4}}]).to_string();
+    let script = format!(
+        "{python} {client} '{steps}' --streamable-http http://mcp.allowed.test:8000/mcp > slow.out &\n\
+         sleep 2\n\
+         curl -sS -o /dev/null -w 'during=%{{http_code}}\\n' http://mcp.other.test:8000/x\n\
+         wait\n\
+         curl -sS -o /dev/null -w 'after=%{{http_code}}\\n' http://mcp.other.test:8000/x\n\
+         cat slow.out\n",
+        python = mcp::python(),
+        client = mcp::helper("client.py"),
+    );
+    let run = net.run(&["sh", "-c", &script]);
+    let out = &run.stdout;
+    assert!(out.contains("during=000"), "refused while the call ran: {}", run.all());
+    assert!(out.contains("after=404"), "allowed once it answered: {}", run.all());
+    assert!(out.contains(r#""text": "done""#), "the call itself completed: {}", run.all());
+
+    let records = net.records();
+    let connects = connects_to(&records, "mcp.other.test");
+    assert_eq!(connects.len(), 2, "{connects:#?}");
+    assert_eq!(connects[0]["decision"]["effect"], "deny");
+    assert_eq!(connects[0]["decision"]["policies"][0], "quiet-while-slow");
+    assert_eq!(connects[0]["event"]["mcp"]["server"], "mcp.allowed.test");
+    assert_eq!(connects[0]["event"]["mcp"]["tool"], "slow");
+    assert!(connects[0]["event"]["mcp"]["call_id"].is_string());
+    assert_eq!(connects[1]["decision"]["effect"], "allow");
+    assert!(connects[1]["event"].get("mcp").is_none(), "{:#?}", connects[1]);
+}
+
+/// `bridle mcp wrap -- demo server` inside `bridle run`, as the SDK
+/// client's stdio server.
+fn wrapped(dir: &std::path::Path) -> String {
+    format!(
+        "{bridle} mcp wrap --name demo --policies {pol} --pins {dir}/wrap-pins --audit {dir}/wrap.jsonl -- \
+         {python} {server} --log {dir}/server.log",
+        bridle = env!("CARGO_BIN_EXE_bridle"),
+        pol = dir.join("pol").display(),
+        dir = dir.display(),
+        python = mcp::python(),
+        server = mcp::helper("demo_server.py"),
+    )
+}
+
+/// A stdio server wrapped by `bridle mcp wrap` inside the session: the
+/// wrapper reports its calls to the session, so the server's own connect
+/// during `fetch` is decided with `context.mcp` and refused, while the
+/// same connect by the agent afterwards is allowed.
+#[test]
+fn a_wrapped_stdio_servers_own_connects_carry_its_call() {
+    let net = Net::new("stdio");
+    let dir = net.dir.path();
+    let steps = json!([{"op": "call", "name": "fetch", "args": {"url": "http://mcp.other.test:8000/x"}}]).to_string();
+    let wrap = wrapped(dir);
+    let script = format!(
+        "{python} {client} '{steps}' -- {wrap}\n\
+         curl -sS -o /dev/null -w 'agent=%{{http_code}}\\n' http://mcp.other.test:8000/x\n",
+        python = mcp::python(),
+        client = mcp::helper("client.py"),
+    );
+    let run = net.run(&["sh", "-c", &script]);
+    let out = &run.stdout;
+    assert!(out.contains(r#""text": "failed: "#), "the server's own connect was refused: {}", run.all());
+    assert!(out.contains("agent=404"), "the agent's connect after the call is allowed: {}", run.all());
+
+    let records = net.records();
+    let connects = connects_to(&records, "mcp.other.test");
+    assert!(connects.len() >= 2, "{connects:#?}");
+    let during = connects[0];
+    assert_eq!(during["decision"]["effect"], "deny", "{during:#}");
+    assert_eq!(during["decision"]["policies"][0], "fetch-stays-home");
+    assert_eq!(during["event"]["mcp"]["server"], "demo");
+    assert_eq!(during["event"]["mcp"]["tool"], "fetch");
+    let after = connects.last().expect("the agent's connect");
+    assert_eq!(after["decision"]["effect"], "allow");
+    assert!(after["event"].get("mcp").is_none(), "{after:#}");
+}
+
+/// The wrapper runs as the agent's user, so its `@ask` waits in the
+/// session's approvals broker, where root's `bridle approve` / `bridle
+/// deny` answer it.
+#[test]
+fn a_wrapped_servers_ask_is_answered_by_bridle_approve_in_the_session() {
+    let net = Net::new("ask");
+    let steps = json!([
+        {"op": "call", "name": "drop_database", "args": {"name": "scratch"}},
+        {"op": "call", "name": "drop_database", "args": {"name": "prod"}},
+    ])
+    .to_string();
+    let script = format!(
+        "{python} {client} '{steps}' -- {wrap}\n",
+        python = mcp::python(),
+        client = mcp::helper("client.py"),
+        wrap = wrapped(net.dir.path()),
+    );
+    let run = std::thread::scope(|scope| {
+        let run = scope.spawn(|| net.run(&["sh", "-c", &script]));
+        let first = support::wait_for_approval("drop_database");
+        let answered = support::bridle(&["approve", &first, "--by", "tester"]);
+        assert_eq!(answered.code, 0, "{}", answered.all());
+        let mut second = support::wait_for_approval("drop_database");
+        for _ in 0..50 {
+            if second != first {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            second = support::wait_for_approval("drop_database");
+        }
+        let answered = support::bridle(&["deny", &second, "--by", "tester"]);
+        assert_eq!(answered.code, 0, "{}", answered.all());
+        run.join().expect("session thread")
+    });
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains(r#""text": "dropped scratch""#), "approved: {}", run.all());
+    assert!(run.stdout.contains(r#""code": -32001"#), "denied: {}", run.all());
+    let log = net.server_log();
+    assert!(log.contains("scratch") && !log.contains("prod"), "{log}");
+    let text = std::fs::read_to_string(net.audit()).expect("session audit");
+    assert!(text.contains("approved by tester"), "the session's log records the answer: {text}");
+}
