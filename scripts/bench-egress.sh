@@ -33,15 +33,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0 BUILD=1
-for arg in "$@"; do
-  case $arg in
-    --quick) QUICK=1 ;;
-    --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench-egress: unknown argument $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+BENCH=bench-egress
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_args "$@"
 if ((QUICK)); then
   # A stream must last long enough to measure: 128 MiB took ~40 ms direct.
   BYTES=${BENCH_BYTES:-$((512 << 20))} REPS=${BENCH_REPS:-3} CONNECTS=${BENCH_CONNECTS:-500}
@@ -62,9 +57,6 @@ done
 PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
 [[ -x $PY ]] || die "$PY not found (apt-get install python3)"
 
-BENCH=bench-egress
-# shellcheck source=scripts/bench/common.sh
-source scripts/bench/common.sh
 bench_build
 bench_setup bridle-bench-
 

@@ -31,18 +31,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH=bench-mcp
 
 QUICK=0 BUILD=1
-for arg in "$@"; do
-  case $arg in
-    --quick) QUICK=1 ;;
-    --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "$BENCH: unknown argument $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
-if ((QUICK)); then
+BENCH=bench-mcp
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_args "$@"
+en
   CALLS=${BENCH_CALLS:-2000} REPS=${BENCH_REPS:-3} LOAD_CALLS=${BENCH_LOAD_CALLS:-20000}
 else
   CALLS=${BENCH_CALLS:-5000} REPS=${BENCH_REPS:-3} LOAD_CALLS=${BENCH_LOAD_CALLS:-100000}
@@ -53,8 +48,6 @@ HOLD=0 # common.sh's connection phase is not used here.
 log() { printf '\n== %s\n' "$*" >&2; }
 die() { echo "$BENCH: $*" >&2; exit 2; }
 
-# shellcheck source=scripts/bench/common.sh
-source scripts/bench/common.sh
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null 2>&1 || die "$PY not found"
 bench_build

@@ -48,15 +48,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0 BUILD=1
-for arg in "$@"; do
-  case $arg in
-    --quick) QUICK=1 ;;
-    --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench-tls: unknown argument $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+BENCH=bench-tls
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_args "$@"
 if ((QUICK)); then
   KA_COUNT=${BENCH_KA_COUNT:-3000} MITM_COUNT=${BENCH_MITM_COUNT:-500} NEWHOST=${BENCH_NEWHOST:-300} MITM_NEWHOST=${BENCH_MITM_NEWHOST:-150}
   BYTES=${BENCH_BYTES:-$((256 << 20))} REPS=${BENCH_REPS:-3} HOLD=${BENCH_HOLD:-1000}
@@ -76,9 +71,6 @@ done
 PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
 [[ -x $PY ]] || die "$PY not found (apt-get install python3)"
 
-BENCH=bench-tls
-# shellcheck source=scripts/bench/common.sh
-source scripts/bench/common.sh
 bench_build
 
 # --- mitmproxy (PyPI, into a venv of the bench's own) -------------------------

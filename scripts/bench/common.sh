@@ -1,9 +1,23 @@
 # shellcheck shell=bash
-# What bench-egress.sh and bench-tls.sh share: the release build, the
+# What the bench scripts share: their options, the release build, the
 # namespace and work directory with their clean-up trap, keeping RESULT
 # lines, noting compilers that steal CPU, and the "connections held" phase.
-# Sourced after the script set BENCH (its name, for messages), BUILD, HOLD,
-# ROOT, PY, log() and die().
+# Sourced once the script set BENCH (its name, for messages); the functions
+# use BUILD, HOLD, ROOT, PY, log() and die() as the script sets them.
+
+# Parses the options every bench script takes into QUICK and BUILD:
+# --quick, --no-build, and --help (prints the script's header comment).
+bench_args() {
+  QUICK=0 BUILD=1
+  for arg in "$@"; do
+    case $arg in
+      --quick) QUICK=1 ;;
+      --no-build) BUILD=0 ;;
+      -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *) echo "$BENCH: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+  done
+}
 
 # Builds target/release/bridle unless --no-build (or $BRIDLE) says otherwise.
 bench_build() {
