@@ -263,11 +263,14 @@ fn when_bridle_dies_guarded_connects_fail_closed_and_down_cleans_up() {
 
     let status = support::bridle(&["status"]);
     assert!(status.stdout.lines().any(|l| l.starts_with(&id) && l.contains("orphaned")), "{}", status.all());
+    let socket = Path::new("/run/bridle").join(format!("{id}.sock"));
+    assert!(socket.exists(), "a killed bridle cannot remove its control socket");
     let down = support::bridle(&["down", &id]);
     assert_eq!(down.code, 0, "{}", down.all());
     assert!(down.stdout.contains(&format!("{id}: removed")), "{}", down.all());
     assert!(!Path::new("/sys/fs/bpf/bridle").join(&id).exists(), "pins left behind");
     assert!(!Path::new("/sys/fs/cgroup/unified/bridle").join(&id).exists(), "cgroup left behind");
+    assert!(!socket.exists(), "stale control socket left behind: {}", down.all());
 }
 
 /// Every way around the redirector a guarded (unprivileged) agent might try,

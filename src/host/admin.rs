@@ -256,6 +256,10 @@ pub fn down(all: bool, only: &[String]) -> anyhow::Result<ExitCode> {
         removed += 1;
     }
     println!("{removed} session(s) removed");
+    let sockets = super::control::sweep_stale();
+    if sockets > 0 {
+        println!("{sockets} stale control socket(s) removed from {}", super::control::SOCKET_DIR);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

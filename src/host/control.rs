@@ -150,6 +150,18 @@ fn remove_stale(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))
 }
 
+/// Removes control sockets nothing serves any more (their Bridle was
+/// killed before it could remove them); returns how many.
+pub(crate) fn sweep_stale() -> usize {
+    let Ok(entries) = std::fs::read_dir(SOCKET_DIR) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sock"))
+        .filter(|path| remove_stale(path).is_ok() && !path.exists())
+        .count()
+}
+
 impl ControlSocket {
     /// Serves until `stop` completes, then closes every connection and
     /// removes the socket file.
