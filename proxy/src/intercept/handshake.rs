@@ -16,6 +16,8 @@ use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
+use super::readahead::ReadAhead;
+
 use super::exchange;
 use super::pool::{Key, Sender};
 use super::upstream::{Start, Upstream};
@@ -242,7 +244,7 @@ async fn accept_agent(
 async fn not_declared_http(
     conn: Conn,
     mut agent: tokio_rustls::server::TlsStream<Prefixed<TcpStream>>,
-    upstream: TlsStream<TcpStream>,
+    upstream: UpstreamStream,
     name: ServerName<'static>,
     limit: Duration,
 ) -> Option<(TcpStream, Vec<u8>)> {
@@ -288,10 +290,13 @@ async fn connect(
     name: ServerName<'static>,
     offer: &Offer,
     limit: Duration,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<UpstreamStream, String> {
     let config = conn.inspector.upstream.for_offer(offer);
     tls_connect(config, name, conn.dst, limit).await
 }
+
+/// A verified TLS connection upstream; its reads are batched.
+pub(super) type UpstreamStream = TlsStream<ReadAhead<TcpStream>>;
 
 /// One verified TLS connection to `dst` for `name`.
 pub(super) async fn tls_connect(
@@ -299,10 +304,10 @@ pub(super) async fn tls_connect(
     name: ServerName<'static>,
     dst: SocketAddr,
     limit: Duration,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<UpstreamStream, String> {
     let tcp = connect_upstream(dst, limit).await.map_err(|e| e.to_string())?;
     let shown = format!("{name:?}");
-    match timeout(limit, TlsConnector::from(config).connect(name, tcp)).await {
+    match timeout(limit, TlsConnector::from(config).connect(name, ReadAhead::new(tcp))).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(error)) => Err(describe(&error, &shown, dst)),
         Err(_) => Err(format!("TLS handshake with {dst} timed out after {limit:?}")),

@@ -33,6 +33,7 @@ mod mcp;
 mod partial;
 mod pool;
 mod prefixed;
+mod readahead;
 mod respond;
 mod upstream;
 

@@ -16,12 +16,10 @@ use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use tokio_rustls::client::TlsStream;
 
 use super::ProxyBody;
-use super::handshake::tls_connect;
+use super::handshake::{UpstreamStream, tls_connect};
 use super::pool::{Key, Pool, Sender};
 use crate::forward::connect_upstream;
 
@@ -45,7 +43,7 @@ pub(super) struct Upstream {
     limit: Duration,
     dial: Dial,
     /// The TLS connection made during the handshake, until first use.
-    first: SyncMutex<Option<TlsStream<TcpStream>>>,
+    first: SyncMutex<Option<UpstreamStream>>,
     sender: Mutex<Option<Sender>>,
     /// Where connections come from and go back to, and under which key.
     pool: Option<(Arc<Pool>, Key)>,
@@ -217,7 +215,7 @@ struct Failed {
 /// How a TLS upstream starts.
 pub(super) enum Start {
     /// The connection the upstream-first handshake made.
-    Handshake(Box<TlsStream<TcpStream>>),
+    Handshake(Box<UpstreamStream>),
     /// A connection from the pool, already verified for the same name.
     Pooled(Sender),
 }

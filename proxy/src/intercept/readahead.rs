@@ -1,0 +1,130 @@
+//! Larger reads under TLS. rustls asks its transport for at most 4 KiB at a
+//! time, so a download through Bridle would cost four `read(2)` calls per
+//! 16 KiB record. [`ReadAhead`] serves those small reads from one larger
+//! read, and lets reads of a buffer's size go straight through.
+//!
+//! The buffer exists only while it holds bytes: an idle connection (a
+//! thousand held keep-alive connections) keeps none.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How much one read from the socket may bring in.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// `T` with reads batched; writes pass straight through.
+#[derive(Debug)]
+pub(crate) struct ReadAhead<T> {
+    inner: T,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<T> ReadAhead<T> {
+    pub fn new(inner: T) -> Self {
+        ReadAhead { inner, buf: Vec::new(), pos: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos == this.buf.len() {
+            if out.remaining() >= READ_AHEAD {
+                return Pin::new(&mut this.inner).poll_read(cx, out);
+            }
+            let mut buf = std::mem::take(&mut this.buf);
+            buf.resize(READ_AHEAD, 0);
+            let mut filling = ReadBuf::new(&mut buf);
+            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut filling);
+            let filled = filling.filled().len();
+            buf.truncate(filled);
+            match polled {
+                Poll::Ready(Ok(())) if filled > 0 => {
+                    this.buf = buf;
+                    this.pos = 0;
+                }
+                // EOF, an error or nothing yet: no buffer is kept.
+                other => return other,
+            }
+        }
+        let n = out.remaining().min(this.buf.len() - this.pos);
+        out.put_slice(&this.buf[this.pos..this.pos + n]);
+        this.pos += n;
+        if this.pos == this.buf.len() {
+            this.buf = Vec::new();
+            this.pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReadAhead<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn small_reads_are_served_from_one_large_read_and_nothing_is_lost() {
+        let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let send = tokio::spawn(async move {
+            writer.write_all(&sent).await.expect("write");
+        });
+        let mut reader = ReadAhead::new(reader);
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while got.len() < data.len() {
+            let n = reader.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "EOF before the end");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        send.await.expect("writer");
+        assert_eq!(got, data);
+        assert!(reader.buf.is_empty(), "a drained buffer is freed");
+    }
+
+    #[tokio::test]
+    async fn eof_and_large_reads_pass_through() {
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        writer.write_all(b"hello").await.expect("write");
+        drop(writer);
+        let mut reader = ReadAhead::new(reader);
+        let mut all = vec![0u8; READ_AHEAD];
+        let n = reader.read(&mut all).await.expect("read");
+        assert_eq!(&all[..n], b"hello");
+        assert_eq!(reader.read(&mut all).await.expect("eof"), 0);
+    }
+}
