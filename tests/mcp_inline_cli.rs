@@ -11,6 +11,9 @@ mod mcp;
 #[path = "support/net.rs"]
 mod net;
 mod support;
+#[path = "support/tls_upstream.rs"]
+#[allow(dead_code, reason = "only its test PKI is used here")]
+mod tls_upstream;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -65,37 +68,53 @@ impl Net {
     fn new(tag: &str) -> Net {
         let name = format!("bridle-mcpi-{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().expect("tempdir");
+        // The HTTPS server's certificate comes from a test CA only Bridle trusts.
+        let pki = tls_upstream::TestPki::new(&["mcp.allowed.test"]);
         let config = format!(
-            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{}\"\n",
-            dir.path().join("ca").display()
+            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{}\"\nupstream_ca_bundle = \"{}\"\n",
+            dir.path().join("ca").display(),
+            dir.path().join("public-ca.pem").display(),
         );
-        write_files(dir.path(), &[("pol/p.cedar", POLICIES), ("bridle.toml", &config)]);
+        write_files(
+            dir.path(),
+            &[
+                ("pol/p.cedar", POLICIES),
+                ("bridle.toml", &config),
+                ("public-ca.pem", &pki.ca_pem),
+                ("server.pem", &pki.cert_pem),
+                ("server.key", &pki.key_pem),
+            ],
+        );
         net::make_netns(&name);
         let authority = net::start_authority(&name, "127.0.0.1", "5353", &["mcp.allowed.test", "mcp.other.test"]);
         let mut net = Net { name, dir, children: vec![authority] };
-        net.start_server();
+        net.start_server(8000, &[]);
+        let (cert, key) = (net.dir.path().join("server.pem"), net.dir.path().join("server.key"));
+        net.start_server(8443, &["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()]);
         let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(net.dir.path()).status();
         net
     }
 
-    /// FastMCP over streamable HTTP on 198.51.100.7:8000, inside the namespace.
-    fn start_server(&mut self) {
+    /// FastMCP over streamable HTTP on 198.51.100.7:`port` (plus `extra`
+    /// arguments), inside the namespace; both servers log to one file.
+    fn start_server(&mut self, port: u16, extra: &[&str]) {
         let log = self.dir.path().join("server.log");
-        let stderr = std::fs::File::create(self.dir.path().join("server.stderr")).expect("stderr file");
+        let stderr = std::fs::File::create(self.dir.path().join(format!("server-{port}.stderr"))).expect("stderr");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, &mcp::python(), &mcp::helper("demo_server.py")])
             .args(["--log", &log.display().to_string(), "--transport", "streamable-http"])
-            .args(["--host", "198.51.100.7", "--port", "8000"])
+            .args(["--host", "198.51.100.7", "--port", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("start the demo server");
         self.children.push(child);
-        let probe = "import socket; socket.create_connection(('198.51.100.7', 8000), 1).close()";
+        let probe = format!("import socket; socket.create_connection(('198.51.100.7', {port}), 1).close()");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = Command::new("ip")
-                .args(["netns", "exec", &self.name, "python3", "-c", probe])
+                .args(["netns", "exec", &self.name, "python3", "-c", &probe])
                 .stderr(Stdio::null())
                 .status();
             if ok.is_ok_and(|s| s.success()) {
@@ -186,6 +205,27 @@ fn mcp_decisions<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
 #[test]
 fn mcp_in_proxied_http_is_decided_message_by_message() {
     let net = Net::new("calls");
+    inline_calls_are_decided(&net, "http://mcp.allowed.test:8000/mcp");
+}
+
+/// The same over TLS: the proxy intercepts it with Bridle's CA (which the
+/// SDK's HTTP client trusts through `SSL_CERT_FILE`) and verifies the
+/// server against the test CA.
+#[test]
+fn mcp_in_intercepted_https_is_decided_message_by_message() {
+    let net = Net::new("tls");
+    inline_calls_are_decided(&net, "https://mcp.allowed.test:8443/mcp");
+    let records = net.records();
+    let https = records
+        .iter()
+        .filter(|r| r["event"]["kind"] == "http.request")
+        .filter(|r| r["event"]["detail"]["scheme"] == "https")
+        .count();
+    assert!(https >= 5, "the POSTs were intercepted HTTPS requests ({https})");
+}
+
+/// Lists, an allowed call, two denied ones and another allowed one against `url`.
+fn inline_calls_are_decided(net: &Net, url: &str) {
     let steps = [
         json!({"op": "list"}),
         call("add", json!({"a": 2, "b": 3})),
@@ -193,7 +233,7 @@ fn mcp_in_proxied_http_is_decided_message_by_message() {
         call("read_notes", json!({"path": "/home/dev/.ssh/id_rsa"})),
         call("read_notes", json!({"path": "/home/dev/todo.txt"})),
     ];
-    let (run, out) = net.client(&steps, "http://mcp.allowed.test:8000/mcp");
+    let (run, out) = net.client(&steps, url);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(out.first().is_some_and(|first| first.get("server").is_some()), "{}", run.all());
     let tools: Vec<&str> = out[1]["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();

@@ -39,8 +39,7 @@ const HOP_BY_HOP: [&str; 6] =
 
 struct Exchange {
     conn: Conn,
-    /// Shared with the MCP sessions this connection's requests feed.
-    upstream: Arc<Upstream>,
+    upstream: Upstream,
     h2: bool,
 }
 
@@ -51,7 +50,7 @@ where
 {
     let header_timeout = conn.inspector.header_timeout;
     let (decider, dst) = (Arc::clone(&conn.decider), conn.dst);
-    let exchange = Arc::new(Exchange { conn, upstream: Arc::new(upstream), h2 });
+    let exchange = Arc::new(Exchange { conn, upstream, h2 });
     let service = service_fn(move |request| {
         let exchange = Arc::clone(&exchange);
         async move { Ok::<_, Infallible>(exchange.handle(request).await) }
@@ -177,7 +176,7 @@ impl Exchange {
                 return self.mcp_message(&inline, &host, &parts, prefix, incoming, scanner, described).await;
             }
             Some((inline, McpRequest::Stream)) => {
-                let via = Via::route(Arc::clone(&self.upstream), parts.uri.clone(), &parts.headers);
+                let via = Via::route(self.upstream.recipe(), parts.uri.clone(), &parts.headers);
                 return mcp::answer(inline.stream(&host, &parts.headers, via).await);
             }
             Some((inline, McpRequest::End)) => inline.end(&host, &parts.headers),
@@ -270,7 +269,7 @@ impl Exchange {
                 }
             }
         }
-        let via = Via::route(Arc::clone(&self.upstream), parts.uri.clone(), &parts.headers);
+        let via = Via::route(self.upstream.recipe(), parts.uri.clone(), &parts.headers);
         mcp::answer(inline.post(host, &parts.headers, line, via).await)
     }
 

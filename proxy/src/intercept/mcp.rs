@@ -2,20 +2,25 @@
 //! MCP ([`Inline::classify`]) is, once its HTTP-level decision allowed it,
 //! handed to the gateway's inline sessions, so every JSON-RPC message in
 //! it is decided like one sent to a configured server. The gateway reaches
-//! the server back over this connection's upstream ([`Via`]), with the
-//! agent's headers as the proxy prepared them (credentials injected,
-//! hop-by-hop headers gone).
+//! the server like this connection does ([`Via`]: same destination,
+//! verification and protocol, a pooled or new connection per request, so a
+//! message never queues behind a long event stream), with the agent's
+//! headers as the proxy prepared them (credentials injected, hop-by-hop
+//! headers gone).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bridle_mcp_gateway::http::{ClientBody, Route, RouteBody, RouteError, RouteFuture};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::ProxyBody;
-use super::upstream::Upstream;
+use super::upstream::{Recipe, Upstream};
 
 /// Headers the session sets itself on every request it routes.
 const SESSION_SET: [&str; 5] = ["content-type", "content-length", "accept", "mcp-session-id", "last-event-id"];
@@ -23,7 +28,7 @@ const SESSION_SET: [&str; 5] = ["content-type", "content-length", "accept", "mcp
 /// The agent's connection as a route to the server it was talking to.
 #[derive(Debug)]
 pub(super) struct Via {
-    upstream: Arc<Upstream>,
+    upstream: Recipe,
     /// The request's upstream target (origin-form, or absolute for h2).
     uri: Uri,
     /// The agent's request headers, minus what the session sets.
@@ -31,7 +36,7 @@ pub(super) struct Via {
 }
 
 impl Via {
-    pub fn route(upstream: Arc<Upstream>, uri: Uri, agent: &HeaderMap) -> Arc<dyn Route> {
+    pub fn route(upstream: Recipe, uri: Uri, agent: &HeaderMap) -> Arc<dyn Route> {
         let mut headers = agent.clone();
         for name in SESSION_SET {
             headers.remove(HeaderName::from_static(name));
@@ -54,9 +59,34 @@ impl Route for Via {
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = merged;
         Box::pin(async move {
-            let response = self.upstream.send(request).await?;
-            Ok(response.map(|body| -> RouteBody { body.map_err(|e| -> RouteError { Box::new(e) }).boxed_unsync() }))
+            let upstream = self.upstream.upstream();
+            let response = upstream.send(request).await?;
+            Ok(response.map(|body| -> RouteBody { Held { body, _upstream: upstream }.boxed_unsync() }))
         })
+    }
+}
+
+/// A response body that keeps its upstream until it is dropped, so the
+/// connection goes back to the pool once the body was read to its end.
+struct Held {
+    body: Incoming,
+    _upstream: Upstream,
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = RouteError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, RouteError>>> {
+        Pin::new(&mut self.body).poll_frame(cx).map_err(|e| -> RouteError { Box::new(e) })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -25,6 +25,7 @@ use crate::forward::connect_upstream;
 
 type Response = http::Response<Incoming>;
 
+#[derive(Clone)]
 enum Dial {
     Plain,
     Tls {
@@ -95,6 +96,12 @@ impl Upstream {
             sender: Mutex::new(sender),
             pool: Some((pool, key)),
         }
+    }
+
+    /// How to make another upstream like this one, for requests that must
+    /// not queue behind this connection's (MCP the gateway routes itself).
+    pub fn recipe(&self) -> Recipe {
+        Recipe { dst: self.dst, limit: self.limit, dial: self.dial.clone(), pool: self.pool.clone() }
     }
 
     /// Every request fails with `reason` (a `502`).
@@ -202,6 +209,37 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         if let (Some(sender), Some((pool, key))) = (self.sender.get_mut().take(), self.pool.take()) {
             pool.put(key, sender);
+        }
+    }
+}
+
+/// An upstream's destination, verification and protocol, without its
+/// connection.
+#[derive(Clone)]
+pub(super) struct Recipe {
+    dst: SocketAddr,
+    limit: Duration,
+    dial: Dial,
+    pool: Option<(Arc<Pool>, Key)>,
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipe").field("dst", &self.dst).finish_non_exhaustive()
+    }
+}
+
+impl Recipe {
+    /// A connection from the pool, else one dialled on first use.
+    pub fn upstream(&self) -> Upstream {
+        let pooled = self.pool.as_ref().and_then(|(pool, key)| pool.take(key));
+        Upstream {
+            dst: self.dst,
+            limit: self.limit,
+            dial: self.dial.clone(),
+            first: SyncMutex::new(None),
+            sender: Mutex::new(pooled),
+            pool: self.pool.clone(),
         }
     }
 }

@@ -3,7 +3,8 @@ FastMCP's name since mcp 2), for tests/mcp_cli.rs and tests/mcp_http_cli.rs.
 
 --transport picks stdio (default), streamable-http (at /mcp; --json-response
 answers with JSON instead of event streams) or sse (the legacy transport, at
-/sse), on --host (127.0.0.1) :--port. `slow` reports progress when the caller asks;
+/sse), on --host (127.0.0.1) :--port; --tls-cert/--tls-key serve
+streamable HTTP over TLS. `slow` reports progress when the caller asks;
 `fetch` makes a connection of the server's own.
 
 Every tool call is appended to --log as one JSON line {"event": ..., "tool": ...},
@@ -30,6 +31,8 @@ parser.add_argument("--noisy", action="store_true", help="print a non-JSON banne
 parser.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http", "sse"])
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--host", default="127.0.0.1", help="address to listen on (HTTP transports)")
+parser.add_argument("--tls-cert", help="serve streamable HTTP over TLS with this certificate (PEM)")
+parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
 parser.add_argument("--json-response", action="store_true")
 options = parser.parse_args()
 
@@ -140,7 +143,19 @@ if __name__ == "__main__":
     if options.noisy:
         # Servers that print to stdout exist; the gateway must not relay it.
         print("demo server starting (this line is not JSON-RPC)", flush=True)
-    if options.transport == "streamable-http":
+    if options.transport == "streamable-http" and options.tls_cert:
+        import uvicorn
+
+        asgi = app.streamable_http_app(json_response=options.json_response, host=options.host)
+        uvicorn.run(
+            asgi,
+            host=options.host,
+            port=options.port,
+            ssl_certfile=options.tls_cert,
+            ssl_keyfile=options.tls_key,
+            log_level="warning",
+        )
+    elif options.transport == "streamable-http":
         app.run("streamable-http", host=options.host, port=options.port, json_response=options.json_response)
     elif options.transport == "sse":
         app.run("sse", host="127.0.0.1", port=options.port)
