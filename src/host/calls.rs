@@ -39,6 +39,12 @@ use tokio::task::{JoinHandle, JoinSet};
 /// Calls one reporter may have open at once (a bound on its memory here).
 const MAX_OPEN: usize = 1024;
 
+/// Calls in flight in the whole correlator past which reports are ignored:
+/// every decision scans the calls in flight, and reporters are the agent's
+/// code, so they must not be able to make that scan long. The gateways'
+/// own calls are not held to it.
+const REPORTED_CEILING: usize = 2048;
+
 /// Who may report.
 #[derive(Clone, Debug)]
 pub(super) enum Scope {
@@ -177,7 +183,8 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
         };
         match report {
             Report::Begin { server, tool, call_id, server_pid } => {
-                if !valid_mcp_server_name(&server) || open.len() >= MAX_OPEN {
+                let full = open.len() >= MAX_OPEN || shared.correlator.in_flight() >= REPORTED_CEILING;
+                if !valid_mcp_server_name(&server) || full {
                     continue;
                 }
                 // Only the reporter's own descendants act for its calls.
