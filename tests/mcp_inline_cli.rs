@@ -226,12 +226,16 @@ fn mcp_in_intercepted_https_is_decided_message_by_message() {
 
 /// Lists, an allowed call, two denied ones and another allowed one against `url`.
 fn inline_calls_are_decided(net: &Net, url: &str) {
+    // A body past the proxy's 64 KiB window reaches the gateway whole: what
+    // is decided on comes after the window (one argument: argv's limit).
+    let long_ssh = format!("/home/dev/{}/.ssh/id_rsa", "a".repeat(80_000));
     let steps = [
         json!({"op": "list"}),
         call("add", json!({"a": 2, "b": 3})),
         call("drop_database", json!({"name": "prod"})),
         call("read_notes", json!({"path": "/home/dev/.ssh/id_rsa"})),
         call("read_notes", json!({"path": "/home/dev/todo.txt"})),
+        call("read_notes", json!({"path": long_ssh})),
     ];
     let (run, out) = net.client(&steps, url);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -244,6 +248,7 @@ fn inline_calls_are_decided(net: &Net, url: &str) {
     assert_eq!(out[3]["error"]["data"]["policy"], "no-drop");
     assert_eq!(out[4]["error"]["code"], -32001, "arguments are in the context: {}", run.all());
     assert_eq!(out[5]["text"], "notes from /home/dev/todo.txt", "{}", run.all());
+    assert_eq!(out[6]["error"]["code"], -32001, "the end of a long body is decided on too: {}", out[6]);
 
     let log = net.server_log();
     assert!(log.contains(r#""tool": "add""#), "{log}");
@@ -252,7 +257,7 @@ fn inline_calls_are_decided(net: &Net, url: &str) {
     let records = net.records();
     let calls = mcp_decisions(&records, "tools/call");
     let effects: Vec<&str> = calls.iter().filter_map(|r| r["decision"]["effect"].as_str()).collect();
-    assert_eq!(effects, ["allow", "deny", "deny", "allow"], "{calls:#?}");
+    assert_eq!(effects, ["allow", "deny", "deny", "allow", "deny"], "{calls:#?}");
     assert!(calls.iter().all(|r| r["event"]["detail"]["server"] == "mcp.allowed.test"), "{calls:#?}");
     assert!(!mcp_decisions(&records, "tools/list").is_empty(), "tools/list is decided too");
     let http = records.iter().filter(|r| r["event"]["kind"] == "http.request").count();

@@ -30,6 +30,8 @@ struct Call {
     active: McpActive,
     /// The stdio server's process: its descendants act for this call.
     server_pid: Option<u32>,
+    /// Recorded by a gateway of this process, not reported by the agent's side.
+    trusted: bool,
 }
 
 /// A call in flight; it ends when this is dropped.
@@ -48,11 +50,22 @@ impl Drop for CallGuard {
 }
 
 impl Correlator {
-    /// Call `active` of `session` is in flight until the guard drops;
-    /// `server_pid` is the stdio server's process, when there is one.
+    /// Call `active` of `session`, which a gateway of this process forwarded,
+    /// is in flight until the guard drops; `server_pid` is its stdio
+    /// server's process, when there is one.
     pub fn begin(self: &Arc<Self>, session: &str, active: McpActive, server_pid: Option<u32>) -> CallGuard {
+        self.insert(session, active, server_pid, true)
+    }
+
+    /// A call reported by a process of the session (a stdio wrapper): the
+    /// agent's own word, so it never displaces a call a gateway recorded.
+    pub fn begin_reported(self: &Arc<Self>, session: &str, active: McpActive, server_pid: Option<u32>) -> CallGuard {
+        self.insert(session, active, server_pid, false)
+    }
+
+    fn insert(self: &Arc<Self>, session: &str, active: McpActive, server_pid: Option<u32>, trusted: bool) -> CallGuard {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.calls).push(Call { token, session: session.to_string(), active, server_pid });
+        lock(&self.calls).push(Call { token, session: session.to_string(), active, server_pid, trusted });
         CallGuard { correlator: Arc::downgrade(self), token }
     }
 
@@ -72,22 +85,19 @@ impl Correlator {
         event.mcp = self.during(&event.session, lineage);
     }
 
-    /// The call in flight for an action of `session` by `lineage`.
+    /// The call in flight for an action of `session` by `lineage`: the
+    /// latest one a gateway recorded; else a reported one whose server's
+    /// process tree holds the actor (nearest server first); else the
+    /// latest reported one.
     pub fn during(&self, session: &str, lineage: &[u32]) -> Option<McpActive> {
         let calls = lock(&self.calls);
-        let mut ours = calls.iter().rev().filter(|call| call.session == session);
-        let by_process = || {
-            // Nearest server first: a server started by another server's
-            // tool acts for its own calls.
-            lineage.iter().find_map(|pid| {
-                calls.iter().rev().find(|call| call.session == session && call.server_pid == Some(*pid))
-            })
-        };
-        let call = if lineage.is_empty() { None } else { by_process() };
-        call.or_else(|| ours.next()).map(|call| call.active.clone())
+        let ours = || calls.iter().rev().filter(|call| call.session == session);
+        let trusted = ours().find(|call| call.trusted);
+        let by_process = || lineage.iter().find_map(|pid| ours().find(|call| call.server_pid == Some(*pid)));
+        trusted.or_else(by_process).or_else(|| ours().next()).map(|call| call.active.clone())
     }
 
-    /// Calls in flight now (for status and tests).
+    /// Calls in flight now (for status, tests and bounds on reports).
     pub fn in_flight(&self) -> usize {
         lock(&self.calls).len()
     }
@@ -133,14 +143,23 @@ mod tests {
     #[test]
     fn the_server_process_tree_picks_its_own_call_over_the_latest() {
         let correlator = Arc::new(Correlator::default());
-        let _fs = correlator.begin("s1", active("fs", "search", "1"), Some(100));
-        let _web = correlator.begin("s1", active("web", "fetch", "2"), Some(200));
+        let _fs = correlator.begin_reported("s1", active("fs", "search", "1"), Some(100));
+        let _web = correlator.begin_reported("s1", active("web", "fetch", "2"), Some(200));
         assert!(correlator.wants_lineage());
         // A grandchild of the fs server (pids 300 → 250 → 100).
         assert_eq!(correlator.during("s1", &[300, 250, 100, 1]), Some(active("fs", "search", "1")));
         // The agent itself: the latest call.
         assert_eq!(correlator.during("s1", &[400, 1]), Some(active("web", "fetch", "2")));
         assert_eq!(correlator.during("s1", &[]), Some(active("web", "fetch", "2")));
+    }
+
+    #[test]
+    fn a_reported_call_never_displaces_one_a_gateway_recorded() {
+        let correlator = Arc::new(Correlator::default());
+        let _real = correlator.begin("s1", active("web", "fetch", "1"), None);
+        let _claimed = correlator.begin_reported("s1", active("web", "benign", "2"), Some(300));
+        assert_eq!(correlator.during("s1", &[300, 1]), Some(active("web", "fetch", "1")));
+        assert_eq!(correlator.during("s1", &[]), Some(active("web", "fetch", "1")));
     }
 
     #[test]

@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-/// The longest report line a session reads.
-pub const MAX_REPORT_LINE: usize = 4096;
+/// The longest report line a session reads (an ask carries the call's
+/// arguments; a longer one is asked about in the wrapper alone).
+pub const MAX_REPORT_LINE: usize = 1 << 20;
 
 /// One line from a wrapper.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,13 +76,14 @@ fn session_of(cgroups: &str) -> Option<String> {
     parts.next().filter(|id| id.starts_with("run-")).map(str::to_string)
 }
 
-/// Asks waiting for the session's answer, by id.
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Decision>>>>;
+/// Asks waiting for the session's answer, by id; `None` once the session
+/// hung up (no answer can come any more).
+type Waiting = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Decision>>>>>;
 
 /// A connection to the session's report socket.
 #[derive(Clone, Debug)]
 pub struct Reporter {
-    lines: mpsc::UnboundedSender<Report>,
+    lines: mpsc::UnboundedSender<Vec<u8>>,
     waiting: Waiting,
     next: Arc<AtomicU64>,
 }
@@ -93,19 +95,23 @@ impl Reporter {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(socket_name(session))?;
         let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
         stream.set_nonblocking(true)?;
-        let (read, mut write) = tokio::net::UnixStream::from_std(stream)?.into_split();
-        let (lines, mut queue) = mpsc::unbounded_channel::<Report>();
+        let stream = tokio::net::UnixStream::from_std(stream)?;
+        // Anyone may bind an abstract name: only root's is the session's.
+        let uid = stream.peer_cred()?.uid();
+        if uid != 0 {
+            return Err(io::Error::other(format!("@{} is served by uid {uid}, not by Bridle", socket_name(session))));
+        }
+        let (read, mut write) = stream.into_split();
+        let (lines, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
-            while let Some(report) = queue.recv().await {
-                let mut line = serde_json::to_vec(&report).unwrap_or_default();
-                line.push(b'\n');
+            while let Some(line) = queue.recv().await {
                 if let Err(error) = write.write_all(&line).await {
                     tracing::debug!(%error, "the session's report socket closed");
                     return;
                 }
             }
         });
-        let waiting = Waiting::default();
+        let waiting: Waiting = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(read_answers(read, Arc::clone(&waiting)));
         Ok(Reporter { lines, waiting, next: Arc::new(AtomicU64::new(1)) })
     }
@@ -114,10 +120,14 @@ impl Reporter {
     /// session cannot be asked (it went away).
     pub async fn ask(&self, event: &Event, decision: Decision) -> Option<Decision> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let line = encode(&Report::Ask { id, event: Box::new(event.clone()), decision });
+        if line.len() > MAX_REPORT_LINE {
+            return None;
+        }
         let (answer, answered) = oneshot::channel();
-        lock(&self.waiting).insert(id, answer);
-        if self.lines.send(Report::Ask { id, event: Box::new(event.clone()), decision }).is_err() {
-            lock(&self.waiting).remove(&id);
+        lock(&self.waiting).as_mut()?.insert(id, answer);
+        if self.lines.send(line).is_err() {
+            lock(&self.waiting).as_mut().map(|waiting| waiting.remove(&id));
             return None;
         }
         answered.await.ok()
@@ -125,12 +135,12 @@ impl Reporter {
 
     /// Reports `active` in flight until the guard drops.
     pub fn begin(&self, active: &McpActive, server_pid: Option<u32>) -> ReportGuard {
-        let _ = self.lines.send(Report::Begin {
+        let _ = self.lines.send(encode(&Report::Begin {
             server: active.server.clone(),
             tool: active.tool.clone(),
             call_id: active.call_id.clone(),
             server_pid,
-        });
+        }));
         ReportGuard { lines: self.lines.clone(), server: active.server.clone(), call_id: active.call_id.clone() }
     }
 }
@@ -142,14 +152,21 @@ async fn read_answers(read: tokio::net::unix::OwnedReadHalf, waiting: Waiting) {
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str::<Answer>(&line) {
             Ok(answer) => {
-                if let Some(waiter) = lock(&waiting).remove(&answer.id) {
+                if let Some(waiter) = lock(&waiting).as_mut().and_then(|waiting| waiting.remove(&answer.id)) {
                     let _ = waiter.send(answer.decision);
                 }
             }
             Err(error) => tracing::warn!(%error, "the session sent an answer that cannot be read"),
         }
     }
-    lock(&waiting).clear();
+    lock(&waiting).take();
+}
+
+/// One report line, newline included.
+fn encode(report: &Report) -> Vec<u8> {
+    let mut line = serde_json::to_vec(report).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,7 +176,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A reported call; dropping it reports the end.
 #[derive(Debug)]
 pub struct ReportGuard {
-    lines: mpsc::UnboundedSender<Report>,
+    lines: mpsc::UnboundedSender<Vec<u8>>,
     server: String,
     call_id: String,
 }
@@ -167,7 +184,7 @@ pub struct ReportGuard {
 impl Drop for ReportGuard {
     fn drop(&mut self) {
         let end = Report::End { server: std::mem::take(&mut self.server), call_id: std::mem::take(&mut self.call_id) };
-        let _ = self.lines.send(end);
+        let _ = self.lines.send(encode(&end));
     }
 }
 

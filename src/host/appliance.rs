@@ -204,7 +204,8 @@ impl Daemon {
         let mut tasks = egress.spawn(&stopped);
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
         let (scope, approvals) = (Scope::Namespace, &self.guards.approvals);
-        tasks.extend(calls::start(APPLIANCE, scope, &self.authorizer, approvals, &self.audit, &stopped));
+        let principal = &self.config.project.name;
+        tasks.extend(calls::start(APPLIANCE, principal, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp =
             super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, APPLIANCE, &stopped);
         tasks.extend(mcp.await?);

@@ -26,7 +26,8 @@ use bridle_engine::approvals::Approvals;
 use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::correlate::{CallGuard, Correlator};
-use bridle_engine::event::{EventKind, McpActive};
+use bridle_engine::decision::{Decision, Effect};
+use bridle_engine::event::{Event, EventKind, McpActive};
 use bridle_engine::names::valid_mcp_server_name;
 use bridle_mcp_gateway::report::{Answer, MAX_REPORT_LINE, Report, socket_name};
 use bridle_proxy::lineage::lineage;
@@ -38,6 +39,12 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// Calls one reporter may have open at once (a bound on its memory here).
 const MAX_OPEN: usize = 1024;
+
+/// Wrappers connected at once.
+const MAX_REPORTERS: usize = 64;
+
+/// Asks one wrapper may have waiting at once; more are denied at once.
+const MAX_ASKS: usize = 8;
 
 /// Calls in flight in the whole correlator past which reports are ignored:
 /// every decision scans the calls in flight, and reporters are the agent's
@@ -57,10 +64,12 @@ pub(super) enum Scope {
 /// Serves `session`'s report socket until `stop` turns true. Without it
 /// (the name is taken) the session runs on, its stdio servers' calls
 /// unknown to it; the audit log says so.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn start(
     session: &str,
+    principal: &str,
     scope: Scope,
-    authorizer: &Authorizer,
+    authorizer: &Arc<Authorizer>,
     approvals: &Arc<Approvals>,
     audit: &Arc<AuditLog>,
     stop: &watch::Receiver<bool>,
@@ -75,9 +84,11 @@ pub(super) fn start(
         }
     };
     let shared = Shared {
+        authorizer: Arc::clone(authorizer),
         correlator: Arc::clone(authorizer.correlator()),
         approvals: Arc::clone(approvals),
         session: session.to_string(),
+        principal: principal.to_string(),
         scope,
         audit: Arc::clone(audit),
     };
@@ -108,9 +119,12 @@ fn spawn(listener: UnixListener, shared: Shared, mut stop: watch::Receiver<bool>
             tokio::select! {
                 () = &mut stopped => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    // Beyond the bound a reporter is hung up on: its wrapper
+                    // carries on without reporting.
+                    Ok((stream, _)) if connections.len() < MAX_REPORTERS => {
                         connections.spawn(reporter(Arc::clone(&shared), stream));
                     }
+                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(%error, "MCP report socket accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -124,10 +138,13 @@ fn spawn(listener: UnixListener, shared: Shared, mut stop: watch::Receiver<bool>
 }
 
 struct Shared {
+    /// Asks are decided again here, by the session's own policies.
+    authorizer: Arc<Authorizer>,
     correlator: Arc<Correlator>,
     /// Where a wrapper's asks wait for a person (`bridle approve`).
     approvals: Arc<Approvals>,
     session: String,
+    principal: String,
     scope: Scope,
     audit: Arc<AuditLog>,
 }
@@ -190,7 +207,7 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
                 // Only the reporter's own descendants act for its calls.
                 let server_pid = server_pid.filter(|&child| lineage(child).contains(&pid));
                 let active = McpActive { server: server.clone(), tool, call_id: call_id.clone() };
-                let guard = shared.correlator.begin(&shared.session, active, server_pid);
+                let guard = shared.correlator.begin_reported(&shared.session, active, server_pid);
                 open.insert((server, call_id), guard);
             }
             Report::End { server, call_id } => {
@@ -199,9 +216,21 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
             // Only MCP messages: a wrapper must not put a connect or a
             // request of its choosing before the person who approves.
             Report::Ask { id, event, decision } if matches!(event.kind, EventKind::Mcp(_)) => {
+                while asks.try_join_next().is_some() {}
+                let event = Event { session: shared.session.clone(), principal: shared.principal.clone(), ..*event };
+                let held = hold(&shared, pid, &event, decision);
+                if asks.len() >= MAX_ASKS {
+                    let reason = format!("the MCP wrapper has {MAX_ASKS} asks waiting already");
+                    let _ = answers
+                        .send(Answer { id, decision: Decision { effect: Effect::Deny, reason: Some(reason), ..held } });
+                    continue;
+                }
                 let (approvals, answers) = (Arc::clone(&shared.approvals), answers.clone());
                 asks.spawn(async move {
-                    let decision = approvals.ask(&event, decision).await;
+                    let decision = match held.effect {
+                        Effect::Ask => approvals.ask(&event, held).await,
+                        _ => held,
+                    };
                     let _ = answers.send(Answer { id, decision });
                 });
             }
@@ -210,6 +239,21 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
                     .notice("warn", format!("MCP wrapper pid {pid} asked about something not MCP (ask {id}); hung up"));
                 return;
             }
+        }
+    }
+}
+
+/// What a wrapper's ask becomes here: the session's policies decide the
+/// message again (a deny stands); what they would not hold for a person is
+/// held anyway, since the wrapper's policies asked, with the wrapper's
+/// reason marked as its own.
+fn hold(shared: &Shared, pid: u32, event: &Event, theirs: Decision) -> Decision {
+    let ours = shared.authorizer.decide(event);
+    match ours.effect {
+        Effect::Deny | Effect::Ask => ours,
+        _ => {
+            let why = theirs.reason.unwrap_or_else(|| "its policies ask".into());
+            Decision { effect: Effect::Ask, reason: Some(format!("the MCP wrapper (pid {pid}) asks: {why}")), ..ours }
         }
     }
 }

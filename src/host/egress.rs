@@ -70,7 +70,8 @@ impl Egress {
         // timeline, with the same pins, as the configured servers'.
         let shared = super::mcp::shared(config, authorizer, &guards.approvals, audit, session)?;
         let (max, idle) = (config.mcp.max_message_bytes, config.mcp.session_idle());
-        inspector.mcp = Some(Arc::new(Inline::new(shared, max, idle)));
+        let configured = config.mcp.servers.iter().map(|server| server.name.clone()).collect();
+        inspector.mcp = Some(Arc::new(Inline::new(shared, max, idle, configured)));
         let inspector = Arc::new(inspector);
         let dns_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.dns));
         let mut resolver_config =

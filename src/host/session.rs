@@ -111,7 +111,8 @@ impl Session {
         tasks.push(control::spawn(control, Arc::clone(&self.guards.approvals), stopped.clone()));
         let scope = Scope::Cgroup { mount: cgroup2_mount()?, session: guard.cgroup.path().to_path_buf() };
         let approvals = &self.guards.approvals;
-        tasks.extend(calls::start(&id, scope, &self.authorizer, approvals, &self.audit, &stopped));
+        let principal = &self.config.project.name;
+        tasks.extend(calls::start(&id, principal, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp = super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, &id, &stopped);
         tasks.extend(mcp.await?);
         let status = self.run_command(guard.cgroup.path(), &ca).await;

@@ -13,6 +13,10 @@ use crate::classify;
 use crate::framing::{self, Line};
 use crate::jsonrpc::{self, Frame, Id, Message, Parsed};
 
+/// Messages one batch may hold: each request in it may open its own
+/// upstream request, so a batch must not be able to open thousands.
+const MAX_BATCH: usize = 256;
+
 /// A request on its way: what it is, and the bytes to forward. Those are
 /// the message as parsed, re-encoded, never the client's own bytes: a
 /// server whose JSON parser reads duplicate keys differently (first wins)
@@ -62,6 +66,12 @@ impl Gateway {
                 };
                 self.client_message(parsed, &unbatched).await;
                 expect
+            }
+            Ok(Frame::Batch(items)) if items.len() > MAX_BATCH => {
+                let message = format!("a batch of {} messages exceeds Bridle's limit of {MAX_BATCH}", items.len());
+                self.enforcer.notice("warn", format!("the client sent {message}; not forwarded"));
+                self.answer(None, &unbatched, jsonrpc::INVALID_REQUEST, &message, None).await;
+                Expect::Refused
             }
             Ok(Frame::Batch(items)) => {
                 let expected = items

@@ -21,6 +21,7 @@ mod client;
 mod flight;
 mod server;
 
+use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bridle_engine::decision::Decision;
@@ -49,17 +50,37 @@ pub enum Out {
     Close,
 }
 
-/// A client exchange: where its answers go, and the number its transport
-/// gave it (0 for stdio's single exchange).
-#[derive(Clone, Debug)]
+/// A client exchange: where its answers go, the number its transport gave
+/// it (0 for stdio's single exchange), and what the transport needs to send
+/// the exchange's messages on (opaque here: the HTTP transports keep the
+/// route of the request that carried them).
+#[derive(Clone)]
 pub struct Reply {
     sender: mpsc::Sender<Out>,
     exchange: u64,
+    carried: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply").field("exchange", &self.exchange).finish_non_exhaustive()
+    }
 }
 
 impl Reply {
     pub fn new(sender: mpsc::Sender<Out>, exchange: u64) -> Self {
-        Reply { sender, exchange }
+        Reply { sender, exchange, carried: None }
+    }
+
+    /// This exchange, carrying `what` for its transport.
+    pub fn carrying(mut self, what: Arc<dyn Any + Send + Sync>) -> Self {
+        self.carried = Some(what);
+        self
+    }
+
+    /// What the transport attached, if it is a `T`.
+    pub fn carried<T: Any>(&self) -> Option<&T> {
+        self.carried.as_deref().and_then(|what| what.downcast_ref::<T>())
     }
 
     /// The transport's number for this exchange.

@@ -100,6 +100,11 @@ impl Endpoint {
         Ok(Gateway::new(config, self.enforcer.clone(), tools, to_client, to_server))
     }
 
+    /// Sessions known by id now.
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         lock(&self.sessions).get(id).cloned()
     }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::body::{self, ClientBody};
 use super::events;
+use super::route::Route;
 use super::session::{Head, Session};
 use crate::gateway::{Expect, Out, Reply};
 
@@ -56,6 +57,10 @@ impl std::fmt::Debug for OnDrop {
     }
 }
 
+/// The route an exchange's messages take (each POST its own: an inline
+/// session's requests may come over different agent connections and paths).
+pub(crate) struct Carried(pub Arc<dyn Route>);
+
 /// A new exchange: the [`Reply`] to hand the core, and its receiving end.
 pub(crate) fn channel(exchange: u64) -> (Reply, mpsc::Receiver<Out>) {
     let (sender, receiver) = mpsc::channel(QUEUE);
@@ -74,11 +79,13 @@ pub(crate) struct Post {
 }
 
 impl Post {
-    /// Opens an exchange on `session`; the core answers on the returned [`Reply`].
-    pub fn open(session: &Arc<Session>) -> (Self, Reply) {
+    /// Opens an exchange on `session` whose messages go to the server by
+    /// `route`; the core answers on the returned [`Reply`].
+    pub fn open(session: &Arc<Session>, route: Arc<dyn Route>) -> (Self, Reply) {
         let exchange = session.link.next_exchange();
         session.link.expect_head(exchange);
         let (reply, receiver) = channel(exchange);
+        let reply = reply.carrying(Arc::new(Carried(route)));
         let owner = Arc::clone(session);
         let abandon = OnDrop::new(move || owner.abandon(exchange));
         (Post { session: Arc::clone(session), exchange, receiver, abandon }, reply)

@@ -14,11 +14,13 @@
 //! Must never: forward a governed message undecided; hold a session
 //! nobody uses past the idle limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Response, header};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use super::body::ClientBody;
 use super::endpoint::Endpoint;
@@ -27,8 +29,11 @@ use super::streamable::{self, Unknown};
 use super::{Limits, PROTOCOL_VERSION, SESSION_ID, Shared};
 use crate::framing::Line;
 
-/// How far into a body `"jsonrpc"` must appear for it to count as JSON-RPC.
-const SNIFF: usize = 256;
+/// Host and path pairs remembered as carrying MCP.
+const MAX_SEEN: usize = 4096;
+
+/// Hosts whose MCP is inspected at once (each holds its sessions).
+const MAX_ENDPOINTS: usize = 512;
 
 /// Streamable-HTTP MCP seen by the proxy, for every host.
 #[derive(Debug)]
@@ -38,6 +43,10 @@ pub struct Inline {
     session_idle: Duration,
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
     swept: Mutex<Instant>,
+    /// `"<host> <path>"` that carried MCP: later POSTs there are MCP too.
+    seen: Mutex<HashSet<String>>,
+    /// `[[mcp.servers]]` names: no host may be named like one of them.
+    configured: Vec<String>,
 }
 
 /// What an agent's request is, as MCP.
@@ -56,7 +65,8 @@ pub enum McpRequest {
 impl Inline {
     /// `max_message_bytes` bounds one message either way; sessions unused
     /// for `session_idle` are forgotten.
-    pub fn new(shared: Shared, max_message_bytes: usize, session_idle: Duration) -> Self {
+    /// `configured` are the `[[mcp.servers]]` names.
+    pub fn new(shared: Shared, max_message_bytes: usize, session_idle: Duration, configured: Vec<String>) -> Self {
         // The proxy has already connected upstream: the connect bound is
         // the proxy's, not this one's.
         let limits = Limits { max_message_bytes, connect_timeout: Duration::from_secs(10) };
@@ -66,6 +76,8 @@ impl Inline {
             session_idle,
             endpoints: Mutex::new(HashMap::new()),
             swept: Mutex::new(Instant::now()),
+            seen: Mutex::new(HashSet::new()),
+            configured,
         }
     }
 
@@ -73,34 +85,60 @@ impl Inline {
         self.limits.max_message_bytes
     }
 
-    /// Sorts a request by its head and the first bytes of its body. A POST
-    /// is MCP when it carries MCP's headers, or when it is JSON that names
-    /// `"jsonrpc"` up front (an `initialize` has no MCP header yet).
-    pub fn classify(method: &Method, headers: &HeaderMap, prefix: &[u8]) -> McpRequest {
-        let mcp_headers = headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION);
-        match *method {
-            Method::POST if mcp_headers || (is_json(headers) && names_jsonrpc(prefix)) => McpRequest::Message,
-            Method::GET if headers.contains_key(SESSION_ID) && accepts_events(headers) => McpRequest::Stream,
-            Method::DELETE if headers.contains_key(SESSION_ID) => McpRequest::End,
-            _ => McpRequest::None,
+    /// Sorts a request by its head and the first bytes of its body
+    /// (`complete` when that is the whole body). A POST is MCP when it
+    /// carries MCP's headers, when its body is JSON with a `jsonrpc` member
+    /// (parsed when whole, so escapes do not hide it; else `"jsonrpc":`
+    /// anywhere in the bytes read), whatever its content type, or when it
+    /// goes to a host and path that carried MCP before.
+    pub fn classify(
+        &self,
+        host: &str,
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+        prefix: &[u8],
+        complete: bool,
+    ) -> McpRequest {
+        let kind = sniff(method, headers, prefix, complete);
+        let place = format!("{host} {path}");
+        match (kind, method) {
+            (McpRequest::Message, _) => {
+                let mut seen = lock(&self.seen);
+                if seen.len() < MAX_SEEN {
+                    seen.insert(place);
+                }
+                kind
+            }
+            (McpRequest::None, &Method::POST) if lock(&self.seen).contains(&place) => McpRequest::Message,
+            _ => kind,
         }
     }
 
-    /// The name policies see for the server at `host`: the host itself,
-    /// with characters a server name cannot hold (an IPv6 literal's `:`)
-    /// made `-`.
-    pub fn server_name(host: &str) -> String {
-        let mut name: String = host
-            .trim_matches(|c| c == '[' || c == ']')
+    /// The name policies see for the server at `host`: the host itself.
+    /// A host a server name cannot hold as it is (an IPv6 literal's `:`,
+    /// over 64 characters), or one that a configured server is named,
+    /// gets a `-<hash>` suffix: two hosts must never share one name's
+    /// policies and pins.
+    pub fn server_name(&self, host: &str) -> String {
+        let bare = host.trim_matches(|c| c == '[' || c == ']');
+        let plain = bare.len() <= 64
+            && bare.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bare.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if plain && !self.configured.iter().any(|name| name.eq_ignore_ascii_case(bare)) {
+            return bare.to_string();
+        }
+        let digest = hex::encode(Sha256::digest(host.as_bytes()));
+        let mut name: String = bare
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
-            .take(64)
+            .take(64 - 9)
             .collect();
         if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             name.insert(0, 'x');
-            name.truncate(64);
+            name.truncate(64 - 9);
         }
-        name
+        format!("{name}-{}", &digest[..8])
     }
 
     /// One POSTed body for the server at `host`, reached by `route`.
@@ -111,30 +149,35 @@ impl Inline {
         body: Line,
         route: Arc<dyn Route>,
     ) -> Response<ClientBody> {
-        let endpoint = self.endpoint(host);
+        let Some(endpoint) = self.endpoint(host) else { return too_many() };
         streamable::post_line(&endpoint, headers, body, route, Unknown::Adopt).await
     }
 
     /// The server's own event stream for the session `headers` name.
     pub async fn stream(&self, host: &str, headers: &HeaderMap, route: Arc<dyn Route>) -> Response<ClientBody> {
-        let endpoint = self.endpoint(host);
+        let Some(endpoint) = self.endpoint(host) else { return too_many() };
         streamable::get_stream(&endpoint, headers, route, Unknown::Adopt).await
     }
 
     /// The agent ended the session `headers` name (its DELETE goes on as
     /// ordinary HTTP).
     pub fn end(&self, host: &str, headers: &HeaderMap) {
-        let name = Inline::server_name(host);
+        let name = self.server_name(host);
         let endpoint = lock(&self.endpoints).get(&name).cloned();
         if let (Some(endpoint), Some(id)) = (endpoint, streamable::header_text(headers, SESSION_ID)) {
             endpoint.forget(&id, "ended by the client");
         }
     }
 
-    fn endpoint(&self, host: &str) -> Arc<Endpoint> {
+    /// The endpoint for `host`; `None` when [`MAX_ENDPOINTS`] hosts have
+    /// one already.
+    fn endpoint(&self, host: &str) -> Option<Arc<Endpoint>> {
         self.sweep();
-        let name = Inline::server_name(host);
+        let name = self.server_name(host);
         let mut endpoints = lock(&self.endpoints);
+        if !endpoints.contains_key(&name) && endpoints.len() >= MAX_ENDPOINTS {
+            return None;
+        }
         let endpoint = endpoints.entry(name).or_insert_with_key(|name| {
             let endpoint = Endpoint::inline(name, &self.shared, &self.limits);
             endpoint
@@ -142,7 +185,7 @@ impl Inline {
                 .notice("info", format!("MCP traffic to {host} seen in proxied HTTP; inspected as server {name}"));
             Arc::new(endpoint)
         });
-        Arc::clone(endpoint)
+        Some(Arc::clone(endpoint))
     }
 
     /// Forgets idle sessions, at most every quarter of the idle limit (no
@@ -163,27 +206,50 @@ impl Inline {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
+/// What the request's own head and bytes say.
+fn sniff(method: &Method, headers: &HeaderMap, prefix: &[u8], complete: bool) -> McpRequest {
+    let mcp_headers = headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION);
+    match *method {
+        Method::POST if mcp_headers || is_jsonrpc(prefix, complete) => McpRequest::Message,
+        Method::GET if headers.contains_key(SESSION_ID) && accepts_events(headers) => McpRequest::Stream,
+        Method::DELETE if headers.contains_key(SESSION_ID) => McpRequest::End,
+        _ => McpRequest::None,
+    }
 }
 
-/// A JSON object or array with a `"jsonrpc"` key near the start.
-fn names_jsonrpc(prefix: &[u8]) -> bool {
+/// A JSON object (or array of them) with a `jsonrpc` member.
+fn is_jsonrpc(prefix: &[u8], complete: bool) -> bool {
+    let start = prefix.iter().position(|b| !b.is_ascii_whitespace());
+    if !start.is_some_and(|i| matches!(prefix[i], b'{' | b'[')) {
+        return false;
+    }
+    if complete && let Ok(value) = serde_json::from_slice::<Value>(prefix) {
+        let member = |v: &Value| v.as_object().is_some_and(|o| o.contains_key("jsonrpc"));
+        return match &value {
+            Value::Array(items) => items.iter().any(member),
+            other => member(other),
+        };
+    }
+    names_jsonrpc(prefix)
+}
+
+/// `"jsonrpc"` followed by a colon: the key, in JSON text not parsed whole.
+fn names_jsonrpc(bytes: &[u8]) -> bool {
     const KEY: &[u8] = b"\"jsonrpc\"";
-    let head = &prefix[..prefix.len().min(SNIFF)];
-    let start = head.iter().position(|b| !b.is_ascii_whitespace());
     let is_key = |at: usize| {
-        let rest = &head[at + KEY.len()..];
+        let rest = &bytes[at + KEY.len()..];
         rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':')
     };
-    start.is_some_and(|i| matches!(head[i], b'{' | b'['))
-        && head.windows(KEY.len()).enumerate().any(|(at, window)| window == KEY && is_key(at))
+    bytes.windows(KEY.len()).enumerate().any(|(at, window)| window == KEY && is_key(at))
 }
 
 fn accepts_events(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream"))
+}
+
+fn too_many() -> Response<ClientBody> {
+    let message = format!("Bridle inspects MCP for at most {MAX_ENDPOINTS} hosts at once");
+    super::body::error(http::StatusCode::SERVICE_UNAVAILABLE, &message)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,39 +268,78 @@ mod tests {
         headers
     }
 
+    fn classify(method: &Method, headers: &HeaderMap, body: &[u8]) -> McpRequest {
+        sniff(method, headers, body, true)
+    }
+
     #[test]
     fn json_rpc_posts_and_mcp_headers_are_mcp() {
         let json = headers(&[("content-type", "application/json; charset=utf-8")]);
         let initialize = br#" {"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
-        assert_eq!(Inline::classify(&Method::POST, &json, initialize), McpRequest::Message);
-        assert_eq!(Inline::classify(&Method::POST, &json, br#"[{"jsonrpc":"2.0","method":"x"}]"#), McpRequest::Message);
-        assert_eq!(Inline::classify(&Method::POST, &json, br#"{"query":"jsonrpc"}"#), McpRequest::None);
-        assert_eq!(Inline::classify(&Method::POST, &json, br#"{"a":1}"#), McpRequest::None);
-        let form = headers(&[("content-type", "text/plain")]);
-        assert_eq!(Inline::classify(&Method::POST, &form, initialize), McpRequest::None);
+        assert_eq!(classify(&Method::POST, &json, initialize), McpRequest::Message);
+        assert_eq!(classify(&Method::POST, &json, br#"[{"jsonrpc":"2.0","method":"x"}]"#), McpRequest::Message);
+        assert_eq!(classify(&Method::POST, &json, br#"{"query":"jsonrpc"}"#), McpRequest::None);
+        assert_eq!(classify(&Method::POST, &json, br#"{"a":1}"#), McpRequest::None);
+        // Whatever the content type says, and however the key is written.
+        let other = headers(&[("content-type", "application/json-rpc")]);
+        assert_eq!(classify(&Method::POST, &other, initialize), McpRequest::Message);
+        let escaped = br#"{"\u006asonrpc":"2.0","id":1,"method":"tools/call"}"#;
+        assert_eq!(classify(&Method::POST, &json, escaped), McpRequest::Message);
+        let padded = format!(r#"{{"pad":"{}","jsonrpc":"2.0","id":1,"method":"x"}}"#, " ".repeat(1000));
+        assert_eq!(sniff(&Method::POST, &json, padded.as_bytes(), false), McpRequest::Message);
         // Past initialize the header says it, whatever the body looks like.
         let versioned = headers(&[("mcp-protocol-version", "2025-11-25")]);
-        assert_eq!(Inline::classify(&Method::POST, &versioned, b"not json"), McpRequest::Message);
+        assert_eq!(classify(&Method::POST, &versioned, b"not json"), McpRequest::Message);
+    }
+
+    fn inline() -> Inline {
+        let policies = bridle_engine::policy::load_files("test", Vec::new()).expect("policies");
+        let shared = Shared {
+            authorizer: Arc::new(bridle_engine::authorizer::Authorizer::new(policies, 100)),
+            approvals: Arc::new(bridle_engine::approvals::Approvals::new(Duration::from_secs(1), None)),
+            audit: None,
+            pins: crate::pins::PinStore::new(std::env::temp_dir().join("bridle-inline-test-pins")),
+            session: "s".into(),
+            principal: "agent".into(),
+        };
+        Inline::new(shared, 1 << 20, Duration::from_secs(60), vec!["github".into()])
+    }
+
+    #[test]
+    fn a_host_and_path_that_carried_mcp_stay_mcp() {
+        let inline = inline();
+        let json = headers(&[("content-type", "application/json")]);
+        let first = br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#;
+        let seen = |body: &[u8]| inline.classify("mcp.test", "/mcp", &Method::POST, &json, body, false);
+        assert_eq!(seen(b""), McpRequest::None, "nothing known yet");
+        assert_eq!(seen(first), McpRequest::Message);
+        assert_eq!(seen(b""), McpRequest::Message, "a body that arrives late is still MCP there");
+        let elsewhere = inline.classify("mcp.test", "/other", &Method::POST, &json, b"", false);
+        assert_eq!(elsewhere, McpRequest::None);
     }
 
     #[test]
     fn session_streams_and_ends_are_recognised_by_their_session_id() {
         let stream = headers(&[("mcp-session-id", "s1"), ("accept", "text/event-stream")]);
-        assert_eq!(Inline::classify(&Method::GET, &stream, b""), McpRequest::Stream);
-        assert_eq!(Inline::classify(&Method::GET, &headers(&[("accept", "text/event-stream")]), b""), McpRequest::None);
-        assert_eq!(Inline::classify(&Method::DELETE, &headers(&[("mcp-session-id", "s1")]), b""), McpRequest::End);
-        assert_eq!(Inline::classify(&Method::GET, &headers(&[]), b""), McpRequest::None);
+        assert_eq!(classify(&Method::GET, &stream, b""), McpRequest::Stream);
+        assert_eq!(classify(&Method::GET, &headers(&[("accept", "text/event-stream")]), b""), McpRequest::None);
+        assert_eq!(classify(&Method::DELETE, &headers(&[("mcp-session-id", "s1")]), b""), McpRequest::End);
+        assert_eq!(classify(&Method::GET, &headers(&[]), b""), McpRequest::None);
     }
 
     #[test]
-    fn hosts_become_valid_server_names() {
-        assert_eq!(Inline::server_name("mcp.example.test"), "mcp.example.test");
-        assert_eq!(Inline::server_name("[2001:db8::1]"), "2001-db8--1");
-        assert_eq!(Inline::server_name("_svc.test"), "x_svc.test");
+    fn hosts_become_valid_server_names_that_never_clash() {
+        let inline = inline();
+        assert_eq!(inline.server_name("mcp.example.test"), "mcp.example.test");
+        let v6 = inline.server_name("[2001:db8::1]");
+        assert!(v6.starts_with("2001-db8--1-") && v6.len() == "2001-db8--1".len() + 9, "{v6}");
+        assert!(inline.server_name("_svc.test").starts_with("x_svc.test-"));
         let long = "a".repeat(80);
-        assert_eq!(Inline::server_name(&long).len(), 64);
-        for host in ["mcp.example.test", "[2001:db8::1]", "_svc.test", long.as_str()] {
-            assert!(crate::config::valid_server_name(&Inline::server_name(host)), "{host}");
+        assert_eq!(inline.server_name(&long).len(), 64);
+        assert_ne!(inline.server_name(&long), inline.server_name(&format!("{long}b")), "cut names keep apart");
+        assert_ne!(inline.server_name("github"), "github", "a configured server's name is not a host's");
+        for host in ["mcp.example.test", "[2001:db8::1]", "_svc.test", long.as_str(), "github"] {
+            assert!(crate::config::valid_server_name(&inline.server_name(host)), "{host}");
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::task::AbortHandle;
 use super::body::{self, read_bounded};
 use super::endpoint::Endpoint;
 use super::events::EventReader;
+use super::exchange::Carried;
 use super::route::{Route, RouteBody};
 use super::{PROTOCOL_VERSION, SESSION_ID};
 use crate::GatewayError;
@@ -125,19 +126,20 @@ impl Link {
         *lock(&self.forwarded) = forwarded;
     }
 
-    /// From now on the server is reached by `route`.
-    pub fn reroute(&self, route: Arc<dyn Route>) {
-        *lock(&self.route) = route;
-    }
-
     /// The session's id is `id` already (a session Bridle first sees
     /// mid-way, inline).
     pub fn adopt(&self, id: HeaderValue) {
         *lock(&self.id) = Some(id);
     }
 
+    /// The route the session started with: for what no request carried.
     pub fn route(&self) -> Arc<dyn Route> {
         Arc::clone(&lock(&self.route))
+    }
+
+    /// The route of the request that carried `message`, else the session's.
+    fn route_of(&self, message: &ToServer) -> Arc<dyn Route> {
+        message.reply.carried::<Carried>().map_or_else(|| self.route(), |carried| Arc::clone(&carried.0))
     }
 
     pub fn idle_since(&self, now: Instant) -> Duration {
@@ -230,7 +232,7 @@ async fn pump(link: Arc<Link>, gateway: Weak<Gateway>, mut queue: mpsc::Receiver
 /// A notification or a response to the server: it owes nothing back.
 async fn notify(link: &Link, gateway: &Gateway, message: ToServer) {
     let headers = link.headers(super::ACCEPT_BOTH, true);
-    let why = match link.route().send(Method::POST, headers, Bytes::from(message.bytes)).await {
+    let why = match link.route_of(&message).send(Method::POST, headers, Bytes::from(message.bytes)).await {
         Ok(response) if response.status().is_success() => {
             body::drain(response.into_body(), EXCERPT).await;
             return;
@@ -248,10 +250,11 @@ async fn notify(link: &Link, gateway: &Gateway, message: ToServer) {
 /// One forwarded request: POST it, relay its answer (JSON or a stream)
 /// through the core, and make sure the client gets an answer either way.
 async fn request(link: Arc<Link>, gateway: Arc<Gateway>, id: Id, message: ToServer) {
+    let route = link.route_of(&message);
     let reply = message.reply;
     let exchange = reply.exchange();
     let headers = link.headers(super::ACCEPT_BOTH, true);
-    let why = match link.route().send(Method::POST, headers, Bytes::from(message.bytes)).await {
+    let why = match route.send(Method::POST, headers, Bytes::from(message.bytes)).await {
         Err(error) => {
             link.set_status(exchange, StatusCode::BAD_GATEWAY);
             format!("Bridle could not reach the MCP server {}: {error}", link.name())

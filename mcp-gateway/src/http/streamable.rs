@@ -27,6 +27,9 @@ use crate::framing::Line;
 use crate::gateway::Reply;
 use crate::jsonrpc;
 
+/// Sessions one server may have open (each holds a core and its tools).
+const MAX_SESSIONS: usize = 1024;
+
 /// What a request naming a session Bridle does not know gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Unknown {
@@ -60,14 +63,14 @@ pub(crate) async fn post_line(
     unknown: Unknown,
 ) -> Response<ClientBody> {
     let known = header_text(headers, SESSION_ID);
-    let session = match session_for(endpoint, known.as_deref(), route, unknown) {
+    let session = match session_for(endpoint, known.as_deref(), &route, unknown) {
         Ok(session) => session,
         Err(response) => return *response,
     };
     session.link.touch(headers);
     let refused =
         if matches!(line, Line::Oversized { .. }) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-    let (exchange, reply) = Post::open(&session);
+    let (exchange, reply) = Post::open(&session, route);
     let expect = session.gateway.from_client_via(line, &reply).await;
     drop(reply);
     let (response, head) = exchange.respond(expect, accepts_events(headers), refused).await;
@@ -81,26 +84,30 @@ pub(crate) async fn post_line(
     response
 }
 
-/// The session `known` names (now reached by `route`), or a new one; the
-/// error is the response for the client.
+/// The session `known` names, or a new one starting on `route` (each
+/// request still carries its own); the error is the response for the client.
 fn session_for(
     endpoint: &Arc<Endpoint>,
     known: Option<&str>,
-    route: Arc<dyn Route>,
+    route: &Arc<dyn Route>,
     unknown: Unknown,
 ) -> Result<Arc<Session>, Box<Response<ClientBody>>> {
     if let Some(id) = known
         && let Some(session) = endpoint.session(id)
     {
-        session.link.reroute(route);
         return Ok(session);
+    }
+    if endpoint.session_count() >= MAX_SESSIONS {
+        let message = format!("MCP server {} has {MAX_SESSIONS} sessions open; end one first", endpoint.name);
+        endpoint.enforcer.notice("warn", format!("refused a new MCP session: {message}"));
+        return Err(Box::new(body::error(StatusCode::SERVICE_UNAVAILABLE, &message)));
     }
     let adopted = match (known, unknown) {
         (Some(id), Unknown::Refuse) => return Err(Box::new(unknown_session(endpoint, id))),
         (Some(id), Unknown::Adopt) => HeaderValue::from_str(id).ok(),
         (None, _) => None,
     };
-    let session = Session::start(endpoint, route).map_err(|error| {
+    let session = Session::start(endpoint, Arc::clone(route)).map_err(|error| {
         endpoint.enforcer.notice("error", format!("cannot start an MCP session: {error}"));
         Box::new(body::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot start an MCP session: {error}")))
     })?;
@@ -128,7 +135,7 @@ pub(crate) async fn get_stream(
     let Some(id) = header_text(headers, SESSION_ID) else {
         return body::error(StatusCode::BAD_REQUEST, "a GET stream needs the Mcp-Session-Id of an initialized session");
     };
-    let session = match session_for(endpoint, Some(&id), route, unknown) {
+    let session = match session_for(endpoint, Some(&id), &route, unknown) {
         Ok(session) => session,
         Err(response) => return *response,
     };
@@ -137,7 +144,9 @@ pub(crate) async fn get_stream(
     if let Some(last) = headers.get(LAST_EVENT_ID) {
         upstream_headers.insert(LAST_EVENT_ID, last.clone());
     }
-    let response = match session.link.route().send(Method::GET, upstream_headers, Bytes::new()).await {
+    // The stream's own route: it does not change where the session's
+    // messages go.
+    let response = match route.send(Method::GET, upstream_headers, Bytes::new()).await {
         Ok(response) => response,
         Err(error) => return unreachable(endpoint, &error),
     };

@@ -9,7 +9,7 @@ use bridle_engine::event::{GitOp, HttpRequest};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -155,7 +155,7 @@ impl Exchange {
         }
 
         let mcp = self.conn.inspector.mcp.as_ref().map(|inline| {
-            let kind = Inline::classify(&parts.method, &parts.headers, &prefix.bytes);
+            let kind = inline.classify(&host, &path, &parts.method, &parts.headers, &prefix.bytes, prefix.complete);
             (Arc::clone(inline), kind)
         });
         if let Some(secrets) = &secrets {
@@ -244,11 +244,17 @@ impl Exchange {
         mut scanner: BodyScanner,
         described: HttpRequest,
     ) -> Response<ProxyBody> {
+        // The decision saw `bytes`, cut at the window; the frames read
+        // hold all of it (the last one may cross the window).
         let window = prefix.bytes.len();
         let max = inline.max_message_bytes();
+        let mut read_so_far = Vec::with_capacity(usize::try_from(prefix.size).unwrap_or(0).min(max));
+        for data in prefix.frames.iter().filter_map(Frame::data_ref) {
+            read_so_far.extend_from_slice(data);
+        }
         let read = match prefix.complete {
-            true => read_bounded_after(prefix.bytes, Empty::<bytes::Bytes>::new(), max).await,
-            false => read_bounded_after(prefix.bytes, incoming, max).await,
+            true => read_bounded_after(read_so_far, Empty::<bytes::Bytes>::new(), max).await,
+            false => read_bounded_after(read_so_far, incoming, max).await,
         };
         let line = match read {
             Ok(line) => line,

@@ -47,9 +47,13 @@ impl Via {
 
 impl Route for Via {
     fn send(&self, method: Method, headers: HeaderMap, body: Bytes) -> RouteFuture<'_> {
+        // The session sets its own headers; what else it would add (the
+        // latest request's credentials) gives way to this request's.
         let mut merged = self.headers.clone();
         for (name, value) in &headers {
-            merged.insert(name.clone(), value.clone());
+            if SESSION_SET.contains(&name.as_str()) || !merged.contains_key(name) {
+                merged.insert(name.clone(), value.clone());
+            }
         }
         if !body.is_empty() {
             merged.insert(header::CONTENT_LENGTH, body.len().into());
