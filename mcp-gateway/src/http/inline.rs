@@ -223,7 +223,13 @@ fn is_jsonrpc(prefix: &[u8], complete: bool) -> bool {
     if !start.is_some_and(|i| matches!(prefix[i], b'{' | b'[')) {
         return false;
     }
-    if complete && let Ok(value) = serde_json::from_slice::<Value>(prefix) {
+    // Parsing every JSON body (an LLM API's requests) would cost; the key
+    // is either there as text or hidden behind an escape.
+    let worth_parsing = contains(prefix, b"jsonrpc") || contains(prefix, b"\\u");
+    if complete
+        && worth_parsing
+        && let Ok(value) = serde_json::from_slice::<Value>(prefix)
+    {
         let member = |v: &Value| v.as_object().is_some_and(|o| o.contains_key("jsonrpc"));
         return match &value {
             Value::Array(items) => items.iter().any(member),
@@ -231,6 +237,10 @@ fn is_jsonrpc(prefix: &[u8], complete: bool) -> bool {
         };
     }
     names_jsonrpc(prefix)
+}
+
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|window| window == needle)
 }
 
 /// `"jsonrpc"` followed by a colon: the key, in JSON text not parsed whole.
