@@ -32,12 +32,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0 BUILD=1
 BENCH=bench-mcp
 # shellcheck source=scripts/bench/common.sh
 source scripts/bench/common.sh
 bench_args "$@"
-en
+if ((QUICK)); then
   CALLS=${BENCH_CALLS:-2000} REPS=${BENCH_REPS:-3} LOAD_CALLS=${BENCH_LOAD_CALLS:-20000}
 else
   CALLS=${BENCH_CALLS:-5000} REPS=${BENCH_REPS:-3} LOAD_CALLS=${BENCH_LOAD_CALLS:-100000}
