@@ -234,8 +234,16 @@ impl Daemon {
     /// Detaches only when nothing guarded is left to fail closed for.
     fn stop(&self, origins: &LateOrigins) -> anyhow::Result<()> {
         let Some(redirector) = origins.take() else { return Ok(()) };
-        let scan = admin::scan(&redirector.guarded_netns(), &admin::procs(self.own.path()));
-        if let Some(why) = scan.keeps_programs() {
+        // A container stopped just before us may still be exiting (its
+        // processes die after its init): give them a moment to go.
+        let scan = || admin::scan(&redirector.guarded_netns(), &admin::procs(self.own.path())).keeps_programs();
+        let mut keeps = scan();
+        let deadline = std::time::Instant::now() + EXIT_GRACE;
+        while keeps.is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            keeps = scan();
+        }
+        if let Some(why) = keeps {
             let message = format!(
                 "appliance stopped; {why}: the programs stay attached and their connects fail until `bridle up` \
                  or `bridle down`"
@@ -258,6 +266,10 @@ impl Daemon {
         }
     }
 }
+
+/// How long a stop waits for guarded processes that are already exiting
+/// before it keeps the programs attached for them.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `PROC_NET_INIT_INO` and `PROC_PID_INIT_INO`: the fixed inode numbers of
 /// the host's initial network (Linux 6.x) and pid namespaces.
