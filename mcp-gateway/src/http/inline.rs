@@ -18,14 +18,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, Response, header};
+use http::{HeaderMap, Method, Response};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::body::ClientBody;
 use super::endpoint::Endpoint;
 use super::route::Route;
-use super::streamable::{self, Unknown};
+use super::streamable::{self, Unknown, accepts_events};
 use super::{Limits, PROTOCOL_VERSION, SESSION_ID, Shared};
 use crate::framing::Line;
 
@@ -251,10 +251,6 @@ fn names_jsonrpc(bytes: &[u8]) -> bool {
         rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':')
     };
     bytes.windows(KEY.len()).enumerate().any(|(at, window)| window == KEY && is_key(at))
-}
-
-fn accepts_events(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream"))
 }
 
 fn too_many() -> Response<ClientBody> {
