@@ -59,6 +59,37 @@ pub struct Reply {
     sender: mpsc::Sender<Out>,
     exchange: u64,
     carried: Option<Arc<dyn Any + Send + Sync>>,
+    outbox: Option<Outbox>,
+}
+
+/// Where an exchange's messages for the server collect while its
+/// transport feeds the core, so the transport can send them itself, in
+/// the same task, instead of through the connection's queue (a hand-off to
+/// another task costs more than the rest of a call). Once taken, later
+/// messages (a held request approved afterwards) use the queue.
+#[derive(Clone, Debug, Default)]
+pub struct Outbox(Arc<Mutex<Option<Vec<ToServer>>>>);
+
+impl Outbox {
+    pub fn new() -> Self {
+        Outbox(Arc::new(Mutex::new(Some(Vec::new()))))
+    }
+
+    /// What collected so far, in order; closes the outbox.
+    pub fn take(&self) -> Vec<ToServer> {
+        lock(&self.0).take().unwrap_or_default()
+    }
+
+    /// Keeps `message` if the outbox is still open, else gives it back.
+    fn offer(&self, message: ToServer) -> Option<ToServer> {
+        match lock(&self.0).as_mut() {
+            Some(messages) => {
+                messages.push(message);
+                None
+            }
+            None => Some(message),
+        }
+    }
 }
 
 impl std::fmt::Debug for Reply {
@@ -69,7 +100,14 @@ impl std::fmt::Debug for Reply {
 
 impl Reply {
     pub fn new(sender: mpsc::Sender<Out>, exchange: u64) -> Self {
-        Reply { sender, exchange, carried: None }
+        Reply { sender, exchange, carried: None, outbox: None }
+    }
+
+    /// This exchange, its messages for the server collected in `outbox`
+    /// until the transport takes them.
+    pub fn collecting(mut self, outbox: &Outbox) -> Self {
+        self.outbox = Some(outbox.clone());
+        self
     }
 
     /// This exchange, carrying `what` for its transport.
@@ -311,13 +349,18 @@ impl Gateway {
         }
     }
 
-    /// Sends to the server; false if its side is closed.
+    /// Sends to the server (into the exchange's outbox while it collects);
+    /// false if the server's side is closed.
     async fn send_server(&self, bytes: Vec<u8>, request: Option<Id>, reply: &Reply) -> bool {
-        let sender = lock(&self.to_server).clone();
-        match sender {
-            Some(sender) => sender.send(ToServer { bytes, request, reply: reply.clone() }).await.is_ok(),
-            None => false,
+        let Some(sender) = lock(&self.to_server).clone() else { return false };
+        let mut message = ToServer { bytes, request, reply: reply.clone() };
+        if let Some(outbox) = &reply.outbox {
+            match outbox.offer(message) {
+                None => return true,
+                Some(back) => message = back,
+            }
         }
+        sender.send(message).await.is_ok()
     }
 }
 

@@ -24,7 +24,7 @@ use super::body::{self, ClientBody};
 use super::events;
 use super::route::Route;
 use super::session::{Head, Session};
-use crate::gateway::{Expect, Out, Reply};
+use crate::gateway::{Expect, Out, Outbox, Reply, ToServer};
 
 /// Messages queued per exchange before the upstream reader waits.
 const QUEUE: usize = 64;
@@ -76,6 +76,17 @@ pub(crate) struct Post {
     /// Until the answer is sent: tells the core (and the upstream streams)
     /// that nobody waits for it any more.
     abandon: OnDrop,
+    outbox: Collected,
+}
+
+/// The exchange's outbox, emptied when the exchange is dropped: the
+/// messages in it refer back to it.
+struct Collected(Outbox);
+
+impl Drop for Collected {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
 }
 
 impl Post {
@@ -85,10 +96,18 @@ impl Post {
         let exchange = session.link.next_exchange();
         session.link.expect_head(exchange);
         let (reply, receiver) = channel(exchange);
-        let reply = reply.carrying(Arc::new(Carried(route)));
+        let outbox = Outbox::new();
+        let reply = reply.carrying(Arc::new(Carried(route))).collecting(&outbox);
         let owner = Arc::clone(session);
         let abandon = OnDrop::new(move || owner.abandon(exchange));
-        (Post { session: Arc::clone(session), exchange, receiver, abandon }, reply)
+        (Post { session: Arc::clone(session), exchange, receiver, abandon, outbox: Collected(outbox) }, reply)
+    }
+
+    /// What the core let through for the server while this exchange's
+    /// body went through it, in order; later messages take the session's
+    /// queue.
+    pub fn outgoing(&self) -> Vec<ToServer> {
+        self.outbox.0.take()
     }
 
     /// Waits for what the core sent (the caller must have dropped its

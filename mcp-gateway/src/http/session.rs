@@ -11,6 +11,8 @@
 //! for that request, and a status for the client's POST ([`Head`]).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -216,16 +218,62 @@ impl Link {
 async fn pump(link: Arc<Link>, gateway: Weak<Gateway>, mut queue: mpsc::Receiver<ToServer>) {
     while let Some(message) = queue.recv().await {
         let Some(gateway) = gateway.upgrade() else { return };
+        match message.request.clone() {
+            None => notify(&link, &gateway, message).await,
+            Some(id) => track(&link, id.clone(), Box::pin(request(Arc::clone(&link), gateway, id, message))),
+        }
+    }
+}
+
+/// Sends what one client POST let through while `respond` waits for the
+/// answer: notifications and responses in order, before the client hears
+/// back; a lone request driven right here, in the client's task, so a
+/// call needs no hand-off between tasks; the requests of a batch each in
+/// a task of their own. A request still streaming when `respond` is done
+/// (its answer is an event stream) moves to a task of its own too.
+pub(crate) async fn deliver<T>(
+    link: &Arc<Link>,
+    gateway: &Arc<Gateway>,
+    messages: Vec<ToServer>,
+    respond: impl Future<Output = T>,
+) -> T {
+    let requests = messages.iter().filter(|message| message.request.is_some()).count();
+    let mut lone = None;
+    for message in messages {
         let Some(id) = message.request.clone() else {
-            notify(&link, &gateway, message).await;
+            notify(link, gateway, message).await;
             continue;
         };
-        let task = tokio::spawn(request(Arc::clone(&link), gateway, id.clone(), message));
-        lock(&link.streams).insert(id.clone(), task.abort_handle());
-        // It may have ended before it was filed.
-        if task.is_finished() {
-            link.untrack(&id, task.id());
+        let run: Forwarding = Box::pin(request(Arc::clone(link), Arc::clone(gateway), id.clone(), message));
+        if requests == 1 {
+            lone = Some((id, run));
+        } else {
+            track(link, id, run);
         }
+    }
+    let Some((id, mut run)) = lone else { return respond.await };
+    tokio::pin!(respond);
+    tokio::select! {
+        biased;
+        () = &mut run => respond.await,
+        out = &mut respond => {
+            track(link, id, run);
+            out
+        }
+    }
+}
+
+/// A forwarded request on its way, until its answer is relayed.
+type Forwarding = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs a forwarded request in its own task, filed under its id so a
+/// client that goes away can close its upstream stream.
+fn track(link: &Arc<Link>, id: Id, run: Forwarding) {
+    let task = tokio::spawn(run);
+    lock(&link.streams).insert(id.clone(), task.abort_handle());
+    // It may have ended before it was filed.
+    if task.is_finished() {
+        link.untrack(&id, task.id());
     }
 }
 
@@ -269,7 +317,9 @@ async fn request(link: Arc<Link>, gateway: Arc<Gateway>, id: Id, message: ToServ
     };
     // A no-op when the answer came: only a request still waiting is answered.
     gateway.undeliverable(&id, &why).await;
-    link.untrack(&id, tokio::task::id());
+    if let Some(task) = tokio::task::try_id() {
+        link.untrack(&id, task);
+    }
 }
 
 /// Relays the messages of one upstream response; `Err` says why it could

@@ -21,7 +21,7 @@ use super::endpoint::Endpoint;
 use super::events::EventReader;
 use super::exchange::{self, EventBody, OnDrop, Post};
 use super::route::{Route, RouteBody};
-use super::session::Session;
+use super::session::{self, Session};
 use super::{LAST_EVENT_ID, SESSION_ID};
 use crate::framing::Line;
 use crate::gateway::Reply;
@@ -73,7 +73,9 @@ pub(crate) async fn post_line(
     let (exchange, reply) = Post::open(&session, route);
     let expect = session.gateway.from_client_via(line, &reply).await;
     drop(reply);
-    let (response, head) = exchange.respond(expect, accepts_events(headers), refused).await;
+    let outgoing = exchange.outgoing();
+    let respond = exchange.respond(expect, accepts_events(headers), refused);
+    let (response, head) = session::deliver(&session.link, &session.gateway, outgoing, respond).await;
     match (&known, head.headers.get(SESSION_ID).and_then(|v| v.to_str().ok())) {
         (None, Some(assigned)) => endpoint.register(assigned, &session),
         (Some(id), _) if response.status() == StatusCode::NOT_FOUND => {

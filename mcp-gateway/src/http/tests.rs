@@ -12,6 +12,7 @@ use super::events::{self, EventReader};
 use super::is_loopback_origin;
 use crate::framing::Line;
 
+mod pool;
 mod proxy;
 
 /// A body delivered in the given chunks.

@@ -6,10 +6,16 @@
 //! A connection goes back to the pool only once its response body has been
 //! read to the end ([`Pooled`]), so a pooled connection is always idle; a
 //! long event stream simply keeps its own connection.
+//!
+//! A connection has no task of its own: whoever waits on it (the request,
+//! then the reader of its response body) drives it. A call then runs in
+//! the client's task from its request to its answer; a hand-off to a
+//! connection task and back cost more than the rest of the call.
 
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,11 +24,13 @@ use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::GatewayError;
 
@@ -30,6 +38,7 @@ use crate::GatewayError;
 const MAX_IDLE: usize = 32;
 
 type Sender = SendRequest<Full<Bytes>>;
+type Idle = Arc<Mutex<Vec<Connection>>>;
 
 /// One server's endpoint and connections.
 #[derive(Debug)]
@@ -43,7 +52,7 @@ pub(crate) struct Upstream {
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     headers: HeaderMap,
     connect_timeout: Duration,
-    idle: Arc<Mutex<Vec<Sender>>>,
+    idle: Idle,
 }
 
 /// Why a request did not get a response head.
@@ -131,69 +140,139 @@ impl Upstream {
         *request.uri_mut() = Uri::from(path.unwrap_or(&self.path).clone());
         *request.headers_mut() = headers;
         let broke = |e: hyper::Error| UpstreamError::Request { origin: self.origin.clone(), reason: e.to_string() };
-        let (mut sender, pooled) = self.connection().await?;
-        let response = match sender.try_send_request(request).await {
+        let (mut connection, pooled) = self.connection().await?;
+        let response = match connection.send(request).await {
             Ok(response) => response,
             // A pooled connection the server closed just as it was taken:
             // the request never left, so a new connection may carry it.
             Err(mut failed) if pooled && failed.message().is_some() => {
                 let Some(request) = failed.take_message() else { return Err(broke(failed.into_error())) };
-                sender = self.fresh().await?;
-                sender.send_request(request).await.map_err(broke)?
+                connection = self.fresh().await?;
+                connection.send(request).await.map_err(TrySendError::into_error).map_err(broke)?
             }
             Err(failed) => return Err(broke(failed.into_error())),
         };
         let pool = Arc::downgrade(&self.idle);
-        Ok(response.map(|body| Pooled { body, sender: Some(sender), pool }))
+        Ok(response.map(|body| Pooled { body, connection: Some(connection), pool }))
     }
 
     /// An idle pooled connection that is still open (and `true`), else a new one.
-    async fn connection(&self) -> Result<(Sender, bool), UpstreamError> {
+    async fn connection(&self) -> Result<(Connection, bool), UpstreamError> {
         loop {
             let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            let Some(mut sender) = idle else { break };
+            let Some(mut connection) = idle else { break };
             // The server may have closed it while it sat idle.
-            if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Ok((sender, true));
+            if connection.ready().await {
+                return Ok((connection, true));
             }
         }
         Ok((self.fresh().await?, false))
     }
 
-    async fn fresh(&self) -> Result<Sender, UpstreamError> {
+    async fn fresh(&self) -> Result<Connection, UpstreamError> {
         match tokio::time::timeout(self.connect_timeout, self.dial()).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout { origin: self.origin.clone(), timeout: self.connect_timeout }),
         }
     }
 
-    async fn dial(&self) -> Result<Sender, UpstreamError> {
+    async fn dial(&self) -> Result<Connection, UpstreamError> {
         let failed = |reason: String| UpstreamError::Connect { origin: self.origin.clone(), reason };
         let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| failed(e.to_string()))?;
         // Small JSON-RPC messages must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => handshake(TokioIo::new(tcp)).await.map_err(failed),
+        let (sender, driver) = match &self.tls {
+            None => {
+                let (sender, driver) = http1::handshake(TokioIo::new(tcp)).await.map_err(|e| failed(e.to_string()))?;
+                (sender, Driver::Plain(Box::new(driver)))
+            }
             Some((config, name)) => {
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
                 let tls = connector.connect(name.clone(), tcp).await.map_err(|e| failed(e.to_string()))?;
-                handshake(TokioIo::new(tls)).await.map_err(failed)
+                let (sender, driver) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| failed(e.to_string()))?;
+                (sender, Driver::Tls(Box::new(driver)))
             }
-        }
+        };
+        Ok(Connection::open(sender, driver))
     }
 }
 
-async fn handshake<IO>(io: TokioIo<IO>) -> Result<Sender, String>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
+/// One HTTP/1.1 connection to the server: the handle requests go in by,
+/// and the connection itself, driven by whoever waits on it.
+struct Connection {
+    sender: Sender,
+    driver: Driver,
+}
+
+enum Driver {
+    Plain(Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>),
+    Tls(Box<http1::Connection<TokioIo<TlsStream<TcpStream>>, Full<Bytes>>>),
+    /// Closed by the server, or broken. Dropping hyper's connection fails
+    /// whatever still waits on it, so nothing hangs.
+    Ended,
+}
+
+impl Driver {
+    /// Reads and writes what it can; `Ready` once the connection ended.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let ended = match self {
+            Driver::Plain(driver) => ready!(driver.poll_without_shutdown(cx)),
+            Driver::Tls(driver) => ready!(driver.poll_without_shutdown(cx)),
+            Driver::Ended => return Poll::Ready(()),
+        };
+        if let Err(error) = ended {
             tracing::debug!(%error, "MCP upstream connection ended");
         }
-    });
-    Ok(sender)
+        *self = Driver::Ended;
+        Poll::Ready(())
+    }
+}
+
+impl Connection {
+    fn open(sender: Sender, driver: Driver) -> Self {
+        Connection { sender, driver }
+    }
+
+    /// Whether it can take a request (false: the server closed it).
+    async fn ready(&mut self) -> bool {
+        let Connection { sender, driver } = self;
+        let mut want = std::pin::pin!(sender.ready());
+        poll_fn(|cx| {
+            // First what happened while it sat idle (the server closing it).
+            if driver.poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            want.as_mut().poll(cx).map(|result| result.is_ok())
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the response head, driving the
+    /// connection meanwhile.
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Full<Bytes>>>> {
+        let Connection { sender, driver } = self;
+        let mut sending = std::pin::pin!(sender.try_send_request(request));
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = sending.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            match driver.poll(cx) {
+                Poll::Pending => Poll::Pending,
+                // Its end failed the request: that is the answer now.
+                Poll::Ready(()) => sending.as_mut().poll(cx),
+            }
+        })
+        .await
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if matches!(self.driver, Driver::Ended) { "Connection(ended)" } else { "Connection" })
+    }
 }
 
 /// Verifies servers against `roots`, HTTP/1.1 only (what the pool speaks).
@@ -210,21 +289,25 @@ fn client_config(roots: &RootCertStore) -> Arc<ClientConfig> {
 }
 
 /// A response body that returns its connection to the pool when read to
-/// the end. Dropped early, the connection closes with it.
+/// the end, and drives the connection while it is read. Dropped early,
+/// the connection closes with it.
 #[derive(Debug)]
 pub(crate) struct Pooled {
     body: Incoming,
-    sender: Option<Sender>,
-    pool: Weak<Mutex<Vec<Sender>>>,
+    connection: Option<Connection>,
+    pool: Weak<Mutex<Vec<Connection>>>,
 }
 
 impl Pooled {
     fn give_back(&mut self) {
-        let (Some(sender), Some(pool)) = (self.sender.take(), self.pool.upgrade()) else { return };
+        let (Some(connection), Some(pool)) = (self.connection.take(), self.pool.upgrade()) else { return };
+        if matches!(connection.driver, Driver::Ended) {
+            return;
+        }
         if let Ok(mut idle) = pool.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(sender);
+            idle.push(connection);
         }
     }
 }
@@ -234,10 +317,14 @@ impl Body for Pooled {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(connection) = self.connection.as_mut() {
+            // Pending unless it ended; either way the body says what came.
+            let _ = connection.driver.poll(cx);
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Err(_))) => self.sender = None,
+            Poll::Ready(Some(Err(_))) => self.connection = None,
             _ => {}
         }
         polled
