@@ -96,7 +96,8 @@ impl Net {
     }
 
     /// FastMCP over streamable HTTP on 198.51.100.7:`port` (plus `extra`
-    /// arguments), inside the namespace; both servers log to one file.
+    /// arguments: a later `--transport` wins), inside the namespace; all
+    /// servers log to one file.
     fn start_server(&mut self, port: u16, extra: &[&str]) {
         let log = self.dir.path().join("server.log");
         let stderr = std::fs::File::create(self.dir.path().join(format!("server-{port}.stderr"))).expect("stderr");
@@ -129,10 +130,11 @@ impl Net {
         self.dir.path().join("audit.jsonl")
     }
 
-    /// The SDK client, as `nobody` under `bridle run`, with `steps` against `url`.
-    fn client(&self, steps: &[Value], url: &str) -> (Run, Vec<Value>) {
+    /// The SDK client, as `nobody` under `bridle run`, with `steps` against
+    /// `url` over `transport` (`--streamable-http`, `--sse`).
+    fn client(&self, steps: &[Value], transport: &str, url: &str) -> (Run, Vec<Value>) {
         let steps = Value::Array(steps.to_vec()).to_string();
-        let run = self.run(&[&mcp::python(), &mcp::helper("client.py"), &steps, "--streamable-http", url]);
+        let run = self.run(&[&mcp::python(), &mcp::helper("client.py"), &steps, transport, url]);
         let lines = run.stdout.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
         (run, lines)
     }
@@ -205,7 +207,7 @@ fn mcp_decisions<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
 #[test]
 fn mcp_in_proxied_http_is_decided_message_by_message() {
     let net = Net::new("calls");
-    inline_calls_are_decided(&net, "http://mcp.allowed.test:8000/mcp");
+    inline_calls_are_decided(&net, "--streamable-http", "http://mcp.allowed.test:8000/mcp");
 }
 
 /// The same over TLS: the proxy intercepts it with Bridle's CA (which the
@@ -214,7 +216,7 @@ fn mcp_in_proxied_http_is_decided_message_by_message() {
 #[test]
 fn mcp_in_intercepted_https_is_decided_message_by_message() {
     let net = Net::new("tls");
-    inline_calls_are_decided(&net, "https://mcp.allowed.test:8443/mcp");
+    inline_calls_are_decided(&net, "--streamable-http", "https://mcp.allowed.test:8443/mcp");
     let records = net.records();
     let https = records
         .iter()
@@ -224,8 +226,36 @@ fn mcp_in_intercepted_https_is_decided_message_by_message() {
     assert!(https >= 5, "the POSTs were intercepted HTTPS requests ({https})");
 }
 
-/// Lists, an allowed call, two denied ones and another allowed one against `url`.
-fn inline_calls_are_decided(net: &Net, url: &str) {
+/// The legacy HTTP+SSE transport: a legacy client reads its answers from
+/// the event stream of its GET, so that stream goes through the same core
+/// as its POSTs (results checked, the tool list filtered, denials
+/// answered there).
+#[test]
+fn mcp_over_legacy_sse_is_decided_and_its_stream_inspected() {
+    let mut net = Net::new("sse");
+    net.start_server(8001, &["--transport", "sse"]);
+    inline_calls_are_decided(&net, "--sse", "http://mcp.allowed.test:8001/sse");
+    let records = net.records();
+    let answers = records
+        .iter()
+        .filter(|r| r["event"]["kind"] == "mcp.message" && r["event"]["detail"]["direction"] == "to-client")
+        .filter(|r| r["event"]["detail"]["message"]["method"] == "tools/call")
+        .count();
+    assert_eq!(answers, 2, "the allowed calls' results came through the core");
+    let notices: Vec<&Value> = records.iter().filter(|r| r["type"] == "notice").collect();
+    assert!(
+        notices.iter().any(|n| n["message"].as_str().is_some_and(|m| m.contains("HTTP+SSE"))),
+        "the stream was recognised: {notices:#?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n["message"].as_str().is_some_and(|m| m.contains("202"))),
+        "no call was taken for unanswered: {notices:#?}"
+    );
+}
+
+/// Lists, an allowed call, two denied ones and another allowed one against
+/// `url` over `transport`.
+fn inline_calls_are_decided(net: &Net, transport: &str, url: &str) {
     // A body past the proxy's 64 KiB window reaches the gateway whole: what
     // is decided on comes after the window (one argument: argv's limit).
     let long_ssh = format!("/home/dev/{}/.ssh/id_rsa", "a".repeat(80_000));
@@ -237,7 +267,7 @@ fn inline_calls_are_decided(net: &Net, url: &str) {
         call("read_notes", json!({"path": "/home/dev/todo.txt"})),
         call("read_notes", json!({"path": long_ssh})),
     ];
-    let (run, out) = net.client(&steps, url);
+    let (run, out) = net.client(&steps, transport, url);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(out.first().is_some_and(|first| first.get("server").is_some()), "{}", run.all());
     let tools: Vec<&str> = out[1]["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();

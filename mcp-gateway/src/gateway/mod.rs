@@ -200,6 +200,12 @@ impl Gateway {
         self.config.max_message_bytes
     }
 
+    /// The connection's own exchange (what stdio and a legacy event
+    /// stream answer on), for a transport that wants it collecting.
+    pub fn connection_reply(&self) -> Reply {
+        self.to_client.clone()
+    }
+
     /// The enforcer, for a transport's own notices (bad HTTP, a server that
     /// cannot be reached).
     pub fn enforcer(&self) -> &Enforcer {

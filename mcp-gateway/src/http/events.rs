@@ -63,6 +63,16 @@ where
         }
     }
 
+    /// The body it reads.
+    pub fn body_mut(&mut self) -> &mut B {
+        &mut self.body
+    }
+
+    /// The body, for reading on without parsing.
+    pub fn into_body(self) -> B {
+        self.body
+    }
+
     /// The next event; `None` at the end of the stream (an event cut off
     /// by it is dropped, as the standard says).
     pub async fn next(&mut self) -> Result<Option<Event>, BrokenBody> {

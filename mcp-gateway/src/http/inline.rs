@@ -11,6 +11,9 @@
 //! ([`Route`]), so the agent's headers, credentials Bridle injects and the
 //! upstream's verified TLS all stay as the proxy made them.
 //!
+//! The legacy HTTP+SSE transport, whose answers come on a GET's event
+//! stream, is handled in [`super::inline_sse`].
+//!
 //! Must never: forward a governed message undecided; hold a session
 //! nobody uses past the idle limit.
 
@@ -24,7 +27,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::body::ClientBody;
 use super::endpoint::Endpoint;
-use super::route::Route;
+use super::inline_sse::{self, Streams};
+use super::route::{Route, RouteBody};
 use super::streamable::{self, Unknown, accepts_events};
 use super::{Limits, PROTOCOL_VERSION, SESSION_ID, Shared};
 use crate::framing::Line;
@@ -47,6 +51,8 @@ pub struct Inline {
     seen: Mutex<HashSet<String>>,
     /// `[[mcp.servers]]` names: no host may be named like one of them.
     configured: Vec<String>,
+    /// Legacy event streams by the endpoint they named.
+    legacy: Streams,
 }
 
 /// What an agent's request is, as MCP.
@@ -58,6 +64,9 @@ pub enum McpRequest {
     Stream,
     /// The end of a session.
     End,
+    /// A message to the endpoint a legacy (HTTP+SSE) event stream named:
+    /// through that stream's core.
+    Legacy,
     /// Not MCP.
     None,
 }
@@ -78,6 +87,7 @@ impl Inline {
             swept: Mutex::new(Instant::now()),
             seen: Mutex::new(HashSet::new()),
             configured,
+            legacy: Streams::default(),
         }
     }
 
@@ -91,15 +101,22 @@ impl Inline {
     /// (parsed when whole, so escapes do not hide it; else `"jsonrpc":`
     /// anywhere in the bytes read), whatever its content type, or when it
     /// goes to a host and path that carried MCP before.
+    /// A POST to the endpoint an open legacy event stream named (`query`
+    /// included) is [`McpRequest::Legacy`], whatever it looks like.
+    #[allow(clippy::too_many_arguments)]
     pub fn classify(
         &self,
         host: &str,
         path: &str,
+        query: &str,
         method: &Method,
         headers: &HeaderMap,
         prefix: &[u8],
         complete: bool,
     ) -> McpRequest {
+        if method == Method::POST && lock(&self.legacy).contains_key(&legacy_key(host, path, query)) {
+            return McpRequest::Legacy;
+        }
         let kind = sniff(method, headers, prefix, complete);
         let place = format!("{host} {path}");
         match (kind, method) {
@@ -159,6 +176,33 @@ impl Inline {
         streamable::get_stream(&endpoint, headers, route, Unknown::Adopt).await
     }
 
+    /// Whether the response to this request is watched for a legacy MCP
+    /// event stream: a GET that takes events and names no session.
+    pub fn watches(&self, method: &Method, headers: &HeaderMap) -> bool {
+        method == Method::GET && accepts_events(headers) && !headers.contains_key(SESSION_ID)
+    }
+
+    /// The event stream a watched GET to `host` at `path` got: relayed
+    /// through a core if it is legacy MCP, else passed on untouched (see
+    /// [`inline_sse`]).
+    pub async fn event_stream(&self, host: &str, path: &str, body: RouteBody) -> RouteBody {
+        let endpoint = || self.endpoint(host);
+        inline_sse::event_stream(&self.legacy, host, path, body, endpoint, self.limits.max_message_bytes).await
+    }
+
+    /// One POSTed body for the legacy stream whose endpoint is `host`,
+    /// `path` and `query`, reached by `route`.
+    pub async fn legacy_post(
+        &self,
+        host: &str,
+        path: &str,
+        query: &str,
+        body: Line,
+        route: Arc<dyn Route>,
+    ) -> Response<ClientBody> {
+        inline_sse::post(&self.legacy, &legacy_key(host, path, query), body, route).await
+    }
+
     /// The agent ended the session `headers` name (its DELETE goes on as
     /// ordinary HTTP).
     pub fn end(&self, host: &str, headers: &HeaderMap) {
@@ -204,6 +248,11 @@ impl Inline {
             endpoint.sweep(self.session_idle);
         }
     }
+}
+
+fn legacy_key(host: &str, path: &str, query: &str) -> String {
+    let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
+    inline_sse::key(host, &target)
 }
 
 /// What the request's own head and bytes say.
@@ -316,11 +365,11 @@ mod tests {
         let inline = inline();
         let json = headers(&[("content-type", "application/json")]);
         let first = br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#;
-        let seen = |body: &[u8]| inline.classify("mcp.test", "/mcp", &Method::POST, &json, body, false);
+        let seen = |body: &[u8]| inline.classify("mcp.test", "/mcp", "", &Method::POST, &json, body, false);
         assert_eq!(seen(b""), McpRequest::None, "nothing known yet");
         assert_eq!(seen(first), McpRequest::Message);
         assert_eq!(seen(b""), McpRequest::Message, "a body that arrives late is still MCP there");
-        let elsewhere = inline.classify("mcp.test", "/other", &Method::POST, &json, b"", false);
+        let elsewhere = inline.classify("mcp.test", "/other", "", &Method::POST, &json, b"", false);
         assert_eq!(elsewhere, McpRequest::None);
     }
 

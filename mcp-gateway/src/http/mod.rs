@@ -8,7 +8,8 @@
 //! ([`session`]), bounded bodies and event streams ([`body`], [`events`]),
 //! and the client side of each exchange ([`exchange`]). The same sessions
 //! serve MCP the transparent proxy finds in an agent's HTTP ([`Inline`]),
-//! routed over the agent's own connection ([`Route`]).
+//! routed over the agent's own connection ([`Route`]), the legacy
+//! transport's event streams too ([`inline_sse`]).
 //!
 //! Not relayed: SSE event ids and retry hints. A stream that ends before
 //! its answer gets a JSON-RPC error for the request instead of being
@@ -23,6 +24,7 @@ mod endpoint;
 mod events;
 mod exchange;
 mod inline;
+mod inline_sse;
 mod route;
 mod session;
 mod sse;
@@ -57,6 +59,7 @@ pub use body::{ClientBody, read_bounded_after};
 use endpoint::Endpoint;
 pub use inline::{Inline, McpRequest};
 pub use route::{Route, RouteBody, RouteError, RouteFuture};
+pub use streamable::is_event_stream;
 
 const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use bridle_mcp_gateway::framing::Line;
-use bridle_mcp_gateway::http::{Inline, McpRequest, read_bounded_after};
+use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, is_event_stream, read_bounded_after};
 
 use super::body::{Prefix, Replay, read_prefix};
 use super::mcp::{self, Via};
@@ -155,9 +155,13 @@ impl Exchange {
         }
 
         let mcp = self.conn.inspector.mcp.as_ref().map(|inline| {
-            let kind = inline.classify(&host, &path, &parts.method, &parts.headers, &prefix.bytes, prefix.complete);
+            let (method, headers) = (&parts.method, &parts.headers);
+            let kind = inline.classify(&host, &path, &query, method, headers, &prefix.bytes, prefix.complete);
             (Arc::clone(inline), kind)
         });
+        // A legacy MCP server answers on the event stream of a GET.
+        let watch = self.conn.inspector.mcp.as_ref().filter(|inline| inline.watches(&parts.method, &parts.headers));
+        let watch = watch.map(Arc::clone);
         if let Some(secrets) = &secrets {
             secrets.inject(&host, &mut parts.headers);
         }
@@ -172,8 +176,9 @@ impl Exchange {
             parts.headers.remove(header::HOST);
         }
         match mcp {
-            Some((inline, McpRequest::Message)) => {
-                return self.mcp_message(&inline, &host, &parts, prefix, incoming, scanner, described).await;
+            Some((inline, kind @ (McpRequest::Message | McpRequest::Legacy))) => {
+                let target = (host.as_str(), path.as_str(), query.as_str());
+                return self.mcp_message(&inline, kind, target, &parts, prefix, incoming, scanner, described).await;
             }
             Some((inline, McpRequest::Stream)) => {
                 let via = Via::route(self.upstream.recipe(), parts.uri.clone(), &parts.headers);
@@ -227,6 +232,14 @@ impl Exchange {
         for name in ["keep-alive", "proxy-connection"] {
             parts.headers.remove(name);
         }
+        if let Some(inline) = watch
+            && parts.status == StatusCode::OK
+            && is_event_stream(&parts.headers)
+        {
+            let body = body.map_err(|e| -> RouteError { Box::new(e) }).boxed_unsync();
+            let body = inline.event_stream(&host, &path, body).await;
+            return Response::from_parts(parts, body.map_err(|e| -> super::BoxError { e }).boxed_unsync());
+        }
         Response::from_parts(parts, body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync())
     }
 
@@ -237,7 +250,8 @@ impl Exchange {
     async fn mcp_message(
         &self,
         inline: &Inline,
-        host: &str,
+        kind: McpRequest,
+        (host, path, query): (&str, &str, &str),
         parts: &http::request::Parts,
         prefix: Prefix,
         incoming: Incoming,
@@ -276,7 +290,11 @@ impl Exchange {
             }
         }
         let via = Via::route(self.upstream.recipe(), parts.uri.clone(), &parts.headers);
-        mcp::answer(inline.post(host, &parts.headers, line, via).await)
+        let answer = match kind {
+            McpRequest::Legacy => inline.legacy_post(host, path, query, line, via).await,
+            _ => inline.post(host, &parts.headers, line, via).await,
+        };
+        mcp::answer(answer)
     }
 
     /// The request as policy sees it (dlp filled in by the caller).

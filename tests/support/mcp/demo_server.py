@@ -158,6 +158,6 @@ if __name__ == "__main__":
     elif options.transport == "streamable-http":
         app.run("streamable-http", host=options.host, port=options.port, json_response=options.json_response)
     elif options.transport == "sse":
-        app.run("sse", host="127.0.0.1", port=options.port)
+        app.run("sse", host=options.host, port=options.port)
     else:
         app.run()
