@@ -150,6 +150,7 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
         curl -sS https://allowed.test/first https://allowed.test/admin https://allowed.test/second; echo
         curl -sS -o /dev/null -w 'fronting=%{http_code}\n' -H 'Host: other.test' https://allowed.test/v1/ok
         curl -sS -o /dev/null -w 'unverified=%{http_code} %header{x-bridle-reason}\n' https://wrong.allowed.test/
+        curl -sS --http1.1 -o /dev/null -w 'unverified1=%{http_code} %header{x-bridle-reason}\n' https://wrong.allowed.test/
         curl -sS -o /dev/null -w 'download=%{http_code} %{size_download}\n' https://allowed.test/bytes/67108864
         python3 -c "import requests; print('requests', requests.get('https://api.allowed.test/py').text.strip())"
         node -e "fetch('https://api.allowed.test/node').then(r => r.text()).then(t => console.log('node', t.trim()))"
@@ -169,6 +170,9 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
         run.all()
     );
     assert!(out.contains("unverified=502 "), "{}", run.all());
+    // An HTTP/1.1-only client's handshake runs alongside the upstream's:
+    // the failed verification still reaches it as a 502 with the reason.
+    assert!(out.contains("unverified1=502 upstream") && out.contains("wrong.allowed.test"), "{}", run.all());
     assert!(out.contains("download=200 67108864\n"), "{}", run.all());
     assert!(out.contains("requests ok /py HTTP/1.1"), "{}", run.all());
     assert!(out.contains("node ok /node HTTP/1.1"), "{}", run.all());

@@ -1,7 +1,8 @@
 //! The two TLS handshakes of an intercepted connection: upstream first
 //! (real verification, ALPN narrowed to what the client offered), then the
 //! agent's, with a leaf for its SNI (or the original IP) and exactly the
-//! protocol the upstream chose.
+//! protocol the upstream chose. An agent that offers only HTTP/1.1 speaks
+//! it whatever the upstream chooses: then both handshakes run at once.
 
 use std::io;
 use std::net::SocketAddr;
@@ -141,6 +142,20 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
         let agent = accept_agent(&conn, client, first, Some(chosen.to_vec()), limit).await?;
         let upstream = upstream_tls(&conn, Start::Pooled(sender), h2, name, limit);
         exchange::serve(conn, agent, upstream, h2).await;
+        return None;
+    }
+    if offer == Offer::Http11 {
+        // The agent speaks HTTP/1.1 whatever the upstream answers, so its
+        // handshake (and the leaf's mint) need not wait for the upstream's.
+        let upstream = connect(&conn, name.clone(), &offer, limit);
+        let agent = accept_agent(&conn, client, first, Some(HTTP11.to_vec()), limit);
+        let (upstream, agent) = tokio::join!(upstream, agent);
+        let agent = agent?;
+        let upstream = match upstream {
+            Ok(tls) => upstream_tls(&conn, Start::Handshake(Box::new(tls)), false, name, limit),
+            Err(reason) => Upstream::failed(reason),
+        };
+        exchange::serve(conn, agent, upstream, false).await;
         return None;
     }
     let upstream = connect(&conn, name.clone(), &offer, limit).await;
