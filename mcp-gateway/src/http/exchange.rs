@@ -79,9 +79,10 @@ pub(crate) struct Post {
     outbox: Collected,
 }
 
-/// The exchange's outbox, emptied when the exchange is dropped: the
-/// messages in it refer back to it.
-struct Collected(Outbox);
+/// An exchange's outbox, emptied when dropped: the messages in it refer
+/// back to it, so an exchange abandoned before its transport took them
+/// would otherwise keep them alive.
+pub(crate) struct Collected(pub Outbox);
 
 impl Drop for Collected {
     fn drop(&mut self) {

@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use super::body::{self, ClientBody};
 use super::endpoint::Endpoint;
 use super::events::{self, EventReader};
-use super::exchange::{self, EventBody, OnDrop};
+use super::exchange::{self, Collected, EventBody, OnDrop};
 use super::route::{Route, RouteBody};
 use crate::framing::Line;
 use crate::gateway::{Expect, Gateway, Outbox, ToServer};
@@ -149,12 +149,12 @@ pub(crate) async fn post(streams: &Streams, key: &str, line: Line, route: Arc<dy
     };
     *lock(&stream.route) = Some(Arc::clone(&route));
     let oversized = matches!(line, Line::Oversized { .. });
-    let outbox = Outbox::new();
-    let reply = stream.gateway.connection_reply().collecting(&outbox);
+    let outbox = Collected(Outbox::new());
+    let reply = stream.gateway.connection_reply().collecting(&outbox.0);
     let expect = stream.gateway.from_client_via(line, &reply).await;
     drop(reply);
     let mut status = None;
-    for message in outbox.take() {
+    for message in outbox.0.take() {
         status = Some(send(&stream.gateway, route.as_ref(), message).await);
     }
     match expect {
