@@ -114,8 +114,12 @@ impl Inline {
         prefix: &[u8],
         complete: bool,
     ) -> McpRequest {
-        if method == Method::POST && lock(&self.legacy).contains_key(&legacy_key(host, path, query)) {
-            return McpRequest::Legacy;
+        if method == Method::POST {
+            // Most proxies see no legacy stream: no key is built then.
+            let open = lock(&self.legacy);
+            if !open.is_empty() && open.contains_key(&legacy_key(host, path, query)) {
+                return McpRequest::Legacy;
+            }
         }
         let kind = sniff(method, headers, prefix, complete);
         let place = format!("{host} {path}");

@@ -33,10 +33,11 @@ use tokio::sync::mpsc;
 use super::body::{self, ClientBody};
 use super::endpoint::Endpoint;
 use super::events::{self, EventReader};
-use super::exchange::{self, Collected, EventBody, OnDrop};
+use super::exchange::{Collected, EventBody, OnDrop};
 use super::route::{Route, RouteBody};
+use super::sse;
 use crate::framing::Line;
-use crate::gateway::{Expect, Gateway, Outbox, ToServer};
+use crate::gateway::{Gateway, Outbox, ToServer};
 
 /// How long a GET's event stream may take to show its first event before
 /// it is passed on as not MCP (a legacy server names its endpoint at once).
@@ -47,9 +48,6 @@ const MAX_STREAMS: usize = 1024;
 
 /// Messages queued for the server before the core waits.
 const QUEUE: usize = 256;
-
-/// Longest excerpt of a refusal quoted in a notice.
-const EXCERPT: usize = 200;
 
 /// Bytes beyond the message bound kept while a stream's first event is
 /// awaited (its field names, other fields).
@@ -153,46 +151,20 @@ pub(crate) async fn post(streams: &Streams, key: &str, line: Line, route: Arc<dy
     let reply = stream.gateway.connection_reply().collecting(&outbox.0);
     let expect = stream.gateway.from_client_via(line, &reply).await;
     drop(reply);
-    let mut status = None;
+    let mut status = StatusCode::ACCEPTED;
     for message in outbox.0.take() {
-        status = Some(send(&stream.gateway, route.as_ref(), message).await);
+        status = send(&stream.gateway, route.as_ref(), message).await;
     }
-    match expect {
-        Expect::Refused if oversized => {
-            body::error(StatusCode::PAYLOAD_TOO_LARGE, "message too large (answered on the event stream)")
-        }
-        Expect::Refused => {
-            body::error(StatusCode::BAD_REQUEST, "not a JSON-RPC message (answered on the event stream)")
-        }
-        Expect::Answer | Expect::Nothing => exchange::status_only(status.unwrap_or(StatusCode::ACCEPTED)),
-    }
+    sse::posted(expect, oversized, status)
 }
 
-/// POSTs one message the core let through; the server's status. A
-/// request the server refused is answered on the stream with why.
+/// POSTs one message the core let through; the server's status.
 async fn send(gateway: &Gateway, route: &dyn Route, message: ToServer) -> StatusCode {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let (status, why) = match route.send(Method::POST, headers, Bytes::from(message.bytes)).await {
-        Ok(response) if response.status().is_success() => {
-            let status = response.status();
-            body::drain(response.into_body(), EXCERPT).await;
-            return status;
-        }
-        Ok(response) => {
-            let status = response.status();
-            let text = body::excerpt(response.into_body(), EXCERPT).await;
-            (status, format!("the MCP server refused the message with HTTP {status}: {text:?}"))
-        }
-        Err(error) => (StatusCode::BAD_GATEWAY, format!("Bridle could not reach the MCP server: {error}")),
-    };
-    match &message.request {
-        Some(id) => {
-            gateway.undeliverable(id, &why).await;
-        }
-        None => gateway.enforcer().notice("warn", why),
-    }
-    status
+    let sent = route.send(Method::POST, headers, Bytes::from(message.bytes)).await;
+    let sent = sent.map_err(|error| format!("Bridle could not reach the MCP server: {error}"));
+    sse::settle(gateway, message.request.as_ref(), sent).await
 }
 
 /// Sends what the core lets through after its POST was answered (a held
@@ -247,12 +219,7 @@ fn resolve(host: &str, path: &str, data: &str) -> Option<(String, String)> {
         let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         return Some((uri.host()?.trim_matches(|c| c == '[' || c == ']').to_string(), target));
     }
-    let target = if data.starts_with('/') {
-        data.to_string()
-    } else {
-        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-        format!("{dir}/{data}")
-    };
+    let target = if data.starts_with('/') { data.to_string() } else { sse::beside(path, data) };
     let target: http::uri::PathAndQuery = target.parse().ok()?;
     Some((host.to_string(), target.as_str().to_string()))
 }
@@ -337,29 +304,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    /// A body delivered in the given chunks.
-    struct Chunks(std::vec::IntoIter<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = super::super::RouteError;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.next().map(|chunk| Ok(Frame::data(chunk))))
-        }
-    }
-
     #[tokio::test]
     async fn a_stream_that_is_not_mcp_passes_on_byte_for_byte() {
         let chunks =
             [": hello\r\n", "id: 1\nevent: tick\ndata: {\"jsonrpc\":", "\"2.0\"}\n\n", "retry: 5\n", "data: two\n\n"];
         let whole: String = chunks.concat();
-        let body = Chunks(chunks.iter().map(|c| Bytes::from_static(c.as_bytes())).collect::<Vec<_>>().into_iter());
+        let pieces: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+        let body = super::super::tests::chunked(&pieces).map_err(|never| match never {}).boxed_unsync();
         let streams = Streams::default();
-        let out = event_stream(&streams, "feed.test", "/events", body.boxed_unsync(), || None, 1 << 20).await;
+        let out = event_stream(&streams, "feed.test", "/events", body, || None, 1 << 20).await;
         let got = out.collect().await.expect("read").to_bytes();
         assert_eq!(String::from_utf8_lossy(&got), whole);
         assert!(lock(&streams).is_empty(), "nothing is filed for it");

@@ -26,6 +26,7 @@ use super::streamable::{is_event_stream, unreachable};
 use super::upstream::{Pooled, Upstream};
 use crate::framing::Line;
 use crate::gateway::{Expect, Gateway, ToServer};
+use crate::jsonrpc::Id;
 
 /// Messages queued for the server before the core waits.
 const QUEUE: usize = 256;
@@ -130,16 +131,58 @@ pub(crate) async fn post(endpoint: &Arc<Endpoint>, request: Request<Incoming>) -
         }
     };
     let oversized = matches!(line, Line::Oversized { .. });
-    // Answers, refusals included, go to the event stream, as the server's would.
-    match legacy.gateway.from_client(line).await {
+    posted(legacy.gateway.from_client(line).await, oversized, StatusCode::ACCEPTED)
+}
+
+/// What a legacy client's POST gets once the core has seen its body:
+/// answers, refusals included, go to the event stream, as the server's
+/// would; `status` is what the server said to what went on.
+pub(crate) fn posted(expect: Expect, oversized: bool, status: StatusCode) -> Response<ClientBody> {
+    match expect {
         Expect::Refused if oversized => {
             body::error(StatusCode::PAYLOAD_TOO_LARGE, "message too large (answered on the event stream)")
         }
         Expect::Refused => {
             body::error(StatusCode::BAD_REQUEST, "not a JSON-RPC message (answered on the event stream)")
         }
-        Expect::Answer | Expect::Nothing => exchange::status_only(StatusCode::ACCEPTED),
+        Expect::Answer | Expect::Nothing => exchange::status_only(status),
     }
+}
+
+/// The outcome of POSTing one message to a legacy server's endpoint: the
+/// server's status. A request it refused, or that could not be sent, is
+/// answered on the stream with why; for a notification that is a notice.
+pub(crate) async fn settle<B>(gateway: &Gateway, request: Option<&Id>, sent: Result<Response<B>, String>) -> StatusCode
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let (status, why) = match sent {
+        Ok(response) if response.status().is_success() => {
+            let status = response.status();
+            body::drain(response.into_body(), EXCERPT).await;
+            return status;
+        }
+        Ok(response) => {
+            let status = response.status();
+            let text = body::excerpt(response.into_body(), EXCERPT).await;
+            (status, format!("the MCP server refused the message with HTTP {status}: {text:?}"))
+        }
+        Err(why) => (StatusCode::BAD_GATEWAY, why),
+    };
+    match request {
+        Some(id) => {
+            gateway.undeliverable(id, &why).await;
+        }
+        None => gateway.enforcer().notice("warn", why),
+    }
+    status
+}
+
+/// An endpoint event's relative reference (`messages?s=1`) as a path
+/// beside `base`, the path its stream was opened at.
+pub(crate) fn beside(base: &str, relative: &str) -> String {
+    let dir = base.rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("{dir}/{relative}")
 }
 
 /// Waits for the `endpoint` event; its data.
@@ -170,9 +213,7 @@ fn resolve(upstream: &Upstream, data: &str) -> Result<PathAndQuery, String> {
     } else if data.contains("://") {
         return Err(format!("its event stream named an endpoint on another origin: {data:?}"));
     } else {
-        let base = upstream.path().path();
-        let dir = base.rsplit_once('/').map_or("", |(dir, _)| dir);
-        format!("{dir}/{data}")
+        beside(upstream.path().path(), data)
     };
     let path = if path.is_empty() { "/".to_string() } else { path };
     path.parse().map_err(|e| format!("its endpoint {data:?} is not a valid path: {e}"))
@@ -210,25 +251,9 @@ async fn pump(
         if let Some(value) = &legacy.authorization {
             headers.insert(header::AUTHORIZATION, value.clone());
         }
-        let sent = upstream.send(Method::POST, Some(&legacy.endpoint), headers, Bytes::from(message.bytes));
-        let why = match sent.await {
-            Ok(response) if response.status().is_success() => {
-                body::drain(response.into_body(), EXCERPT).await;
-                continue;
-            }
-            Ok(response) => {
-                let status = response.status();
-                let text = body::excerpt(response.into_body(), EXCERPT).await;
-                format!("the MCP server refused the message with HTTP {status}: {text:?}")
-            }
-            Err(error) => format!("Bridle could not reach the MCP server {}: {error}", endpoint.name),
-        };
-        match &message.request {
-            Some(id) => {
-                legacy.gateway.undeliverable(id, &why).await;
-            }
-            None => legacy.gateway.enforcer().notice("warn", why),
-        }
+        let sent = upstream.send(Method::POST, Some(&legacy.endpoint), headers, Bytes::from(message.bytes)).await;
+        let sent = sent.map_err(|error| format!("Bridle could not reach the MCP server {}: {error}", endpoint.name));
+        settle(&legacy.gateway, message.request.as_ref(), sent).await;
     }
 }
 

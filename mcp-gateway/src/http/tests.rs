@@ -16,7 +16,7 @@ mod pool;
 mod proxy;
 
 /// A body delivered in the given chunks.
-struct Chunks(std::vec::IntoIter<Bytes>);
+pub(super) struct Chunks(std::vec::IntoIter<Bytes>);
 
 impl hyper::body::Body for Chunks {
     type Data = Bytes;
@@ -30,7 +30,7 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-fn chunked(chunks: &[&[u8]]) -> Chunks {
+pub(super) fn chunked(chunks: &[&[u8]]) -> Chunks {
     let chunks: Vec<Bytes> = chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect();
     Chunks(chunks.into_iter())
 }

@@ -144,36 +144,31 @@ pub(super) async fn serve(conn: Conn, client: TcpStream, first: Vec<u8>) -> Opti
         exchange::serve(conn, agent, upstream, h2).await;
         return None;
     }
-    if offer == Offer::Http11 {
+    let (upstream, agent, h2) = if offer == Offer::Http11 {
         // The agent speaks HTTP/1.1 whatever the upstream answers, so its
         // handshake (and the leaf's mint) need not wait for the upstream's.
         let upstream = connect(&conn, name.clone(), &offer, limit);
         let agent = accept_agent(&conn, client, first, Some(HTTP11.to_vec()), limit);
         let (upstream, agent) = tokio::join!(upstream, agent);
-        let agent = agent?;
-        let upstream = match upstream {
-            Ok(tls) => upstream_tls(&conn, Start::Handshake(Box::new(tls)), false, name, limit),
-            Err(reason) => Upstream::failed(reason),
+        (upstream, agent?, false)
+    } else {
+        let upstream = connect(&conn, name.clone(), &offer, limit).await;
+        let chosen = match &upstream {
+            Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+            // Not HTTP and no upstream: nothing to answer with.
+            Err(reason) if opaque => {
+                conn.decider.notice("warn", format!("TLS to {}: {reason}; closed", conn.dst));
+                return None;
+            }
+            // The agent still gets a handshake, and then a 502 with the reason.
+            Err(_) => Some(HTTP11.to_vec()),
         };
-        exchange::serve(conn, agent, upstream, false).await;
-        return None;
-    }
-    let upstream = connect(&conn, name.clone(), &offer, limit).await;
-    let chosen = match &upstream {
-        Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        // Not HTTP and no upstream: nothing to answer with.
-        Err(reason) if opaque => {
-            conn.decider.notice("warn", format!("TLS to {}: {reason}; closed", conn.dst));
-            return None;
+        let agent = accept_agent(&conn, client, first, chosen.clone(), limit).await?;
+        if opaque && let Ok(tls) = upstream {
+            return not_declared_http(conn, agent, tls, name, limit).await;
         }
-        // The agent still gets a handshake, and then a 502 with the reason.
-        Err(_) => Some(HTTP11.to_vec()),
+        (upstream, agent, chosen.as_deref() == Some(H2))
     };
-    let agent = accept_agent(&conn, client, first, chosen.clone(), limit).await?;
-    let h2 = chosen.as_deref() == Some(H2);
-    if opaque && let Ok(tls) = upstream {
-        return not_declared_http(conn, agent, tls, name, limit).await;
-    }
     let upstream = match upstream {
         Ok(tls) => upstream_tls(&conn, Start::Handshake(Box::new(tls)), h2, name, limit),
         Err(reason) => Upstream::failed(reason),
