@@ -61,8 +61,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         session: session.clone(),
         principal: config.project.name.clone(),
     };
-    // As under `bridle run` and `bridle up`, so the numbers of one hold for the others.
-    let runtime = crate::host::runtime()?;
+    // One thread, as the gateway runs under `bridle run` and `bridle up`, so
+    // the numbers of one hold for the others.
+    let runtime = crate::host::gateway_runtime()?;
     runtime.block_on(async {
         let gateway = bind(&config, shared).await?.context("no [[mcp.servers]]")?;
         let addr = gateway.local_addr()?;

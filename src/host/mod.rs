@@ -24,6 +24,7 @@ mod user;
 pub use admin::{down, ready, status};
 pub use appliance::{UpArgs, up};
 pub(crate) use egress::watch_policies;
+pub(crate) use mcp::gateway_runtime;
 pub use sandbox::{SandboxArgs, exec as sandbox_exec};
 pub use session::{RunArgs, run};
 
