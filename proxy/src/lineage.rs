@@ -23,6 +23,59 @@ pub fn lineage(pid: u32) -> Vec<u32> {
     chain
 }
 
+/// Processes a descendant search visits at most: a wrapper's tree is small,
+/// and the search runs once per reported call.
+const MAX_VISITED: usize = 4096;
+
+/// The process that `reporter`'s own pid namespace calls `pid`, as this
+/// process sees it, if it is `reporter` or one of its descendants.
+///
+/// A wrapper in a container with a pid namespace of its own (the appliance
+/// runs with `pid: host`, its agents do not) reports its server's pid as
+/// the container numbers it, while the kernel gives Bridle the wrapper's
+/// own pid in Bridle's numbering (`SO_PEERCRED`). In the same namespace the
+/// number is taken as it is; across namespaces the wrapper's descendants
+/// are searched for the one whose innermost pid (`NSpid`) is `pid`.
+pub fn descendant_as_seen_by(reporter: u32, pid: u32) -> Option<u32> {
+    let nested = ns_pids(reporter)?.len() > 1;
+    if !nested {
+        return lineage(pid).contains(&reporter).then_some(pid);
+    }
+    let mut queue = std::collections::VecDeque::from([reporter]);
+    let mut visited = 0usize;
+    while let Some(current) = queue.pop_front() {
+        if ns_pids(current).and_then(|pids| pids.last().copied()) == Some(pid) {
+            return Some(current);
+        }
+        visited += 1;
+        if visited >= MAX_VISITED {
+            return None;
+        }
+        queue.extend(children(current));
+    }
+    None
+}
+
+/// `pid`'s number in each pid namespace it is in, outermost first (the
+/// `NSpid` line of `/proc/<pid>/status`).
+fn ns_pids(pid: u32) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|line| line.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|field| field.parse().ok()).collect()
+}
+
+/// `pid`'s children, from every thread's `/proc/<pid>/task/<tid>/children`
+/// (a child belongs to the thread that forked it).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut found = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        found.extend(list.split_whitespace().filter_map(|child| child.parse::<u32>().ok()));
+    }
+    found
+}
+
 /// The parent of `pid` from `/proc/<pid>/stat` (field 4, after the
 /// parenthesised command name, which may itself hold spaces and `)`).
 fn parent(pid: u32) -> Option<u32> {
@@ -49,5 +102,46 @@ mod tests {
     #[test]
     fn a_gone_process_is_just_itself() {
         assert_eq!(lineage(u32::MAX - 1), vec![u32::MAX - 1]);
+    }
+
+    #[test]
+    fn in_one_namespace_a_reported_pid_counts_only_below_its_reporter() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let (me, pid) = (std::process::id(), child.id());
+        assert_eq!(descendant_as_seen_by(me, pid), Some(pid));
+        assert_eq!(descendant_as_seen_by(me, me), Some(me));
+        assert_eq!(descendant_as_seen_by(pid, me), None, "a parent is not a descendant");
+        assert_eq!(descendant_as_seen_by(me, u32::MAX - 1), None);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// A wrapper in a pid namespace of its own numbers its server 2 or so;
+    /// Bridle must find that process under the wrapper's host pid.
+    #[test]
+    fn across_pid_namespaces_the_reporters_numbering_is_translated() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: creating a pid namespace needs root");
+            return;
+        }
+        use std::io::BufRead as _;
+        // unshare (host numbering) → sh, pid 1 inside → sleep, printed by sh.
+        let mut unshare = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "sh", "-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn unshare");
+        let mut line = String::new();
+        let stdout = unshare.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the inner pid");
+        let inner: u32 = line.trim().parse().expect("inner pid");
+        let shell = children(unshare.id()).into_iter().next().expect("unshare's child");
+        let sleep = children(shell).into_iter().next().expect("the shell's child");
+        assert_eq!(ns_pids(shell).map(|pids| pids.len()), Some(2), "the shell is in a nested namespace");
+        assert_eq!(descendant_as_seen_by(shell, inner), Some(sleep), "inner pid {inner}");
+        assert_eq!(descendant_as_seen_by(shell, 1), Some(shell), "the reporter itself");
+        assert_eq!(descendant_as_seen_by(shell, inner + 1000), None);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = unshare.wait();
     }
 }

@@ -30,7 +30,7 @@ use bridle_engine::decision::{Decision, Effect};
 use bridle_engine::event::{Event, EventKind, McpActive};
 use bridle_engine::names::valid_mcp_server_name;
 use bridle_mcp_gateway::report::{Answer, MAX_REPORT_LINE, Report, socket_name};
-use bridle_proxy::lineage::lineage;
+use bridle_proxy::lineage::descendant_as_seen_by;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
@@ -204,8 +204,9 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
                 if !valid_mcp_server_name(&server) || full {
                     continue;
                 }
-                // Only the reporter's own descendants act for its calls.
-                let server_pid = server_pid.filter(|&child| lineage(child).contains(&pid));
+                // Only the reporter's own descendants act for its calls; a
+                // wrapper in a container numbers its server as the container does.
+                let server_pid = server_pid.and_then(|child| descendant_as_seen_by(pid, child));
                 let active = McpActive { server: server.clone(), tool, call_id: call_id.clone() };
                 let guard = shared.correlator.begin_reported(&shared.session, active, server_pid);
                 open.insert((server, call_id), guard);
