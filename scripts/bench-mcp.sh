@@ -4,7 +4,9 @@
 #
 #   1. added latency per tools/call, p50 (and p90/p99), sequential calls:
 #      stdio (`bridle mcp wrap`) and streamable HTTP (`bridle mcp serve`),
-#      each against the server alone; the median of REPS runs;
+#      each against the server alone, called in turns (alone, gateway,
+#      alone, …) so both see the same moments of a shared machine; the
+#      median of REPS runs;
 #   2. calls/s through one gateway with WINDOW calls in flight (pipelined on
 #      stdio, WINDOW keep-alive connections in one session over HTTP);
 #   3. the gateway's RSS every tenth of LOAD_CALLS calls (flat = no growth
@@ -89,10 +91,25 @@ run() {
   [[ -s $WORK/res/$name.json ]] || die "$name produced no result: $out"
 }
 
-log "stdio: $REPS x $CALLS sequential calls, direct and through bridle mcp wrap"
+# A paired run (`mcp_client.py paired`): res/<kind>-direct-<rep>.json and
+# res/<kind>-gateway-<rep>.json, and the per-pair difference beside them.
+run_paired() {
+  local kind=$1 rep=$2
+  shift 2
+  run "$kind-paired-$rep" paired "$CALLS" "$kind" "$@"
+  "$PY" - "$WORK/res" "$kind" "$rep" <<'PY'
+import json, sys
+from pathlib import Path
+res, kind, rep = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+both = json.loads((res / f"{kind}-paired-{rep}.json").read_text())
+(res / f"{kind}-direct-{rep}.json").write_text(json.dumps(both["a"]))
+(res / f"{kind}-gateway-{rep}.json").write_text(json.dumps({**both["b"], "paired_added_p50_us": both["paired_added_p50_us"]}))
+PY
+}
+
+log "stdio: $REPS x $CALLS sequential calls, direct and through bridle mcp wrap, in turns"
 for rep in $(seq "$REPS"); do
-  run "stdio-direct-$rep" latency "$CALLS" stdio "${SERVER[@]}" stdio
-  run "stdio-gateway-$rep" latency "$CALLS" stdio "${WRAP[@]}" "${SERVER[@]}" stdio
+  run_paired stdio "$rep" "${SERVER[@]}" stdio -- "${WRAP[@]}" "${SERVER[@]}" stdio
 done
 log "stdio: $LOAD_CALLS calls, $WINDOW in flight, through bridle mcp wrap"
 run stdio-load load "$LOAD_CALLS" "$WINDOW" stdio "${WRAP[@]}" "${SERVER[@]}" stdio
@@ -118,10 +135,9 @@ SERVE=$!
 PIDS+=("$SERVE")
 wait_port "$LISTEN"
 
-log "HTTP: $REPS x $CALLS sequential calls, direct and through bridle mcp serve"
+log "HTTP: $REPS x $CALLS sequential calls, direct and through bridle mcp serve, in turns"
 for rep in $(seq "$REPS"); do
-  run "http-direct-$rep" latency "$CALLS" http "http://127.0.0.1:$UPSTREAM/mcp"
-  run "http-gateway-$rep" latency "$CALLS" http "http://127.0.0.1:$LISTEN/mcp/bench"
+  run_paired http "$rep" "http://127.0.0.1:$UPSTREAM/mcp" -- "http://127.0.0.1:$LISTEN/mcp/bench"
 done
 log "HTTP: $LOAD_CALLS calls, $WINDOW connections, through bridle mcp serve"
 run http-direct-load load "$((LOAD_CALLS / 4))" "$WINDOW" http "http://127.0.0.1:$UPSTREAM/mcp"

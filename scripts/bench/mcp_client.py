@@ -4,6 +4,10 @@ timed one by one; prints one `RESULT {json}` line.
 
     mcp_client.py latency CALLS stdio CMD...    sequential calls: p50/p90/p99 in µs, calls/s
     mcp_client.py latency CALLS http URL
+    mcp_client.py paired CALLS stdio CMD_A... -- CMD_B...   the same, to A and B in turns (A, B,
+    mcp_client.py paired CALLS http URL_A -- URL_B          A, B, ...): both see the same moments
+                                                            of a shared machine; also the median
+                                                            of the per-pair differences B - A
     mcp_client.py load CALLS WINDOW stdio CMD...           WINDOW calls in flight (pipelined
     mcp_client.py load CALLS WINDOW http URL [WATCH_PID]   on stdio, WINDOW client processes
                                                             over HTTP): calls/s, and the RSS of
@@ -116,8 +120,8 @@ def connect(argv: list[str]):
     return Stdio(argv[1:]) if argv[0] == "stdio" else Http(argv[1])
 
 
-def latency(calls: int, argv: list[str]) -> dict:
-    peer = connect(argv)
+def timed(peer, calls: int) -> tuple[list[int], float]:
+    """Warms `peer` up, then times `calls` sequential calls (ns each) and the whole run (s)."""
     for i in range(WARMUP):
         peer.call(1_000_000 + i)
     times = []
@@ -126,12 +130,46 @@ def latency(calls: int, argv: list[str]) -> dict:
         before = time.perf_counter_ns()
         peer.call(i + 1)
         times.append(time.perf_counter_ns() - before)
-    total = (time.perf_counter_ns() - started) / 1e9
+    return times, (time.perf_counter_ns() - started) / 1e9
+
+
+def summary(times: list[int], total: float) -> dict:
+    ordered = sorted(times)
+    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
+    return {"calls": len(times), "p50_us": at(0.50), "p90_us": at(0.90), "p99_us": at(0.99),
+            "calls_per_s": len(times) / total}
+
+
+def latency(calls: int, argv: list[str]) -> dict:
+    peer = connect(argv)
+    times, total = timed(peer, calls)
     if isinstance(peer, Stdio):
         peer.close()
-    times.sort()
-    at = lambda q: times[min(len(times) - 1, int(q * len(times)))] / 1000  # noqa: E731
-    return {"calls": calls, "p50_us": at(0.50), "p90_us": at(0.90), "p99_us": at(0.99), "calls_per_s": calls / total}
+    return summary(times, total)
+
+
+def paired(calls: int, argv: list[str]) -> dict:
+    kind, rest = argv[0], argv[1:]
+    if "--" not in rest:
+        raise SystemExit("paired: give A's and B's arguments separated by --")
+    cut = rest.index("--")
+    peers = [connect([kind, *rest[:cut]]), connect([kind, *rest[cut + 1:]])]
+    for peer in peers:
+        for i in range(WARMUP):
+            peer.call(1_000_000 + i)
+    times = ([], [])
+    for i in range(calls):
+        for side, peer in enumerate(peers):
+            before = time.perf_counter_ns()
+            peer.call(i + 1)
+            times[side].append(time.perf_counter_ns() - before)
+    for peer in peers:
+        if isinstance(peer, Stdio):
+            peer.close()
+    # Calls per second are not meaningful in turns; each side's sum of call times stands in.
+    a, b = (summary(t, sum(t) / 1e9) for t in times)
+    differences = sorted(tb - ta for ta, tb in zip(*times))
+    return {"a": a, "b": b, "paired_added_p50_us": differences[len(differences) // 2] / 1000}
 
 
 def load(calls: int, window: int, argv: list[str]) -> dict:
@@ -193,6 +231,8 @@ def load(calls: int, window: int, argv: list[str]) -> dict:
 if __name__ == "__main__":
     if sys.argv[1] == "latency":
         result = latency(int(sys.argv[2]), sys.argv[3:])
+    elif sys.argv[1] == "paired":
+        result = paired(int(sys.argv[2]), sys.argv[3:])
     else:
         result = load(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
     print("RESULT " + json.dumps(result), flush=True)

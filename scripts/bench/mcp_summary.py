@@ -1,5 +1,6 @@
 """Prints scripts/bench-mcp.sh's table from its RESULT files: medians of the
-latency runs, what the gateway adds and the ratio to the server alone,
+latency runs, what the gateway adds and the ratio to the server alone (and,
+the runs calling both in turns, the median of the per-pair differences),
 calls/s under load, and the gateway's RSS across the load run."""
 
 import json
@@ -28,8 +29,10 @@ for transport in ("stdio", "http"):
                      f"{gateway - direct:+.0f}", f"{gateway / direct:.2f}x"))
         if key == "p50_us":
             verdicts.append((f"{transport} p50 added ≤ 200 µs", gateway - direct <= 200))
+            pairs = median(f"{transport}-gateway", "paired_added_p50_us")
+            rows.append((f"  median of per-pair differences (µs)", "", "", f"{pairs:+.0f}", ""))
     direct, gateway = median(f"{transport}-direct", "calls_per_s"), median(f"{transport}-gateway", "calls_per_s")
-    rows.append((f"{transport} sequential calls/s", f"{direct:.0f}", f"{gateway:.0f}", "", f"{gateway / direct:.2f}x"))
+    rows.append((f"{transport} calls/s (time in calls)", f"{direct:.0f}", f"{gateway:.0f}", "", f"{gateway / direct:.2f}x"))
 
 stdio, http, http_direct = load("stdio-load"), load("http-load"), load("http-direct-load")
 rows.append((f"stdio calls/s, {stdio['window']} in flight", "", f"{stdio['calls_per_s']:.0f}", "", ""))

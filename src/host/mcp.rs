@@ -97,7 +97,7 @@ pub(crate) fn gateway_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Binds the HTTP gateway for `config`'s `[[mcp.servers]]` on a new thread
 /// with its own [`gateway_runtime`] and serves until `stop` resolves.
 /// Returns once it listens (its address and the thread), or why it could not.
-pub(crate) async fn start(
+async fn start(
     config: &Config,
     shared: Shared,
     stop: impl Future<Output = ()> + Send + 'static,
