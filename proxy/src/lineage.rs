@@ -35,16 +35,18 @@ const MAX_VISITED: usize = 4096;
 /// the container numbers it, while the kernel gives Bridle the wrapper's
 /// own pid in Bridle's numbering (`SO_PEERCRED`). In the same namespace the
 /// number is taken as it is; across namespaces the wrapper's descendants
-/// are searched for the one whose innermost pid (`NSpid`) is `pid`.
+/// are searched for the one numbered `pid` in the wrapper's own namespace
+/// (its `NSpid` at the wrapper's depth: a server in a namespace nested
+/// further still has a number there).
 pub fn descendant_as_seen_by(reporter: u32, pid: u32) -> Option<u32> {
-    let nested = ns_pids(reporter)?.len() > 1;
-    if !nested {
+    let depth = ns_pids(reporter)?.len().checked_sub(1)?;
+    if depth == 0 {
         return lineage(pid).contains(&reporter).then_some(pid);
     }
     let mut queue = std::collections::VecDeque::from([reporter]);
     let mut visited = 0usize;
     while let Some(current) = queue.pop_front() {
-        if ns_pids(current).and_then(|pids| pids.last().copied()) == Some(pid) {
+        if ns_pids(current).and_then(|pids| pids.get(depth).copied()) == Some(pid) {
             return Some(current);
         }
         visited += 1;
@@ -141,6 +143,43 @@ mod tests {
         assert_eq!(descendant_as_seen_by(shell, inner), Some(sleep), "inner pid {inner}");
         assert_eq!(descendant_as_seen_by(shell, 1), Some(shell), "the reporter itself");
         assert_eq!(descendant_as_seen_by(shell, inner + 1000), None);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = unshare.wait();
+    }
+
+    /// A server in a namespace nested one level further still has a number
+    /// in the wrapper's namespace, and that is the number it reports.
+    #[test]
+    fn a_server_in_a_deeper_namespace_is_found_by_the_wrappers_number() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: creating a pid namespace needs root");
+            return;
+        }
+        use std::io::BufRead as _;
+        // unshare → sh (namespace 1) → unshare → sleep (namespace 2).
+        let mut unshare = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "sh", "-c", "unshare --pid --fork sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn unshare");
+        let mut line = String::new();
+        let stdout = unshare.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the inner pid");
+        let shell = children(unshare.id()).into_iter().next().expect("unshare's child");
+        let inner_unshare = children(shell).into_iter().next().expect("the shell's child");
+        let mut sleep = None;
+        for _ in 0..100 {
+            sleep = children(inner_unshare).into_iter().next();
+            if sleep.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let sleep = sleep.expect("the inner unshare's child");
+        let numbers = ns_pids(sleep).expect("NSpid");
+        assert_eq!(numbers.len(), 3, "host, namespace 1, namespace 2: {numbers:?}");
+        assert_eq!(descendant_as_seen_by(shell, numbers[1]), Some(sleep), "{numbers:?}");
+        assert_eq!(descendant_as_seen_by(shell, line.trim().parse().expect("pid")), Some(inner_unshare));
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), nix::sys::signal::Signal::SIGKILL);
         let _ = unshare.wait();
     }
