@@ -118,55 +118,61 @@ mod tests {
         let _ = child.wait();
     }
 
+    /// `sh -c script` as pid 1 of a new pid namespace (root only): the
+    /// shell's host pid, the first line it printed, and a guard that kills
+    /// the namespace (its init going takes every process in it along).
+    struct Namespace {
+        unshare: std::process::Child,
+        shell: u32,
+    }
+
+    impl Drop for Namespace {
+        fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.shell as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.unshare.wait();
+        }
+    }
+
+    fn in_pid_namespace(script: &str) -> Option<(Namespace, String)> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: creating a pid namespace needs root");
+            return None;
+        }
+        use std::io::BufRead as _;
+        let mut unshare = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn unshare");
+        let stdout = unshare.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read what the shell printed");
+        let shell = children(unshare.id()).into_iter().next().expect("unshare's child");
+        Some((Namespace { unshare, shell }, line.trim().to_string()))
+    }
+
     /// A wrapper in a pid namespace of its own numbers its server 2 or so;
     /// Bridle must find that process under the wrapper's host pid.
     #[test]
     fn across_pid_namespaces_the_reporters_numbering_is_translated() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: creating a pid namespace needs root");
-            return;
-        }
-        use std::io::BufRead as _;
-        // unshare (host numbering) → sh, pid 1 inside → sleep, printed by sh.
-        let mut unshare = std::process::Command::new("unshare")
-            .args(["--pid", "--fork", "sh", "-c", "sleep 30 & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn unshare");
-        let mut line = String::new();
-        let stdout = unshare.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the inner pid");
-        let inner: u32 = line.trim().parse().expect("inner pid");
-        let shell = children(unshare.id()).into_iter().next().expect("unshare's child");
-        let sleep = children(shell).into_iter().next().expect("the shell's child");
-        assert_eq!(ns_pids(shell).map(|pids| pids.len()), Some(2), "the shell is in a nested namespace");
-        assert_eq!(descendant_as_seen_by(shell, inner), Some(sleep), "inner pid {inner}");
-        assert_eq!(descendant_as_seen_by(shell, 1), Some(shell), "the reporter itself");
-        assert_eq!(descendant_as_seen_by(shell, inner + 1000), None);
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), nix::sys::signal::Signal::SIGKILL);
-        let _ = unshare.wait();
+        // sh, pid 1 inside → sleep, printed by sh.
+        let Some((ns, line)) = in_pid_namespace("sleep 30 & echo $!; wait") else { return };
+        let inner: u32 = line.parse().expect("inner pid");
+        let sleep = children(ns.shell).into_iter().next().expect("the shell's child");
+        assert_eq!(ns_pids(ns.shell).map(|pids| pids.len()), Some(2), "the shell is in a nested namespace");
+        assert_eq!(descendant_as_seen_by(ns.shell, inner), Some(sleep), "inner pid {inner}");
+        assert_eq!(descendant_as_seen_by(ns.shell, 1), Some(ns.shell), "the reporter itself");
+        assert_eq!(descendant_as_seen_by(ns.shell, inner + 1000), None);
     }
 
     /// A server in a namespace nested one level further still has a number
     /// in the wrapper's namespace, and that is the number it reports.
     #[test]
     fn a_server_in_a_deeper_namespace_is_found_by_the_wrappers_number() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: creating a pid namespace needs root");
-            return;
-        }
-        use std::io::BufRead as _;
-        // unshare → sh (namespace 1) → unshare → sleep (namespace 2).
-        let mut unshare = std::process::Command::new("unshare")
-            .args(["--pid", "--fork", "sh", "-c", "unshare --pid --fork sleep 30 & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn unshare");
-        let mut line = String::new();
-        let stdout = unshare.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the inner pid");
-        let shell = children(unshare.id()).into_iter().next().expect("unshare's child");
-        let inner_unshare = children(shell).into_iter().next().expect("the shell's child");
+        // sh (namespace 1) → unshare → sleep (namespace 2).
+        let Some((ns, line)) = in_pid_namespace("unshare --pid --fork sleep 30 & echo $!; wait") else { return };
+        let inner_unshare = children(ns.shell).into_iter().next().expect("the shell's child");
         let mut sleep = None;
         for _ in 0..100 {
             sleep = children(inner_unshare).into_iter().next();
@@ -178,9 +184,7 @@ mod tests {
         let sleep = sleep.expect("the inner unshare's child");
         let numbers = ns_pids(sleep).expect("NSpid");
         assert_eq!(numbers.len(), 3, "host, namespace 1, namespace 2: {numbers:?}");
-        assert_eq!(descendant_as_seen_by(shell, numbers[1]), Some(sleep), "{numbers:?}");
-        assert_eq!(descendant_as_seen_by(shell, line.trim().parse().expect("pid")), Some(inner_unshare));
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), nix::sys::signal::Signal::SIGKILL);
-        let _ = unshare.wait();
+        assert_eq!(descendant_as_seen_by(ns.shell, numbers[1]), Some(sleep), "{numbers:?}");
+        assert_eq!(descendant_as_seen_by(ns.shell, line.parse().expect("pid")), Some(inner_unshare));
     }
 }

@@ -120,10 +120,14 @@ def connect(argv: list[str]):
     return Stdio(argv[1:]) if argv[0] == "stdio" else Http(argv[1])
 
 
-def timed(peer, calls: int) -> tuple[list[int], float]:
-    """Warms `peer` up, then times `calls` sequential calls (ns each) and the whole run (s)."""
+def warm(peer) -> None:
     for i in range(WARMUP):
         peer.call(1_000_000 + i)
+
+
+def timed(peer, calls: int) -> tuple[list[int], float]:
+    """Warms `peer` up, then times `calls` sequential calls (ns each) and the whole run (s)."""
+    warm(peer)
     times = []
     started = time.perf_counter_ns()
     for i in range(calls):
@@ -155,8 +159,7 @@ def paired(calls: int, argv: list[str]) -> dict:
     cut = rest.index("--")
     peers = [connect([kind, *rest[:cut]]), connect([kind, *rest[cut + 1:]])]
     for peer in peers:
-        for i in range(WARMUP):
-            peer.call(1_000_000 + i)
+        warm(peer)
     times = ([], [])
     for i in range(calls):
         for side, peer in enumerate(peers):
