@@ -66,16 +66,16 @@ impl Enforcer {
     /// the answer; other decisions are recorded as they are.
     /// A wrapper inside a session asks the session's broker, which a person
     /// can reach (`bridle approve`); its own is the fallback.
-    pub async fn settle(&self, event: &Event, decision: Decision) -> Decision {
+    pub async fn settle(&self, event: Event, decision: Decision) -> Decision {
         let decision = match (&self.reporter, decision.effect) {
-            (Some(reporter), Effect::Ask) => match reporter.ask(event, decision.clone()).await {
+            (Some(reporter), Effect::Ask) => match reporter.ask(&event, decision.clone()).await {
                 Some(answered) => answered,
-                None => self.approvals.ask(event, decision).await,
+                None => self.approvals.ask(&event, decision).await,
             },
-            (None, Effect::Ask) => self.approvals.ask(event, decision).await,
+            (None, Effect::Ask) => self.approvals.ask(&event, decision).await,
             _ => decision,
         };
-        self.record(event.clone(), decision.clone());
+        self.record(event, decision.clone());
         decision
     }
 
@@ -101,12 +101,13 @@ impl Enforcer {
         self.append(AuditEntry::Notice { component: self.component.clone(), level: level.to_string(), message });
     }
 
+    /// Every record is made on a message's path: appended once the task
+    /// yields, after the message went on (the log keeps the order, and
+    /// logs and counts what it could not write; the gateway keeps going
+    /// rather than take the agent's tools down with it).
     fn append(&self, entry: AuditEntry) {
-        let Some(audit) = &self.audit else { return };
-        // The log counts what it could not write; the gateway keeps going
-        // rather than take the agent's tools down with it.
-        if let Err(error) = audit.append(entry) {
-            tracing::error!(%error, "could not write an MCP audit record");
+        if let Some(audit) = &self.audit {
+            audit.append_later(entry);
         }
     }
 }

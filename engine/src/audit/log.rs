@@ -6,6 +6,10 @@
 //! `sync_data` every `fsync_interval`, then moves the checkpoint and hands
 //! the batch's index rows to the index thread. A failed write is returned to the caller and counted; bytes
 //! already accepted stay buffered and are retried, never discarded quietly.
+//!
+//! `append_later` queues an entry for a task that appends it once the
+//! caller's task yields ([`later`]): records made on a message's path cost
+//! nothing until the message has gone on.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -17,6 +21,7 @@ use std::time::Duration;
 
 use super::feed::{Feed, MAX_BACKLOG};
 
+mod later;
 mod shared;
 
 use super::record::Hash;
@@ -92,6 +97,7 @@ impl AuditLog {
             index: feed,
             redactor: Redactor::new(options.redact),
             dropped: AtomicU64::new(0),
+            later: Default::default(),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -110,6 +116,10 @@ impl AuditLog {
     /// next sync (at most `fsync_interval` later, or [`AuditLog::sync`]).
     pub fn append(&self, entry: AuditEntry) -> Result<u64, AuditError> {
         let shared = &*self.shared;
+        if shared.later.waiting() {
+            // What was queued earlier goes first.
+            shared.drain_later();
+        }
         let result = shared.append(entry);
         if result.is_err() {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -119,6 +129,28 @@ impl AuditLog {
             shared.sync()?;
         }
         Ok(seq)
+    }
+
+    /// Appends `entry` once the calling task yields ([`later`]): for a
+    /// record made on a message's path, so that its cost comes after the
+    /// message is passed on. Without a tokio runtime, or when every append
+    /// must be durable at once (`fsync_interval` zero), it appends now. A
+    /// failure is logged and counted in [`AuditLog::dropped`]: no caller is
+    /// left to return it to.
+    pub fn append_later(&self, entry: AuditEntry) {
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.flusher.is_some() => runtime,
+            _ => {
+                if let Err(error) = self.append(entry) {
+                    tracing::error!(log = %self.shared.path.display(), %error, "could not append an audit record");
+                }
+                return;
+            }
+        };
+        if self.shared.later.push(entry) {
+            let shared = Arc::clone(&self.shared);
+            runtime.spawn(async move { shared.drain_later() });
+        }
     }
 
     /// Writes and fsyncs everything appended so far, then moves the checkpoint.

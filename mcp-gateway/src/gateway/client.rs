@@ -165,7 +165,7 @@ impl Gateway {
             self.hold(request, event, decision);
             return;
         }
-        let decision = self.enforcer.settle(&event, decision).await;
+        let decision = self.enforcer.settle(event, decision).await;
         self.conclude(request, &decision).await;
     }
 
@@ -182,7 +182,7 @@ impl Gateway {
         let id = request.id.clone();
         let gateway = Arc::clone(self);
         let task = tokio::spawn(async move {
-            let decision = gateway.enforcer.settle(&event, decision).await;
+            let decision = gateway.enforcer.settle(event, decision).await;
             let still_held = lock(&gateway.flight).held.remove(&request.id).is_some();
             if still_held {
                 gateway.conclude(request, &decision).await;

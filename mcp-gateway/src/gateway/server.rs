@@ -8,6 +8,7 @@ use bridle_engine::decision::Effect;
 use bridle_engine::event::{EventKind, McpDirection, McpPayload};
 use serde_json::{Map, Value};
 
+use super::flight::Pending;
 use super::{Gateway, Reply, encode, lock};
 use crate::classify;
 use crate::config::Transport;
@@ -105,7 +106,7 @@ impl Gateway {
         }
     }
 
-    async fn server_response(&self, id: Id, mut value: Value, bytes: Option<Vec<u8>>, via: &Reply) {
+    async fn server_response(self: &Arc<Self>, id: Id, mut value: Value, bytes: Option<Vec<u8>>, via: &Reply) {
         let pending = {
             let mut flight = lock(&self.flight);
             match flight.inflight.remove(&id) {
@@ -123,6 +124,16 @@ impl Gateway {
                 }
             }
         };
+        if let (None, Some(_), true) = (pending.due.batch, &bytes, scanned_only(&pending.payload)) {
+            // Its findings go on the record and decide nothing: the answer
+            // goes out as the server sent it, and the scan and the record
+            // follow in a task of their own, once this one has written it.
+            let Pending { payload, due, .. } = pending;
+            self.send_answer(&due.reply, Some(via), bytes.unwrap_or_default()).await;
+            let gateway = Arc::clone(self);
+            tokio::spawn(async move { gateway.record_result(&id, &payload, &value) });
+            return;
+        }
         let mut changed = false;
         let mut findings = BTreeSet::new();
         let mut reencode = false;
@@ -142,14 +153,15 @@ impl Gateway {
                             .unwrap_or_default(),
                     );
                 }
-                McpPayload::ToolsCall { .. } | McpPayload::PromptsGet { .. } | McpPayload::ResourcesRead { .. } => {
-                    findings = strings(poison::scan_value(result, Scope::Result));
-                }
                 _ => {}
             }
         }
-        let payload = classify::response(&pending.payload, value.get("result"));
-        self.observe(Some(&id), payload, changed, findings);
+        if scanned_only(&pending.payload) {
+            self.record_result(&id, &pending.payload, &value);
+        } else {
+            let payload = classify::response(&pending.payload, value.get("result"));
+            self.observe(Some(&id), payload, changed, findings);
+        }
         match (pending.due.batch, bytes) {
             (None, Some(bytes)) if !reencode => self.send_answer(&pending.due.reply, Some(via), bytes).await,
             _ => self.deliver(&pending.due, value, Some(via)).await,
@@ -219,6 +231,13 @@ impl Gateway {
         true
     }
 
+    /// Scans the answer `value` to `request` (`id`) and records it.
+    fn record_result(&self, id: &Id, request: &McpPayload, value: &Value) {
+        let result = value.get("result");
+        let findings = result.map(|result| strings(poison::scan_value(result, Scope::Result))).unwrap_or_default();
+        self.observe(Some(id), classify::response(request, result), false, findings);
+    }
+
     fn observe(&self, id: Option<&Id>, payload: McpPayload, changed: bool, findings: BTreeSet<String>) {
         let mut event = self.event(McpDirection::ToClient, id, payload);
         if let EventKind::Mcp(message) = &mut event.kind {
@@ -227,6 +246,11 @@ impl Gateway {
         }
         self.enforcer.observe(event);
     }
+}
+
+/// Answers whose content is scanned for poisoning, and nothing else.
+fn scanned_only(request: &McpPayload) -> bool {
+    matches!(request, McpPayload::ToolsCall { .. } | McpPayload::PromptsGet { .. } | McpPayload::ResourcesRead { .. })
 }
 
 fn strings(kinds: BTreeSet<&'static str>) -> BTreeSet<String> {

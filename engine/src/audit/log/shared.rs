@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::FLUSH_AT;
+use super::later::Later;
 use crate::audit::feed::Feed;
 use crate::audit::record::{self, Hash};
 use crate::audit::{AuditEntry, AuditError, Checkpoint, IndexRow, Redactor, head};
@@ -28,6 +29,8 @@ pub(super) struct Shared {
     pub(super) index: Option<Arc<Feed>>,
     pub(super) redactor: Redactor,
     pub(super) dropped: AtomicU64,
+    /// Entries queued by `append_later`.
+    pub(super) later: Later,
     pub(super) stop: Mutex<bool>,
     pub(super) wake: Condvar,
 }
@@ -125,7 +128,20 @@ impl Shared {
         Ok(())
     }
 
+    /// Appends what `append_later` queued, in order.
+    pub(super) fn drain_later(&self) {
+        self.later.drain(|entry| {
+            if let Err(error) = self.append(entry) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(log = %self.path.display(), %error, "could not append a queued audit record");
+            }
+        });
+    }
+
     pub(super) fn sync(&self) -> Result<(), AuditError> {
+        if self.later.waiting() {
+            self.drain_later();
+        }
         let mut last_head = self.sync.lock().unwrap_or_else(PoisonError::into_inner);
         let (checkpoint, rows) = {
             let mut state = self.lock();

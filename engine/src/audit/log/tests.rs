@@ -130,3 +130,132 @@ fn debug_output_is_short() {
     let debug = format!("{log:?}");
     assert!(debug.starts_with("AuditLog {") && debug.contains("next_seq: 0"), "{debug}");
 }
+
+/// The messages of the notices in `path`, in seq order.
+fn messages(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("json");
+            record["message"].as_str().unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+}
+
+#[test]
+fn a_later_append_lands_once_the_task_yields_in_queue_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    current_thread().block_on(async {
+        log.append_later(notice("first"));
+        log.append_later(notice("second"));
+        assert_eq!(log.next_seq(), 0, "nothing is appended while the task runs on");
+        tokio::task::yield_now().await;
+        assert_eq!(log.next_seq(), 2);
+    });
+    log.sync().expect("sync");
+    assert_eq!(messages(&path), ["first", "second"]);
+}
+
+#[test]
+fn a_direct_append_comes_after_what_was_queued_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    current_thread().block_on(async {
+        log.append_later(notice("queued"));
+        assert_eq!(log.append(notice("direct")).expect("append"), 1);
+        // The drain task finds nothing left.
+        tokio::task::yield_now().await;
+    });
+    log.sync().expect("sync");
+    assert_eq!(messages(&path), ["queued", "direct"]);
+    assert!(verify(&path).expect("verify").ok());
+}
+
+#[test]
+fn a_queued_entry_whose_task_never_runs_is_appended_by_the_next_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(10, false)).expect("open");
+    // The runtime ends before its drain task gets to run.
+    current_thread().block_on(async { log.append_later(notice("orphan")) });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while head::read(&path).expect("head").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(messages(&path), ["orphan"], "the flusher thread's sync appended it");
+    // A later one still gets a drain of its own.
+    current_thread().block_on(async {
+        log.append_later(notice("next"));
+        tokio::task::yield_now().await;
+        assert_eq!(log.next_seq(), 2);
+    });
+}
+
+#[test]
+fn closing_the_log_appends_what_is_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    current_thread().block_on(async { log.append_later(notice("at close")) });
+    drop(log);
+    assert_eq!(messages(&path), ["at close"]);
+    assert_eq!(head::read(&path).expect("head").map(|c| c.seq), Some(0));
+}
+
+#[test]
+fn outside_a_runtime_or_syncing_every_append_a_later_append_is_immediate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    log.append_later(notice("no runtime"));
+    assert_eq!(log.next_seq(), 1);
+    let durable = AuditLog::open(dir.path().join("durable.jsonl"), options(0, false)).expect("open");
+    current_thread().block_on(async { durable.append_later(notice("durable")) });
+    assert_eq!(head::read(&dir.path().join("durable.jsonl")).expect("head").map(|c| c.seq), Some(0));
+}
+
+#[test]
+fn later_appends_from_many_threads_keep_each_threads_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = Arc::new(AuditLog::open(&path, options(60_000, false)).expect("open"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    for i in 0..200 {
+                        log.append_later(notice(&format!("{t}:{i}")));
+                        if i % 7 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    drop(runtime);
+    log.sync().expect("sync");
+    let messages = messages(&path);
+    assert_eq!(messages.len(), 800);
+    for t in 0..4 {
+        let mine: Vec<&String> = messages.iter().filter(|m| m.starts_with(&format!("{t}:"))).collect();
+        let expected: Vec<String> = (0..200).map(|i| format!("{t}:{i}")).collect();
+        assert_eq!(mine.len(), expected.len());
+        assert!(mine.iter().zip(&expected).all(|(a, b)| *a == b), "thread {t}'s entries out of order");
+    }
+    assert!(verify(&path).expect("verify").ok());
+    assert_eq!(log.dropped(), 0);
+}

@@ -1,0 +1,72 @@
+//! Appends made just after the work they describe: [`AuditLog::append_later`].
+//!
+//! A gateway or proxy that records a message before passing it on puts the
+//! record's cost (redaction, encoding, the hash chain) between reading the
+//! message and writing it out, where every microsecond is latency. Queued
+//! here instead, the entry is appended by a task of the same runtime, which
+//! runs once the recording task yields: after it wrote the message.
+//!
+//! Order and completeness are kept: queued entries are appended in the
+//! order they were queued, before any later direct [`AuditLog::append`],
+//! and every sync (the flusher thread's, [`AuditLog::sync`], the one at
+//! drop) appends what is still queued first, so an entry whose task never
+//! ran (the runtime shut down) still lands within one `fsync_interval`.
+//!
+//! [`AuditLog::append_later`]: super::AuditLog::append_later
+//! [`AuditLog::append`]: super::AuditLog::append
+//! [`AuditLog::sync`]: super::AuditLog::sync
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::audit::AuditEntry;
+
+/// Entries waiting for their append.
+#[derive(Default)]
+pub(super) struct Later {
+    queue: Mutex<Vec<AuditEntry>>,
+    /// The queue is not empty: lets the direct path skip the lock.
+    waiting: AtomicBool,
+    /// A task that drains the queue is on its way.
+    scheduled: AtomicBool,
+    /// Held while draining, so two drains cannot interleave their entries.
+    draining: Mutex<()>,
+}
+
+impl Later {
+    /// Queues `entry`; true if the caller should start a drain (none is
+    /// on its way).
+    pub(super) fn push(&self, entry: AuditEntry) -> bool {
+        let mut queue = lock(&self.queue);
+        queue.push(entry);
+        self.waiting.store(true, Ordering::Release);
+        drop(queue);
+        !self.scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    pub(super) fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Takes the queue and hands each entry, in order, to `append`; a
+    /// drain that starts later waits for this one.
+    pub(super) fn drain(&self, mut append: impl FnMut(AuditEntry)) {
+        let _draining = lock(&self.draining);
+        // From here a new entry schedules a drain of its own: one queued
+        // after the take below must not wait for a drain that will not come.
+        self.scheduled.store(false, Ordering::Release);
+        let entries = {
+            let mut queue = lock(&self.queue);
+            self.waiting.store(false, Ordering::Release);
+            std::mem::take(&mut *queue)
+        };
+        for entry in entries {
+            append(entry);
+        }
+    }
+}
+
+/// A panic elsewhere leaves the queue a valid `Vec`.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
