@@ -19,6 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tokio::runtime::RuntimeFlavor;
+
 use super::feed::{Feed, MAX_BACKLOG};
 
 mod later;
@@ -133,13 +135,17 @@ impl AuditLog {
 
     /// Appends `entry` once the calling task yields ([`later`]): for a
     /// record made on a message's path, so that its cost comes after the
-    /// message is passed on. Without a tokio runtime, or when every append
-    /// must be durable at once (`fsync_interval` zero), it appends now. A
-    /// failure is logged and counted in [`AuditLog::dropped`]: no caller is
-    /// left to return it to.
+    /// message is passed on. It appends now outside a current-thread tokio
+    /// runtime (on a multi-thread one the task may wake another worker,
+    /// which costs more than the append: measured on the TLS proxy), and
+    /// when every append must be durable at once (`fsync_interval` zero).
+    /// A failure is logged and counted in [`AuditLog::dropped`]: no caller
+    /// is left to return it to.
     pub fn append_later(&self, entry: AuditEntry) {
         let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if self.flusher.is_some() => runtime,
+            Ok(runtime) if self.flusher.is_some() && runtime.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                runtime
+            }
             _ => {
                 if let Err(error) = self.append(entry) {
                     tracing::error!(log = %self.shared.path.display(), %error, "could not append an audit record");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bridle_engine::decision::Effect;
 use bridle_engine::event::{EventKind, McpDirection, McpPayload};
 use serde_json::{Map, Value};
+use tokio::runtime::RuntimeFlavor;
 
 use super::flight::Pending;
 use super::{Gateway, Reply, encode, lock};
@@ -124,10 +125,14 @@ impl Gateway {
                 }
             }
         };
-        if let (None, Some(_), true) = (pending.due.batch, &bytes, scanned_only(&pending.payload)) {
+        if let (None, Some(_), true) = (pending.due.batch, &bytes, scanned_only(&pending.payload))
+            && on_current_thread()
+        {
             // Its findings go on the record and decide nothing: the answer
             // goes out as the server sent it, and the scan and the record
             // follow in a task of their own, once this one has written it.
+            // (Not on a multi-thread runtime, where the task could wake
+            // another worker: see `AuditLog::append_later`.)
             let Pending { payload, due, .. } = pending;
             self.send_answer(&due.reply, Some(via), bytes.unwrap_or_default()).await;
             let gateway = Arc::clone(self);
@@ -251,6 +256,10 @@ impl Gateway {
 /// Answers whose content is scanned for poisoning, and nothing else.
 fn scanned_only(request: &McpPayload) -> bool {
     matches!(request, McpPayload::ToolsCall { .. } | McpPayload::PromptsGet { .. } | McpPayload::ResourcesRead { .. })
+}
+
+fn on_current_thread() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread)
 }
 
 fn strings(kinds: BTreeSet<&'static str>) -> BTreeSet<String> {
