@@ -90,6 +90,20 @@ impl Enforcer {
         self.append(AuditEntry::Decision { event, decision });
     }
 
+    /// Records a message no policy governs once `finish` has completed its
+    /// event (with the findings of a scan of the message, say): both run
+    /// when the record is appended, after the message went on
+    /// (`AuditLog::append_later_with`).
+    pub fn observe_later(&self, event: Event, finish: impl FnOnce(&mut Event) + Send + 'static) {
+        let Some(audit) = &self.audit else { return };
+        let decision = Decision::observation(self.authorizer.generation());
+        audit.append_later_with(move || {
+            let mut event = event;
+            finish(&mut event);
+            AuditEntry::Decision { event, decision }
+        });
+    }
+
     /// Records something a person should know (bad input, pins, hidden
     /// tools) at `level` (`info`, `warn`, `error`); warnings also go to stderr.
     pub fn notice(&self, level: &str, message: String) {

@@ -28,6 +28,7 @@ mod shared;
 
 use super::record::Hash;
 use super::{AuditEntry, AuditError, Index, Redactor, tail};
+use later::Queued;
 use shared::{Shared, State, spawn_flusher};
 
 /// Bytes buffered before `append` writes them out itself.
@@ -142,18 +143,29 @@ impl AuditLog {
     /// A failure is logged and counted in [`AuditLog::dropped`]: no caller
     /// is left to return it to.
     pub fn append_later(&self, entry: AuditEntry) {
+        self.queue_later(Queued::Entry(entry));
+    }
+
+    /// [`AuditLog::append_later`] for an entry whose making is worth
+    /// deferring too (a scan of the message that was passed on): `make`
+    /// runs when the entry is appended, on whichever thread appends it.
+    pub fn append_later_with(&self, make: impl FnOnce() -> AuditEntry + Send + 'static) {
+        self.queue_later(Queued::Make(Box::new(make)));
+    }
+
+    fn queue_later(&self, queued: Queued) {
         let runtime = match tokio::runtime::Handle::try_current() {
             Ok(runtime) if self.flusher.is_some() && runtime.runtime_flavor() == RuntimeFlavor::CurrentThread => {
                 runtime
             }
             _ => {
-                if let Err(error) = self.append(entry) {
+                if let Err(error) = self.append(queued.into_entry()) {
                     tracing::error!(log = %self.shared.path.display(), %error, "could not append an audit record");
                 }
                 return;
             }
         };
-        if self.shared.later.push(entry) {
+        if self.shared.later.push(queued) {
             let shared = Arc::clone(&self.shared);
             runtime.spawn(async move { shared.drain_later() });
         }

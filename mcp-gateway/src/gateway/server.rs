@@ -7,9 +7,7 @@ use std::sync::Arc;
 use bridle_engine::decision::Effect;
 use bridle_engine::event::{EventKind, McpDirection, McpPayload};
 use serde_json::{Map, Value};
-use tokio::runtime::RuntimeFlavor;
 
-use super::flight::Pending;
 use super::{Gateway, Reply, encode, lock};
 use crate::classify;
 use crate::config::Transport;
@@ -107,7 +105,7 @@ impl Gateway {
         }
     }
 
-    async fn server_response(self: &Arc<Self>, id: Id, mut value: Value, bytes: Option<Vec<u8>>, via: &Reply) {
+    async fn server_response(&self, id: Id, mut value: Value, bytes: Option<Vec<u8>>, via: &Reply) {
         let pending = {
             let mut flight = lock(&self.flight);
             match flight.inflight.remove(&id) {
@@ -125,18 +123,19 @@ impl Gateway {
                 }
             }
         };
-        if let (None, Some(_), true) = (pending.due.batch, &bytes, scanned_only(&pending.payload))
-            && on_current_thread()
-        {
-            // Its findings go on the record and decide nothing: the answer
-            // goes out as the server sent it, and the scan and the record
-            // follow in a task of their own, once this one has written it.
-            // (Not on a multi-thread runtime, where the task could wake
-            // another worker: see `AuditLog::append_later`.)
-            let Pending { payload, due, .. } = pending;
-            self.send_answer(&due.reply, Some(via), bytes.unwrap_or_default()).await;
-            let gateway = Arc::clone(self);
-            tokio::spawn(async move { gateway.record_result(&id, &payload, &value) });
+        if scanned_only(&pending.payload) {
+            // Its findings go on the record and decide nothing: the scan is
+            // made with the record, after the answer went on.
+            match (pending.due.batch, bytes) {
+                (None, Some(bytes)) => {
+                    self.record_result(&id, &pending.payload, value);
+                    self.send_answer(&pending.due.reply, Some(via), bytes).await;
+                }
+                _ => {
+                    self.record_result(&id, &pending.payload, value.clone());
+                    self.deliver(&pending.due, value, Some(via)).await;
+                }
+            }
             return;
         }
         let mut changed = false;
@@ -161,12 +160,8 @@ impl Gateway {
                 _ => {}
             }
         }
-        if scanned_only(&pending.payload) {
-            self.record_result(&id, &pending.payload, &value);
-        } else {
-            let payload = classify::response(&pending.payload, value.get("result"));
-            self.observe(Some(&id), payload, changed, findings);
-        }
+        let payload = classify::response(&pending.payload, value.get("result"));
+        self.observe(Some(&id), payload, changed, findings);
         match (pending.due.batch, bytes) {
             (None, Some(bytes)) if !reencode => self.send_answer(&pending.due.reply, Some(via), bytes).await,
             _ => self.deliver(&pending.due, value, Some(via)).await,
@@ -236,11 +231,16 @@ impl Gateway {
         true
     }
 
-    /// Scans the answer `value` to `request` (`id`) and records it.
-    fn record_result(&self, id: &Id, request: &McpPayload, value: &Value) {
-        let result = value.get("result");
-        let findings = result.map(|result| strings(poison::scan_value(result, Scope::Result))).unwrap_or_default();
-        self.observe(Some(id), classify::response(request, result), false, findings);
+    /// Records the answer `value` to `request` (`id`) with the findings of
+    /// a scan of its result, both once the answer is on its way
+    /// ([`Enforcer::observe_later`](crate::Enforcer::observe_later)).
+    fn record_result(&self, id: &Id, request: &McpPayload, value: Value) {
+        let event = self.event(McpDirection::ToClient, Some(id), classify::response(request, value.get("result")));
+        self.enforcer.observe_later(event, move |event| {
+            if let (Some(result), EventKind::Mcp(message)) = (value.get("result"), &mut event.kind) {
+                message.findings = strings(poison::scan_value(result, Scope::Result)).into_iter().collect();
+            }
+        });
     }
 
     fn observe(&self, id: Option<&Id>, payload: McpPayload, changed: bool, findings: BTreeSet<String>) {
@@ -256,10 +256,6 @@ impl Gateway {
 /// Answers whose content is scanned for poisoning, and nothing else.
 fn scanned_only(request: &McpPayload) -> bool {
     matches!(request, McpPayload::ToolsCall { .. } | McpPayload::PromptsGet { .. } | McpPayload::ResourcesRead { .. })
-}
-
-fn on_current_thread() -> bool {
-    tokio::runtime::Handle::try_current().is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread)
 }
 
 fn strings(kinds: BTreeSet<&'static str>) -> BTreeSet<String> {

@@ -93,10 +93,8 @@ impl Harness {
         assert_eq!(self.client.try_recv().ok(), Some(Out::Abandoned));
     }
 
-    /// The audit records of type `decision` for MCP events. A result is
-    /// recorded by a task of its own once the answer is out: it runs first.
-    async fn decisions(&self) -> Vec<Value> {
-        tokio::task::yield_now().await;
+    /// The audit records of type `decision` for MCP events.
+    fn decisions(&self) -> Vec<Value> {
         self.audit.sync().expect("sync");
         let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).expect("audit");
         text.lines()
@@ -105,8 +103,7 @@ impl Harness {
             .collect()
     }
 
-    async fn notices(&self) -> String {
-        tokio::task::yield_now().await;
+    fn notices(&self) -> String {
         self.audit.sync().expect("sync");
         let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).expect("audit");
         text.lines().filter(|line| line.contains("\"type\":\"notice\"")).collect::<Vec<_>>().join("\n")
@@ -140,7 +137,7 @@ async fn an_allowed_call_is_forwarded_and_its_result_relayed() {
     assert_eq!(h.server_gets().await, request);
     h.server_sends(ok(1, json!({"content": [{"type": "text", "text": "hi"}]}))).await;
     assert_eq!(h.client_gets().await["result"]["content"][0]["text"], "hi");
-    let decisions = h.decisions().await;
+    let decisions = h.decisions();
     assert_eq!(decisions[0]["decision"]["effect"], "allow");
     assert_eq!(decisions[0]["event"]["detail"]["message"]["name"], "read_file");
     assert_eq!(decisions[1]["event"]["detail"]["direction"], "to-client");
@@ -156,7 +153,7 @@ async fn a_denied_call_is_answered_here_and_never_forwarded() {
     assert_eq!(answer["error"]["message"], "denied by Bridle policy: no SSH paths");
     assert_eq!(answer["error"]["data"], json!({"policy": "no-ssh", "policies": ["no-ssh"], "reason": "no SSH paths"}));
     h.nothing_for_server();
-    assert_eq!(h.decisions().await[0]["decision"]["effect"], "deny");
+    assert_eq!(h.decisions()[0]["decision"]["effect"], "deny");
 }
 
 #[tokio::test]
@@ -172,7 +169,7 @@ async fn tools_policy_forbids_outright_are_hidden_and_all_are_pinned() {
     assert_eq!(names, vec!["query"]);
     let pinned = PinStore::new(h.dir.path().join("pins")).load("demo").expect("pins");
     assert_eq!(pinned.tools.keys().collect::<Vec<_>>(), vec!["drop_database", "query"]);
-    assert!(h.notices().await.contains("hid tool drop_database from tools/list: dropping databases is not allowed"));
+    assert!(h.notices().contains("hid tool drop_database from tools/list: dropping databases is not allowed"));
 }
 
 #[tokio::test]
@@ -201,7 +198,7 @@ async fn a_changed_tool_is_flagged_and_held_until_approved() {
     assert_eq!(pending.len(), 1, "{pending:?}");
     h.approvals.resolve(&pending[0].id, true, "alice").expect("resolve");
     assert_eq!(h.server_gets().await["id"], 2);
-    let decisions = h.decisions().await;
+    let decisions = h.decisions();
     let call = decisions.iter().find(|d| d["event"]["detail"]["id"] == "2").expect("call recorded");
     assert_eq!(call["event"]["detail"]["tool_changed"], true);
     assert_eq!(call["decision"]["effect"], "allow");
@@ -231,7 +228,7 @@ async fn an_unanswered_ask_times_out_as_a_deny() {
     assert_eq!(answer["error"]["code"], jsonrpc::DENIED);
     assert!(answer["error"]["data"]["reason"].as_str().expect("reason").starts_with("no approval within"), "{answer}");
     h.nothing_for_server();
-    let decisions = h.decisions().await;
+    let decisions = h.decisions();
     let call = decisions.iter().find(|d| d["event"]["detail"]["id"] == "2").expect("call recorded");
     assert_eq!(
         call["event"]["detail"]["findings"],
@@ -272,7 +269,7 @@ async fn cancelling_a_forwarded_request_forwards_the_notice_and_drops_the_late_a
     h.client_told_abandoned();
     h.server_sends(ok(5, json!({"content": []}))).await;
     h.nothing_for_client();
-    assert!(!h.notices().await.contains("not in flight"), "a late answer to a cancelled request is expected");
+    assert!(!h.notices().contains("not in flight"), "a late answer to a cancelled request is expected");
 }
 
 #[tokio::test]
@@ -319,7 +316,7 @@ async fn bad_input_from_the_client_is_answered_not_forwarded() {
     assert_eq!(answer["error"]["code"], jsonrpc::TOO_LARGE);
     assert_eq!(answer["error"]["data"], json!({"limit": 4096, "size": 50_000}));
     h.nothing_for_server();
-    assert!(h.notices().await.contains("not JSON-RPC"));
+    assert!(h.notices().contains("not JSON-RPC"));
 }
 
 #[tokio::test]
@@ -357,7 +354,7 @@ async fn server_garbage_and_strangers_are_dropped_and_reported() {
     h.gateway.from_server(Line::Message(b"Server starting on stdio...".to_vec())).await;
     h.server_sends(ok(77, json!({}))).await;
     h.nothing_for_client();
-    let notices = h.notices().await;
+    let notices = h.notices();
     assert!(notices.contains("not JSON-RPC"), "{notices}");
     assert!(notices.contains("request 77, which is not in flight"), "{notices}");
     // An oversized answer to a request in flight becomes an error for it.
@@ -384,7 +381,7 @@ async fn results_and_server_requests_are_scanned() {
         json!({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {"messages": [message]}});
     h.server_sends(sampling.clone()).await;
     assert_eq!(h.client_gets().await, sampling);
-    let decisions = h.decisions().await;
+    let decisions = h.decisions();
     let result = decisions
         .iter()
         .find(|d| d["event"]["detail"]["direction"] == "to-client" && d["event"]["detail"]["id"] == "1")

@@ -21,10 +21,29 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::audit::AuditEntry;
 
+/// An entry waiting for its append, or what makes it then.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an entry moves into the queue once; boxing it would add an allocation per record on the message's path"
+)]
+pub(super) enum Queued {
+    Entry(AuditEntry),
+    Make(Box<dyn FnOnce() -> AuditEntry + Send>),
+}
+
+impl Queued {
+    pub(super) fn into_entry(self) -> AuditEntry {
+        match self {
+            Queued::Entry(entry) => entry,
+            Queued::Make(make) => make(),
+        }
+    }
+}
+
 /// Entries waiting for their append.
 #[derive(Default)]
 pub(super) struct Later {
-    queue: Mutex<Vec<AuditEntry>>,
+    queue: Mutex<Vec<Queued>>,
     /// The queue is not empty: lets the direct path skip the lock.
     waiting: AtomicBool,
     /// A task that drains the queue is on its way.
@@ -36,7 +55,7 @@ pub(super) struct Later {
 impl Later {
     /// Queues `entry`; true if the caller should start a drain (none is
     /// on its way).
-    pub(super) fn push(&self, entry: AuditEntry) -> bool {
+    pub(super) fn push(&self, entry: Queued) -> bool {
         let mut queue = lock(&self.queue);
         queue.push(entry);
         self.waiting.store(true, Ordering::Release);
@@ -50,7 +69,7 @@ impl Later {
 
     /// Takes the queue and hands each entry, in order, to `append`; a
     /// drain that starts later waits for this one.
-    pub(super) fn drain(&self, mut append: impl FnMut(AuditEntry)) {
+    pub(super) fn drain(&self, mut append: impl FnMut(Queued)) {
         let _draining = lock(&self.draining);
         // From here a new entry schedules a drain of its own: one queued
         // after the take below must not wait for a drain that will not come.

@@ -130,8 +130,8 @@ impl Shared {
 
     /// Appends what `append_later` queued, in order.
     pub(super) fn drain_later(&self) {
-        self.later.drain(|entry| {
-            if let Err(error) = self.append(entry) {
+        self.later.drain(|queued| {
+            if let Err(error) = self.append(queued.into_entry()) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(log = %self.path.display(), %error, "could not append a queued audit record");
             }

@@ -164,6 +164,38 @@ fn a_later_append_lands_once_the_task_yields_in_queue_order() {
 }
 
 #[test]
+fn a_deferred_entry_is_made_when_it_is_appended_and_keeps_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    let made = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    current_thread().block_on(async {
+        log.append_later(notice("before"));
+        let flag = Arc::clone(&made);
+        log.append_later_with(move || {
+            flag.store(true, Ordering::SeqCst);
+            notice("made")
+        });
+        log.append_later(notice("after"));
+        assert!(!made.load(Ordering::SeqCst), "made before the task yielded");
+        tokio::task::yield_now().await;
+        assert!(made.load(Ordering::SeqCst));
+    });
+    log.sync().expect("sync");
+    assert_eq!(messages(&path), ["before", "made", "after"]);
+}
+
+#[test]
+fn a_deferred_entry_whose_task_never_runs_is_made_at_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    current_thread().block_on(async { log.append_later_with(|| notice("made at close")) });
+    drop(log);
+    assert_eq!(messages(&path), ["made at close"]);
+}
+
+#[test]
 fn a_direct_append_comes_after_what_was_queued_before_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
