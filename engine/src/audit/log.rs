@@ -177,12 +177,13 @@ impl AuditLog {
     }
 
     /// Records that could not be written (each was reported to its caller,
-    /// or at close to the log's `tracing` output).
+    /// or, for a later append or at close, to the log's `tracing` output).
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// The seq the next record will get.
+    /// The seq the next record appended will get (entries still queued by
+    /// [`AuditLog::append_later`] come before it).
     pub fn next_seq(&self) -> u64 {
         self.shared.lock().next_seq
     }
