@@ -134,7 +134,7 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Appends `entry` once the calling task yields ([`later`]): for a
+    /// Appends `entry` once the calling task yields (module `later`): for a
     /// record made on a message's path, so that its cost comes after the
     /// message is passed on. It appends now outside a current-thread tokio
     /// runtime (on a multi-thread one the task may wake another worker,
