@@ -124,14 +124,15 @@ wait_marker() {
 # client waits up to HELD_WAIT s for them) and after they close (up to
 # CLOSED_WAIT s), and keeps rss.json and hold.json.
 measure_hold() {
-  local held_wait=$1 closed_wait=$2 bpid comm idle held hwm fds threads closed
+  local held_wait=$1 closed_wait=$2 bpid exe idle held hwm fds threads closed
   env -u SUDO_UID "${GUARDED[@]}" >"$WORK/hold.out" 2>"$WORK/hold.err" &
   bpid=$!
   BRIDLES+=("$bpid")
   # nsenter execs bridle: the pid started is Bridle's own.
   if wait_marker idle 30; then
-    comm=$(cat "/proc/$bpid/comm" 2>/dev/null || true)
-    [[ $comm == bridle ]] || die "pid $bpid is '$comm', not bridle"
+    # The binary, not its name: a copy under another name can be measured.
+    exe=$(readlink -f "/proc/$bpid/exe" 2>/dev/null || true)
+    [[ $exe == "$(readlink -f "$BRIDLE")" ]] || die "pid $bpid runs '$exe', not $BRIDLE"
     sleep 0.3
     idle=$(rss_kib "$bpid" VmRSS)
     touch "$WORK/markers/go"
