@@ -123,21 +123,6 @@ impl Gateway {
                 }
             }
         };
-        if scanned_only(&pending.payload) {
-            // Its findings go on the record and decide nothing: the scan is
-            // made with the record, after the answer went on.
-            match (pending.due.batch, bytes) {
-                (None, Some(bytes)) => {
-                    self.record_result(&id, &pending.payload, value);
-                    self.send_answer(&pending.due.reply, Some(via), bytes).await;
-                }
-                _ => {
-                    self.record_result(&id, &pending.payload, value.clone());
-                    self.deliver(&pending.due, value, Some(via)).await;
-                }
-            }
-            return;
-        }
         let mut changed = false;
         let mut findings = BTreeSet::new();
         let mut reencode = false;
@@ -160,8 +145,17 @@ impl Gateway {
                 _ => {}
             }
         }
-        let payload = classify::response(&pending.payload, value.get("result"));
-        self.observe(Some(&id), payload, changed, findings);
+        if scanned_only(&pending.payload) {
+            // Its findings go on the record and decide nothing: the scan is
+            // made with the record, after the answer went on. The answer
+            // goes out as the server's bytes unless it joins a batch.
+            let passed_on = pending.due.batch.is_none() && bytes.is_some();
+            let answer = if passed_on { std::mem::take(&mut value) } else { value.clone() };
+            self.record_result(&id, &pending.payload, answer);
+        } else {
+            let payload = classify::response(&pending.payload, value.get("result"));
+            self.observe(Some(&id), payload, changed, findings);
+        }
         match (pending.due.batch, bytes) {
             (None, Some(bytes)) if !reencode => self.send_answer(&pending.due.reply, Some(via), bytes).await,
             _ => self.deliver(&pending.due, value, Some(via)).await,
