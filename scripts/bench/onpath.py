@@ -18,6 +18,7 @@ inside the reads and the writes themselves.
 """
 
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,9 @@ RETURN = re.compile(r"NR (\d+) = (-?\d+)")
 def record(tid: str, seconds: float, out: Path) -> None:
     command = ["perf", "record", "-q", "-e", "raw_syscalls:sys_enter,raw_syscalls:sys_exit",
                "-t", tid, "-o", str(out), "--", "sleep", str(seconds)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"perf record on thread {tid} failed (is it running, and are you root?): {done.stderr.strip()}")
 
 
 def events(data: Path, tid: str):
@@ -59,6 +62,8 @@ def main() -> None:
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     tid, seconds = sys.argv[1], float(sys.argv[2])
+    if shutil.which("perf") is None:
+        raise SystemExit("onpath.py needs perf: apt-get install linux-perf (Debian) or linux-tools-generic (Ubuntu)")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(tmp) / "perf.data"
         record(tid, seconds, data)
