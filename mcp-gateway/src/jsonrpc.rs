@@ -11,6 +11,8 @@
 //! [`DENIED`] (policy), [`CONNECTION_CLOSED`] (the server went away before
 //! answering, the MCP SDKs' own code for that) and [`TOO_LARGE`].
 
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny};
 use serde_json::{Map, Value, json};
 
 /// The line is not JSON.
@@ -109,6 +111,44 @@ pub fn parse(line: &[u8]) -> Result<Frame, FrameError> {
         Value::Object(_) => Ok(Frame::Single(classify(value))),
         other => Err(FrameError::NotAnObject(type_name(&other))),
     }
+}
+
+/// The id of `line` if it is one well-formed response and nothing else,
+/// read without building it: an object with `"jsonrpc": "2.0"`, a string
+/// or number id, exactly one of `result` and `error`, no `method`, and no
+/// key twice. `None` says only "not that": [`parse`] tells what it is. An
+/// answer passed on as the server's bytes needs no more than this before
+/// it goes (its result is scanned with its record, afterwards).
+pub fn response_id(line: &[u8]) -> Option<Id> {
+    /// Whether a key occurred, whatever its value (`null` too, unlike `Option`).
+    #[derive(Default)]
+    struct Seen(bool);
+    impl<'de> Deserialize<'de> for Seen {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            IgnoredAny::deserialize(deserializer).map(|_| Seen(true))
+        }
+    }
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        jsonrpc: Option<&'a str>,
+        id: Option<Value>,
+        #[serde(default)]
+        method: Seen,
+        #[serde(default)]
+        result: Seen,
+        #[serde(default)]
+        error: Seen,
+    }
+    // A struct also deserializes from an array; a batch is not a response.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    // Duplicate keys are an error here, where `parse` keeps the last: such
+    // a message takes the long way.
+    let head: Head<'_> = serde_json::from_slice(line).ok()?;
+    let valid = head.jsonrpc == Some("2.0") && !head.method.0 && head.result.0 != head.error.0;
+    valid.then(|| head.id.as_ref().and_then(Id::from_value)).flatten()
 }
 
 /// Sorts one JSON value into a [`Message`].

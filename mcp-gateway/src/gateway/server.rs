@@ -16,6 +16,10 @@ use crate::jsonrpc::{self, Frame, Id, Message, Parsed};
 use crate::poison::{self, Scope};
 use crate::tools::Sighted;
 
+/// The largest answer [`Gateway::passed_on`] takes: most results are small,
+/// and a large one's parse is not what its time goes to.
+const QUICK_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Non-JSON messages from the server audited one by one (the rest are counted).
 pub(super) const AUDITED_GARBAGE: u64 = 20;
 
@@ -36,6 +40,10 @@ impl Gateway {
             Line::Message(bytes) => bytes,
             Line::Oversized { prefix, size } => return self.oversized_from_server(&prefix, size).await,
         };
+        let bytes = match self.passed_on(bytes, via).await {
+            Ok(()) => return,
+            Err(bytes) => bytes,
+        };
         match jsonrpc::parse(&bytes) {
             Err(error) => self.garbage_from_server(&bytes, &error.to_string()),
             Ok(Frame::Single(parsed)) => self.server_message(parsed, Some(bytes), via).await,
@@ -47,6 +55,31 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// The common answer, to a call whose result is only scanned, goes on
+    /// as the server's bytes once its id is read: the full parse its scan
+    /// needs is made with its record, after it went. Anything else comes
+    /// back for the long way ([`jsonrpc::parse`]).
+    async fn passed_on(&self, bytes: Vec<u8>, via: &Reply) -> Result<(), Vec<u8>> {
+        // Past this the copy kept for the scan would cost more than the parse saves.
+        if bytes.len() > QUICK_ANSWER_BYTES {
+            return Err(bytes);
+        }
+        let Some(id) = jsonrpc::response_id(&bytes) else { return Err(bytes) };
+        let pending = {
+            let mut flight = lock(&self.flight);
+            let quick = flight.inflight.get(&id).is_some_and(|p| p.due.batch.is_none() && scanned_only(&p.payload));
+            match quick {
+                true => flight.inflight.remove(&id),
+                false => None,
+            }
+        };
+        let Some(pending) = pending else { return Err(bytes) };
+        let copy = bytes.clone();
+        self.record_result(&id, &pending.payload, move || serde_json::from_slice(&copy).ok());
+        self.send_answer(&pending.due.reply, Some(via), bytes).await;
+        Ok(())
     }
 
     async fn oversized_from_server(&self, prefix: &[u8], size: usize) {
@@ -151,7 +184,7 @@ impl Gateway {
             // goes out as the server's bytes unless it joins a batch.
             let passed_on = pending.due.batch.is_none() && bytes.is_some();
             let answer = if passed_on { std::mem::take(&mut value) } else { value.clone() };
-            self.record_result(&id, &pending.payload, answer);
+            self.record_result(&id, &pending.payload, move || Some(answer));
         } else {
             let payload = classify::response(&pending.payload, value.get("result"));
             self.observe(Some(&id), payload, changed, findings);
@@ -225,13 +258,18 @@ impl Gateway {
         true
     }
 
-    /// Records the answer `value` to `request` (`id`) with the findings of
-    /// a scan of its result, both once the answer is on its way
+    /// Records the answer to `request` (`id`, a call whose result is only
+    /// scanned) with the findings of a scan of its result: `value` gives
+    /// the answer, and both run once it is on its way
     /// ([`Enforcer::observe_later`](crate::Enforcer::observe_later)).
-    fn record_result(&self, id: &Id, request: &McpPayload, value: Value) {
-        let event = self.event(McpDirection::ToClient, Some(id), classify::response(request, value.get("result")));
+    fn record_result(&self, id: &Id, request: &McpPayload, value: impl FnOnce() -> Option<Value> + Send + 'static) {
+        // Such a request's payload takes nothing from its result.
+        let event = self.event(McpDirection::ToClient, Some(id), classify::response(request, None));
         self.enforcer.observe_later(event, move |event| {
-            if let (Some(result), EventKind::Mcp(message)) = (value.get("result"), &mut event.kind) {
+            let value = value();
+            if let (Some(result), EventKind::Mcp(message)) =
+                (value.as_ref().and_then(|v| v.get("result")), &mut event.kind)
+            {
                 message.findings = strings(poison::scan_value(result, Scope::Result)).into_iter().collect();
             }
         });

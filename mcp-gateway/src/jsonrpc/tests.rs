@@ -75,3 +75,45 @@ fn error_responses_carry_id_code_and_data() {
     );
     assert_eq!(error_response(None, PARSE_ERROR, "bad", None)["id"], Value::Null);
 }
+
+#[test]
+fn the_quick_response_reader_agrees_with_parse_or_steps_aside() {
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"x"}]}}"#,
+        r#" {"result":null,"id":"a\u0041","jsonrpc":"2.0","extra":[1,{"id":9}]}"#,
+        r#"{"jsonrpc":"2.0","id":-1.5e3,"error":{"code":1,"message":"m"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"both"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":null,"error":null}"#,
+        r#"{"jsonrpc":"2.0","id":1}"#,
+        r#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":[1],"result":{}}"#,
+        r#"{"jsonrpc":"1.0","id":1,"result":{}}"#,
+        r#"{"id":1,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"id":2,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{}} trailing"#,
+        r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+        r#"["2.0",1,null,{},null]"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"#,
+        "",
+    ];
+    let mut quick = 0;
+    for line in lines {
+        let full = match parse(line.as_bytes()) {
+            Ok(Frame::Single(parsed)) => Some(parsed.message),
+            _ => None,
+        };
+        match response_id(line.as_bytes()) {
+            Some(id) => {
+                quick += 1;
+                assert_eq!(full, Some(Message::Response { id }), "{line}");
+            }
+            // It steps aside for a response only when a key occurs twice.
+            None => {
+                let duplicate = line.contains(r#""id":1,"id""#);
+                assert!(!matches!(full, Some(Message::Response { .. })) || duplicate, "{line}");
+            }
+        }
+    }
+    assert_eq!(quick, 3, "the three plain responses are read quickly");
+}
