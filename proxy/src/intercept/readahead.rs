@@ -41,20 +41,20 @@ impl AsyncRead for ReadAhead<TcpStream> {
             if out.remaining() >= READ_AHEAD {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
-            loop {
-                ready!(this.inner.poll_read_ready(cx))?;
-                let mut buf = Vec::with_capacity(READ_AHEAD);
-                match this.inner.try_read_buf(&mut buf) {
-                    // EOF: nothing put in `out`.
-                    Ok(0) => return Poll::Ready(Ok(())),
-                    Ok(_) => {
-                        this.buf = buf;
-                        this.pos = 0;
-                        break;
-                    }
-                    // The readiness was stale; `try_read_buf` cleared it.
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(error) => return Poll::Ready(Err(error)),
+            ready!(this.inner.poll_read_ready(cx))?;
+            let mut buf = Vec::with_capacity(READ_AHEAD);
+            // Through `poll_read`, not `try_read_buf`: a read that leaves
+            // the buffer partly empty tells tokio the socket is drained, so
+            // the next read waits for epoll instead of making a syscall
+            // that fails with EAGAIN (hyper reads once more after every
+            // response, to see an idle upstream close). A stale readiness
+            // is cleared in there, and the buffer dropped with `Pending`.
+            match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut buf))? {
+                // EOF: nothing put in `out`.
+                0 => return Poll::Ready(Ok(())),
+                _ => {
+                    this.buf = buf;
+                    this.pos = 0;
                 }
             }
         }
