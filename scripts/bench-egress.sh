@@ -8,6 +8,9 @@
 #      detection, decision, upstream connect and relay), unguarded vs
 #      `bridle run`;
 #   2. one TCP stream up and down, direct vs through the proxy;
+#   1 and 2 also through the floor: a minimal splice relay
+#      (scripts/bench/relay.c) with no redirection, policy or audit, i.e.
+#      what one more process and two more loopback hops cost here;
 #   3. Bridle's RSS while COUNT connections are held open through it;
 #   4. cached DNS queries/s and p50/p99 latency, Bridle's resolver vs the
 #      test authority directly.
@@ -82,6 +85,9 @@ nsenter --net="/run/netns/$NS" "$PY" "$WORK/py/dns_authority.py" 127.0.0.1 5353 
 PIDS+=($!)
 for _ in $(seq 100); do [[ -f $WORK/server.ready ]] && break; sleep 0.05; done
 [[ -f $WORK/server.ready ]] || die "the test servers did not start"
+FLOOR_PING=8001 FLOOR_DATA=8002
+bench_relay "$FLOOR_PING" "$SERVER" "$PING_PORT"
+bench_relay "$FLOOR_DATA" "$SERVER" "$DATA_PORT"
 
 NOBODY_UID=$(id -u nobody) NOBODY_GID=$(id -g nobody)
 # Unguarded: the client straight in the namespace, as the same user.
@@ -105,6 +111,7 @@ note_compilers "when the bench started"
 log "1. TCP connect() and connect + 1-byte request/response (time to first byte) x $CONNECTS (sequential)"
 LAT=(latency --addr "$SERVER" --port "$PING_PORT" --count "$CONNECTS" --time-limit 60)
 keep latency-direct "$(direct 90 "${LAT[@]}")"
+((FLOOR)) && keep latency-floor "$(direct 90 latency --addr 127.0.0.1 --port "$FLOOR_PING" --count "$CONNECTS" --time-limit 60)"
 keep latency-guarded "$(guarded 90 audit-latency "${LAT[@]}")"
 echo "audited decisions (guarded): $(decisions audit-latency)" >&2
 
@@ -112,6 +119,7 @@ echo "audited decisions (guarded): $(decisions audit-latency)" >&2
 log "2. one TCP stream of $BYTES bytes, up and down, x $REPS"
 THR=(throughput --addr "$SERVER" --port "$DATA_PORT" --bytes "$BYTES" --reps "$REPS" --time-limit 240)
 keep throughput-direct "$(direct 300 "${THR[@]}")"
+((FLOOR)) && keep throughput-floor "$(direct 300 throughput --addr 127.0.0.1 --port "$FLOOR_DATA" --bytes "$BYTES" --reps "$REPS" --time-limit 240)"
 keep throughput-guarded "$(guarded 300 audit-throughput "${THR[@]}")"
 
 # --- 3. connections held --------------------------------------------------------

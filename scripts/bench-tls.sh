@@ -18,6 +18,9 @@
 #      mitmproxy);
 #   3. one download of BYTES over keep-alive, direct vs bridle;
 #   4. Bridle's RSS with HOLD TLS connections held open through it.
+#   1 and 3 also through the floor: a minimal TCP splice relay
+#   (scripts/bench/relay.c) that passes the client's TLS through untouched,
+#   i.e. what one more process and two more loopback hops cost here.
 #
 # Usage: scripts/bench-tls.sh [--quick] [--no-build]     (as root)
 #   --quick     smaller sizes and counts (a few minutes)
@@ -145,6 +148,9 @@ probe() { nsenter --net="/run/netns/$NS" "$PY" -c "import socket, sys; socket.cr
 for _ in $(seq 300); do [[ -f $WORK/upstream.ready ]] && probe 127.0.0.1 "$MITM_PORT" && break; sleep 0.1; done
 [[ -f $WORK/upstream.ready ]] || die "the HTTPS upstream did not start"
 probe 127.0.0.1 "$MITM_PORT" || die "mitmdump did not start: $(tail -5 "$WORK/mitmdump.log")"
+FLOOR_PORT=8443
+bench_relay "$FLOOR_PORT" "$SERVER" 443
+TO_FLOOR=(--connect "127.0.0.1:$FLOOR_PORT" --cafile "$WORK/pki/ca.pem")
 [[ -f $WORK/mitm/mitmproxy-ca-cert.pem ]] || die "mitmdump made no CA in $WORK/mitm"
 install -m 644 "$WORK/mitm/mitmproxy-ca-cert.pem" "$WORK/pki/mitm-ca.pem"
 
@@ -187,6 +193,7 @@ for r in $(seq "$ROUNDS"); do
   keep "ka-direct.$r" "$(direct 120 "${TO_UPSTREAM[@]}" "${KA[@]}" --count "$KA_COUNT")"
   keep "ka-bridle.$r" "$(guarded 120 "audit-ka-$r" "${KA[@]}" --count "$KA_COUNT")"
   keep "ka-mitm.$r" "$(mitm 120 "${KA[@]}" --count "$MITM_COUNT")"
+  ((FLOOR)) && keep "ka-floor.$r" "$(direct 120 "${TO_FLOOR[@]}" "${KA[@]}" --count "$KA_COUNT")"
   audited=$((audited + $(requests_audited "audit-ka-$r")))
 done
 echo "requests audited (bridle): $audited" >&2
@@ -210,6 +217,7 @@ DL=(download --bytes "$BYTES" --reps 1 --time-limit 240)
 for r in $(seq "$REPS"); do
   keep "dl-direct.$r" "$(direct 300 "${TO_UPSTREAM[@]}" "${DL[@]}")"
   keep "dl-bridle.$r" "$(guarded 300 "audit-dl-$r" "${DL[@]}")"
+  ((FLOOR)) && keep "dl-floor.$r" "$(direct 300 "${TO_FLOOR[@]}" "${DL[@]}")"
 done
 note_compilers "during the downloads"
 

@@ -157,3 +157,26 @@ measure_hold() {
   BRIDLES=()
   keep hold "$(cat "$WORK/hold.out")" || true
 }
+
+# The floor (scripts/bench/relay.c): a minimal splice relay, built with the
+# host's C compiler into WORK once. `bench_relay PORT ADDR UPSTREAM_PORT`
+# starts one in the namespace on 127.0.0.1:PORT, relaying to ADDR:UPSTREAM_PORT.
+# Without a C compiler the floor is left out (FLOOR=0) and a note says so.
+FLOOR=1
+bench_relay() {
+  local port=$1 addr=$2 upstream_port=$3 ready
+  ((FLOOR)) || return 0
+  if [[ ! -x $WORK/relay ]]; then
+    if ! cc -O2 -o "$WORK/relay" scripts/bench/relay.c 2>"$WORK/relay.cc.log"; then
+      FLOOR=0
+      NOTES+=("no floor: scripts/bench/relay.c did not build with cc ($(head -1 "$WORK/relay.cc.log"); apt-get install gcc)")
+      echo "$BENCH: warning: ${NOTES[-1]}" >&2
+      return 0
+    fi
+  fi
+  ready=$WORK/relay.$port.ready
+  nsenter --net="/run/netns/$NS" "$WORK/relay" 127.0.0.1 "$port" "$addr" "$upstream_port" "$ready" &
+  PIDS+=($!)
+  for _ in $(seq 100); do [[ -f $ready ]] && return 0; sleep 0.05; done
+  die "the floor relay on port $port did not start"
+}

@@ -53,6 +53,22 @@ def print_table(header, rows):
     print(line)
 
 
+def floor_rows(rows, what, direct, floor, guarded, rate):
+    """Two rows under a guarded number: the floor relay's number against
+    direct, and what Bridle costs beyond the floor. `rate`: bigger is
+    better (ratios), else a time (differences)."""
+    if floor is None:
+        return
+    if rate:
+        vs_direct = "n/a" if not direct else f"x{round(floor / direct, 3)}"
+        beyond = "n/a" if not floor or guarded is None else f"x{round(guarded / floor, 3)}"
+    else:
+        vs_direct = "n/a" if direct is None else signed(round(floor - direct, 1))
+        beyond = "n/a" if guarded is None else signed(round(guarded - floor, 1))
+    rows.append((f"  floor [3]: minimal relay, {what}", fmt(direct), fmt(floor), vs_direct, "report", ""))
+    rows.append(("  bridle against the floor", "", "", beyond, "", ""))
+
+
 def main():
     d = sys.argv[1]
     rows = []  # (metric, direct, guarded, delta/ratio, target, verdict)
@@ -72,6 +88,8 @@ def main():
             target = "<= +20 us" if q == "p50" and what == "ttfb_us" else ""
             ok = None if (added is None or not target) else added <= 20
             rows.append((f"{label} {q} (us)", fmt(a), fmt(b), diff, target, verdict(ok)))
+    floor_rows(rows, "TTFB p50 (us)", get(ld, "ttfb_us", "p50"), get(load(d, "latency-floor"), "ttfb_us", "p50"),
+               get(lg, "ttfb_us", "p50"), rate=False)
     cpu = get(lg, "cpu", "parent_cpu_us_per_op")
     if cpu is not None:
         rows.append(("  bridle CPU per guarded connection (us)", "", fmt(cpu), "", "", ""))
@@ -87,6 +105,7 @@ def main():
         if complete is False:
             label += " [time-limited]"
         rows.append((label, fmt(a), fmt(b), f"x{ratio}" if ratio is not None else "n/a", ">= x0.8", verdict(ok)))
+        floor_rows(rows, f"{direction} (MB/s)", a, get(load(d, "throughput-floor"), direction + "_mb_s"), b, rate=True)
     # Single streams on a shared 2-core machine vary run to run: show every
     # run next to the medians above, so a ratio is read with its spread.
     for direction in ("up", "down"):
@@ -136,6 +155,9 @@ def main():
     print("    upstream connect is in this number.")
     print("[2] connect, send 1 byte, receive the 1-byte answer. Guarded, this adds everything the proxy does:")
     print("    accept, detection, decision and audit, the upstream connect, and relaying both bytes.")
+    print("[3] the same client through scripts/bench/relay.c (one thread, epoll, splice through 1 MiB pipes;")
+    print("    no redirection, detection, policy or audit) in the same run, in the 'guarded' column: what any")
+    print("    relaying proxy costs on this machine (one more process, two more loopback hops).")
     notes = load(d, "notes")
     for note in (notes or {}).get("lines", []):
         print("note: " + note)

@@ -117,6 +117,20 @@ def main():
         else:
             added = None if a is None or b is None else round(b - a, 1)
             rows.append(("keep-alive GET latency p99 (us)", fmt(a), fmt(b), fmt(m), signed(added), "report", ""))
+    kf = keepalive(d, "ka-floor")
+    if kf is not None:
+        a, f, b = get(kd, "rps"), get(kf, "rps"), get(kb, "rps")
+        rows.append(("  floor [6]: minimal TCP relay, GETs/s", fmt(a), fmt(f), "",
+                     "n/a" if not a or f is None else f"x{round(f / a, 2)} of direct", "report", ""))
+        rows.append(("  bridle against the floor, GETs/s", "", "", "",
+                     "n/a" if not f or b is None else f"x{round(b / f, 2)}", "", ""))
+        floor_added = median(None if x is None or y is None else round(y - x, 1)
+                             for x, y in zip(get(kd, "rounds_p50") or [], get(kf, "rounds_p50") or []))
+        rows.append(("  floor [6]: added p50 (us)", "", fmt(get(kf, "latency_us", "p50")), "", signed(floor_added),
+                     "report", ""))
+        rows.append(("  bridle beyond the floor, p50 (us)", "", "", "",
+                     "n/a" if added_p50 is None or floor_added is None else signed(round(added_p50 - floor_added, 1)),
+                     "", ""))
     cb, cm = get(kb, "cpu", "parent_cpu_us_per_op"), get(km, "cpu", "parent_cpu_us_per_op")
     if cb is not None or cm is not None:
         rows.append(("  proxy CPU per request (us)", "", fmt(cb), fmt(cm), "", "", ""))
@@ -153,6 +167,13 @@ def main():
                  verdict(None if r is None else r >= 0.7)))
     rows.append(("  every run (MB/s)", *(", ".join(fmt(round(x["mb_s"])) for x in get(t, "runs") or []) or "n/a"
                                          for t in (dd, db)), "", "", "", ""))
+    df = download(d, "dl-floor")
+    if df is not None:
+        f = get(df, "mb_s")
+        rows.append(("  floor [6]: minimal TCP relay (MB/s)", fmt(a), fmt(f), "",
+                     "n/a" if not a or f is None else f"x{round(f / a, 3)} of direct", "report", ""))
+        rows.append(("  bridle against the floor", "", "", "", "n/a" if not f or b is None else f"x{round(b / f, 3)}",
+                     "", ""))
     cpu = get(db, "cpu", "parent_cpu_s_per_gib")
     if cpu is not None:
         rows.append(("  bridle CPU per GiB (s)", "", fmt(cpu), "", "", "", ""))
@@ -182,6 +203,9 @@ def main():
     print("[4] the same to one name seen before, alternating with [3]: no leaf to mint (bridle's upstream TLS")
     print("    may resume). [3] and [4]: percentiles over the samples of every round.")
     print("[5] diff: the median over rounds of (bridle p50 - direct p50) of the same round.")
+    print("[6] the same client through scripts/bench/relay.c (one thread, epoll, splice through 1 MiB pipes),")
+    print("    which passes its TLS through to the upstream untouched (no interception, policy or audit), in")
+    print("    the same rounds, in the 'bridle' column: what any proxy in the path costs on this machine.")
     issuers = [get(t, "issuer") for t in (kd, kb, km)]
     print(f"peer certificate issuer seen by the client: direct={issuers[0]}, bridle={issuers[1]}, mitmproxy={issuers[2]}")
     bad = [name for name, t, want in (("bridle", kb, "Bridle"), ("bridle new hosts", nb, "Bridle"),
