@@ -6,7 +6,6 @@
 //! original destination, so lying in SNI or Host cannot reach another host.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bridle_engine::approvals::Approvals;
@@ -29,7 +28,6 @@ pub struct Decider {
     audit: Option<Arc<AuditLog>>,
     session: String,
     principal: String,
-    audit_failures: AtomicU64,
     /// Where an `ask` waits for a person; without it an ask is a deny.
     approvals: OnceLock<Arc<Approvals>>,
 }
@@ -60,14 +58,7 @@ impl Decider {
         session: impl Into<String>,
         principal: impl Into<String>,
     ) -> Self {
-        Decider {
-            authorizer,
-            audit,
-            session: session.into(),
-            principal: principal.into(),
-            audit_failures: AtomicU64::new(0),
-            approvals: OnceLock::new(),
-        }
+        Decider { authorizer, audit, session: session.into(), principal: principal.into(), approvals: OnceLock::new() }
     }
 
     /// From now on an `ask` waits for a person (`bridle approve`, the
@@ -176,20 +167,15 @@ impl Decider {
         self.record(AuditEntry::Notice { component: "proxy".into(), level: level.into(), message });
     }
 
-    /// Audit appends that failed (each also logged). The connection is still
-    /// decided: the audit store keeps its own drop count for the operator.
-    pub fn audit_failures(&self) -> u64 {
-        self.audit_failures.load(Ordering::Relaxed)
-    }
-
+    /// Appends `entry` after the work it describes: on the proxy's
+    /// multi-thread runtime the audit flusher appends it before its next
+    /// sync, so redaction, encoding and the hash chain are not between a
+    /// decision and the bytes it lets through. A failed append is logged
+    /// and counted by the log ([`AuditLog::dropped`]); the connection is
+    /// still decided.
     fn record(&self, entry: AuditEntry) {
         let Some(audit) = &self.audit else { return };
-        // `append` buffers in memory; it writes the file itself only every
-        // 256 KiB, which is short enough to do inline on the runtime.
-        if let Err(error) = audit.append(entry) {
-            self.audit_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, "cannot append the connection decision to the audit log");
-        }
+        audit.append_later(entry);
     }
 }
 

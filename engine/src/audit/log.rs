@@ -28,7 +28,7 @@ mod shared;
 
 use super::record::Hash;
 use super::{AuditEntry, AuditError, Index, Redactor, tail};
-use later::Queued;
+use later::{Drain, Pushed, Queued};
 use shared::{Shared, State, spawn_flusher};
 
 /// Bytes buffered before `append` writes them out itself.
@@ -134,14 +134,17 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Appends `entry` once the calling task yields (module `later`): for a
+    /// Appends `entry` after the work it describes (module `later`): for a
     /// record made on a message's path, so that its cost comes after the
-    /// message is passed on. It appends now outside a current-thread tokio
-    /// runtime (on a multi-thread one the task may wake another worker,
-    /// which costs more than the append: measured on the TLS proxy), and
-    /// when every append must be durable at once (`fsync_interval` zero).
-    /// A failure is logged and counted in [`AuditLog::dropped`]: no caller
-    /// is left to return it to.
+    /// message is passed on. On a current-thread tokio runtime a task of
+    /// that runtime appends it once the caller yields. On a multi-thread
+    /// runtime the flusher thread appends it before its next sync, within
+    /// `fsync_interval` (a task there may wake another worker, which costs
+    /// more than the append: measured on the TLS proxy); past
+    /// 256 entries waiting (`later::QUEUE_BOUND`), the caller appends them
+    /// itself. It appends now outside a runtime, and when every append must
+    /// be durable at once (`fsync_interval` zero). A failure is logged and
+    /// counted in [`AuditLog::dropped`]: no caller is left to return it to.
     pub fn append_later(&self, entry: AuditEntry) {
         self.queue_later(Queued::Entry(entry));
     }
@@ -154,20 +157,24 @@ impl AuditLog {
     }
 
     fn queue_later(&self, queued: Queued) {
-        let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if self.flusher.is_some() && runtime.runtime_flavor() == RuntimeFlavor::CurrentThread => {
-                runtime
+        let runtime = tokio::runtime::Handle::try_current().ok().filter(|_| self.flusher.is_some());
+        match runtime {
+            Some(runtime) if runtime.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                if self.shared.later.push(queued, Drain::Task) == Pushed::StartDrain {
+                    let shared = Arc::clone(&self.shared);
+                    runtime.spawn(async move { shared.drain_later() });
+                }
             }
-            _ => {
+            Some(_) => {
+                if self.shared.later.push(queued, Drain::Flusher) == Pushed::StartDrain {
+                    self.shared.drain_later();
+                }
+            }
+            None => {
                 if let Err(error) = self.append(queued.into_entry()) {
                     tracing::error!(log = %self.shared.path.display(), %error, "could not append an audit record");
                 }
-                return;
             }
-        };
-        if self.shared.later.push(queued) {
-            let shared = Arc::clone(&self.shared);
-            runtime.spawn(async move { shared.drain_later() });
         }
     }
 

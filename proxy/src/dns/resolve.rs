@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bridle_engine::audit::{AuditEntry, AuditLog};
@@ -45,7 +44,6 @@ pub struct Resolver {
     names: Arc<NameMap>,
     upstreams: Upstreams,
     notices: NoticeLimiter,
-    audit_failures: AtomicU64,
 }
 
 impl Resolver {
@@ -61,18 +59,12 @@ impl Resolver {
             names: Arc::new(NameMap::new(config.names_size)),
             upstreams: Upstreams::new(config.upstreams.clone(), config.upstream_timeout),
             notices: NoticeLimiter::default(),
-            audit_failures: AtomicU64::new(0),
         }
     }
 
     /// The IP → name map this resolver fills.
     pub fn names(&self) -> Arc<NameMap> {
         Arc::clone(&self.names)
-    }
-
-    /// Audit appends that failed (each also logged with `tracing`).
-    pub fn audit_failures(&self) -> u64 {
-        self.audit_failures.load(Ordering::Relaxed)
     }
 
     /// The bytes to send back for `packet` from `client`, or `None` when
@@ -160,11 +152,10 @@ impl Resolver {
         self.record(AuditEntry::Notice { component: "dns".into(), level: "warn".into(), message });
     }
 
+    /// Appended after the answer goes out (see `Decider::record`); a
+    /// failure is logged and counted by the log.
     fn record(&self, entry: AuditEntry) {
         let Some(audit) = &self.audit else { return };
-        if let Err(error) = audit.append(entry) {
-            self.audit_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, "cannot append a DNS decision to the audit log");
-        }
+        audit.append_later(entry);
     }
 }

@@ -4,7 +4,11 @@
 //! record's cost (redaction, encoding, the hash chain) between reading the
 //! message and writing it out, where every microsecond is latency. Queued
 //! here instead, the entry is appended by a task of the same runtime, which
-//! runs once the recording task yields: after it wrote the message.
+//! runs once the recording task yields: after it wrote the message. On a
+//! multi-thread runtime no task is spawned (it could wake an idle worker):
+//! the flusher thread appends the queue before its next sync, and a queue
+//! that reaches [`QUEUE_BOUND`] is appended by the caller that filled it,
+//! so memory stays bounded however fast records come.
 //!
 //! Order and completeness are kept: queued entries are appended in the
 //! order they were queued, before any later direct [`AuditLog::append`],
@@ -40,6 +44,29 @@ impl Queued {
     }
 }
 
+/// Entries a multi-thread runtime may leave for the flusher; at this many
+/// the caller appends them (about a millisecond of appends at ~5 µs each).
+pub(super) const QUEUE_BOUND: usize = 256;
+
+/// Who appends a queued entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Drain {
+    /// A task of the caller's (current-thread) runtime.
+    Task,
+    /// The flusher thread, or the caller at [`QUEUE_BOUND`].
+    Flusher,
+}
+
+/// What the caller of [`Later::push`] should do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pushed {
+    /// Drain the queue: spawn a task ([`Drain::Task`]), or drain it now
+    /// ([`Drain::Flusher`]: the queue reached its bound).
+    StartDrain,
+    /// Nothing: a drain is on its way, or the flusher will come.
+    Queued,
+}
+
 /// Entries waiting for their append.
 #[derive(Default)]
 pub(super) struct Later {
@@ -53,14 +80,18 @@ pub(super) struct Later {
 }
 
 impl Later {
-    /// Queues `entry`; true if the caller should start a drain (none is
-    /// on its way).
-    pub(super) fn push(&self, entry: Queued) -> bool {
+    /// Queues `entry` for `drain`; says whether the caller must drain.
+    pub(super) fn push(&self, entry: Queued, drain: Drain) -> Pushed {
         let mut queue = lock(&self.queue);
         queue.push(entry);
+        let queued = queue.len();
         self.waiting.store(true, Ordering::Release);
         drop(queue);
-        !self.scheduled.swap(true, Ordering::AcqRel)
+        let start = match drain {
+            Drain::Task => !self.scheduled.swap(true, Ordering::AcqRel),
+            Drain::Flusher => queued >= QUEUE_BOUND,
+        };
+        if start { Pushed::StartDrain } else { Pushed::Queued }
     }
 
     pub(super) fn waiting(&self) -> bool {

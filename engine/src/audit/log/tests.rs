@@ -254,16 +254,65 @@ fn outside_a_runtime_or_syncing_every_append_a_later_append_is_immediate() {
     assert_eq!(head::read(&dir.path().join("durable.jsonl")).expect("head").map(|c| c.seq), Some(0));
 }
 
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime")
+}
+
 #[test]
-fn on_a_multi_thread_runtime_a_later_append_is_immediate() {
+fn on_a_multi_thread_runtime_the_flusher_appends_a_later_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(10, false)).expect("open");
+    multi_thread().block_on(async {
+        log.append_later(notice("first"));
+        log.append_later_with(|| notice("second"));
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while head::read(&path).expect("head").map(|c| c.seq) != Some(1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(messages(&path), ["first", "second"], "the flusher thread appended both, in order");
+    assert!(verify(&path).expect("verify").ok());
+}
+
+#[test]
+fn on_a_multi_thread_runtime_a_later_entry_waits_for_a_sync_and_keeps_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    // The flusher sleeps a minute: only the calls below can append.
+    let log = AuditLog::open(&path, options(60_000, false)).expect("open");
+    multi_thread().block_on(async {
+        log.append_later(notice("queued"));
+        assert_eq!(log.next_seq(), 0, "no task appends it on a multi-thread runtime");
+        assert_eq!(log.append(notice("direct")).expect("append"), 1);
+        log.append_later(notice("at sync"));
+    });
+    log.sync().expect("sync");
+    assert_eq!(messages(&path), ["queued", "direct", "at sync"]);
+    log.append_later(notice("no runtime: now"));
+    assert_eq!(log.next_seq(), 4);
+}
+
+#[test]
+fn a_full_queue_is_appended_by_the_caller_that_filled_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&path, options(60_000, false)).expect("open");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
-    runtime.block_on(async {
-        log.append_later(notice("now"));
-        assert_eq!(log.next_seq(), 1);
+    multi_thread().block_on(async {
+        for i in 0..later::QUEUE_BOUND - 1 {
+            log.append_later(notice(&i.to_string()));
+        }
+        assert_eq!(log.next_seq(), 0, "below the bound everything waits for the flusher");
+        log.append_later(notice("the last one"));
+        assert_eq!(log.next_seq(), later::QUEUE_BOUND as u64, "at the bound the caller appended the queue");
+        log.append_later(notice("after"));
+        assert_eq!(log.next_seq(), later::QUEUE_BOUND as u64, "an emptied queue waits again");
     });
+    drop(log);
+    let found = messages(&path);
+    assert_eq!(found.len(), later::QUEUE_BOUND + 1, "closing the log appended the rest");
+    assert_eq!(found.last().map(String::as_str), Some("after"));
+    assert!(verify(&path).expect("verify").ok());
 }
 
 #[test]
