@@ -35,7 +35,6 @@ pub struct Decider {
 /// What was decided for one connection.
 #[derive(Clone, Debug)]
 pub struct Verdict {
-    pub event: Event,
     /// The decision as enforced (an `ask` arrives here as a deny).
     pub decision: Decision,
     /// `Some(generation)` when policy denies every connect to this
@@ -104,9 +103,9 @@ impl Decider {
     ) -> Verdict {
         let event = self.event(EventKind::Connect(connect(dst, protocol, dns_name)), pid);
         let decision = self.settle(&event, self.authorizer.decide(&event), "connection").await;
-        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
         let kernel_refusal = if decision.effect.permits() { None } else { self.destination_deny(&event) };
-        Verdict { event, decision, kernel_refusal }
+        self.record(AuditEntry::Decision { event, decision: decision.clone() });
+        Verdict { decision, kernel_refusal }
     }
 
     /// The generation in which every connect to this event's destination is
@@ -126,8 +125,8 @@ impl Decider {
     pub async fn decide_request(&self, request: HttpRequest, pid: Option<u32>) -> Verdict {
         let event = self.event(EventKind::HttpRequest(request), pid);
         let decision = self.settle(&event, self.authorizer.decide(&event), "request").await;
-        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
-        Verdict { event, decision, kernel_refusal: None }
+        self.record(AuditEntry::Decision { event, decision: decision.clone() });
+        Verdict { decision, kernel_refusal: None }
     }
 
     /// Decides one HTTP request without waiting (an `ask` is a deny): for
@@ -135,8 +134,8 @@ impl Decider {
     pub fn decide_request_now(&self, request: HttpRequest, pid: Option<u32>) -> Verdict {
         let event = self.event(EventKind::HttpRequest(request), pid);
         let decision = enforced(self.authorizer.decide(&event), "request");
-        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
-        Verdict { event, decision, kernel_refusal: None }
+        self.record(AuditEntry::Decision { event, decision: decision.clone() });
+        Verdict { decision, kernel_refusal: None }
     }
 
     /// Records a request Bridle refuses before policy is asked (domain
@@ -151,8 +150,8 @@ impl Decider {
             errors: Vec::new(),
             decided: true,
         };
-        self.record(AuditEntry::Decision { event: event.clone(), decision: decision.clone() });
-        Verdict { event, decision, kernel_refusal: None }
+        self.record(AuditEntry::Decision { event, decision: decision.clone() });
+        Verdict { decision, kernel_refusal: None }
     }
 
     /// Whether a permitting decision came from a `@passthrough` permit.

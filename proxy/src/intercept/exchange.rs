@@ -33,9 +33,16 @@ use crate::http::scan::{BodyScanner, scan_request_head};
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Headers that describe one hop, never forwarded as they came
-/// (RFC 9110 §7.6.1). `connection`/`upgrade` go along for upgrades.
-const HOP_BY_HOP: [&str; 6] =
-    ["keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding"];
+/// (RFC 9110 §7.6.1). `connection`/`upgrade` go along for upgrades. Names,
+/// not strings: a lookup by string parses it first, on every request.
+static HOP_BY_HOP: [HeaderName; 6] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
 
 struct Exchange {
     conn: Conn,
@@ -229,7 +236,8 @@ impl Exchange {
             return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync());
         }
         let (mut parts, body) = response.into_parts();
-        for name in ["keep-alive", "proxy-connection"] {
+        // keep-alive and proxy-connection: the rest hyper handles itself.
+        for name in &HOP_BY_HOP[..2] {
             parts.headers.remove(name);
         }
         if let Some(inline) = watch
@@ -399,7 +407,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if !upgrading {
