@@ -7,6 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,10 +17,33 @@ use crate::mcp::{Fixture, helper, python};
 /// How long a server may take to listen.
 const START: Duration = Duration::from_secs(30);
 
-/// A port free on 127.0.0.1 right now.
+/// A port free on 127.0.0.1 right now, never handed out twice in this
+/// test process, and below the kernel's ephemeral range. Its listener is
+/// closed before a server binds it, so a port from `bind(0)` could be
+/// given again to a test running in parallel, or taken as the source port
+/// of an outgoing connection, in the meantime: then one test's gateway
+/// talks to another test's server.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
-    listener.local_addr().expect("addr").port()
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let floor = 10_000u32;
+    let span = ephemeral_low().saturating_sub(floor).max(1_000);
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    loop {
+        let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left below the ephemeral range");
+        let port = u16::try_from(floor + (start + n) % span).expect("below 65536");
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The lowest port the kernel picks for `bind(0)` and outgoing connections.
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Waits until something accepts connections on `port`.
