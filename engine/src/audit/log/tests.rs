@@ -67,10 +67,7 @@ fn the_flusher_writes_without_an_explicit_sync() {
     let path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&path, options(10, false)).expect("open");
     log.append(notice("later")).expect("append");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while head::read(&path).expect("head").is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_checkpoint(&path, 0);
     assert_eq!(head::read(&path).expect("head").map(|c| c.seq), Some(0));
     assert_eq!(log.dropped(), 0);
 }
@@ -132,6 +129,15 @@ fn debug_output_is_short() {
 }
 
 /// The messages of the notices in `path`, in seq order.
+/// Waits (at most 5 s) until the flusher's checkpoint reaches `seq`; the
+/// caller asserts what it then finds.
+fn wait_for_checkpoint(path: &Path, seq: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while head::read(path).expect("head").is_none_or(|c| c.seq < seq) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn messages(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .expect("read")
@@ -218,10 +224,7 @@ fn a_queued_entry_whose_task_never_runs_is_appended_by_the_next_sync() {
     let log = AuditLog::open(&path, options(10, false)).expect("open");
     // The runtime ends before its drain task gets to run.
     current_thread().block_on(async { log.append_later(notice("orphan")) });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while head::read(&path).expect("head").is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_checkpoint(&path, 0);
     assert_eq!(messages(&path), ["orphan"], "the flusher thread's sync appended it");
     // A later one still gets a drain of its own.
     current_thread().block_on(async {
@@ -267,10 +270,7 @@ fn on_a_multi_thread_runtime_the_flusher_appends_a_later_entry() {
         log.append_later(notice("first"));
         log.append_later_with(|| notice("second"));
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while head::read(&path).expect("head").map(|c| c.seq) != Some(1) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_checkpoint(&path, 1);
     assert_eq!(messages(&path), ["first", "second"], "the flusher thread appended both, in order");
     assert!(verify(&path).expect("verify").ok());
 }
