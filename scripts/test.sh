@@ -8,17 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/lib/build-deps.sh
+source scripts/lib/build-deps.sh
 
 # --- what the tests need ----------------------------------------------------
 # Debian packages by the command they provide. Installed only when missing,
 # so a second run does nothing.
 declare -A NEED=(
-  [cc]=gcc
   [make]=make
   [pkg-config]=pkg-config
   [git]=git
   [curl]=curl
-  [clang]=clang        # redirector-ebpf: builds the eBPF programs (-target bpf)
   [ip]=iproute2        # redirector-ebpf kernel test: ip netns
   [python3]=python3    # redirector-ebpf kernel test: the guarded client
   [nsenter]=util-linux # bridle run test: enter the test netns, keep host mounts (also runuser, setsid)
@@ -34,9 +34,8 @@ install_missing() {
   for cmd in "${!NEED[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
   done
-  # Headers, not commands: the eBPF programs include <bpf/bpf_helpers.h>
-  # (libbpf-dev) and <linux/bpf.h> (linux-libc-dev).
-  [[ -f /usr/include/bpf/bpf_helpers.h && -f /usr/include/linux/bpf.h ]] || missing+=(libbpf-dev linux-libc-dev)
+  # The build's own: clang, gcc and the eBPF headers.
+  mapfile -t -O "${#missing[@]}" missing < <(build_packages_missing)
   # The system roots Bridle verifies upstreams with by default.
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   # TLS interception tests: python requests and websockets as the guarded

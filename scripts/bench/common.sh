@@ -22,6 +22,17 @@ bench_args() {
 # Builds target/release/bridle unless --no-build (or $BRIDLE) says otherwise.
 bench_build() {
   if ((BUILD)) && [[ -z ${BRIDLE:-} ]]; then
+    # What the build needs on a fresh machine (scripts/test.sh installs it too).
+    local missing=()
+    # shellcheck source=scripts/lib/build-deps.sh
+    source scripts/lib/build-deps.sh
+    mapfile -t missing < <(build_packages_missing)
+    if ((${#missing[@]})); then
+      [[ $(id -u) -eq 0 ]] || die "the build needs ${missing[*]}: install them (apt-get, as root) or run scripts/test.sh once"
+      log "installing: ${missing[*]}"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
     log "cargo build --release --locked"
     cargo build --release --locked >&2
   fi
