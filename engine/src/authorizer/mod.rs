@@ -146,8 +146,7 @@ impl Authorizer {
     /// Decides an event (the most restrictive of its requests wins).
     pub fn decide(&self, event: &Event) -> Decision {
         let generation = self.current.load();
-        let principal = self.principal_for(event);
-        let requests = AuthzRequest::from_event(event, &principal);
+        let requests = AuthzRequest::from_event_as(event, self.principal_for(event));
         let mut decisions = requests.iter().map(|r| generation.decide_cached(&self.engine, r));
         match decisions.next() {
             None => Decision::observation(generation.number),

@@ -11,36 +11,41 @@ use crate::names::{normalize_domain, normalize_path};
 impl AuthzRequest {
     /// The requests an event asks; empty for telemetry.
     pub fn from_event(event: &Event, principal: &Principal) -> Vec<AuthzRequest> {
-        let base = Ctx {
-            process: event.process.as_ref().map(|p| ProcessCtx {
-                exe: p.exe.clone(),
-                lineage: p.parents.iter().map(|parent| parent.exe.clone()).collect(),
-            }),
-            mcp: event.mcp.clone(),
-            detail: Detail::Plain,
-        };
-        let make = |action, resource, detail| AuthzRequest {
-            principal: principal.clone(),
-            action,
-            resource,
-            context: Ctx { detail, ..base.clone() },
-        };
-        match &event.kind {
-            EventKind::Connect(c) => vec![make(Action::NetConnect, connect_resource(c), connect_detail(c))],
-            EventKind::DnsQuery(q) => vec![make(Action::DnsResolve, dns_resource(q), dns_detail(q))],
-            EventKind::HttpRequest(h) => vec![make(Action::HttpRequest, http_resource(h), http_detail(h))],
-            EventKind::Mcp(m) => {
-                mcp_request(m).map(|(action, resource, detail)| make(action, resource, detail)).into_iter().collect()
-            }
+        AuthzRequest::from_event_as(event, principal.clone())
+    }
+
+    /// [`AuthzRequest::from_event`] with the principal given: the last
+    /// request takes it and its context, so an event that asks one request
+    /// (nearly all do) copies neither.
+    pub fn from_event_as(event: &Event, principal: Principal) -> Vec<AuthzRequest> {
+        let asked: Vec<(Action, Resource, Detail)> = match &event.kind {
+            EventKind::Connect(c) => vec![(Action::NetConnect, connect_resource(c), connect_detail(c))],
+            EventKind::DnsQuery(q) => vec![(Action::DnsResolve, dns_resource(q), dns_detail(q))],
+            EventKind::HttpRequest(h) => vec![(Action::HttpRequest, http_resource(h), http_detail(h))],
+            EventKind::Mcp(m) => mcp_request(m).into_iter().collect(),
             EventKind::File(f) => file_requests(f, &principal.workdir)
                 .into_iter()
                 .map(|(action, resource)| {
                     let in_project = in_project(&resource, &principal.workdir);
-                    make(action, resource, Detail::File { in_project })
+                    (action, resource, Detail::File { in_project })
                 })
                 .collect(),
             EventKind::ProcessExec(_) | EventKind::ProcessExit(_) => Vec::new(),
-        }
+        };
+        let process = event.process.as_ref().map(|p| ProcessCtx {
+            exe: p.exe.clone(),
+            lineage: p.parents.iter().map(|parent| parent.exe.clone()).collect(),
+        });
+        let mut shared = Some((principal, process, event.mcp.clone()));
+        let last = asked.len().saturating_sub(1);
+        asked
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (action, resource, detail))| {
+                let (principal, process, mcp) = if i == last { shared.take()? } else { shared.clone()? };
+                Some(AuthzRequest { principal, action, resource, context: Ctx { process, mcp, detail } })
+            })
+            .collect()
     }
 }
 

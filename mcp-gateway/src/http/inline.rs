@@ -122,16 +122,17 @@ impl Inline {
             }
         }
         let kind = sniff(method, headers, prefix, complete);
-        let place = format!("{host} {path}");
+        // Built only for the two cases that use it: not for every GET.
+        let place = || format!("{host} {path}");
         match (kind, method) {
             (McpRequest::Message, _) => {
                 let mut seen = lock(&self.seen);
                 if seen.len() < MAX_SEEN {
-                    seen.insert(place);
+                    seen.insert(place());
                 }
                 kind
             }
-            (McpRequest::None, &Method::POST) if lock(&self.seen).contains(&place) => McpRequest::Message,
+            (McpRequest::None, &Method::POST) if lock(&self.seen).contains(&place()) => McpRequest::Message,
             _ => kind,
         }
     }

@@ -11,7 +11,7 @@
 //! `:authority` only, `userinfo@` is dropped (RFC 3986 allows it there; it
 //! is never part of the host). It never resolves names.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A reason when `sni`, `host_header` and `authority` do not all name the
 /// same host; `None` when they agree (or fewer than two are present and
@@ -41,53 +41,75 @@ pub fn authority_mismatch(sni: Option<&str>, host_header: Option<&str>, authorit
 /// text of an IP address; `None` if it is not a host.
 pub(crate) fn normalize_host(value: &str) -> Option<String> {
     parse(value).map(|host| match host {
-        Host::Name(name) => name,
+        Host::Name(name) => name.to_ascii_lowercase(),
         Host::Ip(ip) => ip.to_string(),
     })
 }
 
-/// A host as compared: a lowercase DNS name or an address.
-#[derive(Debug, PartialEq, Eq)]
-enum Host {
-    Name(String),
+/// A host as compared: a DNS name (compared without regard to ASCII case)
+/// or an address. Parsing one allocates nothing: every intercepted request
+/// is checked.
+#[derive(Debug)]
+enum Host<'a> {
+    Name(&'a str),
     Ip(IpAddr),
+}
+
+impl PartialEq for Host<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Host::Name(a), Host::Name(b)) => a.eq_ignore_ascii_case(b),
+            (Host::Ip(a), Host::Ip(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// `name`, `name:port`, `v4`, `v4:port`, `[v6]`, `[v6]:port`; a bare v6
 /// literal too (some clients put one in SNI).
-fn parse(value: &str) -> Option<Host> {
+fn parse(value: &str) -> Option<Host<'_>> {
     if let Some(rest) = value.strip_prefix('[') {
         let (literal, after) = rest.split_once(']')?;
         port_ok(after)?;
         return literal.parse::<Ipv6Addr>().ok().map(|ip| Host::Ip(IpAddr::V6(ip)));
     }
-    if let Ok(ip) = value.parse::<Ipv6Addr>() {
-        return Some(Host::Ip(IpAddr::V6(ip)));
+    if value.bytes().filter(|&b| b == b':').nth(1).is_some() {
+        // More than one colon: only a bare IPv6 literal may have that.
+        return value.parse::<Ipv6Addr>().ok().map(|ip| Host::Ip(IpAddr::V6(ip)));
     }
     let host = match value.rsplit_once(':') {
         Some((host, port)) => {
-            port_ok(&format!(":{port}"))?;
+            port_digits_ok(port)?;
             host
         }
         None => value,
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Some(Host::Ip(ip));
+    // No colon is left, so only an IPv4 literal can be an address, and one
+    // ends in a digit.
+    if host.ends_with(|c: char| c.is_ascii_digit())
+        && let Ok(ip) = host.parse::<Ipv4Addr>()
+    {
+        return Some(Host::Ip(IpAddr::V4(ip)));
     }
     let label_ok = |l: &str| !l.is_empty() && l.len() <= 63;
-    let char_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let valid = !host.is_empty() && host.len() <= 253 && host.chars().all(char_ok) && host.split('.').all(label_ok);
-    valid.then(|| Host::Name(host.to_ascii_lowercase()))
+    let byte_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let valid = !host.is_empty() && host.len() <= 253 && host.bytes().all(byte_ok) && host.split('.').all(label_ok);
+    valid.then_some(Host::Name(host))
 }
 
 /// Empty, or `:` and 1 to 5 digits.
 fn port_ok(rest: &str) -> Option<()> {
     match rest.strip_prefix(':') {
         None if rest.is_empty() => Some(()),
-        Some(digits) if (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) => Some(()),
-        _ => None,
+        Some(digits) => port_digits_ok(digits),
+        None => None,
     }
+}
+
+/// 1 to 5 digits.
+fn port_digits_ok(digits: &str) -> Option<()> {
+    ((1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then_some(())
 }
 
 #[cfg(test)]

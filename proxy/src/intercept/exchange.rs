@@ -1,5 +1,6 @@
 //! One request at a time: describe it, decide it, answer it or forward it.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use bridle_mcp_gateway::framing::Line;
 use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, is_event_stream, read_bounded_after};
 
-use super::body::{Prefix, Replay, read_prefix};
+use super::body::{OnFinding, Prefix, Replay, read_prefix};
 use super::mcp::{self, Via};
 use super::partial::Watched;
 use super::respond::{bad_gateway, bad_request, forbidden};
@@ -129,7 +130,11 @@ impl Exchange {
         let canaries = &self.conn.inspector.canaries;
         let secrets = self.conn.inspector.secrets.clone();
         let mut scanner = BodyScanner::new(secrets.clone(), &host, canaries);
-        let uri_text = parts.uri.to_string();
+        // An origin-form target (HTTP/1.1) is its own text: no formatting.
+        let uri_text = match (parts.uri.scheme(), parts.uri.authority(), parts.uri.path_and_query()) {
+            (None, None, Some(origin)) => Cow::Borrowed(origin.as_str()),
+            _ => Cow::Owned(parts.uri.to_string()),
+        };
         let mut dlp = scan_request_head(&uri_text, &parts.headers, secrets.as_deref(), &host, canaries);
         dlp.extend(scanner.feed(&prefix.bytes));
         dlp.sort();
@@ -146,16 +151,21 @@ impl Exchange {
         let unreadable_push = parts.method == Method::POST
             && described.git.as_ref().is_some_and(|git| git.op == "push")
             && !matches!(receive_pack_refs(&prefix.bytes), RefsParse::Complete(_));
+        // After the decision the description is needed again only to decide
+        // a finding in a body still streaming, or by an MCP message (always
+        // a POST); otherwise the decision takes it without a copy.
+        let mut kept = (!prefix.complete || (parts.method == Method::POST && self.conn.inspector.mcp.is_some()))
+            .then(|| described.clone());
         let verdict = match (fronting, unreadable_push) {
             (Some(reason), _) => {
-                self.conn.decider.deny_request(described.clone(), format!("domain fronting: {reason}"), self.conn.pid)
+                self.conn.decider.deny_request(described, format!("domain fronting: {reason}"), self.conn.pid)
             }
             (None, true) => self.conn.decider.deny_request(
-                described.clone(),
+                described,
                 "git push whose updated refs Bridle cannot read (compressed, too many refs or malformed)".into(),
                 self.conn.pid,
             ),
-            (None, false) => self.conn.decider.decide_request(described.clone(), self.conn.pid).await,
+            (None, false) => self.conn.decider.decide_request(described, self.conn.pid).await,
         };
         if !verdict.permits() {
             return refusal(&verdict);
@@ -184,6 +194,10 @@ impl Exchange {
         }
         match mcp {
             Some((inline, kind @ (McpRequest::Message | McpRequest::Legacy))) => {
+                // Only POSTs are MCP messages, so their description was kept.
+                let Some(described) = kept.take() else {
+                    return bad_gateway("internal error: an MCP message lost its description");
+                };
                 let target = (host.as_str(), path.as_str(), query.as_str());
                 return self.mcp_message(&inline, kind, target, &parts, prefix, incoming, scanner, described).await;
             }
@@ -195,14 +209,19 @@ impl Exchange {
             Some((_, McpRequest::None)) | None => {}
         }
         let (decider, pid) = (Arc::clone(&self.conn.decider), self.conn.pid);
-        let on_finding = Box::new(move |kinds: Vec<String>| {
-            let mut again = described.clone();
-            again.dlp.extend(kinds);
-            again.dlp.sort();
-            again.dlp.dedup();
-            let verdict = decider.decide_request_now(again, pid);
-            (!verdict.permits()).then(|| verdict.decision.reason.unwrap_or_else(|| "secret in request body".into()))
-        });
+        let on_finding: OnFinding = match kept {
+            Some(described) => Box::new(move |kinds: Vec<String>| {
+                let mut again = described.clone();
+                again.dlp.extend(kinds);
+                again.dlp.sort();
+                again.dlp.dedup();
+                let verdict = decider.decide_request_now(again, pid);
+                (!verdict.permits()).then(|| verdict.decision.reason.unwrap_or_else(|| "secret in request body".into()))
+            }),
+            // The whole body was scanned before the decision: nothing streams
+            // after it, so this is never called; were it, it stops the body.
+            None => Box::new(|_| Some("secret in request body".into())),
+        };
         let rest = (!prefix.complete).then_some(incoming);
         let body = Replay::new(prefix, rest, scanner, on_finding);
         let stopped = Arc::clone(&body.stopped);

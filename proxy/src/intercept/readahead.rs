@@ -4,12 +4,16 @@
 //! read, and lets reads of a buffer's size go straight through.
 //!
 //! The buffer exists only while it holds bytes: an idle connection (a
-//! thousand held keep-alive connections) keeps none. It is allocated only
-//! once the socket is readable, and read into without being zeroed: a
-//! keep-alive request's first poll of its upstream is nearly always
-//! `Pending`, and allocating and zeroing 64 KiB for it cost more than the
-//! response it waited for.
+//! thousand held keep-alive connections) keeps none. It is taken only once
+//! the socket is readable, and read into without being zeroed: a keep-alive
+//! request's first poll of its upstream is nearly always `Pending`, and
+//! allocating and zeroing 64 KiB for it cost more than the response it
+//! waited for. Drained buffers go back to a small per-thread pool rather
+//! than to malloc: a fresh 64 KiB allocation per response also made glibc
+//! consolidate its small free chunks each time, which slowed every small
+//! allocation after it.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -19,6 +23,33 @@ use tokio::net::TcpStream;
 
 /// How much one read from the socket may bring in.
 const READ_AHEAD: usize = 64 * 1024;
+
+/// Idle buffers kept per thread (at most 512 KiB); any more given back are
+/// freed.
+const POOL_MAX: usize = 8;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer of `READ_AHEAD` capacity.
+fn take_buffer() -> Vec<u8> {
+    POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(READ_AHEAD))
+}
+
+/// Returns a buffer taken with [`take_buffer`] for reuse on this thread.
+fn give_back(mut buf: Vec<u8>) {
+    if buf.capacity() < READ_AHEAD {
+        return;
+    }
+    buf.clear();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_MAX {
+            pool.push(buf);
+        }
+    });
+}
 
 /// A socket with reads batched; writes pass straight through.
 #[derive(Debug)]
@@ -42,19 +73,22 @@ impl AsyncRead for ReadAhead<TcpStream> {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
             ready!(this.inner.poll_read_ready(cx))?;
-            let mut buf = Vec::with_capacity(READ_AHEAD);
+            let mut buf = take_buffer();
             // Through `poll_read`, not `try_read_buf`: a read that leaves
             // the buffer partly empty tells tokio the socket is drained, so
             // the next read waits for epoll instead of making a syscall
             // that fails with EAGAIN (hyper reads once more after every
             // response, to see an idle upstream close). A stale readiness
-            // is cleared in there, and the buffer dropped with `Pending`.
-            match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut buf))? {
-                // EOF: nothing put in `out`.
-                0 => return Poll::Ready(Ok(())),
-                _ => {
+            // is cleared in there, and the buffer given back with `Pending`.
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut buf) {
+                Poll::Ready(Ok(n)) if n > 0 => {
                     this.buf = buf;
                     this.pos = 0;
+                }
+                // EOF (nothing put in `out`), an error, or nothing yet.
+                other => {
+                    give_back(buf);
+                    return other.map_ok(|_| ());
                 }
             }
         }
@@ -62,7 +96,7 @@ impl AsyncRead for ReadAhead<TcpStream> {
         out.put_slice(&this.buf[this.pos..this.pos + n]);
         this.pos += n;
         if this.pos == this.buf.len() {
-            this.buf = Vec::new();
+            give_back(std::mem::take(&mut this.buf));
             this.pos = 0;
         }
         Poll::Ready(Ok(()))
@@ -129,7 +163,28 @@ mod tests {
         }
         send.await.expect("writer");
         assert_eq!(got, data);
-        assert_eq!(reader.buf.capacity(), 0, "a drained buffer is freed");
+        assert_eq!(reader.buf.capacity(), 0, "a drained buffer is given back");
+    }
+
+    #[tokio::test]
+    async fn drained_buffers_are_reused_by_the_next_read_on_the_thread() {
+        let (mut writer, reader) = pair().await;
+        let mut reader = ReadAhead::new(reader);
+        let mut small = [0u8; 16];
+        writer.write_all(b"first").await.expect("write");
+        let n = reader.read(&mut small).await.expect("read");
+        assert_eq!(&small[..n], b"first");
+        let pooled = POOL.with(|pool| pool.borrow().last().map(|buf| buf.as_ptr()));
+        assert!(pooled.is_some(), "the drained buffer went to the pool");
+        writer.write_all(b"second").await.expect("write");
+        reader.read_exact(&mut small[..1]).await.expect("read");
+        assert_eq!(Some(reader.buf.as_ptr()), pooled, "the next read took the pooled buffer");
+        let n = reader.read(&mut small).await.expect("read");
+        assert_eq!(&small[..n], b"econd");
+        for _ in 0..2 * POOL_MAX {
+            give_back(Vec::with_capacity(READ_AHEAD));
+        }
+        assert_eq!(POOL.with(|pool| pool.borrow().len()), POOL_MAX, "the pool stays bounded");
     }
 
     #[tokio::test]
