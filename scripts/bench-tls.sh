@@ -22,9 +22,19 @@
 #   (scripts/bench/relay.c) that passes the client's TLS through untouched,
 #   i.e. what one more process and two more loopback hops cost here.
 #
-# Usage: scripts/bench-tls.sh [--quick] [--no-build]     (as root)
-#   --quick     smaller sizes and counts (a few minutes)
-#   --no-build  use target/release/bridle as it is (or $BRIDLE)
+# Usage: scripts/bench-tls.sh [--quick] [--no-build] [--instructions]  (as root)
+#   --quick         smaller sizes and counts (a few minutes)
+#   --no-build      use target/release/bridle as it is (or $BRIDLE)
+#   --instructions  instead of 1-4: the instructions Bridle (the whole
+#                   process, every thread) executes per keep-alive GET,
+#                   under valgrind's callgrind (BENCH_IR_COUNT GETs minus
+#                   1,000, so start-up cancels out), two runs; with
+#                   BENCH_BASELINE=/path/to/another/bridle the same for that
+#                   build in turns, and the ratio. Steady where wall-clock
+#                   numbers on a shared machine are not: use it to compare
+#                   builds. (valgrind has no SHA extensions: the audit
+#                   chain's SHA-256 counts ~30k instructions per record
+#                   here, a few hundred natively.)
 # Environment (defaults: full / --quick):
 #   BENCH_ROUNDS       keep-alive rounds (interleaved)        3 / 3
 #   BENCH_KA_COUNT     keep-alive GETs per round              10000 / 3000
@@ -38,6 +48,8 @@
 #                      run in it, when it has no mitmdump)     target/bench-tls/venv
 #   BENCH_MITM_PYTHON  the python that venv is made with      first of python3.13, python3.12, python3
 #   BENCH_KEEP=1       keep the work directory (audit logs, raw results)
+#   BENCH_IR_COUNT     GETs per --instructions run            6000
+#   BENCH_BASELINE     a second bridle binary for --instructions
 #
 # mitmproxy is a benchmark-only dependency: never installed by CI.
 #
@@ -54,7 +66,11 @@ ROOT=$PWD
 BENCH=bench-tls
 # shellcheck source=scripts/bench/common.sh
 source scripts/bench/common.sh
-bench_args "$@"
+INSTRUCTIONS=0 ARGS=()
+for arg in "$@"; do
+  if [[ $arg == --instructions ]]; then INSTRUCTIONS=1; else ARGS+=("$arg"); fi
+done
+bench_args "${ARGS[@]}"
 if ((QUICK)); then
   KA_COUNT=${BENCH_KA_COUNT:-3000} MITM_COUNT=${BENCH_MITM_COUNT:-500} NEWHOST=${BENCH_NEWHOST:-300} MITM_NEWHOST=${BENCH_MITM_NEWHOST:-150}
   BYTES=${BENCH_BYTES:-$((256 << 20))} REPS=${BENCH_REPS:-3} HOLD=${BENCH_HOLD:-1000}
@@ -180,6 +196,51 @@ requests_audited() {
   grep '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null | grep -c '"http.request"' || true
 }
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mitmproxy $MITM_VERSION"
+
+# --- instructions per request (--instructions) ------------------------------------
+# The keep-alive client under `bridle run`, with Bridle under callgrind;
+# prints the instructions of `bin` for COUNT GETs.
+instructions() {
+  local bin=$1 count=$2 argv=() arg
+  rm -f "$WORK"/audit-ir.jsonl* "$WORK"/callgrind.out.*
+  guarded_argv audit-ir keepalive --rounds 1 --time-limit 240 --count "$count"
+  for arg in "${GUARDED[@]}"; do
+    if [[ $arg == "$BRIDLE" ]]; then
+      argv+=(valgrind --tool=callgrind --trace-children=no --callgrind-out-file="$WORK/callgrind.out.%p" "$bin")
+    else
+      argv+=("$arg")
+    fi
+  done
+  env -u SUDO_UID timeout -k 5 600 "${argv[@]}" >"$WORK/ir.out" 2>"$WORK/ir.err" || die "$bin under callgrind failed: $(tail -3 "$WORK/ir.err")"
+  grep -q '^RESULT .*"errors": 0' "$WORK/ir.out" || die "the client under $bin failed: $(tail -3 "$WORK/ir.out")"
+  awk '/^summary:/ {print $2; exit}' "$WORK"/callgrind.out.*
+}
+if ((INSTRUCTIONS)); then
+  command -v valgrind >/dev/null || die "--instructions needs valgrind (apt-get install valgrind)"
+  IR_COUNT=${BENCH_IR_COUNT:-6000}
+  ((IR_COUNT > 1000)) || die "BENCH_IR_COUNT must be above 1000"
+  builds=("$BRIDLE")
+  [[ -n ${BENCH_BASELINE:-} ]] && builds+=("$BENCH_BASELINE")
+  [[ -z ${BENCH_BASELINE:-} || -x $BENCH_BASELINE ]] || die "BENCH_BASELINE=$BENCH_BASELINE is not an executable"
+  log "instructions per keep-alive GET: ($IR_COUNT - 1000 GETs) under callgrind, two runs of: ${builds[*]}"
+  declare -A per=()
+  for r in 1 2; do
+    for bin in "${builds[@]}"; do
+      few=$(instructions "$bin" 1000)
+      many=$(instructions "$bin" "$IR_COUNT")
+      per[$bin]+=" $(((many - few) / (IR_COUNT - 1000)))"
+      echo "$bin run $r: $(((many - few) / (IR_COUNT - 1000))) instructions per GET" >&2
+    done
+  done
+  for bin in "${builds[@]}"; do echo "instructions per GET, $bin:${per[$bin]}"; done
+  if [[ -n ${BENCH_BASELINE:-} ]]; then
+    "$PY" -c 'import statistics, sys
+a = statistics.mean(map(int, sys.argv[1].split())); b = statistics.mean(map(int, sys.argv[2].split()))
+print(f"ratio (mean of runs): x{a / b:.3f} of the baseline")' "${per[$BRIDLE]}" "${per[$BENCH_BASELINE]}"
+  fi
+  exit 0
+fi
+
 NOTES+=("load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)")
 note_compilers "when the bench started"
 
