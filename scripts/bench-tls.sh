@@ -25,10 +25,11 @@
 # Usage: scripts/bench-tls.sh [--quick] [--no-build] [--instructions]  (as root)
 #   --quick         smaller sizes and counts (a few minutes)
 #   --no-build      use target/release/bridle as it is (or $BRIDLE)
-#   --instructions  instead of 1-4: the instructions Bridle (the whole
-#                   process, every thread) executes per keep-alive GET,
-#                   under valgrind's callgrind (BENCH_IR_COUNT GETs minus
-#                   1,000, so start-up cancels out), two runs; with
+#   --instructions  instead of 1-4: the instructions Bridle executes per
+#                   keep-alive GET, the whole process and its tokio workers
+#                   alone (the requests' path), under valgrind's callgrind
+#                   (BENCH_IR_COUNT GETs minus 1,000, so start-up cancels
+#                   out), two runs; with
 #                   BENCH_BASELINE=/path/to/another/bridle the same for that
 #                   build in turns, and the ratio. Steady where wall-clock
 #                   numbers on a shared machine are not: use it to compare
@@ -198,22 +199,31 @@ requests_audited() {
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mitmproxy $MITM_VERSION"
 
 # --- instructions per request (--instructions) ------------------------------------
-# The keep-alive client under `bridle run`, with Bridle under callgrind;
-# prints the instructions of `bin` for COUNT GETs.
+# The keep-alive client under `bridle run`, with Bridle under callgrind (one
+# profile per thread); prints the instructions of `bin` for COUNT GETs: the
+# whole process, then its tokio workers alone (the requests' path; under
+# valgrind's slow pace the audit flusher appends every record).
 instructions() {
   local bin=$1 count=$2 argv=() arg
   rm -f "$WORK"/audit-ir.jsonl* "$WORK"/callgrind.out.*
   guarded_argv audit-ir keepalive --rounds 1 --time-limit 240 --count "$count"
   for arg in "${GUARDED[@]}"; do
     if [[ $arg == "$BRIDLE" ]]; then
-      argv+=(valgrind --tool=callgrind --trace-children=no --callgrind-out-file="$WORK/callgrind.out.%p" "$bin")
+      argv+=(valgrind --tool=callgrind --separate-threads=yes --trace-children=no
+        --callgrind-out-file="$WORK/callgrind.out.%p" "$bin")
     else
       argv+=("$arg")
     fi
   done
   env -u SUDO_UID timeout -k 5 600 "${argv[@]}" >"$WORK/ir.out" 2>"$WORK/ir.err" || die "$bin under callgrind failed: $(tail -3 "$WORK/ir.err")"
   grep -q '^RESULT .*"errors": 0' "$WORK/ir.out" || die "the client under $bin failed: $(tail -3 "$WORK/ir.out")"
-  awk '/^summary:/ {print $2; exit}' "$WORK"/callgrind.out.*
+  local file all=0 workers=0 ir
+  for file in "$WORK"/callgrind.out.*; do
+    ir=$(awk '/^summary:/ {print $2; exit}' "$file")
+    all=$((all + ${ir:-0}))
+    grep -q 'scheduler::multi_thread::worker' "$file" && workers=$((workers + ${ir:-0}))
+  done
+  echo "$all $workers"
 }
 if ((INSTRUCTIONS)); then
   command -v valgrind >/dev/null || die "--instructions needs valgrind (apt-get install valgrind)"
@@ -223,20 +233,25 @@ if ((INSTRUCTIONS)); then
   [[ -n ${BENCH_BASELINE:-} ]] && builds+=("$BENCH_BASELINE")
   [[ -z ${BENCH_BASELINE:-} || -x $BENCH_BASELINE ]] || die "BENCH_BASELINE=$BENCH_BASELINE is not an executable"
   log "instructions per keep-alive GET: ($IR_COUNT - 1000 GETs) under callgrind, two runs of: ${builds[*]}"
-  declare -A per=()
+  declare -A all=() workers=()
   for r in 1 2; do
     for bin in "${builds[@]}"; do
-      few=$(instructions "$bin" 1000)
-      many=$(instructions "$bin" "$IR_COUNT")
-      per[$bin]+=" $(((many - few) / (IR_COUNT - 1000)))"
-      echo "$bin run $r: $(((many - few) / (IR_COUNT - 1000))) instructions per GET" >&2
+      read -r few_all few_workers < <(instructions "$bin" 1000)
+      read -r many_all many_workers < <(instructions "$bin" "$IR_COUNT")
+      a=$(((many_all - few_all) / (IR_COUNT - 1000))) w=$(((many_workers - few_workers) / (IR_COUNT - 1000)))
+      all[$bin]+=" $a" workers[$bin]+=" $w"
+      echo "$bin run $r: $a instructions per GET, $w of them on the tokio workers" >&2
     done
   done
-  for bin in "${builds[@]}"; do echo "instructions per GET, $bin:${per[$bin]}"; done
+  for bin in "${builds[@]}"; do
+    echo "instructions per GET, $bin: whole process${all[$bin]}; tokio workers${workers[$bin]}"
+  done
   if [[ -n ${BENCH_BASELINE:-} ]]; then
     "$PY" -c 'import statistics, sys
-a = statistics.mean(map(int, sys.argv[1].split())); b = statistics.mean(map(int, sys.argv[2].split()))
-print(f"ratio (mean of runs): x{a / b:.3f} of the baseline")' "${per[$BRIDLE]}" "${per[$BENCH_BASELINE]}"
+mean = lambda text: statistics.mean(map(int, text.split()))
+print(f"ratio to the baseline (mean of runs): x{mean(sys.argv[1]) / mean(sys.argv[2]):.3f} whole process, "
+      f"x{mean(sys.argv[3]) / mean(sys.argv[4]):.3f} tokio workers")' \
+      "${all[$BRIDLE]}" "${all[$BENCH_BASELINE]}" "${workers[$BRIDLE]}" "${workers[$BENCH_BASELINE]}"
   fi
   exit 0
 fi
