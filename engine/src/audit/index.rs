@@ -47,6 +47,17 @@ const INSERT: &str = "INSERT OR REPLACE INTO records
 /// much per row.
 const ROWS_PER_STATEMENT: usize = 50;
 
+/// How `rows` rows are split into INSERT statements: full ones of
+/// [`ROWS_PER_STATEMENT`], then the rest in powers of two. So at most seven
+/// statement shapes exist and all stay in rusqlite's statement cache (16);
+/// with one shape per remainder (1 to 49), most batches parsed their SQL
+/// again.
+fn statement_sizes(rows: usize) -> impl Iterator<Item = usize> {
+    let full = std::iter::repeat_n(ROWS_PER_STATEMENT, rows / ROWS_PER_STATEMENT);
+    let rest = rows % ROWS_PER_STATEMENT;
+    full.chain((0..usize::BITS).rev().map(|bit| 1usize << bit).filter(move |size| rest & size != 0))
+}
+
 /// Rows per transaction while catching up, bounding memory on huge logs.
 const CATCH_UP_BATCH: usize = 10_000;
 
@@ -91,8 +102,11 @@ impl Index {
         }
         let path = &self.path;
         let tx = self.conn.transaction().map_err(err_at(path, "begin"))?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut stmt = tx.prepare_cached(&insert_sql(chunk.len())).map_err(err_at(path, "prepare insert"))?;
+        let mut rest = rows;
+        for size in statement_sizes(rows.len()) {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let mut stmt = tx.prepare_cached(&insert_sql(size)).map_err(err_at(path, "prepare insert"))?;
             let values = chunk.iter().flat_map(IndexRow::sql_values);
             stmt.execute(rusqlite::params_from_iter(values)).map_err(err_at(path, "insert"))?;
         }

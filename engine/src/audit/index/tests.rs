@@ -84,3 +84,42 @@ fn catch_up_fills_a_gap_without_a_rebuild() {
     index.conn().execute("DELETE FROM records WHERE seq = 0", []).expect("delete");
     assert_eq!(index.catch_up(&path).expect("catch up"), 8);
 }
+
+#[test]
+fn any_batch_is_inserted_with_at_most_seven_statement_shapes() {
+    let shapes = [ROWS_PER_STATEMENT, 32, 16, 8, 4, 2, 1];
+    for rows in 0..=3 * ROWS_PER_STATEMENT {
+        let sizes: Vec<usize> = statement_sizes(rows).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows}: {sizes:?}");
+        assert!(sizes.iter().all(|size| shapes.contains(size)), "{rows}: {sizes:?}");
+    }
+}
+
+#[test]
+fn batches_of_every_size_are_indexed_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let entries: Vec<AuditEntry> = (0..180).map(|i| notice(&format!("n{i}"))).collect();
+    write_log(&path, false, entries);
+    let mut index = Index::open(&path).expect("index");
+    let file = std::fs::read_to_string(&path).expect("read");
+    let mut rows = Vec::new();
+    let mut offset = 0u64;
+    for line in file.split_inclusive('\n') {
+        rows.push(IndexRow::from_line(line.trim_end_matches('\n').as_bytes(), offset).expect("row"));
+        offset += line.len() as u64;
+    }
+    // Batches of 1, 2, ... rows: every remainder shape, in order.
+    let mut start = 0;
+    for size in 1.. {
+        let end = (start + size).min(rows.len());
+        index.insert(&rows[start..end]).expect("insert");
+        start = end;
+        if start == rows.len() {
+            break;
+        }
+    }
+    assert_eq!(count(&index), rows.len() as i64);
+    let max: i64 = index.conn().query_row("SELECT max(seq) FROM records", [], |r| r.get(0)).expect("max");
+    assert_eq!(max, rows.len() as i64 - 1);
+}
