@@ -90,12 +90,16 @@ for cmd in ip nsenter setpriv timeout openssl; do
 done
 PY=/usr/bin/python3 # the same interpreter direct and guarded, readable by `nobody`
 [[ -x $PY ]] || die "$PY not found (apt-get install python3)"
+if ((INSTRUCTIONS)); then
+  command -v valgrind >/dev/null || die "--instructions needs valgrind (apt-get install valgrind)"
+fi
 
 bench_build
 
 # --- mitmproxy (PyPI, into a venv of the bench's own) -------------------------
+# --instructions measures Bridle alone: no mitmproxy, no floor relay.
 VENV=${BENCH_VENV:-$ROOT/target/bench-tls/venv}
-if [[ ! -x $VENV/bin/mitmdump ]]; then
+if ((!INSTRUCTIONS)) && [[ ! -x $VENV/bin/mitmdump ]]; then
   VPY=${BENCH_MITM_PYTHON:-}
   if [[ -z $VPY ]]; then
     for c in python3.13 python3.12 python3; do
@@ -108,7 +112,8 @@ if [[ ! -x $VENV/bin/mitmdump ]]; then
   "$VPY" -m venv "$VENV" || die "cannot make a venv with $VPY"
   "$VENV/bin/pip" install -q mitmproxy >&2 || die "pip install mitmproxy failed"
 fi
-MITM_VERSION=$("$VENV/bin/mitmdump" --version 2>/dev/null | awk '/^Mitmproxy:/ {print $2}')
+MITM_VERSION="not used"
+((INSTRUCTIONS)) || MITM_VERSION=$("$VENV/bin/mitmdump" --version 2>/dev/null | awk '/^Mitmproxy:/ {print $2}')
 
 bench_setup bridle-tlsbench-
 mkdir -p "$WORK/pki" "$WORK/mitm"
@@ -156,20 +161,26 @@ ip -n "$NS" addr add "$SERVER/32" dev lo
 nsenter --net="/run/netns/$NS" "$PY" "$WORK/py/tls_upstream.py" "$SERVER" 443 \
   "$WORK/pki/server.pem" "$WORK/pki/server.key" "$WORK/upstream.ready" &
 PIDS+=($!)
-nsenter --net="/run/netns/$NS" "$VENV/bin/mitmdump" -q --mode regular --listen-host 127.0.0.1 --listen-port "$MITM_PORT" \
-  --set confdir="$WORK/mitm" --set ssl_verify_upstream_trusted_ca="$WORK/pki/ca.pem" \
-  >"$WORK/mitmdump.log" 2>&1 &
-MITM_PID=$!
-PIDS+=("$MITM_PID")
+MITM_PID=
+if ((!INSTRUCTIONS)); then
+  nsenter --net="/run/netns/$NS" "$VENV/bin/mitmdump" -q --mode regular --listen-host 127.0.0.1 --listen-port "$MITM_PORT" \
+    --set confdir="$WORK/mitm" --set ssl_verify_upstream_trusted_ca="$WORK/pki/ca.pem" \
+    >"$WORK/mitmdump.log" 2>&1 &
+  MITM_PID=$!
+  PIDS+=("$MITM_PID")
+fi
 probe() { nsenter --net="/run/netns/$NS" "$PY" -c "import socket, sys; socket.create_connection(('$1', $2), 1).close()" 2>/dev/null; }
-for _ in $(seq 300); do [[ -f $WORK/upstream.ready ]] && probe 127.0.0.1 "$MITM_PORT" && break; sleep 0.1; done
+mitm_up() { [[ -z $MITM_PID ]] || probe 127.0.0.1 "$MITM_PORT"; }
+for _ in $(seq 300); do [[ -f $WORK/upstream.ready ]] && mitm_up && break; sleep 0.1; done
 [[ -f $WORK/upstream.ready ]] || die "the HTTPS upstream did not start"
-probe 127.0.0.1 "$MITM_PORT" || die "mitmdump did not start: $(tail -5 "$WORK/mitmdump.log")"
-FLOOR_PORT=8443
-bench_relay "$FLOOR_PORT" "$SERVER" 443
-TO_FLOOR=(--connect "127.0.0.1:$FLOOR_PORT" --cafile "$WORK/pki/ca.pem")
-[[ -f $WORK/mitm/mitmproxy-ca-cert.pem ]] || die "mitmdump made no CA in $WORK/mitm"
-install -m 644 "$WORK/mitm/mitmproxy-ca-cert.pem" "$WORK/pki/mitm-ca.pem"
+if ((!INSTRUCTIONS)); then
+  mitm_up || die "mitmdump did not start: $(tail -5 "$WORK/mitmdump.log")"
+  FLOOR_PORT=8443
+  bench_relay "$FLOOR_PORT" "$SERVER" 443
+  TO_FLOOR=(--connect "127.0.0.1:$FLOOR_PORT" --cafile "$WORK/pki/ca.pem")
+  [[ -f $WORK/mitm/mitmproxy-ca-cert.pem ]] || die "mitmdump made no CA in $WORK/mitm"
+  install -m 644 "$WORK/mitm/mitmproxy-ca-cert.pem" "$WORK/pki/mitm-ca.pem"
+fi
 
 NOBODY_UID=$(id -u nobody) NOBODY_GID=$(id -g nobody)
 TO_UPSTREAM=(--connect "$SERVER:443" --cafile "$WORK/pki/ca.pem")
@@ -226,7 +237,6 @@ instructions() {
   echo "$all $workers"
 }
 if ((INSTRUCTIONS)); then
-  command -v valgrind >/dev/null || die "--instructions needs valgrind (apt-get install valgrind)"
   IR_COUNT=${BENCH_IR_COUNT:-6000}
   ((IR_COUNT > 1000)) || die "BENCH_IR_COUNT must be above 1000"
   builds=("$BRIDLE")
@@ -236,8 +246,12 @@ if ((INSTRUCTIONS)); then
   declare -A all=() workers=()
   for r in 1 2; do
     for bin in "${builds[@]}"; do
-      read -r few_all few_workers < <(instructions "$bin" 1000)
-      read -r many_all many_workers < <(instructions "$bin" "$IR_COUNT")
+      # Assignments, not `read < <(...)`: a failed run stops the bench
+      # here instead of reading as zero instructions.
+      few=$(instructions "$bin" 1000)
+      many=$(instructions "$bin" "$IR_COUNT")
+      read -r few_all few_workers <<<"$few"
+      read -r many_all many_workers <<<"$many"
       a=$(((many_all - few_all) / (IR_COUNT - 1000))) w=$(((many_workers - few_workers) / (IR_COUNT - 1000)))
       all[$bin]+=" $a" workers[$bin]+=" $w"
       echo "$bin run $r: $a instructions per GET, $w of them on the tokio workers" >&2
