@@ -110,14 +110,11 @@ fn batches_of_every_size_are_indexed_whole() {
         offset += line.len() as u64;
     }
     // Batches of 1, 2, ... rows: every remainder shape, in order.
-    let mut start = 0;
-    for size in 1.. {
+    let (mut start, mut size) = (0, 1);
+    while start < rows.len() {
         let end = (start + size).min(rows.len());
         index.insert(&rows[start..end]).expect("insert");
-        start = end;
-        if start == rows.len() {
-            break;
-        }
+        (start, size) = (end, size + 1);
     }
     assert_eq!(count(&index), rows.len() as i64);
     let max: i64 = index.conn().query_row("SELECT max(seq) FROM records", [], |r| r.get(0)).expect("max");

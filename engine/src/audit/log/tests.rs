@@ -128,7 +128,6 @@ fn debug_output_is_short() {
     assert!(debug.starts_with("AuditLog {") && debug.contains("next_seq: 0"), "{debug}");
 }
 
-/// The messages of the notices in `path`, in seq order.
 /// Waits (at most 5 s) until the flusher's checkpoint reaches `seq`; the
 /// caller asserts what it then finds.
 fn wait_for_checkpoint(path: &Path, seq: u64) {
@@ -138,6 +137,7 @@ fn wait_for_checkpoint(path: &Path, seq: u64) {
     }
 }
 
+/// The messages of the notices in `path`, in seq order.
 fn messages(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .expect("read")
