@@ -13,7 +13,7 @@ use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
 
 use super::{AuditError, record, sidecar};
 
@@ -38,7 +38,14 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_time ON records(time_us);
 CREATE INDEX IF NOT EXISTS records_effect ON records(effect);
 CREATE INDEX IF NOT EXISTS records_kind ON records(kind);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// The `meta` key of the watermark: the highest seq with every seq from 0
+/// up to it indexed, -1 when seq 0 is not. Kept by every insert, so opening
+/// a log and each `bridle audit query` find where to resume in O(1); a
+/// scan of the table to find it took 0.5–1.5 s at 3M rows.
+const WATERMARK: &str = "contiguous";
 
 const INSERT: &str = "INSERT OR REPLACE INTO records
     (seq, time_us, type, kind, action, effect, principal, resource, reason, byte_offset, line_len) VALUES ";
@@ -95,13 +102,16 @@ impl Index {
         err_at(&self.path, op)
     }
 
-    /// Inserts rows in one transaction.
+    /// Inserts rows in one transaction, advancing the watermark over them.
     pub fn insert(&mut self, rows: &[IndexRow]) -> Result<(), AuditError> {
         if rows.is_empty() {
             return Ok(());
         }
         let path = &self.path;
-        let tx = self.conn.transaction().map_err(err_at(path, "begin"))?;
+        // IMMEDIATE: the watermark is read, then written; a concurrent
+        // catch-up (`bridle audit query`) must not interleave between the two.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err_at(path, "begin"))?;
+        let before = watermark(&tx).map_err(err_at(path, "read watermark"))?;
         let mut rest = rows;
         for size in statement_sizes(rows.len()) {
             let (chunk, after) = rest.split_at(size);
@@ -109,6 +119,10 @@ impl Index {
             let mut stmt = tx.prepare_cached(&insert_sql(size)).map_err(err_at(path, "prepare insert"))?;
             let values = chunk.iter().flat_map(IndexRow::sql_values);
             stmt.execute(rusqlite::params_from_iter(values)).map_err(err_at(path, "insert"))?;
+        }
+        let after = advance(before, rows);
+        if after != before {
+            set_watermark(&tx, after).map_err(err_at(path, "write watermark"))?;
         }
         tx.commit().map_err(err_at(path, "commit"))
     }
@@ -143,40 +157,38 @@ impl Index {
         Ok(added + batch.len() as u64)
     }
 
-    /// Where indexing should resume: after the last record of the gap-free
-    /// run from seq 0, if that record is where the index says it is;
-    /// otherwise the index is dropped and rebuilt from byte 0.
+    /// Where indexing should resume: after the watermark's record, if that
+    /// record is where the index says it is; otherwise the index is dropped
+    /// and rebuilt from byte 0.
     fn resume_offset(&mut self, log: &Path, file: &File) -> Result<u64, AuditError> {
-        let Some(last) = self.last_contiguous()? else {
+        let path = &self.path;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err_at(path, "begin"))?;
+        let last = watermark(&tx).map_err(err_at(path, "read watermark"))?;
+        if last < 0 {
+            tx.commit().map_err(err_at(path, "commit"))?;
             return Ok(0);
-        };
+        }
         let sql = "SELECT byte_offset, line_len FROM records WHERE seq = ?1";
-        let (offset, len): (i64, i64) =
-            self.conn.query_row(sql, [last], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err("read"))?;
-        let (offset, len) = (offset as u64, len as u64);
-        if line_has_seq(file, offset, len, last as u64) {
-            return Ok(offset + len);
+        let place: Option<(i64, i64)> =
+            tx.query_row(sql, [last], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(err_at(path, "read"))?;
+        if let Some((offset, len)) = place
+            && line_has_seq(file, offset as u64, len as u64, last as u64)
+        {
+            tx.commit().map_err(err_at(path, "commit"))?;
+            return Ok(offset as u64 + len as u64);
         }
         tracing::info!(log = %log.display(), "audit index does not match the log; rebuilding it");
-        self.conn.execute("DELETE FROM records", []).map_err(self.err("clear"))?;
+        tx.execute("DELETE FROM records", []).map_err(err_at(path, "clear"))?;
+        set_watermark(&tx, -1).map_err(err_at(path, "clear"))?;
+        tx.commit().map_err(err_at(path, "commit"))?;
         Ok(0)
     }
 
-    /// The highest seq with every seq below it indexed, `None` if seq 0 is
-    /// missing. Rows after a gap (shed under load) are re-inserted.
+    /// The watermark, `None` if seq 0 is not indexed.
+    #[cfg(test)]
     fn last_contiguous(&self) -> Result<Option<i64>, AuditError> {
-        let sql = "SELECT count(*), min(seq), max(seq) FROM records";
-        let (count, min, max): (i64, Option<i64>, Option<i64>) =
-            self.conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err("read"))?;
-        match (min, max) {
-            (Some(0), Some(max)) if count == max + 1 => Ok(Some(max)),
-            (Some(0), Some(_)) => {
-                let sql =
-                    "SELECT min(seq) FROM records r WHERE NOT EXISTS (SELECT 1 FROM records n WHERE n.seq = r.seq + 1)";
-                self.conn.query_row(sql, [], |r| r.get(0)).map_err(self.err("find gap"))
-            }
-            _ => Ok(None),
-        }
+        let last = watermark(&self.conn).map_err(self.err("read watermark"))?;
+        Ok((last >= 0).then_some(last))
     }
 
     pub(crate) fn conn(&self) -> &Connection {
@@ -186,6 +198,53 @@ impl Index {
     pub(crate) fn error(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> AuditError + use<> {
         self.err(op)
     }
+}
+
+/// The watermark as stored; an index written before it existed gets it
+/// computed once from the table (rows after a gap, shed under load, are
+/// re-inserted by the catch-up that follows).
+fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
+    let stored = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([WATERMARK], |r| r.get(0))
+        .optional()?;
+    if let Some(last) = stored {
+        return Ok(last);
+    }
+    let sql = "SELECT count(*), min(seq), max(seq) FROM records";
+    let (count, min, max): (i64, Option<i64>, Option<i64>) =
+        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let last = match (min, max) {
+        (Some(0), Some(max)) if count == max + 1 => max,
+        (Some(0), Some(_)) => {
+            let sql =
+                "SELECT min(seq) FROM records r WHERE NOT EXISTS (SELECT 1 FROM records n WHERE n.seq = r.seq + 1)";
+            conn.query_row(sql, [], |r| r.get(0))?
+        }
+        _ => -1,
+    };
+    set_watermark(conn, last)?;
+    Ok(last)
+}
+
+fn set_watermark(conn: &Connection, last: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?.execute((WATERMARK, last))?;
+    Ok(())
+}
+
+/// The watermark once `rows` are indexed: it moves over rows that follow it
+/// without a gap. Rows out of order only leave it lower than it could be,
+/// which costs a longer catch-up, never a missed record.
+fn advance(mut last: i64, rows: &[IndexRow]) -> i64 {
+    for row in rows {
+        let Ok(seq) = i64::try_from(row.seq) else { break };
+        if seq == last + 1 {
+            last = seq;
+        } else if seq > last + 1 {
+            break;
+        }
+    }
+    last
 }
 
 /// `INSERT … VALUES (?,…),(?,…)` for `rows` rows.

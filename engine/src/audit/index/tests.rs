@@ -71,18 +71,86 @@ fn unknown_entry_types_still_get_a_row() {
     assert_eq!(row.len, line.len() as u64 + 1);
 }
 
+/// The rows of every record in `path`, as a catch-up reads them.
+fn rows_of(path: &Path) -> Vec<IndexRow> {
+    let file = std::fs::read_to_string(path).expect("read");
+    let mut rows = Vec::new();
+    let mut offset = 0u64;
+    for line in file.split_inclusive('\n') {
+        rows.push(IndexRow::from_line(line.trim_end_matches('\n').as_bytes(), offset).expect("row"));
+        offset += line.len() as u64;
+    }
+    rows
+}
+
 #[test]
-fn catch_up_fills_a_gap_without_a_rebuild() {
+fn catch_up_fills_a_gap_left_by_shed_rows_without_a_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, false, (0..8).map(|i| notice(&i.to_string())).collect());
+    let rows = rows_of(&path);
+    let mut index = Index::open(&path).expect("index");
+    index.insert(&rows[..4]).expect("insert");
+    index.insert(&rows[5..]).expect("insert");
+    assert_eq!(index.last_contiguous().expect("gap"), Some(3));
+    assert_eq!(index.catch_up(&path).expect("catch up"), 4);
+    assert_eq!(count(&index), 8);
+    assert_eq!(index.last_contiguous().expect("whole"), Some(7));
+    assert_eq!(index.catch_up(&path).expect("catch up"), 0);
+}
+
+#[test]
+fn an_index_without_seq_0_is_filled_from_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, false, (0..8).map(|i| notice(&i.to_string())).collect());
+    let rows = rows_of(&path);
+    let mut index = Index::open(&path).expect("index");
+    index.insert(&rows[1..]).expect("insert");
+    assert_eq!(index.last_contiguous().expect("no seq 0"), None);
+    assert_eq!(index.catch_up(&path).expect("catch up"), 8);
+    assert_eq!(index.last_contiguous().expect("whole"), Some(7));
+}
+
+#[test]
+fn an_index_written_before_the_watermark_gets_it_from_its_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     write_log(&path, true, (0..8).map(|i| notice(&i.to_string())).collect());
     let mut index = Index::open(&path).expect("index");
-    index.conn().execute("DELETE FROM records WHERE seq = 4", []).expect("delete");
-    assert_eq!(index.last_contiguous().expect("gap"), Some(3));
-    assert_eq!(index.catch_up(&path).expect("catch up"), 4);
+    // As an older Bridle left it: no watermark, and a gap at seq 5.
+    index.conn().execute("DELETE FROM meta", []).expect("delete watermark");
+    index.conn().execute("DELETE FROM records WHERE seq = 5", []).expect("delete row");
+    assert_eq!(index.last_contiguous().expect("computed"), Some(4));
+    let stored: i64 =
+        index.conn().query_row("SELECT value FROM meta WHERE key = 'contiguous'", [], |r| r.get(0)).expect("stored");
+    assert_eq!(stored, 4);
+    assert_eq!(index.catch_up(&path).expect("catch up"), 3);
     assert_eq!(count(&index), 8);
-    index.conn().execute("DELETE FROM records WHERE seq = 0", []).expect("delete");
-    assert_eq!(index.catch_up(&path).expect("catch up"), 8);
+}
+
+#[test]
+fn a_watermark_past_a_missing_row_rebuilds_the_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, true, (0..4).map(|i| notice(&i.to_string())).collect());
+    let mut index = Index::open(&path).expect("index");
+    index.conn().execute("DELETE FROM records WHERE seq = 3", []).expect("delete row");
+    assert_eq!(index.catch_up(&path).expect("catch up"), 4);
+    assert_eq!((count(&index), index.last_contiguous().expect("whole")), (4, Some(3)));
+}
+
+#[test]
+fn the_watermark_moves_only_over_rows_without_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    write_log(&path, false, (0..6).map(|i| notice(&i.to_string())).collect());
+    let rows = rows_of(&path);
+    assert_eq!(advance(-1, &rows), 5);
+    assert_eq!(advance(-1, &rows[1..]), -1);
+    assert_eq!(advance(1, &rows), 5);
+    assert_eq!(advance(1, &[rows[2].clone(), rows[4].clone()]), 2);
+    assert_eq!(advance(3, &[rows[5].clone(), rows[4].clone()]), 3);
 }
 
 #[test]
@@ -102,13 +170,7 @@ fn batches_of_every_size_are_indexed_whole() {
     let entries: Vec<AuditEntry> = (0..180).map(|i| notice(&format!("n{i}"))).collect();
     write_log(&path, false, entries);
     let mut index = Index::open(&path).expect("index");
-    let file = std::fs::read_to_string(&path).expect("read");
-    let mut rows = Vec::new();
-    let mut offset = 0u64;
-    for line in file.split_inclusive('\n') {
-        rows.push(IndexRow::from_line(line.trim_end_matches('\n').as_bytes(), offset).expect("row"));
-        offset += line.len() as u64;
-    }
+    let rows = rows_of(&path);
     // Batches of 1, 2, ... rows: every remainder shape, in order.
     let (mut start, mut size) = (0, 1);
     while start < rows.len() {
@@ -117,6 +179,5 @@ fn batches_of_every_size_are_indexed_whole() {
         (start, size) = (end, size + 1);
     }
     assert_eq!(count(&index), rows.len() as i64);
-    let max: i64 = index.conn().query_row("SELECT max(seq) FROM records", [], |r| r.get(0)).expect("max");
-    assert_eq!(max, rows.len() as i64 - 1);
+    assert_eq!(index.last_contiguous().expect("whole"), Some(rows.len() as i64 - 1));
 }
