@@ -98,19 +98,19 @@ fn records(audit: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn allowed_request_reaches_upstream_and_denied_one_is_reset_with_the_reason_audited() {
+fn allowed_request_reaches_upstream_and_a_forged_host_is_reset_with_the_reason_audited() {
     let net = TestNet::new("http");
-    let curl = |host: &str| {
-        let header = format!("Host: {host}");
-        net.run(&["--user", "nobody"], &["curl", "-sS", "-m", "5", "-H", &header, "http://198.51.100.7/hello.txt"])
-    };
-    let allowed = curl("allowed.test");
+    let allowed = net.run(&["--user", "nobody"], &["curl", "-sS", "-m", "5", "http://allowed.test/hello.txt"]);
     assert_eq!(allowed.code, 0, "{}", allowed.all());
     assert_eq!(allowed.stdout, "hello from upstream\n");
-
-    let denied = curl("denied.test");
-    assert_ne!(denied.code, 0, "{}", denied.all());
-    assert!(!denied.stdout.contains("hello"), "{}", denied.all());
+    // A new session (nothing resolved yet): the allowed name in the Host
+    // header of a request to a bare address does not name it.
+    let forged = net.run(
+        &["--user", "nobody"],
+        &["curl", "-sS", "-m", "5", "-H", "Host: allowed.test", "http://198.51.100.7/hello.txt"],
+    );
+    assert_ne!(forged.code, 0, "{}", forged.all());
+    assert!(!forged.stdout.contains("hello"), "{}", forged.all());
 
     let all = records(&net.audit());
     // Plain HTTP is inspected too: the allowed connection's request has its
@@ -123,8 +123,13 @@ fn allowed_request_reaches_upstream_and_denied_one_is_reset_with_the_reason_audi
     assert_eq!(decisions[0]["decision"]["effect"], "allow");
     assert_eq!(decisions[0]["event"]["detail"]["named_by"], "host-header");
     assert_eq!(decisions[1]["decision"]["effect"], "deny");
-    assert_eq!(decisions[1]["decision"]["reason"], "denied.test is off limits");
+    assert_eq!(decisions[1]["event"]["detail"]["named_by"], "ip");
     assert_eq!(decisions[1]["event"]["detail"]["ip"], "198.51.100.7");
+    assert!(decisions[1]["decision"]["reason"].as_str().is_some_and(|r| r.contains("198.51.100.7")), "{decisions:?}");
+    let said = all.iter().filter_map(|r| r["message"].as_str()).any(|m| {
+        m.contains(r#"Host header "allowed.test""#) && m.contains("not a name Bridle's resolver answered with")
+    });
+    assert!(said, "the forged Host is audited: {all:?}");
 
     let verify = support::bridle(&["audit", "verify", &path(&net.audit())]);
     assert_eq!(verify.code, 0, "{}", verify.all());
@@ -292,14 +297,19 @@ def http(family, addr, host):
             if not chunk:
                 break
             data += chunk
-        # A denied connection is reset by the proxy (ECONNRESET above).
-        return "200" if data.startswith(b"HTTP/1.0 200") else ("closed" if not data else "other")
+        # A denied connection is reset by the proxy (ECONNRESET above); a
+        # denied request on an allowed connection gets Bridle's 403.
+        if data.startswith(b"HTTP/1."):
+            return data[9:12].decode()
+        return "closed" if not data else "other"
     return err(go)
 def sendto(family, addr):
     return err(lambda: socket.socket(family, socket.SOCK_DGRAM).sendto(b"x", addr) and "sent")
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
     return "exit%d:%s" % (r.returncode, r.stdout.strip())
+# What the agent resolved (through Bridle) names those addresses.
+socket.getaddrinfo("allowed.test", 80)
 print("v6_allowed=" + http(socket.AF_INET6, ("2001:db8::7", 80), "allowed.test"))
 print("v6_denied=" + http(socket.AF_INET6, ("2001:db8::7", 80), "denied.test"))
 print("mapped_allowed=" + http(socket.AF_INET6, ("::ffff:198.51.100.7", 80), "allowed.test"))
@@ -330,17 +340,19 @@ fn bypass_attempts_are_refused_or_decided() {
     assert_eq!(run.code, 0, "{}", run.all());
     let got: std::collections::HashMap<&str, &str> = run.stdout.lines().filter_map(|l| l.split_once('=')).collect();
     let expect = [
+        // denied.test is refused at DNS; its name in a Host header does not
+        // name an address allowed.test resolved to: the request is refused.
         ("v6_allowed", "200"),
-        ("v6_denied", "ECONNRESET"),
+        ("v6_denied", "403"),
         ("mapped_allowed", "200"),
-        ("mapped_denied", "ECONNRESET"),
+        ("mapped_denied", "403"),
         ("udp443", "EPERM"),
         ("udp443_v6", "EPERM"),
         ("raw", "EPERM"),
         ("console", "EPERM"),
         ("dns_tcp", "exit0:198.51.100.7"),
         ("dns_v6", "exit0:198.51.100.7"),
-        ("double_fork", "ECONNRESET"),
+        ("double_fork", "403"),
     ];
     for (name, want) in expect {
         assert_eq!(got.get(name).copied(), Some(want), "{name}: {}", run.all());

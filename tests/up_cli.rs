@@ -242,8 +242,7 @@ print('second', err(lambda: connect('198.51.100.7', 8443)))"
     // A new Bridle re-adopts the pins; traffic flows (and is decided) again.
     let started = appliance.start();
     assert!(started.contains("re-adopted"), "{started}");
-    let again =
-        appliance.agent(&["curl", "-sS", "-m", "5", "-H", "Host: allowed.test", "http://198.51.100.7/hello.txt"]);
+    let again = appliance.curl("http://allowed.test/hello.txt");
     assert_eq!(String::from_utf8_lossy(&again.stdout), "hello from upstream\n", "{}", text(&again));
 
     // A clean stop with a guarded process left keeps failing closed;

@@ -92,16 +92,10 @@ impl Decider {
     }
 
     /// Decides a connection to `dst` whose first bytes were `protocol`;
-    /// `dns_name` is what the resolver learned for `dst`'s IP.
+    /// `naming` is what names it besides those bytes.
     /// `pid` is the connecting process, where known.
-    pub async fn decide(
-        &self,
-        dst: SocketAddr,
-        protocol: &Protocol,
-        dns_name: Option<String>,
-        pid: Option<u32>,
-    ) -> Verdict {
-        let event = self.event(EventKind::Connect(connect(dst, protocol, dns_name)), pid);
+    pub async fn decide(&self, dst: SocketAddr, protocol: &Protocol, naming: Naming, pid: Option<u32>) -> Verdict {
+        let event = self.event(EventKind::Connect(connect(dst, protocol, naming)), pid);
         let decision = self.settle(&event, self.authorizer.decide(&event), "connection").await;
         let kernel_refusal = if decision.effect.permits() { None } else { self.destination_deny(&event) };
         self.record(AuditEntry::Decision { event, decision: decision.clone() });
@@ -199,15 +193,31 @@ pub(crate) fn enforced(mut decision: Decision, subject: &str) -> Decision {
     decision
 }
 
+/// What names a connection besides its first bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Naming {
+    /// What Bridle's resolver learned for the destination's IP.
+    pub dns_name: Option<String>,
+    /// The SNI or Host the first bytes claim is not proven to belong to the
+    /// destination (see `server::unproven_claim`): it does not name the
+    /// connection, which is decided on the DNS name or the IP instead. The
+    /// SNI stays in the event as what the agent said.
+    pub claim_unproven: bool,
+}
+
 /// The `net.connect` event detail for a connection.
-pub fn connect(dst: SocketAddr, protocol: &Protocol, dns_name: Option<String>) -> Connect {
+pub fn connect(dst: SocketAddr, protocol: &Protocol, naming: Naming) -> Connect {
     let (sni, host, tls) = match protocol {
         Protocol::Tls { sni } => (sni.clone(), None, true),
         Protocol::Http { host } => (None, host.clone(), false),
         Protocol::Malformed { tls, .. } => (None, None, *tls),
         Protocol::ServerSpeaksFirst | Protocol::Opaque => (None, None, false),
     };
-    let (name, named_by) = name(sni.clone(), host, dns_name);
+    let (name, named_by) = if naming.claim_unproven {
+        name(None, None, naming.dns_name)
+    } else {
+        name(sni.clone(), host, naming.dns_name)
+    };
     Connect { proto: Transport::Tcp, ip: Some(dst.ip()), port: dst.port(), name, named_by, sni, tls }
 }
 
@@ -229,23 +239,38 @@ mod tests {
         "198.51.100.7:443".parse().expect("addr")
     }
 
+    fn dns(name: &str) -> Naming {
+        Naming { dns_name: Some(name.into()), claim_unproven: false }
+    }
+
     #[test]
     fn sni_beats_host_beats_dns_beats_ip() {
         let tls = Protocol::Tls { sni: Some("a.test".into()) };
-        let c = connect(dst(), &tls, Some("dns.test".into()));
+        let c = connect(dst(), &tls, dns("dns.test"));
         assert_eq!((c.name.as_deref(), c.named_by, c.tls), (Some("a.test"), NamedBy::Sni, true));
         let http = Protocol::Http { host: Some("h.test".into()) };
-        assert_eq!(connect(dst(), &http, Some("dns.test".into())).named_by, NamedBy::HostHeader);
-        let c = connect(dst(), &Protocol::Opaque, Some("dns.test".into()));
+        assert_eq!(connect(dst(), &http, dns("dns.test")).named_by, NamedBy::HostHeader);
+        let c = connect(dst(), &Protocol::Opaque, dns("dns.test"));
         assert_eq!((c.name.as_deref(), c.named_by), (Some("dns.test"), NamedBy::Dns));
-        let c = connect(dst(), &Protocol::ServerSpeaksFirst, None);
+        let c = connect(dst(), &Protocol::ServerSpeaksFirst, Naming::default());
         assert_eq!((c.name, c.named_by, c.ip), (None, NamedBy::Ip, Some(dst().ip())));
+    }
+
+    #[test]
+    fn an_unproven_claim_names_nothing_but_the_sni_is_kept() {
+        let unproven = |dns_name: Option<&str>| Naming { dns_name: dns_name.map(Into::into), claim_unproven: true };
+        let tls = Protocol::Tls { sni: Some("a.test".into()) };
+        let c = connect(dst(), &tls, unproven(Some("dns.test")));
+        assert_eq!((c.name.as_deref(), c.named_by, c.sni.as_deref()), (Some("dns.test"), NamedBy::Dns, Some("a.test")));
+        let http = Protocol::Http { host: Some("h.test".into()) };
+        let c = connect(dst(), &http, unproven(None));
+        assert_eq!((c.name, c.named_by), (None, NamedBy::Ip));
     }
 
     #[test]
     fn ip_literal_names_are_skipped() {
         let tls = Protocol::Tls { sni: Some("10.0.0.1".into()) };
-        let c = connect(dst(), &tls, None);
+        let c = connect(dst(), &tls, Naming::default());
         assert_eq!((c.name, c.named_by, c.sni.as_deref()), (None, NamedBy::Ip, Some("10.0.0.1")));
     }
 

@@ -39,12 +39,31 @@ pub trait OriginalDestinations: Send + Sync {
         None
     }
 
+    /// Whether Bridle's resolver answered `name` with `ip` (recently): the
+    /// only proof that a name the agent claims for an address it dialled
+    /// (a Host header, an SNI no upstream certificate will be checked
+    /// against) belongs to it.
+    fn resolved(&self, ip: IpAddr, name: &str) -> bool {
+        let _ = (ip, name);
+        false
+    }
+
     /// Policy generation `generation` denies every TCP connect to `dst`
     /// whatever its name or process: a source backed by the kernel makes it
     /// refuse such connects itself (`ECONNREFUSED`) while that generation
     /// is live. Best effort: the proxy still decides whatever arrives.
     fn cache_deny(&self, dst: SocketAddr, generation: u64) {
         let _ = (dst, generation);
+    }
+}
+
+/// Whether `name` (a host as the agent wrote it, lowercase, no port)
+/// belongs to `ip`: an IP literal when it is that IP, a DNS name when
+/// Bridle's resolver answered it with `ip`.
+pub fn names_address(origins: &dyn OriginalDestinations, ip: IpAddr, name: &str) -> bool {
+    match name.parse::<IpAddr>() {
+        Ok(literal) => literal.to_canonical() == ip.to_canonical(),
+        Err(_) => origins.resolved(ip, name),
     }
 }
 
@@ -76,7 +95,7 @@ fn tcp_destination(orig: OrigDst) -> Option<SocketAddr> {
 #[derive(Debug, Default)]
 pub struct StaticOrigins {
     destinations: Mutex<HashMap<SocketAddr, SocketAddr>>,
-    names: Mutex<HashMap<IpAddr, String>>,
+    names: Mutex<HashMap<IpAddr, Vec<String>>>,
 }
 
 impl StaticOrigins {
@@ -90,9 +109,10 @@ impl StaticOrigins {
         self.destinations.lock().unwrap_or_else(PoisonError::into_inner).insert(peer, dst);
     }
 
-    /// Records that the resolver answered `name` with `ip`.
+    /// Records that the resolver answered `name` with `ip`; the last name
+    /// inserted names the IP.
     pub fn insert_name(&self, ip: IpAddr, name: impl Into<String>) {
-        self.names.lock().unwrap_or_else(PoisonError::into_inner).insert(ip, name.into());
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).entry(ip).or_default().push(name.into());
     }
 }
 
@@ -102,7 +122,12 @@ impl OriginalDestinations for StaticOrigins {
     }
 
     fn name_for(&self, ip: IpAddr) -> Option<String> {
-        self.names.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).cloned()
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).get(&ip)?.last().cloned()
+    }
+
+    fn resolved(&self, ip: IpAddr, name: &str) -> bool {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names.get(&ip).is_some_and(|names| names.iter().any(|known| known.eq_ignore_ascii_case(name)))
     }
 }
 
@@ -132,5 +157,7 @@ mod tests {
         origins.insert_name("198.51.100.7".parse().expect("ip"), "a.test");
         assert_eq!(origins.lookup(peer), Some("198.51.100.7:443".parse().expect("addr")));
         assert_eq!(origins.name_for("198.51.100.7".parse().expect("ip")).as_deref(), Some("a.test"));
+        assert!(origins.resolved("198.51.100.7".parse().expect("ip"), "A.test"));
+        assert!(!origins.resolved("198.51.100.7".parse().expect("ip"), "b.test"));
     }
 }

@@ -13,12 +13,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, field};
 
-use crate::decide::{Decider, Verdict};
+use crate::decide::{Decider, Naming, Verdict};
 use crate::detect::{DetectLimits, Protocol, detect};
 use crate::error::{Error, Result};
 use crate::forward::{PipePool, connect_upstream, splice};
-use crate::intercept::{self, Conn, Inspector};
-use crate::origin::{Origin, OriginalDestinations};
+use crate::intercept::{self, Conn, Inspector, Names};
+use crate::origin::{Origin, OriginalDestinations, names_address};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin while the condition lasts.
@@ -184,7 +184,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         tracing::Span::current().record("sni", sni.as_str());
     }
     // decide: may it go there?
-    let verdict = shared.decider.decide(dst, &detected.protocol, shared.origins.name_for(dst.ip()), pid).await;
+    let verdict = decide_connection(shared, dst, &detected.protocol, pid).await;
     if !verdict.permits() {
         tracing::info!(reason = verdict.decision.reason.as_deref().unwrap_or("default deny"), "connection denied");
         if let Some(generation) = verdict.kernel_refusal {
@@ -205,7 +205,7 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
                 FirstWord::Server(upstream) => early_upstream = Some(upstream),
                 FirstWord::Client(late) => {
                     // Silence, then TLS or HTTP: decide again on what it said.
-                    verdict = shared.decider.decide(dst, &late.protocol, shared.origins.name_for(dst.ip()), pid).await;
+                    verdict = decide_connection(shared, dst, &late.protocol, pid).await;
                     if !verdict.permits() || matches!(late.protocol, Protocol::Malformed { .. }) {
                         return refuse(client);
                     }
@@ -235,6 +235,65 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         Ok(relayed) => tracing::debug!(relayed.to_upstream, relayed.to_client, "connection closed"),
         Err(error) => tracing::debug!(%error, "connection ended"),
     }
+}
+
+/// Decides a connection on the name its first bytes claim where that name
+/// is proven to belong to `dst` (see [`unproven_claim`]), else on the
+/// resolver's name for `dst` or on `dst` itself.
+async fn decide_connection(shared: &Shared, dst: SocketAddr, protocol: &Protocol, pid: Option<u32>) -> Verdict {
+    let intercepted = shared.inspector.is_some();
+    let verdict = decide_named(shared, dst, protocol, intercepted, pid).await;
+    // A @passthrough permit splices the TLS untouched: no upstream
+    // certificate is ever checked against its SNI, so the SNI must hold on
+    // its own or the connection is decided again without it.
+    let passthrough = matches!(protocol, Protocol::Tls { .. }) && shared.decider.passthrough(&verdict.decision);
+    if intercepted && passthrough && unproven_claim(shared, dst, protocol, false).is_some() {
+        return decide_named(shared, dst, protocol, false, pid).await;
+    }
+    verdict
+}
+
+async fn decide_named(
+    shared: &Shared,
+    dst: SocketAddr,
+    protocol: &Protocol,
+    verified_upstream: bool,
+    pid: Option<u32>,
+) -> Verdict {
+    let dns_name = shared.origins.name_for(dst.ip());
+    let unproven = unproven_claim(shared, dst, protocol, verified_upstream);
+    if let Some((what, claimed)) = unproven {
+        let instead = dns_name.as_deref().map_or_else(|| "the address".to_owned(), |name| format!("{name} (DNS)"));
+        shared.decider.notice(
+            "warn",
+            format!(
+                "{what} {claimed:?} to {dst} is not a name Bridle's resolver answered with {}: decided on {instead}",
+                dst.ip()
+            ),
+        );
+    }
+    shared.decider.decide(dst, protocol, Naming { dns_name, claim_unproven: unproven.is_some() }, pid).await
+}
+
+/// The name the agent's first bytes claim for `dst` (a Host header, an
+/// SNI), when nothing proves it belongs there: an intercepted TLS
+/// connection's name is checked against the upstream's certificate
+/// (`verified_upstream`); any other claim holds only if Bridle's resolver
+/// answered it with `dst`'s IP. Without this, a Host header of an allowed
+/// name would carry a request to any address (and a spliced TLS connection
+/// with an allowed SNI, to any server).
+fn unproven_claim<'a>(
+    shared: &Shared,
+    dst: SocketAddr,
+    protocol: &'a Protocol,
+    verified_upstream: bool,
+) -> Option<(&'static str, &'a str)> {
+    let (what, claimed) = match protocol {
+        Protocol::Http { host: Some(host) } => ("Host header", host.as_str()),
+        Protocol::Tls { sni: Some(sni) } if !verified_upstream => ("TLS server name", sni.as_str()),
+        _ => return None,
+    };
+    (!names_address(shared.origins.as_ref(), dst.ip(), claimed)).then_some((what, claimed))
 }
 
 /// Who spoke first on a connection whose client was silent through the
@@ -298,6 +357,13 @@ async fn inspect(
         pid: origin.pid,
         sni,
         tls,
+        names: Names(Arc::clone(&shared.origins)),
+        proven_host: match protocol {
+            Protocol::Http { host: Some(host) } if unproven_claim(shared, dst, protocol, false).is_none() => {
+                Some(host.clone())
+            }
+            _ => None,
+        },
     };
     match protocol {
         Protocol::Http { .. } => {

@@ -256,6 +256,10 @@ impl OriginalDestinations for LateOrigins {
         self.names.name_for(ip)
     }
 
+    fn resolved(&self, ip: IpAddr, name: &str) -> bool {
+        self.names.answered(ip, name)
+    }
+
     fn cache_deny(&self, dst: SocketAddr, generation: u64) {
         self.policy_changed(generation);
         let Ok(mut slot) = self.slot.write() else { return };

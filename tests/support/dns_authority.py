@@ -1,10 +1,13 @@
-"""A tiny authoritative DNS server for tests: A records from the command line.
+"""A tiny authoritative DNS server for tests: A and AAAA records from the
+command line.
 
-usage: dns_authority.py ADDR PORT NAME=IPV4 [NAME=IPV4 ...]
+usage: dns_authority.py ADDR PORT NAME=IP [NAME=IP ...]
 
-Answers A queries for the given names, NOERROR with no answer for other
-types of a known name, NXDOMAIN otherwise. UDP only. It stands in for "the
-internet's DNS" inside a test network namespace; it never forwards.
+An IPv4 address is an A record, an IPv6 one an AAAA record; a name may be
+given more than once. Answers A and AAAA queries for the given names,
+NOERROR with no answer for other types of a known name (or a type it has no
+record of), NXDOMAIN otherwise. UDP only. It stands in for "the internet's
+DNS" inside a test network namespace; it never forwards.
 """
 import socket
 import struct
@@ -33,16 +36,25 @@ def answer(packet, records):
     question = packet[12:offset + 4]
     if name not in records:
         return struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0) + question
-    if qtype != 1:
-        return struct.pack("!HHHHHH", ident, 0x8180, 1, 0, 0, 0) + question
-    rdata = socket.inet_aton(records[name])
-    rr = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + rdata
-    return struct.pack("!HHHHHH", ident, 0x8180, 1, 1, 0, 0) + question + rr
+    rdatas = records[name].get(qtype, [])
+    rrs = b"".join(struct.pack("!HHHIH", 0xC00C, qtype, 1, 60, len(r)) + r for r in rdatas)
+    return struct.pack("!HHHHHH", ident, 0x8180, 1, len(rdatas), 0, 0) + question + rrs
+
+
+def record(ip):
+    """(qtype, rdata) of an address."""
+    if ":" in ip:
+        return 28, socket.inet_pton(socket.AF_INET6, ip)
+    return 1, socket.inet_aton(ip)
 
 
 def main():
     addr, port = sys.argv[1], int(sys.argv[2])
-    records = dict(arg.split("=", 1) for arg in sys.argv[3:])
+    records = {}
+    for arg in sys.argv[3:]:
+        name, ip = arg.split("=", 1)
+        qtype, rdata = record(ip)
+        records.setdefault(name.lower(), {}).setdefault(qtype, []).append(rdata)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((addr, port))
     while True:

@@ -9,7 +9,8 @@ use std::time::Duration;
 /// The stand-ins for "the internet" inside a test network namespace: a
 /// python HTTP server on port 80 of `http_bind` serving `www`, and the test
 /// DNS authority on `dns_ip:dns_port` mapping allowed.test and denied.test
-/// to 198.51.100.7. Returns once the HTTP server answers on 198.51.100.7.
+/// to 198.51.100.7 (and to 2001:db8::7 when the server listens on `::`).
+/// Returns once the HTTP server answers on 198.51.100.7.
 #[expect(clippy::zombie_processes, reason = "returned to the caller, which kills and reaps them on drop")]
 pub fn start_upstreams(netns: &str, http_bind: &str, www: &Path, dns_ip: &str, dns_port: &str) -> Vec<Child> {
     let http = Command::new("ip")
@@ -20,7 +21,12 @@ pub fn start_upstreams(netns: &str, http_bind: &str, www: &Path, dns_ip: &str, d
         .stderr(Stdio::null())
         .spawn()
         .expect("start the test HTTP server");
-    let authority = start_authority(netns, dns_ip, dns_port, &["allowed.test", "denied.test"]);
+    let names = ["allowed.test", "denied.test"];
+    let mut records: Vec<String> = names.iter().map(|name| format!("{name}=198.51.100.7")).collect();
+    if http_bind == "::" {
+        records.extend(names.iter().map(|name| format!("{name}=2001:db8::7")));
+    }
+    let authority = authority_with(netns, dns_ip, dns_port, &records);
     let probe = "import socket; socket.create_connection(('198.51.100.7', 80), 1).close()";
     for _ in 0..50 {
         let ok =
@@ -36,10 +42,16 @@ pub fn start_upstreams(netns: &str, http_bind: &str, www: &Path, dns_ip: &str, d
 /// The test DNS authority on `ip:port` in `netns`, answering `names` with
 /// 198.51.100.7.
 pub fn start_authority(netns: &str, ip: &str, port: &str, names: &[&str]) -> Child {
+    let records: Vec<String> = names.iter().map(|name| format!("{name}=198.51.100.7")).collect();
+    authority_with(netns, ip, port, &records)
+}
+
+/// The test DNS authority answering `NAME=IP` records (A or AAAA).
+fn authority_with(netns: &str, ip: &str, port: &str, records: &[String]) -> Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_authority.py");
     Command::new("ip")
         .args(["netns", "exec", netns, "python3", script, ip, port])
-        .args(names.iter().map(|name| format!("{name}=198.51.100.7")))
+        .args(records)
         .spawn()
         .expect("start the test DNS authority")
 }

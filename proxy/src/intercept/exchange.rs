@@ -129,23 +129,28 @@ impl Exchange {
         let mut described = self.describe(&parts, &host, &path, &query, &prefix);
         let canaries = &self.conn.inspector.canaries;
         let secrets = self.conn.inspector.secrets.clone();
-        let mut scanner = BodyScanner::new(secrets.clone(), &host, canaries);
+        // Credentials go only where TLS verified the host: in plain HTTP a
+        // placeholder is misused whatever the Host says (nothing proves
+        // who receives it, and anyone on the path could read the value).
+        let secret_host = if self.conn.tls { host.as_str() } else { "" };
+        let mut scanner = BodyScanner::new(secrets.clone(), secret_host, canaries);
         // An origin-form target (HTTP/1.1) is its own text: no formatting.
         let uri_text = match (parts.uri.scheme(), parts.uri.authority(), parts.uri.path_and_query()) {
             (None, None, Some(origin)) => Cow::Borrowed(origin.as_str()),
             _ => Cow::Owned(parts.uri.to_string()),
         };
-        let mut dlp = scan_request_head(&uri_text, &parts.headers, secrets.as_deref(), &host, canaries);
+        let mut dlp = scan_request_head(&uri_text, &parts.headers, secrets.as_deref(), secret_host, canaries);
         dlp.extend(scanner.feed(&prefix.bytes));
         dlp.sort();
         dlp.dedup();
         described.dlp = dlp;
 
-        let fronting = if self.conn.tls {
-            authority_mismatch(self.conn.sni.as_deref(), host_header.as_deref(), authority.as_deref())
-        } else {
-            None
-        };
+        // SNI, Host and :authority agree, and the SNI is what the upstream's
+        // certificate was verified for. Without an SNI (plain HTTP, or TLS
+        // verified for the bare IP) nothing ties the request's host to the
+        // address: it must be a name of the address.
+        let fronting = authority_mismatch(self.conn.sni.as_deref(), host_header.as_deref(), authority.as_deref())
+            .or_else(|| if self.conn.sni.is_some() { None } else { self.conn.unproven_host(&host) });
         // A push whose ref updates cannot be read (compressed, past the
         // window, malformed) would reach policy looking like an empty push.
         let unreadable_push = parts.method == Method::POST
@@ -179,7 +184,9 @@ impl Exchange {
         // A legacy MCP server answers on the event stream of a GET.
         let watch = self.conn.inspector.mcp.as_ref().filter(|inline| inline.watches(&parts.method, &parts.headers));
         let watch = watch.map(Arc::clone);
-        if let Some(secrets) = &secrets {
+        if let Some(secrets) = &secrets
+            && self.conn.tls
+        {
             secrets.inject(&host, &mut parts.headers);
         }
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());

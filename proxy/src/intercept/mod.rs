@@ -49,6 +49,7 @@ use tokio::net::TcpStream;
 use crate::decide::Decider;
 use crate::http::scan::Canaries;
 use crate::http::secrets::Secrets;
+use crate::origin::{OriginalDestinations, names_address};
 use crate::tls::LeafCache;
 
 pub use handshake::UpstreamTls;
@@ -120,6 +121,34 @@ pub(crate) struct Conn {
     /// The ClientHello's server name (TLS only).
     pub sni: Option<String>,
     pub tls: bool,
+    /// The names Bridle's resolver answered: a plain-HTTP request's Host
+    /// must be one of `dst`'s (nothing else ties it to the address).
+    pub names: Names,
+    /// The Host the connection was decided on, proven then: later requests
+    /// naming it need not be proven again (its DNS answer may expire while
+    /// the connection lives).
+    pub proven_host: Option<String>,
+}
+
+impl Conn {
+    /// Why a plain-HTTP request's `host` is not a name of the address the
+    /// agent dialled, or `None` when it is.
+    pub(crate) fn unproven_host(&self, host: &str) -> Option<String> {
+        let ip = self.dst.ip();
+        let proven = self.proven_host.as_deref() == Some(host) || names_address(self.names.0.as_ref(), ip, host);
+        (!proven).then(|| format!("Host {host:?} is not a name Bridle's resolver answered with {ip}"))
+    }
+}
+
+/// The proxy's source of destinations and resolved names, as a connection
+/// sees it.
+#[derive(Clone)]
+pub struct Names(pub Arc<dyn OriginalDestinations>);
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Names")
+    }
 }
 
 /// Serves a plain-HTTP connection whose request head detection read.

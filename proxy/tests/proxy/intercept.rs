@@ -51,6 +51,9 @@ async fn rig(tune: impl FnOnce(&mut Inspector)) -> Rig {
     let h = Harness::start_inspecting(POLICY, ca.der.clone(), tune).await;
     let (tls, tls_seen) = upstreams::https(loopback(), ca.leaf(&["allowed.test"])).await;
     let (plain, plain_seen) = upstreams::http().await;
+    // As Bridle's resolver would have answered it: a plain request's Host
+    // must be a name of the address it was sent to.
+    h.origins.insert_name(plain.ip(), "allowed.test");
     Rig { h, ca, tls, tls_seen, plain, plain_seen }
 }
 
@@ -175,18 +178,21 @@ async fn plain_http_framing_is_refused_by_hyper_or_by_detection_never_forwarded(
     assert!(rig.notices().iter().any(|n| n.contains("rejected")), "{:?}", rig.notices());
     // Detection refuses a folded line, a space before a colon and bare LF
     // heads (it never sees CRLF CRLF) before hyper does: the connection is
-    // decided on its IP (malformed HTTP names nothing) and refused here.
+    // decided on its address (malformed HTTP names nothing; the resolver's
+    // name for the address does) and refused as malformed.
     let refused: [&[u8]; 3] = [
         b"GET /a HTTP/1.1\r\nHost: allowed.test\r\nX-Folded: one\r\n two\r\n\r\n",
         b"GET /a HTTP/1.1\r\nHost : allowed.test\r\n\r\n",
         b"GET /a HTTP/1.1\nHost: allowed.test\n\n",
     ];
     for raw in refused {
+        let notices = rig.notices().len();
         assert!(rig.raw_plain(raw).await.is_empty(), "{}", String::from_utf8_lossy(raw));
         let decision = rig.h.last_decision();
         assert_eq!(decision["event"]["kind"], "net.connect");
-        assert_eq!(decision["event"]["detail"]["named_by"], "ip");
-        assert_eq!(decision["decision"]["effect"], "deny");
+        assert_eq!(decision["event"]["detail"]["named_by"], "dns");
+        let new = rig.notices()[notices..].to_vec();
+        assert!(new.iter().any(|n| n.contains("malformed first bytes")), "{new:?}");
     }
     assert!(rig.plain_seen.requests().is_empty(), "{:?}", rig.plain_seen.requests());
     rig.still_serving().await;
@@ -244,9 +250,11 @@ async fn oversized_request_heads_are_a_431_and_not_forwarded() {
         assert_eq!(statuses(&answer), [431], "{}", String::from_utf8_lossy(&answer));
     }
     assert!(rig.notices().iter().filter(|n| n.contains("rejected")).count() >= 2, "{:?}", rig.notices());
-    // Plain: detection's 64 KiB bound refuses it first, decided on the IP.
+    // Plain: detection's 64 KiB bound refuses it first, decided on the
+    // address's DNS name and refused as malformed.
     assert!(rig.raw_plain(big.as_bytes()).await.is_empty());
-    assert_eq!(rig.h.last_decision()["event"]["detail"]["named_by"], "ip");
+    assert_eq!(rig.h.last_decision()["event"]["detail"]["named_by"], "dns");
+    assert!(rig.notices().iter().any(|n| n.contains("malformed first bytes")), "{:?}", rig.notices());
     assert!(rig.tls_seen.requests().is_empty() && rig.plain_seen.requests().is_empty());
     assert!(rig.requests().is_empty());
     rig.still_serving().await;
@@ -529,7 +537,6 @@ async fn http_that_detection_misses_is_not_spliced_past_inspection() {
     let rig = rig(|_| {}).await;
     // The resolver answered allowed.test with this IP, so a connection
     // named by nothing better is decided as allowed.test and permitted.
-    rig.h.origins.insert_name("127.0.0.1".parse().expect("ip"), "allowed.test");
     // A CRLF before the request line: detection calls it opaque, hyper
     // upstream skips it (RFC 9112 §2.2) and would serve the admin page.
     let answer = rig.raw_plain(b"\r\nGET /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n").await;
@@ -544,4 +551,62 @@ async fn http_that_detection_misses_is_not_spliced_past_inspection() {
     let name = rustls::pki_types::ServerName::try_from("allowed.test").expect("name");
     let direct = tokio_rustls::TlsConnector::from(agent::config(roots, H1)).connect(name, &mut tcp).await;
     assert!(direct.is_err(), "the agent reached the upstream's own certificate through the proxy");
+}
+
+/// Nothing ties a plain-HTTP request to a host but the address it was
+/// sent to: each request's Host (and absolute-form authority) must be a
+/// name Bridle's resolver answered with that address, on every request of
+/// a keep-alive connection, not only the first.
+#[tokio::test]
+async fn a_plain_request_whose_host_is_not_a_name_of_the_address_is_refused() {
+    let rig = rig(|_| {}).await;
+    let keep_alive = b"GET /ok HTTP/1.1\r\nHost: allowed.test\r\n\r\n\
+        GET /forged HTTP/1.1\r\nHost: sub.allowed.test\r\n\r\n\
+        GET http://other.test/absolute HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n";
+    let answer = rig.raw_plain(keep_alive).await;
+    assert_eq!(statuses(&answer), [200, 403, 403], "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(rig.plain_seen.requests(), ["GET /ok 0 allowed.test"]);
+    let reasons: Vec<String> =
+        rig.requests()[1..].iter().map(|r| r["decision"]["reason"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(reasons[0].contains(r#"Host "sub.allowed.test" is not a name Bridle's resolver answered"#), "{reasons:?}");
+    assert!(reasons[1].contains("does not match"), "{reasons:?}");
+    // Once the resolver has answered it with this address, it is a name of it.
+    rig.h.origins.insert_name(rig.plain.ip(), "sub.allowed.test");
+    let answer = rig.raw_plain(b"GET /now HTTP/1.1\r\nHost: sub.allowed.test\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(statuses(&answer), [200], "{}", String::from_utf8_lossy(&answer));
+    rig.still_serving().await;
+}
+
+/// A credential goes only where TLS verified the host: over plain HTTP a
+/// placeholder is never swapped, even for the secret's own host, and is
+/// flagged as misused.
+#[tokio::test]
+async fn a_placeholder_over_plain_http_is_never_swapped_and_is_flagged() {
+    use bridle_engine::config::{Secret, SecretSource};
+    use bridle_proxy::http::secrets::Secrets;
+    let secret = Secret {
+        name: "api".into(),
+        source: SecretSource::Env("API_KEY".into()),
+        hosts: vec!["allowed.test".into()],
+        header: "x-api-key".into(),
+        format: "{value}".into(),
+    };
+    let secrets = Secrets::load_with(&[secret], |_| Some("real-value-0f3b9c".into())).expect("secrets");
+    let rig = rig(|inspector| inspector.secrets = Some(Arc::new(secrets))).await;
+    let raw = b"GET /key HTTP/1.1\r\nHost: allowed.test\r\nx-api-key: bridle-secret-api\r\nConnection: close\r\n\r\n";
+    let answer = rig.raw_plain(raw).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(!text.contains("real-value-0f3b9c"), "{text}");
+    let decided = rig.requests().pop().expect("the request is decided");
+    assert_eq!(decided["event"]["detail"]["dlp"], serde_json::json!(["placeholder-misuse"]), "{decided}");
+    // Over TLS to the same host the placeholder is swapped (and not flagged).
+    let mut sender = agent::h1(agent::tls(&rig.h, rig.tls, "allowed.test", H1).await).await;
+    let request = http::Request::get("/key")
+        .header("host", "allowed.test")
+        .header("x-api-key", "bridle-secret-api")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    assert_eq!(send_h1(&mut sender, request).await.status, StatusCode::OK);
+    let decided = rig.requests().pop().expect("the request is decided");
+    assert!(decided["event"]["detail"]["dlp"].is_null(), "no finding: {decided}");
 }

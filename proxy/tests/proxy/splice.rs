@@ -12,6 +12,7 @@ use crate::support::*;
 async fn allowed_sni_is_spliced_both_ways_with_half_close() {
     let h = Harness::start(POLICY, |_| {}).await;
     let dst = upstream(b"", b"bye").await;
+    resolved(&h, dst);
     let mut client = h.connect_to(dst).await;
     client.write_all(ALLOWED_HELLO).await.expect("hello");
     // The echo proves the peeked bytes went upstream first and came back.
@@ -33,6 +34,7 @@ async fn allowed_sni_is_spliced_both_ways_with_half_close() {
 async fn denied_sni_closes_at_once_and_audits_the_reason() {
     let h = Harness::start(POLICY, |_| {}).await;
     let dst = upstream(b"", b"").await;
+    resolved(&h, dst);
     let mut client = h.connect_to(dst).await;
     client.write_all(DENIED_HELLO).await.expect("hello");
     assert!(reset_at_once(&mut client).await, "the agent sees a reset");
@@ -138,6 +140,7 @@ async fn original_destination_pointing_at_the_proxy_is_refused() {
 async fn idle_spliced_connection_is_closed_after_the_idle_timeout() {
     let h = Harness::start(POLICY, |c| c.idle_timeout = std::time::Duration::from_millis(200)).await;
     let dst = upstream(b"", b"").await;
+    resolved(&h, dst);
     let mut client = h.connect_to(dst).await;
     client.write_all(ALLOWED_HELLO).await.expect("hello");
     let mut echoed = vec![0u8; ALLOWED_HELLO.len()];
@@ -154,6 +157,7 @@ async fn unreachable_original_destination_is_refused() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         listener.local_addr().expect("addr")
     };
+    resolved(&h, closed);
     let mut client = h.connect_to(closed).await;
     client.write_all(ALLOWED_HELLO).await.expect("hello");
     assert!(closed_at_once(&mut client).await);
