@@ -148,8 +148,15 @@ pub fn scan_request_head(
     host: &str,
     canaries: &Canaries,
 ) -> Vec<String> {
-    // One buffer, one pass per detector; the newlines keep neighbours from
-    // gluing into one token.
+    let detectors = Detectors { secrets, host, canaries };
+    let mut kinds = BTreeSet::new();
+    detectors.all(&head_text(uri, headers), &mut kinds);
+    kinds.into_iter().collect()
+}
+
+/// The URL and headers as one text: one buffer, one pass per detector;
+/// the newlines keep neighbours from gluing into one token.
+fn head_text(uri: &str, headers: &HeaderMap) -> Vec<u8> {
     let mut text = uri.as_bytes().to_vec();
     let decoded = percent_decode(uri);
     if decoded != uri.as_bytes() {
@@ -168,10 +175,7 @@ pub fn scan_request_head(
             text.extend_from_slice(&credentials);
         }
     }
-    let detectors = Detectors { secrets, host, canaries };
-    let mut kinds = BTreeSet::new();
-    detectors.all(&text, &mut kinds);
-    kinds.into_iter().collect()
+    text
 }
 
 /// The decoded `user:password` of `Basic <base64>`.
@@ -229,7 +233,20 @@ impl BodyScanner {
         }
         self.detectors().all(chunk, &mut kinds);
         self.keep_tail(chunk);
-        let new: Vec<String> = kinds.into_iter().filter(|k| !self.seen.contains(k)).collect();
+        self.report(kinds)
+    }
+
+    /// Scans trailers (HTTP/2 sends them after the body, where the head's
+    /// scan never looked); returns the kinds not reported before.
+    pub fn trailers(&mut self, trailers: &HeaderMap) -> Vec<String> {
+        let mut kinds = BTreeSet::new();
+        self.detectors().all(&head_text("", trailers), &mut kinds);
+        self.report(kinds)
+    }
+
+    /// The kinds of `found` not reported before, now reported.
+    fn report(&mut self, found: BTreeSet<String>) -> Vec<String> {
+        let new: Vec<String> = found.into_iter().filter(|k| !self.seen.contains(k)).collect();
         self.seen.extend(new.iter().cloned());
         new
     }

@@ -21,7 +21,10 @@ use crate::http::scan::BodyScanner;
 pub(super) struct Prefix {
     /// The frames read, to be replayed upstream unchanged.
     pub frames: VecDeque<Frame<Bytes>>,
-    /// Their data, concatenated (at most the window), for analysis.
+    /// Their data, concatenated, for analysis: all of it, so what is
+    /// scanned before the decision is all that is replayed after it (the
+    /// window and the rest of the frame that crossed it, one frame at most
+    /// beyond it).
     pub bytes: Vec<u8>,
     /// Data bytes read.
     pub size: u64,
@@ -48,8 +51,7 @@ pub(super) async fn read_prefix(body: &mut Incoming, window: usize, wait: Durati
             Ok(Some(Err(error))) => return Err(Box::new(error)),
             Ok(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let room = window - prefix.bytes.len();
-                    prefix.bytes.extend_from_slice(&data[..data.len().min(room)]);
+                    prefix.bytes.extend_from_slice(data);
                     prefix.size += data.len() as u64;
                 }
                 prefix.frames.push_back(frame);
@@ -90,6 +92,23 @@ impl Replay {
     }
 }
 
+impl Replay {
+    /// Stops the body if `found` (new findings) makes the decision a deny:
+    /// the error ends the upstream request, and `stopped` tells the caller.
+    fn stop_on(&mut self, found: Vec<String>) -> Option<BoxError> {
+        if found.is_empty() {
+            return None;
+        }
+        let reason = (self.on_finding)(found)?;
+        if let Ok(mut stopped) = self.stopped.lock() {
+            *stopped = Some(reason.clone());
+        }
+        self.prefix.clear();
+        self.rest = None;
+        Some(reason.into())
+    }
+}
+
 impl Body for Replay {
     type Data = Bytes;
     type Error = BoxError;
@@ -100,22 +119,26 @@ impl Body for Replay {
             if let Some(data) = frame.data_ref() {
                 this.prefix_len = this.prefix_len.saturating_sub(data.len() as u64);
             }
+            // The prefix's data was scanned before the decision; trailers
+            // (HTTP/2) were not.
+            if let Some(trailers) = frame.trailers_ref() {
+                let found = this.scanner.trailers(trailers);
+                if let Some(stop) = this.stop_on(found) {
+                    return Poll::Ready(Some(Err(stop)));
+                }
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         let Some(rest) = this.rest.as_mut() else { return Poll::Ready(None) };
         match Pin::new(rest).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let found = this.scanner.feed(data);
-                    if !found.is_empty()
-                        && let Some(reason) = (this.on_finding)(found)
-                    {
-                        if let Ok(mut stopped) = this.stopped.lock() {
-                            *stopped = Some(reason.clone());
-                        }
-                        this.rest = None;
-                        return Poll::Ready(Some(Err(reason.into())));
-                    }
+                let found = match (frame.data_ref(), frame.trailers_ref()) {
+                    (Some(data), _) => this.scanner.feed(data),
+                    (None, Some(trailers)) => this.scanner.trailers(trailers),
+                    (None, None) => Vec::new(),
+                };
+                if let Some(stop) = this.stop_on(found) {
+                    return Poll::Ready(Some(Err(stop)));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -157,10 +157,13 @@ impl Exchange {
             && described.git.as_ref().is_some_and(|git| git.op == "push")
             && !matches!(receive_pack_refs(&prefix.bytes), RefsParse::Complete(_));
         // After the decision the description is needed again only to decide
-        // a finding in a body still streaming, or by an MCP message (always
-        // a POST); otherwise the decision takes it without a copy.
-        let mut kept = (!prefix.complete || (parts.method == Method::POST && self.conn.inspector.mcp.is_some()))
-            .then(|| described.clone());
+        // a finding in a body still streaming or in trailers, or by an MCP
+        // message (always a POST); otherwise the decision takes it without
+        // a copy.
+        let mut kept = (!prefix.complete
+            || prefix.frames.iter().any(Frame::is_trailers)
+            || (parts.method == Method::POST && self.conn.inspector.mcp.is_some()))
+        .then(|| described.clone());
         let verdict = match (fronting, unreadable_push) {
             (Some(reason), _) => {
                 self.conn.decider.deny_request(described, format!("domain fronting: {reason}"), self.conn.pid)
@@ -292,8 +295,7 @@ impl Exchange {
         mut scanner: BodyScanner,
         described: HttpRequest,
     ) -> Response<ProxyBody> {
-        // The decision saw `bytes`, cut at the window; the frames read
-        // hold all of it (the last one may cross the window).
+        // The decision scanned every byte read before it.
         let window = prefix.bytes.len();
         let max = inline.max_message_bytes();
         let mut read_so_far = Vec::with_capacity(usize::try_from(prefix.size).unwrap_or(0).min(max));

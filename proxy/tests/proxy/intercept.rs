@@ -47,8 +47,12 @@ struct Rig {
 }
 
 async fn rig(tune: impl FnOnce(&mut Inspector)) -> Rig {
+    rig_on(POLICY, tune).await
+}
+
+async fn rig_on(policy: &str, tune: impl FnOnce(&mut Inspector)) -> Rig {
     let ca = PublicCa::new();
-    let h = Harness::start_inspecting(POLICY, ca.der.clone(), tune).await;
+    let h = Harness::start_inspecting(policy, ca.der.clone(), tune).await;
     let (tls, tls_seen) = upstreams::https(loopback(), ca.leaf(&["allowed.test"])).await;
     let (plain, plain_seen) = upstreams::http().await;
     // As Bridle's resolver would have answered it: a plain request's Host
@@ -609,4 +613,62 @@ async fn a_placeholder_over_plain_http_is_never_swapped_and_is_flagged() {
     assert_eq!(send_h1(&mut sender, request).await.status, StatusCode::OK);
     let decided = rig.requests().pop().expect("the request is decided");
     assert!(decided["event"]["detail"]["dlp"].is_null(), "no finding: {decided}");
+}
+
+/// [`POLICY`] and the default set's rule that a request carrying a secret
+/// is denied.
+const POLICY_NO_LEAKS: &str = r#"
+@id("allowed") @reason("allowed.test is approved")
+permit (principal, action, resource in Net::Domain::"allowed.test");
+
+@id("no-leaks") @reason("the request carries a secret")
+forbid (principal, action == Http::Action::"Request", resource)
+when { !context.dlp.isEmpty() };
+"#;
+
+const TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// The frame that crosses the body window is replayed whole after the
+/// decision: all of it is scanned before, not only the part inside.
+#[tokio::test]
+async fn a_leak_past_the_window_in_the_frame_that_crosses_it_is_found_before_the_decision() {
+    let rig = rig_on(POLICY_NO_LEAKS, |inspector| inspector.body_window = 16).await;
+    let body = format!("{}&token={TOKEN}", "x".repeat(40));
+    let raw = format!(
+        "POST /up HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = rig.raw_plain(raw.as_bytes()).await;
+    assert_eq!(statuses(&answer), [403], "{}", String::from_utf8_lossy(&answer));
+    assert!(rig.plain_seen.requests().is_empty(), "{:?}", rig.plain_seen.requests());
+    let decided = rig.requests().pop().expect("decided");
+    assert_eq!(decided["event"]["detail"]["dlp"], serde_json::json!(["github-token"]), "{decided}");
+}
+
+/// HTTP/2 request trailers come after the body, where neither the head's
+/// scan nor the body's looked: they are scanned too.
+#[tokio::test]
+async fn a_leak_in_http2_request_trailers_stops_the_request() {
+    use http_body_util::BodyExt as _;
+    let rig = rig_on(POLICY_NO_LEAKS, |_| {}).await;
+    let io = agent::tls(&rig.h, rig.tls, "allowed.test", H2).await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(io))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut send = |trailer: &'static str| {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", http::HeaderValue::from_static(trailer));
+        let body = http_body_util::Full::new(bytes::Bytes::from_static(b"hello"))
+            .with_trailers(std::future::ready(Some(Ok::<_, std::convert::Infallible>(trailers))));
+        let request = http::Request::post("https://allowed.test/up").body(body).expect("request");
+        sender.send_request(request)
+    };
+    let clean = tokio::time::timeout(PROMPT, send("abc")).await.expect("in time").expect("response");
+    assert_eq!(clean.status(), StatusCode::OK);
+    let leaked = tokio::time::timeout(PROMPT, send(TOKEN)).await.expect("in time").expect("response");
+    assert_eq!(leaked.status(), StatusCode::FORBIDDEN);
+    let reasons: Vec<Value> = rig.requests().iter().map(|r| r["decision"]["reason"].clone()).collect();
+    assert!(reasons.iter().any(|r| r == "the request carries a secret"), "{reasons:?}");
 }
