@@ -48,6 +48,9 @@ impl TestNet {
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
         sh(&["ip", "-n", &name, "addr", "add", "198.51.100.7/32", "dev", "lo"]);
         sh(&["ip", "-n", &name, "addr", "add", "2001:db8::7/128", "dev", "lo", "nodad"]);
+        // As Docker and systemd set it: any group may open ICMP "ping"
+        // sockets, so refusing them is the redirector's doing.
+        sh(&["ip", "netns", "exec", &name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]);
         // `::` is dual-stack: 198.51.100.7 and 2001:db8::7 alike.
         let servers = net::start_upstreams(&name, "::", &dir.path().join("www"), "127.0.0.1", "5353");
         TestNet { name, servers, dir }
@@ -59,6 +62,11 @@ impl TestNet {
 
     /// `bridle run` inside the namespace, as root, with the test policies.
     fn run(&self, extra: &[&str], command: &[&str]) -> Run {
+        Run::from(self.command(extra, command).output().expect("run nsenter"))
+    }
+
+    /// The `bridle run` of [`TestNet::run`], not started.
+    fn command(&self, extra: &[&str], command: &[&str]) -> Command {
         let policies = self.dir.path().join("pol");
         let audit = self.audit();
         let mut args: Vec<String> =
@@ -69,7 +77,9 @@ impl TestNet {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push("--".into());
         args.extend(command.iter().map(|s| s.to_string()));
-        Run::from(Command::new("nsenter").args(&args).env_remove("SUDO_UID").output().expect("run nsenter"))
+        let mut command = Command::new("nsenter");
+        command.args(&args).env_remove("SUDO_UID");
+        command
     }
 }
 
@@ -317,6 +327,18 @@ print("mapped_denied=" + http(socket.AF_INET6, ("::ffff:198.51.100.7", 80), "den
 print("udp443=" + sendto(socket.AF_INET, ("198.51.100.7", 443)))
 print("udp443_v6=" + sendto(socket.AF_INET6, ("2001:db8::7", 443)))
 print("raw=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) and "created"))
+print("ping=" + err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP) and "created"))
+print("ping6=" + err(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6) and "created"))
+def source_routed():
+    # An IPv6 segment routing header (no privilege needed; IPv4 source
+    # routes need CAP_NET_RAW) naming 2001:db8::7: the kernel sends to that
+    # first hop, not to the resolver the hook rewrote the destination to.
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    srh = bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "2001:db8::7")
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, srh)
+    s.sendto(b"x", ("2001:db8::53", 53))
+    return "sent"
+print("source_route=" + err(source_routed))
 print("console=" + err(lambda: socket.create_connection(("127.0.0.1", 18080), 5) and "connected"))
 print("dns_tcp=" + run(["dig", "+short", "+tcp", "+time=3", "+tries=1", "@198.51.100.53", "allowed.test"]))
 print("dns_v6=" + run(["dig", "+short", "+time=3", "+tries=1", "@2001:db8::53", "allowed.test"]))
@@ -332,6 +354,34 @@ unshare = "import socket; socket.create_connection(('198.51.100.7', 80), 3); pri
 print("unshare=" + run(["unshare", "-Urn", "sh", "-c", "ip link set lo up 2>/dev/null; python3 -c \"%s\"" % unshare]))
 print("setns=" + run(["nsenter", "--net=/proc/1/ns/net", "true"]))
 "#;
+
+/// A guarded agent that listens is not reachable from outside: the packet
+/// filter passes only loopback peers, so the handshake never completes.
+#[test]
+fn a_listening_agent_cannot_be_reached_from_outside_its_cgroup() {
+    let net = TestNet::new("listen");
+    let script = "import socket, time\n\
+                  s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                  s.bind(('0.0.0.0', 8099)); s.listen(); s.settimeout(4)\n\
+                  print('listening', flush=True)\n\
+                  try:\n    s.accept(); print('accepted')\nexcept OSError as e:\n    print('none', e)\n";
+    let netns = format!("--net=/run/netns/{}", net.name);
+    let agent = net.command(&["--user", "nobody"], &["python3", "-c", script]).stdout(Stdio::piped()).spawn();
+    let mut agent = agent.expect("start bridle run");
+    let mut stdout = agent.stdout.take().expect("stdout");
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("the agent listens");
+    assert_eq!(&first, b"listening\n");
+    let probe = "import socket\ntry:\n    socket.create_connection(('198.51.100.7', 8099), 2); print('connected')\n\
+                 except OSError as e:\n    print('refused', e)\n";
+    let outside = Command::new("nsenter").args([netns.as_str(), "python3", "-c", probe]).output().expect("probe");
+    let said = String::from_utf8_lossy(&outside.stdout);
+    assert!(said.starts_with("refused"), "reached the agent from outside: {said}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the agent's output");
+    assert!(rest.contains("none"), "{rest}");
+    let _ = agent.wait();
+}
 
 #[test]
 fn bypass_attempts_are_refused_or_decided() {
@@ -349,6 +399,9 @@ fn bypass_attempts_are_refused_or_decided() {
         ("udp443", "EPERM"),
         ("udp443_v6", "EPERM"),
         ("raw", "EPERM"),
+        ("ping", "EPERM"),
+        ("ping6", "EPERM"),
+        ("source_route", "EPERM"),
         ("console", "EPERM"),
         ("dns_tcp", "exit0:198.51.100.7"),
         ("dns_v6", "exit0:198.51.100.7"),

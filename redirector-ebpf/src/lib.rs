@@ -2,10 +2,12 @@
 //! built by `build.rs` with clang) and the aya loader that attaches them.
 //!
 //! Owns: the `connect4/6`, `sendmsg4/6`, `recvmsg4/6`, `getpeername4/6`,
-//! `sock_create` and `sockops` programs; guarded-workload selection (a
-//! session cgroup in host mode, network namespaces minus Bridle's own cgroup
-//! in appliance mode); the kernel verdict cache; the one header for structs crossing the kernel
-//! boundary (`src/bpf/bridle.h`) and its `#[repr(C)]` mirror ([`abi`]);
+//! `sock_create` and `sockops` programs, and in host mode the `cgroup_skb`
+//! egress/ingress filters (loopback peers only); guarded-workload selection
+//! (a session cgroup in host mode, network namespaces minus Bridle's own
+//! cgroup in appliance mode); the kernel verdict cache; the one header for
+//! structs crossing the kernel boundary (`src/bpf/bridle.h`) and its
+//! `#[repr(C)]` mirror ([`abi`]);
 //! loading, attaching, pinning and detaching; reading original destinations.
 //!
 //! Entry points: [`Redirector::attach`] (load, configure, attach to a cgroup

@@ -10,12 +10,15 @@ use std::{
 use aya::{
     Ebpf, include_bytes_aligned,
     maps::{Array, HashMap, Map, MapData},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, SockOps, links::FdLink, links::PinnedLink},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, SockOps, links::FdLink,
+        links::PinnedLink,
+    },
 };
 
 use crate::{
-    Error, OrigDst, Proto, RedirectConfig, Result,
-    abi::{ABI_VERSION, CONFIG_MAGIC, RawConfig, RawDestKey, RawOrigDst, RawPeerKey, RawVerdict},
+    Error, OrigDst, Proto, RedirectConfig, Result, Selection,
+    abi::{ABI_VERSION, CONFIG_MAGIC, RawConfig, RawDestKey, RawOrigDst, RawPeerKey, RawVerdict, SELECT_NETNS},
     error::Step,
     maps::{dest_key, peer_key},
     mounts::ensure_bpffs,
@@ -31,12 +34,16 @@ enum Kind {
     SockAddr,
     Sock,
     SockOps,
+    Skb(CgroupSkbAttachType),
 }
 
 /// (function name in redirect.bpf.c, short name for steps and pins, kind).
-/// sock_create first: raw sockets are refused before connects are redirected.
-const PROGRAMS: [(&str, &str, Kind); 10] = [
+/// sock_create first: raw sockets are refused before connects are
+/// redirected; the packet filters next, before any address is rewritten.
+const PROGRAMS: [(&str, &str, Kind); 12] = [
     ("bridle_sock_create", "sock_create", Kind::Sock),
+    ("bridle_egress", "egress", Kind::Skb(CgroupSkbAttachType::Egress)),
+    ("bridle_ingress", "ingress", Kind::Skb(CgroupSkbAttachType::Ingress)),
     ("bridle_getpeername4", "getpeername4", Kind::SockAddr),
     ("bridle_getpeername6", "getpeername6", Kind::SockAddr),
     ("bridle_recvmsg4", "recvmsg4", Kind::SockAddr),
@@ -47,6 +54,14 @@ const PROGRAMS: [(&str, &str, Kind); 10] = [
     ("bridle_connect4", "connect4", Kind::SockAddr),
     ("bridle_connect6", "connect6", Kind::SockAddr),
 ];
+
+/// The programs attached for a config: in appliance mode (the cgroup
+/// root, every socket of the host) not the packet filters, which would run
+/// for every packet there and cannot tell the guarded namespace's runtime
+/// sockets from its agents' (see redirect.bpf.c).
+fn programs(appliance: bool) -> impl Iterator<Item = (&'static str, &'static str, Kind)> {
+    PROGRAMS.into_iter().filter(move |(_, _, kind)| !(appliance && matches!(kind, Kind::Skb(_))))
+}
 
 /// What a set of pins steers to and guards ([`Redirector::inspect`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +159,7 @@ impl Redirector {
             let path = pin_dir.join(format!("map_{name}"));
             map.pin(&path).step(|| format!("pin map {name} at {}", path.display()))?;
         }
-        for (func, short, kind) in PROGRAMS {
+        for (func, short, kind) in programs(raw.flags & SELECT_NETNS != 0) {
             let link = load_and_attach(&mut ebpf, func, short, kind, cgroup, cgroup_fd, pin_dir)?;
             let path = pin_dir.join(format!("link_{short}"));
             let pinned = link.pin(&path).step(|| format!("pin {short} link at {}", path.display()))?;
@@ -172,7 +187,7 @@ impl Redirector {
             Map::from_map_data(data).map_err(|e| cannot(format!("map {name}: {e}")))
         })?;
         let mut links = Vec::new();
-        for (_, short, _) in PROGRAMS {
+        for (_, short, _) in programs(matches!(config.selection, Selection::Netns { .. })) {
             let path = pin_dir.join(format!("link_{short}"));
             links.push(PinnedLink::from_pin(&path).map_err(|e| cannot(format!("link {short}: {e}")))?);
         }
@@ -346,13 +361,14 @@ fn load_and_attach(
     let pin = pin_dir.join(format!("prog_{short}"));
     let program = ebpf.program_mut(func).ok_or(Error::MissingProgram(func))?;
     let mode = CgroupAttachMode::Single;
-    // Same steps for the three program types; aya gives them no common trait.
+    // Same steps for the four program types; aya gives them no common trait
+    // (and cgroup_skb's attach also takes its direction).
     macro_rules! load_attach {
-        ($ty:ty) => {{
+        ($ty:ty $(, $direction:expr)?) => {{
             let p = <&mut $ty>::try_from(program).step(|| format!("{short} has the expected type"))?;
             p.load().step(|| format!("load {short} (verifier)"))?;
             p.pin(&pin).step(|| format!("pin {short} at {}", pin.display()))?;
-            let id = p.attach(cgroup_fd, mode).step(|| format!("attach {short} to {cg}"))?;
+            let id = p.attach(cgroup_fd, $($direction,)? mode).step(|| format!("attach {short} to {cg}"))?;
             let link = p.take_link(id).step(|| format!("take {short} link"))?;
             FdLink::try_from(link).step(|| format!("{short} link as fd link"))?
         }};
@@ -361,6 +377,7 @@ fn load_and_attach(
         Kind::SockAddr => load_attach!(CgroupSockAddr),
         Kind::Sock => load_attach!(CgroupSock),
         Kind::SockOps => load_attach!(SockOps),
+        Kind::Skb(direction) => load_attach!(CgroupSkb, direction),
     };
     Ok(link)
 }

@@ -26,13 +26,30 @@
  *   recvmsg4/6     replies from the resolver carry the original server as
  *                  their source (resolvers that check it accept them).
  *   getpeername4/6 redirected sockets see their original peer.
- *   sock_create    SOCK_RAW and SOCK_PACKET (AF_INET/AF_INET6) refused.
+ *   sock_create    only TCP (and MPTCP) stream and UDP datagram sockets:
+ *                  SOCK_RAW, SOCK_PACKET, ICMP "ping" sockets (SOCK_DGRAM,
+ *                  IPPROTO_ICMP/ICMPV6: no sendmsg hook runs for them, and
+ *                  Docker lets any gid open them), UDP-Lite, SCTP and the
+ *                  rest are refused (AF_INET/AF_INET6).
  *                  AF_PACKET never reaches this hook: the kernel runs
  *                  cgroup/sock_create only from inet_create/inet6_create
  *                  (measured on 6.18: a root AF_PACKET socket in the guarded
  *                  cgroup is created). Packet sockets need CAP_NET_RAW, which
  *                  the guarded command must not have; the family check below
  *                  stays for kernels that ever widen the hook.
+ *   cgroup_skb     host mode: a guarded socket's packets may only go to,
+ *     egress,      and come from, loopback (where the proxy, the resolver
+ *     ingress      and the gateway listen). Whatever the address hooks
+ *                  never see stops here: IP options and IPv6 routing
+ *                  headers that send a packet to a first hop other than its
+ *                  (rewritten) destination, and SYN-ACKs and data of a
+ *                  socket that listens and accepts a connection from
+ *                  outside. Not attached in appliance mode (the loader),
+ *                  and a pass-through there if ever they were: at the
+ *                  cgroup root they would run for every packet of the host,
+ *                  and the container runtime's own DNS sockets live in the
+ *                  guarded namespace, where a packet does not say whose
+ *                  socket sent it.
  *   sockops        at TCP_CONNECT_CB (source port now chosen) the original
  *                  destination is copied into a map keyed by the socket's
  *                  local address+port, which is what the proxy sees as the
@@ -75,6 +92,8 @@
 #define BRIDLE_SOCK_PACKET 10
 #define BRIDLE_IPPROTO_TCP 6
 #define BRIDLE_IPPROTO_UDP 17
+#define BRIDLE_ETH_P_IP 0x0800
+#define BRIDLE_ETH_P_IPV6 0x86DD
 #define BRIDLE_IPPROTO_MPTCP 262
 #define BRIDLE_DNS_PORT 53
 #define BRIDLE_ECONNREFUSED 111
@@ -510,10 +529,67 @@ int bridle_sock_create(struct bpf_sock *ctx)
 
 	if (c && !selected(c, ctx))
 		return ALLOW;
-	if (ctx->type == BRIDLE_SOCK_RAW || ctx->type == BRIDLE_SOCK_PACKET ||
-	    ctx->family == BRIDLE_AF_PACKET)
+	if (ctx->family == BRIDLE_AF_PACKET)
 		return REFUSE;
-	return ALLOW;
+	/* inet_create has resolved protocol 0 to the type's default here. */
+	if (ctx->type == BRIDLE_SOCK_STREAM &&
+	    (ctx->protocol == BRIDLE_IPPROTO_TCP ||
+	     ctx->protocol == BRIDLE_IPPROTO_MPTCP))
+		return ALLOW;
+	if (ctx->type == BRIDLE_SOCK_DGRAM &&
+	    ctx->protocol == BRIDLE_IPPROTO_UDP)
+		return ALLOW;
+	return REFUSE;
+}
+
+/* Whether the packet's peer (its destination leaving, its source
+ * arriving) is a loopback address: 127/8, ::1 or ::ffff:127/104. skb data
+ * starts at the network header in cgroup_skb programs. */
+static __always_inline int peer_is_loopback(struct __sk_buff *skb, int egress)
+{
+	__u32 a[4];
+
+	if (skb->protocol == bpf_htons(BRIDLE_ETH_P_IP)) {
+		/* daddr at 16, saddr at 12 */
+		if (bpf_skb_load_bytes(skb, egress ? 16 : 12, a, 4))
+			return 0;
+		return (bpf_ntohl(a[0]) >> 24) == 127;
+	}
+	if (skb->protocol == bpf_htons(BRIDLE_ETH_P_IPV6)) {
+		/* daddr at 24, saddr at 8 */
+		if (bpf_skb_load_bytes(skb, egress ? 24 : 8, a, 16))
+			return 0;
+		if (a[0] != 0 || a[1] != 0)
+			return 0;
+		if (a[2] == 0)
+			return a[3] == bpf_htonl(1);
+		return a[2] == bpf_htonl(0x0000ffff) &&
+		       (bpf_ntohl(a[3]) >> 24) == 127;
+	}
+	return 0;
+}
+
+/* Without a config (never written, wrong ABI) only loopback passes:
+ * fail closed, like the address hooks. */
+static __always_inline int loopback_only(struct __sk_buff *skb, int egress)
+{
+	const struct bridle_config *c = get_config();
+
+	if (c && (c->flags & BRIDLE_SELECT_NETNS))
+		return ALLOW;
+	return peer_is_loopback(skb, egress) ? ALLOW : REFUSE;
+}
+
+SEC("cgroup_skb/egress")
+int bridle_egress(struct __sk_buff *skb)
+{
+	return loopback_only(skb, 1);
+}
+
+SEC("cgroup_skb/ingress")
+int bridle_ingress(struct __sk_buff *skb)
+{
+	return loopback_only(skb, 0);
 }
 
 SEC("sockops")
