@@ -355,6 +355,39 @@ print("unshare=" + run(["unshare", "-Urn", "sh", "-c", "ip link set lo up 2>/dev
 print("setns=" + run(["nsenter", "--net=/proc/1/ns/net", "true"]))
 "#;
 
+/// The agent runs as the invoking user, beside that user's other
+/// processes: it may not ptrace or signal them (code would run outside
+/// the guard), nor push keystrokes into the terminal it was started from.
+#[test]
+fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
+    let net = TestNet::new("confine");
+    // Another process of the same user (nobody), outside the session.
+    let mut neighbour = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"])
+        .spawn()
+        .expect("start a neighbour");
+    let script = format!(
+        "import ctypes, errno, fcntl, os, termios\n\
+         def outcome(f):\n    try:\n        f(); return 'ok'\n    except OSError as e:\n        return errno.errorcode[e.errno]\n\
+         print('kill=' + outcome(lambda: os.kill({pid}, 0)))\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         r = libc.ptrace(16, {pid}, None, None)\n\
+         print('ptrace=' + ('ok' if r == 0 else errno.errorcode[ctypes.get_errno()]))\n\
+         print('tiocsti=' + outcome(lambda: fcntl.ioctl(0, termios.TIOCSTI, b'x')))\n\
+         child = os.fork()\n\
+         if child == 0:\n    os.execvp('sleep', ['sleep', '30'])\n\
+         print('own_child=' + outcome(lambda: os.kill(child, 9)))\n",
+        pid = neighbour.id()
+    );
+    let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+    assert_eq!(run.code, 0, "{}", run.all());
+    for (what, want) in [("kill", "EPERM"), ("ptrace", "EPERM"), ("tiocsti", "EPERM"), ("own_child", "ok")] {
+        assert!(run.stdout.contains(&format!("{what}={want}\n")), "{what}: {}", run.all());
+    }
+}
+
 /// A guarded agent that listens is not reachable from outside: the packet
 /// filter passes only loopback peers, so the handshake never completes.
 #[test]

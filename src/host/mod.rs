@@ -13,6 +13,7 @@
 mod admin;
 mod appliance;
 mod calls;
+mod confine;
 pub(crate) mod control;
 mod egress;
 mod mcp;

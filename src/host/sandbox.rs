@@ -1,5 +1,6 @@
 //! The last step before the guarded command: join the session's cgroup,
-//! set `no_new_privs`, drop to the target user, exec.
+//! set `no_new_privs`, drop to the target user, confine it to its own
+//! processes and terminal ([`super::confine`]), exec.
 //!
 //! It runs as a fresh `bridle __sandbox-exec` process (not in a `pre_exec`
 //! hook) so every step is ordinary safe code, and so the process is inside
@@ -38,6 +39,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }
+    super::confine::confine()?;
     let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
     let error = std::process::Command::new(program).args(rest).exec();
     bail!("cannot run {program}: {error}")

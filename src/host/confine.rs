@@ -1,0 +1,71 @@
+//! What the guarded command may not do to the invoking user's other
+//! processes. It runs as that user (same uid as their shell, editor and
+//! terminal multiplexer), so without more than `no_new_privs` it could:
+//! - `ptrace` them or signal them (no Yama on many hosts): code runs
+//!   outside the session's cgroup, unguarded;
+//! - push keystrokes into the terminal it was started from with
+//!   `ioctl(TIOCSTI)`, which the shell runs after Bridle exits (as root,
+//!   if `sudo bridle run` was typed in a root shell).
+//!
+//! So, after privileges are dropped and before the exec:
+//! - a Landlock domain with signal scoping (Landlock ABI 6, Linux 6.12):
+//!   the command and its children can ptrace and signal only each other;
+//!   where the kernel lacks it, a loud warning. (Abstract unix sockets are
+//!   not scoped: the session's own report socket is one, for `bridle mcp
+//!   wrap` inside the session.);
+//! - a seccomp filter that fails `TIOCSTI` and `TIOCLINUX` ioctls with
+//!   EPERM (everything else allowed); failing to install it refuses to run.
+//!
+//! Never: restrict the file system or the network here (the redirector and
+//! the proxy own the network; files are the file hooks' job).
+
+use anyhow::Context as _;
+use landlock::{Ruleset, RulesetAttr as _, RulesetStatus, Scope};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+};
+
+/// Applies both to this process (inherited by the exec and every child).
+pub fn confine() -> anyhow::Result<()> {
+    scope_to_own_processes();
+    deny_terminal_injection()
+}
+
+/// The Landlock part; never fatal (older kernels lack it), but said.
+fn scope_to_own_processes() {
+    let status = Ruleset::default()
+        .scope(Scope::Signal)
+        .and_then(|ruleset| ruleset.create())
+        .and_then(|ruleset| ruleset.restrict_self());
+    let warning = match status {
+        Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => return,
+        Ok(_) => "this kernel has no Landlock scoping (ABI 6, Linux 6.12)".to_owned(),
+        Err(error) => format!("Landlock scoping failed: {error}"),
+    };
+    eprintln!(
+        "bridle: warning: {warning}; the command can ptrace and signal your other processes, \
+         which run outside Bridle's guard"
+    );
+}
+
+/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)` → EPERM.
+fn deny_terminal_injection() -> anyhow::Result<()> {
+    let request = |value: libc::c_ulong| {
+        let condition = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value);
+        condition.and_then(|condition| SeccompRule::new(vec![condition]))
+    };
+    let rules = vec![request(libc::TIOCSTI), request(libc::TIOCLINUX)]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .context("building the seccomp filter")?;
+    let arch = std::env::consts::ARCH.try_into().context("seccomp: this CPU architecture")?;
+    let filter = SeccompFilter::new(
+        [(libc::SYS_ioctl, rules)].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .context("building the seccomp filter")?;
+    let program: BpfProgram = filter.try_into().context("compiling the seccomp filter")?;
+    seccompiler::apply_filter(&program).context("installing the seccomp filter (TIOCSTI)")
+}
