@@ -339,6 +339,7 @@ def source_routed():
     s.sendto(b"x", ("2001:db8::53", 53))
     return "sent"
 print("source_route=" + err(source_routed))
+print("vsock=" + err(lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM) and "created"))
 print("console=" + err(lambda: socket.create_connection(("127.0.0.1", 18080), 5) and "connected"))
 print("dns_tcp=" + run(["dig", "+short", "+tcp", "+time=3", "+tries=1", "@198.51.100.53", "allowed.test"]))
 print("dns_v6=" + run(["dig", "+short", "+time=3", "+tries=1", "@2001:db8::53", "allowed.test"]))
@@ -435,6 +436,7 @@ fn bypass_attempts_are_refused_or_decided() {
         ("ping", "EPERM"),
         ("ping6", "EPERM"),
         ("source_route", "EPERM"),
+        ("vsock", "EPERM"),
         ("console", "EPERM"),
         ("dns_tcp", "exit0:198.51.100.7"),
         ("dns_v6", "exit0:198.51.100.7"),

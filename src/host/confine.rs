@@ -14,7 +14,9 @@
 //!   not scoped: the session's own report socket is one, for `bridle mcp
 //!   wrap` inside the session.);
 //! - a seccomp filter that fails `TIOCSTI` and `TIOCLINUX` ioctls with
-//!   EPERM (everything else allowed); failing to install it refuses to run.
+//!   EPERM, and `AF_VSOCK` sockets (no cgroup hook sees them; they reach the
+//!   hypervisor host directly); everything else is allowed. Failing to
+//!   install it refuses to run.
 //!
 //! Never: restrict the file system or the network here (the redirector and
 //! the proxy own the network; files are the file hooks' job).
@@ -28,7 +30,7 @@ use seccompiler::{
 /// Applies both to this process (inherited by the exec and every child).
 pub fn confine() -> anyhow::Result<()> {
     scope_to_own_processes();
-    deny_terminal_injection()
+    deny_injection_and_vsock()
 }
 
 /// The Landlock part; never fatal (older kernels lack it), but said.
@@ -48,19 +50,21 @@ fn scope_to_own_processes() {
     );
 }
 
-/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)` → EPERM.
-fn deny_terminal_injection() -> anyhow::Result<()> {
-    let request = |value: libc::c_ulong| {
-        let condition = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value);
+/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)` and
+/// `socket(AF_VSOCK, …)` → EPERM.
+fn deny_injection_and_vsock() -> anyhow::Result<()> {
+    let arg_is = |index: u8, value: u64| {
+        let condition = SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value);
         condition.and_then(|condition| SeccompRule::new(vec![condition]))
     };
-    let rules = vec![request(libc::TIOCSTI), request(libc::TIOCLINUX)]
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .context("building the seccomp filter")?;
+    let build = |rules: Vec<Result<SeccompRule, _>>| {
+        rules.into_iter().collect::<Result<Vec<_>, _>>().context("building the seccomp filter")
+    };
+    let ioctls = build(vec![arg_is(1, libc::TIOCSTI), arg_is(1, libc::TIOCLINUX)])?;
+    let sockets = build(vec![arg_is(0, libc::AF_VSOCK as u64)])?;
     let arch = std::env::consts::ARCH.try_into().context("seccomp: this CPU architecture")?;
     let filter = SeccompFilter::new(
-        [(libc::SYS_ioctl, rules)].into_iter().collect(),
+        [(libc::SYS_ioctl, ioctls), (libc::SYS_socket, sockets)].into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
