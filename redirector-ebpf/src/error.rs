@@ -96,6 +96,15 @@ pub enum Error {
         /// What is wrong with them.
         why: String,
     },
+    /// A directory on the way to the pins could be changed by someone
+    /// other than root, who could then unpin (detach) the programs.
+    #[error("{path} is {why}: someone other than root could remove Bridle's pins there; remove it (as root) and retry")]
+    UnsafePinDir {
+        /// The directory.
+        path: PathBuf,
+        /// Owned by whom, writable by whom.
+        why: String,
+    },
     /// The embedded object lacks a program the loader expects (build bug).
     #[error("the embedded eBPF object has no program `{0}`")]
     MissingProgram(&'static str),

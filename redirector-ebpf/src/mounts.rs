@@ -96,7 +96,38 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
         mount_bpffs(root).map_err(|source| Error::NoBpffs { path: dir.to_owned(), source })?;
         tracing::info!(path = BPFFS_ROOT, "mounted bpffs");
     }
-    std::fs::create_dir_all(dir).step(|| format!("create pin directory {}", dir.display()))
+    std::fs::create_dir_all(dir).step(|| format!("create pin directory {}", dir.display()))?;
+    only_root_can_change(dir)
+}
+
+/// Every directory from below the bpffs mount down to `dir` is root's and
+/// writable by root alone. `/sys/fs/bpf` itself is often world-writable
+/// (sticky): a user who made `bridle/` or a session's directory there first
+/// would own it and could unlink the link pins, which detaches the
+/// programs.
+fn only_root_can_change(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = mounts()?
+        .into_iter()
+        .filter(|m| dir.starts_with(&m.point))
+        .max_by_key(|m| m.point.components().count())
+        .map_or_else(|| PathBuf::from(BPFFS_ROOT), |m| m.point);
+    for path in dir.ancestors().take_while(|p| p.starts_with(&root) && *p != root) {
+        let meta = std::fs::symlink_metadata(path).step(|| format!("inspect pin directory {}", path.display()))?;
+        let why = if !meta.is_dir() {
+            Some("not a directory".to_owned())
+        } else if meta.uid() != 0 {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if meta.mode() & 0o022 != 0 {
+            Some(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::UnsafePinDir { path: path.to_owned(), why });
+        }
+    }
+    Ok(())
 }
 
 /// Whether the deepest mount covering `dir` is a bpffs.

@@ -296,3 +296,28 @@ fn a_missing_cgroup_is_named_and_nothing_is_left_pinned() {
     assert!(!pins.join("map_config").exists(), "nothing pinned");
     let _ = std::fs::remove_dir(&pins);
 }
+
+/// bpffs is often world-writable: a pin directory a user made first (and
+/// so could empty, detaching the programs) is refused, with what is wrong.
+#[test]
+fn a_pin_directory_someone_else_could_change_is_refused() {
+    use std::os::unix::fs::{PermissionsExt as _, chown};
+    let parent = PathBuf::from(format!("/sys/fs/bpf/bridle-test-owner-{}", std::process::id()));
+    let pins = parent.join("run");
+    // A cgroup of the test's own: were the check ever to let it through,
+    // nothing but this empty cgroup would be guarded.
+    let cgroup = Cgroup::create(&format!("bridle-test-owner-{}", std::process::id())).expect("cgroup");
+    std::fs::create_dir_all(&pins).expect("pin dirs");
+    chown(&pins, Some(65534), Some(65534)).expect("chown");
+    let error = Redirector::attach(&config(20000, Selection::Cgroup), cgroup.path(), &pins).expect_err("a user's dir");
+    assert!(error.to_string().contains("owned by uid 65534"), "{error}");
+    chown(&pins, Some(0), Some(0)).expect("chown back");
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let error =
+        Redirector::attach(&config(20000, Selection::Cgroup), cgroup.path(), &pins).expect_err("writable parent");
+    assert!(error.to_string().contains("writable by group or others"), "{error}");
+    assert!(!pins.join("map_config").exists(), "nothing pinned");
+    let _ = std::fs::remove_dir(&pins);
+    let _ = std::fs::remove_dir(&parent);
+    cgroup.remove().expect("remove the test cgroup");
+}
