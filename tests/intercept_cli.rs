@@ -315,4 +315,6 @@ asyncio.run(main())
     assert!(run.stdout.contains("echo: hello through bridle"), "{}", run.all());
     let upgrade = net.requests().into_iter().find(|r| r["event"]["detail"]["path"] == "/ws").expect("decided");
     assert_eq!(upgrade["decision"]["effect"], "allow");
+    let audit = std::fs::read_to_string(net.audit()).expect("audit");
+    assert!(audit.contains(r#"allowed.test/ws switched to \"websocket\": the connection is relayed"#), "{audit}");
 }

@@ -249,6 +249,13 @@ impl Exchange {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(agent_side) = upgrade
         {
+            // The decision covered the upgrade, not what follows: say so.
+            let protocol = response.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("?");
+            let message = format!(
+                "{host}{path} switched to {protocol:?}: the connection is relayed from here without \
+                 per-message inspection or leak scanning"
+            );
+            self.conn.decider.notice("info", message);
             let upstream_side = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
                 match (agent_side.await, upstream_side.await) {
