@@ -423,3 +423,46 @@ fn a_wrapped_servers_ask_is_answered_by_bridle_approve_in_the_session() {
     let text = std::fs::read_to_string(net.audit()).expect("session audit");
     assert!(text.contains("approved by tester"), "the session's log records the answer: {text}");
 }
+
+/// An `initialize` POSTed by hand, with no MCP header, the `jsonrpc` key
+/// last; `padded` puts 100 kB before it (past the proxy's first look),
+/// otherwise the first bytes come, then a pause past the look's wait.
+const HAND_MADE: &str = r#"
+import http.client, json, sys, time
+pad = "x" * 100_000 if sys.argv[1] == "padded" else ""
+params = {"_pad": pad, "protocolVersion": "2025-06-18", "capabilities": {},
+          "clientInfo": {"name": "by-hand", "version": "1"}}
+body = json.dumps({"id": 1, "method": "initialize", "params": params, "jsonrpc": "2.0"}).encode()
+c = http.client.HTTPConnection("mcp.allowed.test", 8000, timeout=20)
+c.putrequest("POST", "/mcp")
+for k, v in [("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
+             ("content-length", str(len(body)))]:
+    c.putheader(k, v)
+c.endheaders()
+if sys.argv[1] == "padded":
+    c.send(body)
+else:
+    c.send(body[:8]); time.sleep(3); c.send(body[8:])
+r = c.getresponse()
+print("status", r.status)
+"#;
+
+/// Where the sender puts the `jsonrpc` key, or how slowly it sends the
+/// first bytes, does not turn an MCP message into plain HTTP: each hand-made
+/// `initialize` (each in a session of its own, where the host was never
+/// seen speaking MCP) is found and handed to the gateway.
+#[test]
+fn mcp_is_found_however_late_the_jsonrpc_key_comes() {
+    let net = Net::new("late");
+    for shape in ["padded", "trickled"] {
+        let run = net.run(&["python3", "-c", HAND_MADE, shape]);
+        assert!(run.stdout.contains("status 200"), "{shape}: {}", run.all());
+    }
+    let found = net
+        .records()
+        .iter()
+        .filter_map(|r| r["message"].as_str().map(str::to_owned))
+        .filter(|m| m.contains("MCP traffic to mcp.allowed.test seen in proxied HTTP"))
+        .count();
+    assert_eq!(found, 2, "both were inspected as MCP: {:#?}", net.records());
+}

@@ -17,6 +17,7 @@
 //! Must never: forward a governed message undecided; hold a session
 //! nobody uses past the idle limit.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -103,6 +104,16 @@ impl Inline {
     /// goes to a host and path that carried MCP before.
     /// A POST to the endpoint an open legacy event stream named (`query`
     /// included) is [`McpRequest::Legacy`], whatever it looks like.
+    /// Whether a POST whose body starts with `prefix` (the rest not read
+    /// yet) must be read whole, up to [`Inline::max_message_bytes`], before
+    /// [`Inline::classify`] can tell: it starts like JSON (in any encoding a
+    /// lenient JSON parser accepts) and its first bytes do not already name
+    /// `jsonrpc`. Padding before the key, or sending the first bytes and
+    /// pausing, must not turn an MCP message into plain HTTP.
+    pub fn needs_whole_body(&self, headers: &HeaderMap, prefix: &[u8]) -> bool {
+        needs_whole_body(headers, prefix)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn classify(
         &self,
@@ -260,21 +271,70 @@ fn legacy_key(host: &str, path: &str, query: &str) -> String {
     inline_sse::key(host, &target)
 }
 
+/// See [`Inline::needs_whole_body`].
+fn needs_whole_body(headers: &HeaderMap, prefix: &[u8]) -> bool {
+    if headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION) {
+        return false;
+    }
+    let text = json_text(prefix);
+    starts_like_json(&text) && !names_jsonrpc(&text)
+}
+
 /// What the request's own head and bytes say.
 fn sniff(method: &Method, headers: &HeaderMap, prefix: &[u8], complete: bool) -> McpRequest {
     let mcp_headers = headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION);
     match *method {
-        Method::POST if mcp_headers || is_jsonrpc(prefix, complete) => McpRequest::Message,
+        Method::POST if mcp_headers || is_jsonrpc(&json_text(prefix), complete) => McpRequest::Message,
         Method::GET if headers.contains_key(SESSION_ID) && accepts_events(headers) => McpRequest::Stream,
         Method::DELETE if headers.contains_key(SESSION_ID) => McpRequest::End,
         _ => McpRequest::None,
     }
 }
 
+/// The body as UTF-8 JSON text, as lenient parsers (Python's `json`)
+/// read it: a UTF-8 byte order mark dropped; UTF-16 and UTF-32 (told by
+/// their BOM or by the NULs of an ASCII first character, RFC 4627 §3)
+/// transcoded. Anything else is returned as it is.
+fn json_text(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return Cow::Borrowed(rest);
+    }
+    let units = |width: usize, big: bool, skip: usize| {
+        let chunks = bytes[skip..].chunks_exact(width);
+        let word = move |c: &[u8]| {
+            let mut word = [0u8; 4];
+            word[4 - width..].copy_from_slice(c);
+            let value = u32::from_be_bytes(word);
+            if big { value } else { value.swap_bytes() >> (8 * (4 - width)) }
+        };
+        chunks.map(word)
+    };
+    let text: Option<String> = match bytes {
+        [0, 0, 0xFE, 0xFF, ..] => Some(units(4, true, 4).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
+        [0xFF, 0xFE, 0, 0, ..] => Some(units(4, false, 4).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
+        [0, 0, 0, _, ..] => Some(units(4, true, 0).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
+        [_, 0, 0, 0, ..] => Some(units(4, false, 0).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
+        [0xFE, 0xFF, ..] => Some(utf16(units(2, true, 2))),
+        [0xFF, 0xFE, ..] => Some(utf16(units(2, false, 2))),
+        [0, _, ..] => Some(utf16(units(2, true, 0))),
+        [_, 0, ..] => Some(utf16(units(2, false, 0))),
+        _ => None,
+    };
+    text.map_or(Cow::Borrowed(bytes), |text| Cow::Owned(text.into_bytes()))
+}
+
+fn utf16(units: impl Iterator<Item = u32>) -> String {
+    char::decode_utf16(units.map(|u| u as u16)).map(|c| c.unwrap_or('\u{FFFD}')).collect()
+}
+
+/// The first non-whitespace byte opens an object or an array.
+fn starts_like_json(text: &[u8]) -> bool {
+    text.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['))
+}
+
 /// A JSON object (or array of them) with a `jsonrpc` member.
 fn is_jsonrpc(prefix: &[u8], complete: bool) -> bool {
-    let start = prefix.iter().position(|b| !b.is_ascii_whitespace());
-    if !start.is_some_and(|i| matches!(prefix[i], b'{' | b'[')) {
+    if !starts_like_json(prefix) {
         return false;
     }
     // Parsing every JSON body (an LLM API's requests) would cost; the key
@@ -350,6 +410,33 @@ mod tests {
         // Past initialize the header says it, whatever the body looks like.
         let versioned = headers(&[("mcp-protocol-version", "2025-11-25")]);
         assert_eq!(classify(&Method::POST, &versioned, b"not json"), McpRequest::Message);
+    }
+
+    #[test]
+    fn json_in_any_encoding_a_lenient_parser_reads_is_sniffed() {
+        let json = headers(&[("content-type", "application/json")]);
+        let message = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        let utf16le: Vec<u8> = message.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let utf16be: Vec<u8> =
+            [0xFE, 0xFF].into_iter().chain(message.encode_utf16().flat_map(u16::to_be_bytes)).collect();
+        let utf32le: Vec<u8> = message.chars().flat_map(|c| u32::from(c).to_le_bytes()).collect();
+        let bom = [b"\xEF\xBB\xBF".as_slice(), message.as_bytes()].concat();
+        for body in [bom, utf16le, utf16be, utf32le] {
+            assert_eq!(classify(&Method::POST, &json, &body), McpRequest::Message, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn json_whose_first_bytes_do_not_say_is_read_whole() {
+        let json = headers(&[("content-type", "application/json")]);
+        let padded = format!(r#"{{"id":1,"method":"tools/call","params":{{"pad":"{}"}}"#, "x".repeat(100));
+        assert!(needs_whole_body(&json, padded.as_bytes()));
+        assert!(needs_whole_body(&json, br#"{"\u006asonrpc":"2.0""#), "an escaped key");
+        assert!(needs_whole_body(&json, b"\xEF\xBB\xBF  [ {"), "after a BOM");
+        assert!(!needs_whole_body(&json, br#"{"jsonrpc":"2.0","id":1,"pad":""#), "the key is there");
+        assert!(!needs_whole_body(&json, b"--boundary\r\n"), "not JSON");
+        let versioned = headers(&[("mcp-protocol-version", "2025-11-25")]);
+        assert!(!needs_whole_body(&versioned, padded.as_bytes()), "the header already says MCP");
     }
 
     fn inline() -> Inline {

@@ -64,6 +64,29 @@ pub(super) async fn read_prefix(body: &mut Incoming, window: usize, wait: Durati
     Ok(prefix)
 }
 
+/// Reads the rest of the body into `prefix`, with no time bound (the
+/// request waits for it), while it holds at most `max` data bytes;
+/// `Ok(false)` when the body is longer than that.
+pub(super) async fn read_rest(body: &mut Incoming, prefix: &mut Prefix, max: usize) -> Result<bool, BoxError> {
+    while !prefix.complete {
+        if prefix.bytes.len() > max {
+            return Ok(false);
+        }
+        match body.frame().await {
+            None => prefix.complete = true,
+            Some(Err(error)) => return Err(Box::new(error)),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    prefix.bytes.extend_from_slice(data);
+                    prefix.size += data.len() as u64;
+                }
+                prefix.frames.push_back(frame);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Decides what a finding in the streamed part means: `Some(reason)` stops
 /// the body (the upstream request is aborted).
 pub(super) type OnFinding = Box<dyn FnMut(Vec<String>) -> Option<String> + Send>;

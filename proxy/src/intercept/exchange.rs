@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use bridle_mcp_gateway::framing::Line;
 use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, is_event_stream, read_bounded_after};
 
-use super::body::{OnFinding, Prefix, Replay, read_prefix};
+use super::body::{OnFinding, Prefix, Replay, read_prefix, read_rest};
 use super::mcp::{self, Via};
 use super::partial::Watched;
 use super::respond::{bad_gateway, bad_request, forbidden};
@@ -121,11 +121,27 @@ impl Exchange {
         };
         let host = host_of(authority.as_deref().or(host_header.as_deref()), &self.conn);
 
-        let prefix =
+        let mut prefix =
             match read_prefix(&mut incoming, self.conn.inspector.body_window, self.conn.inspector.body_wait).await {
                 Ok(prefix) => prefix,
                 Err(error) => return bad_gateway(&format!("reading the request body failed: {error}")),
             };
+        // A JSON POST whose first bytes do not say whether it is MCP is
+        // read whole (bounded) first: classification must not depend on
+        // where the sender put the `jsonrpc` key or how fast it sent.
+        let mut too_long_to_tell = None;
+        if let Some(inline) = &self.conn.inspector.mcp
+            && parts.method == Method::POST
+            && !prefix.complete
+            && inline.needs_whole_body(&parts.headers, &prefix.bytes)
+        {
+            let max = inline.max_message_bytes();
+            match read_rest(&mut incoming, &mut prefix, max).await {
+                Ok(true) => {}
+                Ok(false) => too_long_to_tell = Some(max),
+                Err(error) => return bad_gateway(&format!("reading the request body failed: {error}")),
+            }
+        }
         let mut described = self.describe(&parts, &host, &path, &query, &prefix);
         let canaries = &self.conn.inspector.canaries;
         let secrets = self.conn.inspector.secrets.clone();
@@ -168,6 +184,14 @@ impl Exchange {
             (Some(reason), _) => {
                 self.conn.decider.deny_request(described, format!("domain fronting: {reason}"), self.conn.pid)
             }
+            (None, _) if let Some(max) = too_long_to_tell => self.conn.decider.deny_request(
+                described,
+                format!(
+                    "a JSON body over {max} bytes ([mcp] max_message_bytes) whose first bytes do not show \
+                     whether it is an MCP message"
+                ),
+                self.conn.pid,
+            ),
             (None, true) => self.conn.decider.deny_request(
                 described,
                 "git push whose updated refs Bridle cannot read (compressed, too many refs or malformed)".into(),
