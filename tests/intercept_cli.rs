@@ -72,10 +72,13 @@ impl Net {
         let upstream =
             tls_upstream::start(&name, vec!["198.51.100.7:443".parse().expect("addr")], &pki, Some(git_root));
         let authority = net::start_authority(&name, "127.0.0.1", "5353", &NAMES);
-        // The agent (nobody) must reach the test's files: git clones into it.
+        // The agent (nobody) must read the test's files and write its work
+        // directory (git clones into it), but never the config or the
+        // policies: Bridle refuses to guard a command that could rewrite them.
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("work dir");
-        let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(dir.path()).status();
+        let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()).status();
+        let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(&work).status();
         Net { name, dir, servers: vec![authority], _upstream: upstream }
     }
 

@@ -91,7 +91,14 @@ impl Net {
         net.start_server(8000, &[]);
         let (cert, key) = (net.dir.path().join("server.pem"), net.dir.path().join("server.key"));
         net.start_server(8443, &["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()]);
-        let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(net.dir.path()).status();
+        // The agent (nobody) reads everything and makes files of its own in
+        // the directory (a wrapper's pins and log; the servers' shared log),
+        // which is sticky: it can replace neither the config nor the
+        // policies, or Bridle would refuse to guard it.
+        std::fs::create_dir_all(net.dir.path().join("ca")).expect("Bridle's CA directory, root's");
+        let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(net.dir.path()).status();
+        let _ = Command::new("chmod").arg("1777").arg(net.dir.path()).status();
+        let _ = Command::new("chmod").arg("a+rw").arg(net.dir.path().join("server.log")).status();
         net
     }
 

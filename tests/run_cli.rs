@@ -389,6 +389,27 @@ fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
     }
 }
 
+/// Policies the command itself could rewrite are no guard: Bridle refuses
+/// to start, naming what the command could change and how.
+#[test]
+fn policies_or_a_config_the_agent_could_rewrite_are_refused() {
+    let net = TestNet::new("tamper");
+    let policies = net.dir.path().join("pol");
+    let _ = Command::new("chown").args(["-R", "nobody"]).arg(&policies).status();
+    let run = net.run(&["--user", "nobody"], &["true"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("the policy directory") && run.stderr.contains("owned by uid 65534"), "{}", run.all());
+    let _ = Command::new("chown").args(["-R", "root"]).arg(&policies).status();
+
+    let config = net.dir.path().join("bridle.toml");
+    let _ = Command::new("chmod").arg("666").arg(&config).status();
+    let run = net.run(&["--user", "nobody"], &["true"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("the config") && run.stderr.contains("writable by everyone"), "{}", run.all());
+    let _ = Command::new("chmod").arg("644").arg(&config).status();
+    assert_eq!(net.run(&["--user", "nobody"], &["true"]).code, 0, "root's files pass");
+}
+
 /// A guarded agent that listens is not reachable from outside: the packet
 /// filter passes only loopback peers, so the handshake never completes.
 #[test]

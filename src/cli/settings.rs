@@ -28,6 +28,11 @@ impl DecideArgs {
         Ok(found.map(|(_, config)| config))
     }
 
+    /// The config file read, if any (`--config`, else `./bridle.toml`).
+    pub fn config_file(&self) -> anyhow::Result<Option<PathBuf>> {
+        Ok(Config::discover(self.config.as_deref())?.map(|(path, _)| path))
+    }
+
     /// The policy directory chosen, or `None` for the built-in default set.
     pub fn policy_dir(&self) -> anyhow::Result<Option<PathBuf>> {
         if let Some(dir) = &self.policies {

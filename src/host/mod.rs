@@ -19,6 +19,7 @@ mod egress;
 mod mcp;
 mod sandbox;
 mod session;
+mod tamper;
 mod trust;
 mod user;
 

@@ -24,7 +24,7 @@ use super::calls::{self, Scope};
 use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
-use super::{admin, trust};
+use super::{admin, tamper, trust};
 use crate::cli::settings::DecideArgs;
 
 /// `bridle run [OPTIONS] -- CMD ARGS…`
@@ -59,8 +59,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
     let target = user::target(args.user.as_deref(), args.allow_root)?;
-    if target.is_none() {
-        eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user");
+    match &target {
+        None => eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user"),
+        Some(target) => {
+            let mut inputs: Vec<(&str, PathBuf)> = Vec::new();
+            inputs.extend(args.decide.config_file()?.map(|path| ("the config", path)));
+            inputs.extend(policy_dir.clone().map(|dir| ("the policy directory", dir)));
+            inputs.extend(config.policies.overrides.clone().map(|dir| ("the policy overrides", dir)));
+            inputs.extend(config.tls.upstream_ca_bundle.clone().map(|file| ("the upstream CA bundle", file)));
+            inputs.push(("Bridle's CA directory", config.tls.ca_dir.clone()));
+            tamper::refuse_changeable(target, &inputs)?;
+        }
     }
     let secrets = Guards::secrets(&config)?;
     let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
