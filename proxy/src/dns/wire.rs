@@ -71,6 +71,12 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     let Some(question) = message.queries.first().cloned() else {
         return error(ResponseCode::FormErr, "no question");
     };
+    // A label holding a dot is text no host name has, and the decision's
+    // name (`x\.api.example.com`) would read as inside `api.example.com`
+    // while the name asked for is a sibling of it.
+    if question.name.iter().any(|label| label.contains(&b'.')) {
+        return error(ResponseCode::FormErr, "a label holds a dot");
+    }
     let max_udp = message.edns.as_ref().map_or(MIN_UDP, |e| usize::from(e.max_payload()).max(MIN_UDP));
     Parsed::Query(Box::new(Request {
         id,
@@ -152,6 +158,17 @@ mod tests {
             Parsed::Reply { bytes, .. } => (u16::from_be_bytes([bytes[0], bytes[1]]), bytes[3] & 0x0f),
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_label_holding_a_dot_is_a_formerr() {
+        // x.api (one label) + example + com, type A, class IN.
+        let mut packet = header(0x1234, 0x01, 1);
+        packet.extend(b"\x05x.api\x07example\x03com\x00\x00\x01\x00\x01");
+        assert_eq!(rcode(parse(&packet)), (0x1234, 1));
+        let mut fine = header(0x1235, 0x01, 1);
+        fine.extend(b"\x01x\x03api\x07example\x03com\x00\x00\x01\x00\x01");
+        assert!(matches!(parse(&fine), Parsed::Query(q) if q.qname == "x.api.example.com"));
     }
 
     #[test]
