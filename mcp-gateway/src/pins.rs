@@ -94,8 +94,15 @@ impl ToolPin {
     }
 
     /// Records a sighting of `definition` (hash `hash`) with `findings`.
+    /// A change, once seen, stays flagged until accepted, even when the
+    /// server goes back to the pinned definition: the changed one reached
+    /// the client (a listing that names a tool twice, changed then as
+    /// pinned, must not clear it either).
     pub fn saw(&mut self, definition: &Value, hash: &str, findings: Vec<String>, now: DateTime<Utc>) {
         self.last_seen = now;
+        if hash == self.hash && self.changed.is_some() {
+            return;
+        }
         self.findings = findings;
         self.changed = (hash != self.hash).then(|| Sighting {
             hash: hash.to_string(),
