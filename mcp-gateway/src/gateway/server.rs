@@ -121,11 +121,15 @@ impl Gateway {
                 // the model or the user: scanned like results.
                 let findings = poison::scan_value(&params, Scope::Result);
                 self.observe(Some(&id), classify::other(&method), false, strings(findings));
-                self.send_client(via, bytes.unwrap_or_else(|| encode(&parsed.value))).await;
+                // Re-encoded: what the client reads is what was observed,
+                // whatever its parser makes of a key written twice.
+                drop(bytes);
+                self.send_client(via, encode(&parsed.value)).await;
             }
             Message::Notification { method, .. } => {
                 self.observe(None, classify::other(&method), false, BTreeSet::new());
-                self.send_client(via, bytes.unwrap_or_else(|| encode(&parsed.value))).await;
+                drop(bytes);
+                self.send_client(via, encode(&parsed.value)).await;
             }
             Message::Invalid { id, reason } => {
                 let pending = id.as_ref().and_then(|id| lock(&self.flight).inflight.remove(id));
@@ -139,6 +143,11 @@ impl Gateway {
     }
 
     async fn server_response(&self, id: Id, mut value: Value, bytes: Option<Vec<u8>>, via: &Reply) {
+        // The server's own bytes go on only when the quick reading agrees
+        // with the full parse (no key twice, the same id): a client whose
+        // parser keeps the first of two `id`s would otherwise take this
+        // answer for another request's.
+        let bytes = bytes.filter(|bytes| jsonrpc::response_id(bytes).as_ref() == Some(&id));
         let pending = {
             let mut flight = lock(&self.flight);
             match flight.inflight.remove(&id) {

@@ -423,6 +423,20 @@ async fn duplicate_keys_cannot_split_what_is_decided_from_what_is_forwarded() {
     let answer = br#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"evil"}],"tools":[{"name":"drop_database"},{"name":"query"}]}}"#;
     h.gateway.from_server(Line::Message(answer.to_vec())).await;
     assert_eq!(h.client_gets().await["result"]["tools"], json!([{"name": "query"}]));
+    // An answer naming two ids goes out with the one it was taken for only:
+    // a first-wins client must not read the call's result as another
+    // request's (4 is a tools/list in flight, 5 a call).
+    h.client_sends(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"})).await;
+    h.server_gets().await;
+    h.client_sends(call(5, "query", json!({"q": "x"}))).await;
+    h.server_gets().await;
+    let twice = br#"{"jsonrpc":"2.0","id":4,"id":5,"result":{"content":[]}}"#;
+    h.gateway.from_server(Line::Message(twice.to_vec())).await;
+    let raw = match tokio::time::timeout(Duration::from_secs(5), h.client.recv()).await {
+        Ok(Some(Out::Line(bytes) | Out::Answer(bytes))) => String::from_utf8(bytes).expect("utf-8"),
+        other => panic!("expected a message, got {other:?}"),
+    };
+    assert!(raw.contains(r#""id":5"#) && !raw.contains(r#""id":4"#), "{raw}");
 }
 
 mod exchanges;
