@@ -36,6 +36,12 @@ pub enum AuditEntry {
         offset: u64,
         /// Where the damaged bytes were moved, if there were any.
         preserved_to: Option<String>,
+        /// Records the checkpoint vouched for are gone or were rewritten
+        /// (or there was no checkpoint to tell): the log is not whole, and
+        /// `bridle audit verify` fails on this record from now on. A
+        /// partial last line (a crash mid-write) is not a loss.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lost: bool,
     },
     /// Something a component wants on the record (start, stop, degraded mode…).
     Notice { component: String, level: String, message: String },

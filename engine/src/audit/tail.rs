@@ -57,12 +57,15 @@ pub(crate) fn open(path: &Path, file: &File) -> Result<Tail, AuditError> {
             tail.len = complete_end;
         }
     }
-    if let Some(note) = compare_checkpoint(path, tail.last)? {
+    let lost = compare_checkpoint(path, tail.last)?;
+    if let Some(note) = &lost {
         tracing::warn!(log = %path.display(), "{note}");
-        notes.push(note);
+        notes.push(note.clone());
     }
     if !notes.is_empty() {
-        tail.recovery = Some(AuditEntry::Recovery { message: notes.join("; "), offset: complete_end, preserved_to });
+        let message = notes.join("; ");
+        tail.recovery =
+            Some(AuditEntry::Recovery { message, offset: complete_end, preserved_to, lost: lost.is_some() });
     }
     Ok(tail)
 }
@@ -120,10 +123,18 @@ fn finish_last_line(file: &File, start: u64, end: u64, last: Option<Checkpoint>)
     Ok(Some(Checkpoint { seq: checked.seq, hash: checked.hash }))
 }
 
-/// What is wrong when the log ends before (or differs at) its checkpoint.
+/// What is wrong when the log ends before (or differs at) its checkpoint,
+/// or has records but no checkpoint (deleted with records cut from the
+/// end, it would hide the cut).
 fn compare_checkpoint(path: &Path, last: Option<Checkpoint>) -> Result<Option<String>, AuditError> {
     let Some(checkpoint) = head::read(path)? else {
-        return Ok(None);
+        return Ok(last.map(|last| {
+            format!(
+                "log ends at seq {} but has no checkpoint ({}): whether records were cut from its end cannot be told",
+                last.seq,
+                head::path_for(path).display()
+            )
+        }));
     };
     let note = match last {
         None => format!("log is empty but its checkpoint records seq {}: all records were lost", checkpoint.seq),

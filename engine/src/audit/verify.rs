@@ -120,6 +120,9 @@ fn check_next(
     }
     if checked.type_name == Some("recovery") {
         walk.report.recoveries.push(checked.seq);
+        if let Some(message) = lost_records(content) {
+            return Ok(Some((seq, Problem::Lost(message))));
+        }
     }
     if walk.report.checkpoint.is_some_and(|c| c.seq == checked.seq) {
         walk.at_checkpoint = Some((checked.hash, walk.line, walk.offset));
@@ -144,8 +147,27 @@ fn seq_appears_later(reader: &mut BufReader<File>, seq: u64, path: &Path) -> Res
     }
 }
 
+/// The message of a recovery record that says records were lost.
+fn lost_records(content: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Recovery {
+        message: String,
+        #[serde(default)]
+        lost: bool,
+    }
+    let recovery: Recovery = serde_json::from_slice(content).ok()?;
+    recovery.lost.then_some(recovery.message)
+}
+
 fn compare_checkpoint(walk: &Walk) -> Option<VerifyFailure> {
-    let checkpoint = walk.report.checkpoint?;
+    let Some(checkpoint) = walk.report.checkpoint else {
+        return walk.report.last_seq.map(|_| VerifyFailure {
+            line: walk.line,
+            offset: walk.offset,
+            seq: None,
+            problem: Problem::NoCheckpoint,
+        });
+    };
     let last_seq = walk.report.last_seq;
     match walk.at_checkpoint {
         Some((hash, ..)) if hash == checkpoint.hash => None,

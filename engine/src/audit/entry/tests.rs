@@ -26,7 +26,7 @@ fn policy_reload_omits_a_missing_error() {
 
 #[test]
 fn other_entries_use_snake_case_tags() {
-    let recovery = AuditEntry::Recovery { message: "m".into(), offset: 9, preserved_to: None };
+    let recovery = AuditEntry::Recovery { message: "m".into(), offset: 9, preserved_to: None, lost: false };
     assert_eq!(serde_json::to_value(&recovery).expect("json")["type"], "recovery");
     assert_eq!(recovery.type_name(), "recovery");
     assert_eq!(serde_json::to_value(notice("hi")).expect("json")["type"], "notice");

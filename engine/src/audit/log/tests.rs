@@ -114,10 +114,48 @@ fn losing_whole_records_is_put_on_the_record_at_open() {
     fs::write(&path, keep).expect("write");
     assert!(matches!(verify(&path).expect("verify").failure.map(|f| f.problem), Some(Problem::Truncated { .. })));
     drop(AuditLog::open(&path, options(50, false)).expect("open"));
+    // Reopening puts the loss on the record, and the log stays failed:
+    // the chain is whole again, the log is not.
+    let report = verify(&path).expect("verify");
+    assert_eq!(report.recoveries, vec![2]);
+    let failure = report.failure.expect("still a failure");
+    assert!(matches!(&failure.problem, Problem::Lost(m) if m.contains("records 2..=3 were lost")), "{failure}");
+    assert!(fs::read_to_string(&path).expect("read").contains("records 2..=3 were lost"));
+}
+
+#[test]
+fn a_log_without_its_checkpoint_fails_verification_and_the_loss_is_recorded_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    drop(AuditLog::open(&path, options(50, false)).and_then(|log| {
+        (0..4).try_for_each(|i| log.append(notice(&i.to_string())).map(drop))?;
+        log.sync()
+    }));
+    // Records cut from the end, and the checkpoint that would tell, deleted.
+    let text = fs::read_to_string(&path).expect("read");
+    let keep: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    fs::write(&path, keep).expect("write");
+    fs::remove_file(crate::audit::head::path_for(&path)).expect("remove the checkpoint");
+    let failure = verify(&path).expect("verify").failure.expect("a failure");
+    assert!(matches!(failure.problem, Problem::NoCheckpoint), "{failure}");
+    drop(AuditLog::open(&path, options(50, false)).expect("open"));
+    let failure = verify(&path).expect("verify").failure.expect("a failure");
+    assert!(matches!(&failure.problem, Problem::Lost(m) if m.contains("no checkpoint")), "{failure}");
+}
+
+#[test]
+fn a_partial_last_line_is_repaired_without_failing_verification() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    drop(AuditLog::open(&path, options(50, false)).and_then(|log| log.append(notice("whole")).map(drop)));
+    // A crash mid-write: half a line after the last whole record.
+    let mut text = fs::read_to_string(&path).expect("read");
+    text.push_str("{\"seq\":1,\"ti");
+    fs::write(&path, text).expect("write");
+    drop(AuditLog::open(&path, options(50, false)).expect("open"));
     let report = verify(&path).expect("verify");
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.recoveries, vec![2]);
-    assert!(fs::read_to_string(&path).expect("read").contains("records 2..=3 were lost"));
+    assert_eq!(report.recoveries.len(), 1);
 }
 
 #[test]

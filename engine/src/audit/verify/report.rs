@@ -61,6 +61,11 @@ pub enum Problem {
     CheckpointMismatch,
     /// `<log>.head` exists but cannot be read.
     BadCheckpoint(String),
+    /// The log has records but no `<log>.head`.
+    NoCheckpoint,
+    /// A recovery record says records the checkpoint vouched for were lost
+    /// or rewritten (its message says which).
+    Lost(String),
 }
 
 impl fmt::Display for VerifyFailure {
@@ -90,6 +95,10 @@ impl fmt::Display for VerifyFailure {
             }
             Problem::CheckpointMismatch => write!(f, "record seq {seq} differs from the checkpoint (tail rewritten)"),
             Problem::BadCheckpoint(reason) => write!(f, "checkpoint file is invalid: {reason}"),
+            Problem::NoCheckpoint => {
+                write!(f, "no checkpoint file beside the log: records cut from its end would go unnoticed")
+            }
+            Problem::Lost(message) => write!(f, "recovery record seq {seq}: the log is not whole: {message}"),
         }
     }
 }
