@@ -160,12 +160,14 @@ fn reopening_a_log_cut_mid_line_recovers_without_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_log(dir.path(), 1000);
     let original = fs::read(&path).expect("read");
-    let cut = original.len() - 10;
-    fs::write(&path, &original[..cut]).expect("truncate");
-    let last_line_start = original[..original.len() - 1].iter().rposition(|b| *b == b'\n').expect("nl") + 1;
+    // A crash in the middle of writing the next record: the records the
+    // checkpoint vouches for are whole, half a line follows them.
+    let partial = br#"{"seq":1000,"time":"2026-11-28T12:00:00.0"#;
+    fs::write(&path, [original.as_slice(), partial].concat()).expect("damage");
+    let last_line_start = original.len();
 
     let log = AuditLog::open(&path, options(false)).expect("recovering open");
-    assert_eq!(log.next_seq(), 1000);
+    assert_eq!(log.next_seq(), 1001);
     log.append(decision(connect("after.test"), Effect::Allow, "r")).expect("append");
     drop(log);
 
@@ -175,12 +177,12 @@ fn reopening_a_log_cut_mid_line_recovers_without_loss() {
         .filter(|p| p.to_string_lossy().contains(".corrupt-"))
         .collect();
     assert_eq!(sidecars.len(), 1, "{sidecars:?}");
-    assert_eq!(fs::read(&sidecars[0]).expect("sidecar"), &original[last_line_start..cut]);
+    assert_eq!(fs::read(&sidecars[0]).expect("sidecar"), partial);
 
     let report = verify(&path).expect("verify");
     assert!(report.ok(), "{:?}", report.failure);
-    assert_eq!((report.records, report.recoveries.clone()), (1001, vec![999]));
-    let recovery: serde_json::Value = serde_json::from_str(&lines(&path)[999]).expect("json");
+    assert_eq!((report.records, report.recoveries.clone()), (1002, vec![1000]));
+    let recovery: serde_json::Value = serde_json::from_str(&lines(&path)[1000]).expect("json");
     assert_eq!(recovery["type"], "recovery");
     assert_eq!(recovery["offset"], last_line_start as u64);
     assert_eq!(recovery["preserved_to"], sidecars[0].to_string_lossy().as_ref());

@@ -31,7 +31,7 @@ use crate::event::EventKind;
 mod http;
 
 pub use http::{is_sensitive_header, redact_query};
-use http::{redact_header_pair, redact_header_value, redact_request, redact_url_queries};
+use http::{redact_header_pair, redact_header_value, redact_request, redact_urls};
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
@@ -158,7 +158,7 @@ impl Redactor {
     /// The text with secrets replaced, or `None` when there is nothing to hide
     /// (the common case, which allocates nothing).
     fn scrub(&self, text: &str) -> Option<String> {
-        let mut owned = redact_url_queries(text);
+        let mut owned = redact_urls(text);
         for (name, value) in &self.secrets {
             let current = owned.as_deref().unwrap_or(text);
             if current.contains(value.as_str()) {

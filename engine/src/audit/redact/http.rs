@@ -13,6 +13,12 @@ static URL: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
     regex::Regex::new(r#"(?i)\b(?:https?|wss?)://[^\s"'<>?#]*(?:\?(?P<q>[^\s"'<>#]*))?(?:#(?P<f>[^\s"'<>]*))?"#).ok()
 });
 
+/// The password of a URL's userinfo, in any scheme
+/// (`postgres://admin:pw@db/x`, `https://u:pw@host/`): group `keep` is
+/// what stays before it.
+static USERINFO: LazyLock<Option<regex::Regex>> =
+    LazyLock::new(|| regex::Regex::new(r#"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://[^\s"'<>/?#@:]*:)[^\s"'<>/?#@]+@"#).ok());
+
 /// An HTTP request's query values and credential headers, in place.
 pub(super) fn redact_request(request: &mut HttpRequest) {
     if !request.query.is_empty() {
@@ -29,7 +35,11 @@ pub(super) fn redact_request(request: &mut HttpRequest) {
 pub fn is_sensitive_header(name: &str) -> bool {
     const EXACT: [&str; 7] =
         ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"];
-    const WORDS: [&str; 5] = ["token", "secret", "password", "api-key", "apikey"];
+    // Broad on purpose: a benign header hidden costs a little insight, a
+    // credential shown costs the credential (`x-authorization`,
+    // `ocp-apim-subscription-key`, `x-functions-key`, `x-amz-security-token`).
+    const WORDS: [&str; 10] =
+        ["token", "secret", "password", "api-key", "apikey", "auth", "key", "session", "signature", "credential"];
     EXACT.iter().any(|exact| name.eq_ignore_ascii_case(exact))
         || WORDS.iter().any(|word| contains_ignore_case(name, word))
 }
@@ -89,12 +99,22 @@ pub fn redact_query(query: &str) -> String {
     parts.join("&")
 }
 
-/// The query values (and a `key=value` fragment, where OAuth puts tokens)
-/// of every URL in `text`; `None` when nothing changes.
-pub(super) fn redact_url_queries(text: &str) -> Option<String> {
+/// The userinfo passwords of every URL in `text`, and the query values
+/// (and a `key=value` fragment, where OAuth puts tokens) of every web URL;
+/// `None` when nothing changes.
+pub(super) fn redact_urls(text: &str) -> Option<String> {
     if !text.contains("://") {
         return None;
     }
+    let userinfo = USERINFO.as_ref()?;
+    let cut = userinfo.replace_all(text, |caps: &regex::Captures<'_>| format!("{}{REDACTED}@", &caps["keep"]));
+    match redact_url_queries(&cut) {
+        Some(out) => Some(out),
+        None => matches!(cut, std::borrow::Cow::Owned(_)).then(|| cut.into_owned()),
+    }
+}
+
+fn redact_url_queries(text: &str) -> Option<String> {
     let url = URL.as_ref()?;
     let mut changed = false;
     let out = url.replace_all(text, |caps: &regex::Captures<'_>| {

@@ -67,6 +67,29 @@ fn urls_in_any_string_lose_their_query_values() {
 }
 
 #[test]
+fn url_passwords_in_any_scheme_are_redacted() {
+    let mut value = json!({
+        "dsn": "postgres://admin:S3cret@db.internal/prod",
+        "clone": "fetching https://user:ghs_pw@git.test/r.git?ref=main",
+        "plain": "https://git.test/r.git and user@example.com",
+    });
+    Redactor::default().redact_value(&mut value);
+    assert_eq!(value["dsn"], "postgres://admin:[REDACTED]@db.internal/prod");
+    assert_eq!(value["clone"], "fetching https://user:[REDACTED]@git.test/r.git?ref=[REDACTED]");
+    assert_eq!(value["plain"], "https://git.test/r.git and user@example.com");
+}
+
+#[test]
+fn credential_headers_are_found_by_the_words_in_their_names() {
+    for name in ["X-Authorization", "ocp-apim-subscription-key", "x-functions-key", "x-amz-security-token"] {
+        assert!(is_sensitive_header(name), "{name}");
+    }
+    for name in ["accept", "content-type", "user-agent", "host"] {
+        assert!(!is_sensitive_header(name), "{name}");
+    }
+}
+
+#[test]
 fn configured_secrets_are_redacted_anywhere() {
     let redactor = Redactor::new(vec![("github".into(), "hunter2-real-value".into()), ("empty".into(), String::new())]);
     let args = json!({"content": "token is hunter2-real-value!", "nested": [{"hunter2-real-value": 1}]});
