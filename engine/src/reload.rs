@@ -15,7 +15,12 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::authorizer::Authorizer;
-use crate::policy::{PolicyError, load_dir};
+use crate::policy::{LoadedPolicies, PolicyError, PolicyFile, load_files, read_dir};
+
+/// Reads of a changing directory before a reload gives up (and keeps the
+/// last good set), and the pause between them.
+const SETTLE_TRIES: u32 = 5;
+const SETTLE_PAUSE: Duration = Duration::from_millis(50);
 
 /// How long the directory must be quiet before a reload: editors write a
 /// file in several steps, and a half-written set must not be judged.
@@ -59,7 +64,7 @@ impl Reloader {
     /// generation, on failure keeps the current set. Audited either way.
     pub fn reload_now(&self) -> Result<u64, PolicyError> {
         let source = self.dir.display().to_string();
-        match load_dir(&self.dir) {
+        match load_settled(&self.dir) {
             Ok(loaded) => {
                 let policies = loaded.meta.len();
                 let generation = self.authorizer.replace(loaded);
@@ -128,6 +133,32 @@ impl Reloader {
     }
 }
 
+/// [`load_dir`], trusted only when reading the directory again right
+/// after finds the same files with the same text: an editor that truncates
+/// a file and writes it later (or a `git checkout` mid-way) must not
+/// install a set that lacks half its forbids until the next reload.
+fn load_settled(dir: &Path) -> Result<LoadedPolicies, PolicyError> {
+    settled(dir, read_dir)
+}
+
+/// [`load_settled`] with the directory read by `read`.
+fn settled(
+    dir: &Path,
+    mut read: impl FnMut(&Path) -> Result<Vec<PolicyFile>, PolicyError>,
+) -> Result<LoadedPolicies, PolicyError> {
+    for try_number in 0..SETTLE_TRIES {
+        if try_number > 0 {
+            std::thread::sleep(SETTLE_PAUSE);
+        }
+        let files = read(dir)?;
+        let loaded = load_files(dir.display().to_string(), files.clone());
+        if read(dir)? == files {
+            return loaded;
+        }
+    }
+    Err(PolicyError::Unsettled { path: dir.to_path_buf(), tries: SETTLE_TRIES })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +185,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let policy = dir.path().join("p.cedar");
         std::fs::write(&policy, "@id(\"all\") permit(principal, action, resource);").expect("write");
-        let authz = Arc::new(Authorizer::new(load_dir(dir.path()).expect("valid"), 100));
+        let authz = Arc::new(Authorizer::new(crate::policy::load_dir(dir.path()).expect("valid"), 100));
         let log_dir = tempfile::tempdir().expect("tempdir");
         let log_path = log_dir.path().join("audit.jsonl");
         let audit = Arc::new(AuditLog::open(&log_path, AuditOptions::default()).expect("open"));
@@ -183,5 +214,30 @@ mod tests {
         let failed = reloads.iter().find(|r| r["ok"] == false).expect("failed reload audited");
         let error = failed["error"].as_str().unwrap_or_default();
         assert!(error.contains("p.cedar:1:"), "error names file:line:col: {error}");
+    }
+
+    #[test]
+    fn a_set_read_differently_twice_is_not_trusted_until_it_settles() {
+        let dir = Path::new("/policies");
+        let file = |text: &str| vec![PolicyFile { name: "/policies/p.cedar".into(), text: text.into() }];
+        let forbid = "@id(\"none\") forbid(principal, action, resource);";
+        // Every read differs (a writer mid-way each time): never trusted.
+        let mut n = 0;
+        let changing = settled(dir, |_| {
+            n += 1;
+            Ok(file(&format!("// {n}\n{forbid}")))
+        });
+        assert!(matches!(changing, Err(PolicyError::Unsettled { tries: SETTLE_TRIES, .. })), "{changing:?}");
+        assert_eq!(n, 2 * SETTLE_TRIES);
+        // Half-written on the first read (empty), whole from then on: the
+        // whole set is what is installed.
+        let mut reads = 0;
+        let settling = settled(dir, |_| {
+            reads += 1;
+            Ok(file(if reads == 1 { "" } else { forbid }))
+        })
+        .expect("settles");
+        assert_eq!(settling.meta.len(), 1, "the forbid is in the set");
+        assert_eq!(reads, 4);
     }
 }

@@ -78,6 +78,10 @@ pub enum PolicyError {
     NotADirectory { path: PathBuf },
     #[error("{}", render(diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
+    /// Files changed while the set was read, every time it was tried: a
+    /// half-written set is never installed.
+    #[error("{}: its files kept changing while they were read ({tries} tries)", path.display())]
+    Unsettled { path: PathBuf, tries: u32 },
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {
