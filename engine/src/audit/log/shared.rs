@@ -160,6 +160,7 @@ impl Shared {
     }
 
     fn run_flusher(&self, interval: Duration) {
+        let mut reported = 0;
         let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
         while !*stop {
             stop = self.wake.wait_timeout(stop, interval).unwrap_or_else(PoisonError::into_inner).0;
@@ -167,10 +168,33 @@ impl Shared {
                 break;
             }
             drop(stop);
-            if let Err(error) = self.sync() {
-                tracing::error!(log = %self.path.display(), %error, "audit sync failed; records stay buffered and are retried");
+            match self.sync() {
+                Ok(()) => reported = self.report_dropped(reported),
+                Err(error) => {
+                    tracing::error!(log = %self.path.display(), %error, "audit sync failed; records stay buffered and are retried")
+                }
             }
             stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Once the log writes again, says in it how many records it could not
+    /// write since the last such notice (each is also in Bridle's own log):
+    /// a gap in the record must show in the record. Returns the count now
+    /// reported.
+    pub(super) fn report_dropped(&self, reported: u64) -> u64 {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped <= reported {
+            return reported;
+        }
+        let message = format!(
+            "{} audit record(s) could not be written (Bridle's own log says why); the record has a gap",
+            dropped - reported
+        );
+        let notice = AuditEntry::Notice { component: "audit".into(), level: "error".into(), message };
+        match self.append(notice) {
+            Ok(_) => dropped,
+            Err(_) => reported,
         }
     }
 }

@@ -376,3 +376,25 @@ fn drains_by_the_flusher_and_by_the_runtime_keep_the_queue_order() {
     assert!(verify(&path).expect("verify").ok());
     assert_eq!(log.dropped(), 0);
 }
+
+#[test]
+fn records_that_could_not_be_written_leave_a_notice_once_the_log_writes_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, options(20, false)).expect("open");
+    log.append(notice("before")).expect("append");
+    // As an append that failed would have counted them.
+    log.shared.dropped.fetch_add(3, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !messages(&path).iter().any(|m| m.contains("3 audit record(s) could not be written"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let said = messages(&path);
+    assert_eq!(said.iter().filter(|m| m.contains("could not be written")).count(), 1, "{said:?}");
+    // Reported once: later syncs say nothing more.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(messages(&path).iter().filter(|m| m.contains("could not be written")).count(), 1);
+    drop(log);
+}
