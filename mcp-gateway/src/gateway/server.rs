@@ -77,7 +77,14 @@ impl Gateway {
         };
         let Some(pending) = pending else { return Err(bytes) };
         let copy = bytes.clone();
-        self.record_result(&id, &pending.payload, move || serde_json::from_slice(&copy).ok());
+        // The quick reading skips strings unchecked: an answer the full
+        // parse refuses (a lone surrogate escape, a stray invalid byte) went
+        // on all the same, and its text is scanned as text.
+        self.record_result(&id, &pending.payload, move || {
+            serde_json::from_slice(&copy)
+                .ok()
+                .or_else(|| Some(serde_json::json!({ "result": String::from_utf8_lossy(&copy) })))
+        });
         self.send_answer(&pending.due.reply, Some(via), bytes).await;
         Ok(())
     }
