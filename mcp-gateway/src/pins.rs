@@ -4,8 +4,12 @@
 //! One JSON file per server, `<dir>/<server>.json` (mode 0600, directory
 //! 0700), holding per tool the pinned definition and its hash, the latest
 //! different definition when there is one, and the latest findings.
-//! A tool's definition is its `name`, `description` and `inputSchema`; its
-//! hash is SHA-256 over canonical JSON (keys sorted, no whitespace), hex.
+//! A tool's definition is its `name`, `title`, `description`,
+//! `inputSchema`, `outputSchema` and `annotations` (a flipped
+//! `destructiveHint` is a change too); its hash is SHA-256 over canonical
+//! JSON (keys sorted, no whitespace), hex. Pins made before the last three
+//! were hashed (no `version`) are brought up to date the first time their
+//! tool is seen unchanged in the fields they did hash.
 //!
 //! Updates go through [`PinStore::update`]: under an exclusive lock on
 //! `<server>.json.lock` the file is re-read, changed and replaced
@@ -38,6 +42,10 @@ pub struct PinFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPin {
+    /// Which fields the definition holds: 1 = `name`, `description`,
+    /// `inputSchema` only (pins from before `version`); 2 = all of them.
+    #[serde(default = "first_version")]
+    pub version: u8,
     /// Hash of the pinned definition.
     pub hash: String,
     /// The pinned definition (`name`, `description`, `inputSchema`).
@@ -69,6 +77,7 @@ impl ToolPin {
     /// A new pin for `definition`.
     pub fn new(definition: Value, hash: String, findings: Vec<String>, now: DateTime<Utc>) -> Self {
         ToolPin {
+            version: VERSION,
             hash,
             definition,
             pinned_at: now,
@@ -100,6 +109,12 @@ impl ToolPin {
     /// pinned, must not clear it either).
     pub fn saw(&mut self, definition: &Value, hash: &str, findings: Vec<String>, now: DateTime<Utc>) {
         self.last_seen = now;
+        if self.version < VERSION && self::hash(&definition_v1(definition)) == self.hash {
+            // Unchanged in what the old pin covered: it now covers the rest.
+            self.version = VERSION;
+            self.hash = hash.to_string();
+            self.definition = definition.clone();
+        }
         if hash == self.hash && self.changed.is_some() {
             return;
         }
@@ -117,17 +132,35 @@ impl ToolPin {
             self.hash = latest.hash;
             self.definition = latest.definition;
             self.pinned_at = now;
+            self.version = VERSION;
         }
         self.accepted_findings = self.findings.clone();
     }
 }
 
-/// The hashed part of a tool: `name`, `description`, `inputSchema` (those present).
+/// The pin format [`ToolPin::new`] writes.
+const VERSION: u8 = 2;
+
+fn first_version() -> u8 {
+    1
+}
+
+/// The hashed part of a tool: `name`, `title`, `description`,
+/// `inputSchema`, `outputSchema`, `annotations` (those present).
 pub fn definition(tool: &Value) -> Value {
+    project(tool, &["name", "title", "description", "inputSchema", "outputSchema", "annotations"])
+}
+
+/// What a version-1 pin hashed.
+fn definition_v1(tool: &Value) -> Value {
+    project(tool, &["name", "description", "inputSchema"])
+}
+
+fn project(tool: &Value, keys: &[&str]) -> Value {
     let mut out = Map::new();
-    for key in ["name", "description", "inputSchema"] {
-        if let Some(value) = tool.get(key) {
-            out.insert(key.to_string(), value.clone());
+    for key in keys {
+        if let Some(value) = tool.get(*key) {
+            out.insert((*key).to_string(), value.clone());
         }
     }
     Value::Object(out)

@@ -10,8 +10,12 @@ fn now() -> DateTime<Utc> {
 fn the_hash_ignores_key_order_and_extra_fields() {
     let a = json!({"name": "add", "description": "Add.", "inputSchema": {"type": "object", "properties": {"a": {}, "b": {}}}});
     let b = json!({"inputSchema": {"properties": {"b": {}, "a": {}}, "type": "object"}, "description": "Add.", "name": "add",
-                   "annotations": {"readOnlyHint": true}});
+                   "_meta": {"x": 1}, "icons": []});
     assert_eq!(hash(&definition(&a)), hash(&definition(&b)));
+    // Annotations, title and output schema are part of what is pinned.
+    let hinted = json!({"name": "add", "description": "Add.", "inputSchema": a["inputSchema"].clone(),
+                        "annotations": {"destructiveHint": false}});
+    assert_ne!(hash(&definition(&a)), hash(&definition(&hinted)));
     let c = json!({"name": "add", "description": "Add!", "inputSchema": a["inputSchema"].clone()});
     assert_ne!(hash(&definition(&a)), hash(&definition(&c)));
     assert_eq!(hash(&definition(&a)).len(), 64);
@@ -115,4 +119,31 @@ fn accept_repins_one_tool_or_a_whole_server() {
     assert_eq!(pin.hash, hash(&v2));
     assert!(pin.effective_findings().is_empty());
     assert_eq!(store.accept("demo", None).expect("accept"), vec!["a".to_string(), "b".to_string()]);
+}
+
+#[test]
+fn a_pin_from_before_annotations_were_hashed_is_brought_up_to_date_not_flagged() {
+    let tool = json!({"name": "rm", "description": "Remove.", "annotations": {"destructiveHint": true}});
+    let old = definition_v1(&tool);
+    let mut pin = ToolPin::new(old.clone(), hash(&old), vec![], now());
+    pin.version = 1;
+    // Seen again as it was: the pin now covers the annotations too.
+    pin.saw(&definition(&tool), &hash(&definition(&tool)), vec![], now());
+    assert!(!pin.is_changed());
+    assert_eq!((pin.version, pin.hash.clone()), (VERSION, hash(&definition(&tool))));
+    // From then on, flipping the hint is a change.
+    let flipped = json!({"name": "rm", "description": "Remove.", "annotations": {"destructiveHint": false}});
+    pin.saw(&definition(&flipped), &hash(&definition(&flipped)), vec![], now());
+    assert!(pin.is_changed());
+    // An old pin seen changed in what it covered is flagged as before.
+    let mut stale = ToolPin::new(old.clone(), hash(&old), vec![], now());
+    stale.version = 1;
+    let reworded = json!({"name": "rm", "description": "Remove everything.", "annotations": {"destructiveHint": true}});
+    stale.saw(&definition(&reworded), &hash(&definition(&reworded)), vec![], now());
+    assert!(stale.is_changed());
+    // A pin file without versions reads as version 1.
+    let file: PinFile = serde_json::from_value(json!({"server": "s", "tools": {"rm": {
+        "hash": hash(&old), "definition": old, "pinned_at": now(), "last_seen": now()}}}))
+    .expect("old pin file");
+    assert_eq!(file.tools["rm"].version, 1);
 }
