@@ -433,7 +433,8 @@ fn a_wrapped_servers_ask_is_answered_by_bridle_approve_in_the_session() {
 
 /// An `initialize` POSTed by hand, with no MCP header, the `jsonrpc` key
 /// last; `padded` puts 100 kB before it (past the proxy's first look),
-/// otherwise the first bytes come, then a pause past the look's wait.
+/// `trickled` sends the first bytes, then pauses past the look's wait,
+/// `held` sends no byte of the body until after that wait.
 const HAND_MADE: &str = r#"
 import http.client, json, sys, time
 pad = "x" * 100_000 if sys.argv[1] == "padded" else ""
@@ -448,8 +449,10 @@ for k, v in [("content-type", "application/json"), ("accept", "application/json,
 c.endheaders()
 if sys.argv[1] == "padded":
     c.send(body)
-else:
+elif sys.argv[1] == "trickled":
     c.send(body[:8]); time.sleep(3); c.send(body[8:])
+else:
+    time.sleep(3); c.send(body)
 r = c.getresponse()
 print("status", r.status)
 "#;
@@ -461,7 +464,7 @@ print("status", r.status)
 #[test]
 fn mcp_is_found_however_late_the_jsonrpc_key_comes() {
     let net = Net::new("late");
-    for shape in ["padded", "trickled"] {
+    for shape in ["padded", "trickled", "held"] {
         let run = net.run(&["python3", "-c", HAND_MADE, shape]);
         assert!(run.stdout.contains("status 200"), "{shape}: {}", run.all());
     }
@@ -471,5 +474,5 @@ fn mcp_is_found_however_late_the_jsonrpc_key_comes() {
         .filter_map(|r| r["message"].as_str().map(str::to_owned))
         .filter(|m| m.contains("MCP traffic to mcp.allowed.test seen in proxied HTTP"))
         .count();
-    assert_eq!(found, 2, "both were inspected as MCP: {:#?}", net.records());
+    assert_eq!(found, 3, "each was inspected as MCP: {:#?}", net.records());
 }

@@ -375,6 +375,9 @@ fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
          r = libc.ptrace(16, {pid}, None, None)\n\
          print('ptrace=' + ('ok' if r == 0 else errno.errorcode[ctypes.get_errno()]))\n\
          print('tiocsti=' + outcome(lambda: fcntl.ioctl(0, termios.TIOCSTI, b'x')))\n\
+         params = ctypes.create_string_buffer(120)\n\
+         r = libc.syscall(425, 1, params)\n\
+         print('io_uring=' + ('ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]))\n\
          child = os.fork()\n\
          if child == 0:\n    os.execvp('sleep', ['sleep', '30'])\n\
          print('own_child=' + outcome(lambda: os.kill(child, 9)))\n",
@@ -384,7 +387,9 @@ fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
     let _ = neighbour.kill();
     let _ = neighbour.wait();
     assert_eq!(run.code, 0, "{}", run.all());
-    for (what, want) in [("kill", "EPERM"), ("ptrace", "EPERM"), ("tiocsti", "EPERM"), ("own_child", "ok")] {
+    let expected =
+        [("kill", "EPERM"), ("ptrace", "EPERM"), ("tiocsti", "EPERM"), ("io_uring", "EPERM"), ("own_child", "ok")];
+    for (what, want) in expected {
         assert!(run.stdout.contains(&format!("{what}={want}\n")), "{what}: {}", run.all());
     }
 }

@@ -134,9 +134,11 @@ impl Reloader {
 }
 
 /// [`load_dir`], trusted only when reading the directory again right
-/// after finds the same files with the same text: an editor that truncates
-/// a file and writes it later (or a `git checkout` mid-way) must not
-/// install a set that lacks half its forbids until the next reload.
+/// after finds the same files with the same text: a file written while it
+/// was read (an editor's save, a `git checkout` mid-way) must not install a
+/// torn set. A file left empty for longer than the two reads take (truncated
+/// now, written seconds later) is read as empty: the write that follows
+/// reloads again.
 fn load_settled(dir: &Path) -> Result<LoadedPolicies, PolicyError> {
     settled(dir, read_dir)
 }

@@ -132,7 +132,8 @@ impl ToolPin {
             self.hash = latest.hash;
             self.definition = latest.definition;
             self.pinned_at = now;
-            self.version = VERSION;
+            // The version stays: a sighting an older Bridle saved holds a
+            // version-1 definition, and the next listing brings it up to date.
         }
         self.accepted_findings = self.findings.clone();
     }

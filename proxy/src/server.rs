@@ -278,7 +278,8 @@ async fn decide_named(
 /// The name the agent's first bytes claim for `dst` (a Host header, an
 /// SNI), when nothing proves it belongs there: an intercepted TLS
 /// connection's name is checked against the upstream's certificate
-/// (`verified_upstream`); any other claim holds only if Bridle's resolver
+/// (`verified_upstream`, for an SNI rustls takes as a DNS name); any other
+/// claim holds only if Bridle's resolver
 /// answered it with `dst`'s IP. Without this, a Host header of an allowed
 /// name would carry a request to any address (and a spliced TLS connection
 /// with an allowed SNI, to any server).
@@ -290,7 +291,9 @@ fn unproven_claim<'a>(
 ) -> Option<(&'static str, &'a str)> {
     let (what, claimed) = match protocol {
         Protocol::Http { host: Some(host) } => ("Host header", host.as_str()),
-        Protocol::Tls { sni: Some(sni) } if !verified_upstream => ("TLS server name", sni.as_str()),
+        Protocol::Tls { sni: Some(sni) } if !(verified_upstream && intercept::checked_sni(sni)) => {
+            ("TLS server name", sni.as_str())
+        }
         _ => return None,
     };
     (!names_address(shared.origins.as_ref(), dst.ip(), claimed)).then_some((what, claimed))

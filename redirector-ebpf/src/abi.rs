@@ -5,7 +5,7 @@
 /// `BRIDLE_CONFIG_MAGIC`: a config slot without it makes every connect fail.
 pub const CONFIG_MAGIC: u32 = 0x4252_444c;
 /// `BRIDLE_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// `BRIDLE_SELECT_NETNS`: appliance mode (guard by network namespace).
 pub const SELECT_NETNS: u32 = 1;
 /// `BRIDLE_MAX_OWN_PORTS`.

@@ -14,8 +14,12 @@
 //!   not scoped: the session's own report socket is one, for `bridle mcp
 //!   wrap` inside the session.);
 //! - a seccomp filter that fails `TIOCSTI` and `TIOCLINUX` ioctls with
-//!   EPERM, and `AF_VSOCK` sockets (no cgroup hook sees them; they reach the
-//!   hypervisor host directly); everything else is allowed. Failing to
+//!   EPERM, `AF_VSOCK` sockets (no cgroup hook sees them; they reach the
+//!   hypervisor host directly) and `io_uring_setup` (io_uring makes sockets
+//!   without the `socket` system call, past this filter; runtimes fall back
+//!   to threads, as under Docker's default profile); everything else is
+//!   allowed. A system call of another architecture (an i386 program) kills
+//!   the process: its numbers would slip past the filter. Failing to
 //!   install it refuses to run.
 //!
 //! Never: restrict the file system or the network here (the redirector and
@@ -50,8 +54,8 @@ fn scope_to_own_processes() {
     );
 }
 
-/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)` and
-/// `socket(AF_VSOCK, …)` → EPERM.
+/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,
+/// `socket(AF_VSOCK, …)` and `io_uring_setup` → EPERM.
 fn deny_injection_and_vsock() -> anyhow::Result<()> {
     let arg_is = |index: u8, value: u64| {
         let condition = SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value);
@@ -64,7 +68,9 @@ fn deny_injection_and_vsock() -> anyhow::Result<()> {
     let sockets = build(vec![arg_is(0, libc::AF_VSOCK as u64)])?;
     let arch = std::env::consts::ARCH.try_into().context("seccomp: this CPU architecture")?;
     let filter = SeccompFilter::new(
-        [(libc::SYS_ioctl, ioctls), (libc::SYS_socket, sockets)].into_iter().collect(),
+        [(libc::SYS_ioctl, ioctls), (libc::SYS_socket, sockets), (libc::SYS_io_uring_setup, Vec::new())]
+            .into_iter()
+            .collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,

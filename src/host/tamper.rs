@@ -38,6 +38,20 @@ pub fn refuse_changeable(target: &Target, inputs: &[(&str, PathBuf)]) -> anyhow:
 /// Why `target` could change `path` (or what is under it, for a
 /// directory), or `None`.
 fn changeable(target: &Target, path: &Path) -> Option<String> {
+    let (why, canonical) = on_the_way(target, path);
+    if why.is_some() {
+        return why;
+    }
+    let root = canonical?;
+    if root.is_dir() {
+        return walk(target, &root);
+    }
+    None
+}
+
+/// Why `target` could change `path` itself or a directory on the way to
+/// it, and where it really is.
+fn on_the_way(target: &Target, path: &Path) -> (Option<String>, Option<PathBuf>) {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     // Both spellings: a symlink on the way is as good as the directory it
     // sits in, and the directory it leads to must hold too.
@@ -45,20 +59,16 @@ fn changeable(target: &Target, path: &Path) -> Option<String> {
     for spelled in std::iter::once(&absolute).chain(canonical.as_ref()) {
         // What does not exist yet could be made by whoever can write the
         // nearest directory that does.
-        let existing = spelled.ancestors().find(|p| p.symlink_metadata().is_ok())?;
+        let Some(existing) = spelled.ancestors().find(|p| p.symlink_metadata().is_ok()) else { continue };
         // At depth 0: the path's own content or entries, or (not there
         // yet) the entries of the directory it would be made in.
         for (depth, dir) in existing.ancestors().enumerate() {
             if let Some(why) = writable(target, dir, depth == 0) {
-                return Some(why);
+                return (Some(why), canonical);
             }
         }
     }
-    let root = canonical?;
-    if root.is_dir() {
-        return walk(target, &root);
-    }
-    None
+    (None, canonical)
 }
 
 /// Everything under a directory Bridle reads (policy files, subdirectories).
@@ -68,6 +78,13 @@ fn walk(target: &Target, dir: &Path) -> Option<String> {
         let path = entry.path();
         if let Some(why) = writable(target, &path, true) {
             return Some(why);
+        }
+        // A symlink is read through (the loader follows it to a file):
+        // where it leads must hold as well.
+        if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+            && let (Some(why), _) = on_the_way(target, &path)
+        {
+            return Some(format!("{why} (through the link {})", path.display()));
         }
         if path.symlink_metadata().is_ok_and(|m| m.is_dir())
             && let Some(why) = walk(target, &path)
@@ -138,6 +155,20 @@ mod tests {
         chmod(&policies, 0o755);
         std::os::unix::fs::chown(&policies, Some(65534), None).expect("chown");
         assert!(changeable(&target, &policies.join("p.cedar")).is_some_and(|why| why.contains("owned by uid 65534")));
+        // A policy file linked from somewhere the user can write.
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        chmod(elsewhere.path(), 0o755);
+        std::fs::write(elsewhere.path().join("team.cedar"), "").expect("write");
+        std::os::unix::fs::chown(elsewhere.path().join("team.cedar"), Some(65534), None).expect("chown");
+        std::os::unix::fs::symlink(elsewhere.path().join("team.cedar"), policies.join("team.cedar")).expect("link");
+        std::os::unix::fs::chown(&policies, Some(0), None).expect("chown back");
+        assert!(
+            changeable(&target, &policies).is_some_and(|why| why.contains("through the link")),
+            "{:?}",
+            changeable(&target, &policies)
+        );
+        std::fs::remove_file(policies.join("team.cedar")).expect("unlink");
+        std::os::unix::fs::chown(&policies, Some(65534), None).expect("chown");
         let missing = policies.join("not-yet");
         assert!(changeable(&target, &missing).is_some(), "could be created by the owner of the directory");
         std::os::unix::fs::chown(&policies, Some(0), None).expect("chown back");

@@ -96,6 +96,17 @@ impl Inline {
         self.limits.max_message_bytes
     }
 
+    /// Whether a POST whose body starts with `prefix` (the rest not read
+    /// yet) must be read whole, up to [`Inline::max_message_bytes`], before
+    /// [`Inline::classify`] can tell: it starts like JSON (in any encoding a
+    /// lenient JSON parser accepts), or nothing but whitespace came yet, and
+    /// its first bytes do not already name `jsonrpc`. Padding before the
+    /// key, or holding the body back, must not turn an MCP message into
+    /// plain HTTP.
+    pub fn needs_whole_body(&self, headers: &HeaderMap, prefix: &[u8]) -> bool {
+        needs_whole_body(headers, prefix)
+    }
+
     /// Sorts a request by its head and the first bytes of its body
     /// (`complete` when that is the whole body). A POST is MCP when it
     /// carries MCP's headers, when its body is JSON with a `jsonrpc` member
@@ -104,16 +115,6 @@ impl Inline {
     /// goes to a host and path that carried MCP before.
     /// A POST to the endpoint an open legacy event stream named (`query`
     /// included) is [`McpRequest::Legacy`], whatever it looks like.
-    /// Whether a POST whose body starts with `prefix` (the rest not read
-    /// yet) must be read whole, up to [`Inline::max_message_bytes`], before
-    /// [`Inline::classify`] can tell: it starts like JSON (in any encoding a
-    /// lenient JSON parser accepts) and its first bytes do not already name
-    /// `jsonrpc`. Padding before the key, or sending the first bytes and
-    /// pausing, must not turn an MCP message into plain HTTP.
-    pub fn needs_whole_body(&self, headers: &HeaderMap, prefix: &[u8]) -> bool {
-        needs_whole_body(headers, prefix)
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub fn classify(
         &self,
@@ -277,7 +278,10 @@ fn needs_whole_body(headers: &HeaderMap, prefix: &[u8]) -> bool {
         return false;
     }
     let text = json_text(prefix);
-    starts_like_json(&text) && !names_jsonrpc(&text)
+    // Nothing but whitespace yet (a sender that held the body back past the
+    // first look, or padded its start) says nothing either.
+    let nothing_yet = text.iter().all(u8::is_ascii_whitespace);
+    (nothing_yet || starts_like_json(&text)) && !names_jsonrpc(&text)
 }
 
 /// What the request's own head and bytes say.
@@ -435,6 +439,8 @@ mod tests {
         assert!(needs_whole_body(&json, b"\xEF\xBB\xBF  [ {"), "after a BOM");
         assert!(!needs_whole_body(&json, br#"{"jsonrpc":"2.0","id":1,"pad":""#), "the key is there");
         assert!(!needs_whole_body(&json, b"--boundary\r\n"), "not JSON");
+        assert!(needs_whole_body(&json, b""), "nothing read yet");
+        assert!(needs_whole_body(&json, &[b' '; 1000]), "whitespace only");
         let versioned = headers(&[("mcp-protocol-version", "2025-11-25")]);
         assert!(!needs_whole_body(&versioned, padded.as_bytes()), "the header already says MCP");
     }

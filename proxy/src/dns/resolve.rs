@@ -121,6 +121,9 @@ impl Resolver {
         let q = &request.question;
         let key = (request.qname.clone(), q.query_type, q.query_class);
         if let Some(hit) = self.cache.get(&key, Instant::now()) {
+            // The agent connects on what it is told now: the names map must
+            // know it, even if it let the name go since (16 per address).
+            self.map_names(&request.qname, &hit.answers, Instant::now());
             return Some(hit);
         }
         let upstream: Message = match self.upstreams.query(q).await {

@@ -64,11 +64,16 @@ pub(super) async fn read_prefix(body: &mut Incoming, window: usize, wait: Durati
     Ok(prefix)
 }
 
-/// Reads the rest of the body into `prefix`, with no time bound (the
-/// request waits for it), while it holds at most `max` data bytes;
-/// `Ok(false)` when the body is longer than that.
-pub(super) async fn read_rest(body: &mut Incoming, prefix: &mut Prefix, max: usize) -> Result<bool, BoxError> {
-    while !prefix.complete {
+/// Reads more of the body into `prefix`, with no time bound (the request
+/// waits for it), until `enough` says so or the body ends, while it holds
+/// at most `max` data bytes; `Ok(false)` when the body is longer than that.
+pub(super) async fn read_more(
+    body: &mut Incoming,
+    prefix: &mut Prefix,
+    max: usize,
+    enough: impl Fn(&[u8]) -> bool,
+) -> Result<bool, BoxError> {
+    while !prefix.complete && !enough(&prefix.bytes) {
         if prefix.bytes.len() > max {
             return Ok(false);
         }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use bridle_mcp_gateway::framing::Line;
 use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, is_event_stream, read_bounded_after};
 
-use super::body::{OnFinding, Prefix, Replay, read_prefix, read_rest};
+use super::body::{OnFinding, Prefix, Replay, read_more, read_prefix};
 use super::mcp::{self, Via};
 use super::partial::Watched;
 use super::respond::{bad_gateway, bad_request, forbidden};
@@ -132,11 +132,16 @@ impl Exchange {
         let mut too_long_to_tell = None;
         if let Some(inline) = &self.conn.inspector.mcp
             && parts.method == Method::POST
-            && !prefix.complete
-            && inline.needs_whole_body(&parts.headers, &prefix.bytes)
         {
             let max = inline.max_message_bytes();
-            match read_rest(&mut incoming, &mut prefix, max).await {
+            // Nothing but whitespace yet: wait for the first real byte
+            // (bounded), then look again.
+            let blank = |bytes: &[u8]| bytes.iter().all(u8::is_ascii_whitespace);
+            let mut read = read_more(&mut incoming, &mut prefix, max, |bytes| !blank(bytes)).await;
+            if matches!(read, Ok(true)) && !prefix.complete && inline.needs_whole_body(&parts.headers, &prefix.bytes) {
+                read = read_more(&mut incoming, &mut prefix, max, |_| false).await;
+            }
+            match read {
                 Ok(true) => {}
                 Ok(false) => too_long_to_tell = Some(max),
                 Err(error) => return bad_gateway(&format!("reading the request body failed: {error}")),
@@ -162,11 +167,12 @@ impl Exchange {
         described.dlp = dlp;
 
         // SNI, Host and :authority agree, and the SNI is what the upstream's
-        // certificate was verified for. Without an SNI (plain HTTP, or TLS
-        // verified for the bare IP) nothing ties the request's host to the
-        // address: it must be a name of the address.
+        // certificate was verified for. Without such an SNI (plain HTTP, or
+        // TLS verified for the bare IP) nothing ties the request's host to
+        // the address: it must be a name of the address.
+        let checked = self.conn.sni.as_deref().is_some_and(super::checked_sni);
         let fronting = authority_mismatch(self.conn.sni.as_deref(), host_header.as_deref(), authority.as_deref())
-            .or_else(|| if self.conn.sni.is_some() { None } else { self.conn.unproven_host(&host) });
+            .or_else(|| if checked { None } else { self.conn.unproven_host(&host) });
         // A push whose ref updates cannot be read (compressed, past the
         // window, malformed) would reach policy looking like an empty push.
         let unreadable_push = parts.method == Method::POST

@@ -140,6 +140,14 @@ impl Conn {
     }
 }
 
+/// Whether an intercepted connection's upstream certificate is checked for
+/// `sni` itself: only a name rustls takes as a DNS name is. Any other
+/// (`-x.example.com`, a label rustls refuses) has the upstream verified for
+/// the bare IP, and then the SNI proves nothing about the host.
+pub(crate) fn checked_sni(sni: &str) -> bool {
+    matches!(rustls::pki_types::ServerName::try_from(sni), Ok(rustls::pki_types::ServerName::DnsName(_)))
+}
+
 /// The proxy's source of destinations and resolved names, as a connection
 /// sees it.
 #[derive(Clone)]
@@ -164,4 +172,20 @@ pub(crate) async fn serve_plain(conn: Conn, client: TcpStream, first: Vec<u8>) {
 /// `@passthrough` is decided before this).
 pub(crate) async fn serve_tls(conn: Conn, client: TcpStream, first: Vec<u8>) -> Option<(TcpStream, Vec<u8>)> {
     handshake::serve(conn, client, first).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked_sni;
+
+    #[test]
+    fn only_an_sni_rustls_takes_as_a_dns_name_is_checked_upstream() {
+        assert!(checked_sni("api.allowed.test"));
+        assert!(checked_sni("xn--bcher-kva.example"));
+        // Detection accepts these; rustls does not, and would verify the
+        // upstream for the bare IP instead.
+        assert!(!checked_sni("-x.allowed.test"));
+        assert!(!checked_sni("x-.allowed.test"));
+        assert!(!checked_sni("198.51.100.7"));
+    }
 }

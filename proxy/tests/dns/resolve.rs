@@ -98,6 +98,15 @@ async fn answers_fill_the_ip_to_name_map() {
     let denied: IpAddr = "198.51.100.11".parse().expect("ip");
     udp_query(h.addr, "denied.test.", RecordType::A).await;
     assert_eq!(h.names.name_for(denied), None, "refused queries teach nothing");
+    // Pushed out of the map by other names of the address, then answered
+    // again from the cache: known again.
+    let now = std::time::Instant::now();
+    for i in 0..32 {
+        h.names.insert(ip, &format!("other{i}.test"), std::time::Duration::from_secs(3600), now);
+    }
+    assert!(!h.names.answered(ip, "allowed.test"));
+    udp_query(h.addr, "allowed.test.", RecordType::A).await;
+    assert!(h.names.answered(ip, "allowed.test"), "a cached answer teaches the map again");
     h.stop().await;
 }
 

@@ -162,9 +162,6 @@ impl Harness {
     }
 }
 
-/// An upstream that optionally writes `banner` first, echoes everything
-/// until the client's EOF, then writes `trailer` and closes: proves both
-/// directions and half-close.
 /// Records that Bridle's resolver answered allowed.test and denied.test
 /// with `dst`'s IP, as the test DNS authority of the end-to-end tests does:
 /// a spliced connection is named by its SNI only then.
@@ -173,6 +170,9 @@ pub fn resolved(h: &Harness, dst: SocketAddr) {
     h.origins.insert_name(dst.ip(), "allowed.test");
 }
 
+/// An upstream that optionally writes `banner` first, echoes everything
+/// until the client's EOF, then writes `trailer` and closes: proves both
+/// directions and half-close.
 pub async fn upstream(banner: &'static [u8], trailer: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");

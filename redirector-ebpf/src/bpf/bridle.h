@@ -26,8 +26,11 @@
 /* "BRDL": the loader writes this into bridle_config.magic. A zeroed config
  * slot (array maps start zeroed) means "not configured": refuse everything. */
 #define BRIDLE_CONFIG_MAGIC 0x4252444cu
-/* Bumped whenever a struct below changes shape. */
-#define BRIDLE_ABI_VERSION 3u
+/* Bumped whenever a struct below changes shape, or what the programs do
+ * changes: pins left by an older Bridle are then refused, never re-adopted
+ * with their old programs (4: sock_create allows only TCP and UDP; host
+ * mode adds the loopback-only packet filters). */
+#define BRIDLE_ABI_VERSION 4u
 
 /* bridle_config.flags */
 /* Appliance mode: the programs sit on the cgroup root and guard only sockets
