@@ -279,10 +279,10 @@ async fn decide_named(
 /// SNI), when nothing proves it belongs there: an intercepted TLS
 /// connection's name is checked against the upstream's certificate
 /// (`verified_upstream`, for an SNI rustls takes as a DNS name); any other
-/// claim holds only if Bridle's resolver
-/// answered it with `dst`'s IP. Without this, a Host header of an allowed
-/// name would carry a request to any address (and a spliced TLS connection
-/// with an allowed SNI, to any server).
+/// claim holds only if Bridle's resolver answered it with `dst`'s IP.
+/// Without this, a Host header of an allowed name would carry a request to
+/// any address (and a spliced TLS connection with an allowed SNI, to any
+/// server).
 fn unproven_claim<'a>(
     shared: &Shared,
     dst: SocketAddr,
