@@ -85,7 +85,9 @@ fn pick_cgroup2(mounts: &[Mount]) -> Option<PathBuf> {
 /// Make sure `dir` lies on a bpffs: if no bpffs covers it and it is under
 /// [`BPFFS_ROOT`], mount one there. Then create `dir`.
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
-    if !on_bpffs(&mounts()?, dir) {
+    let mounts = mounts()?;
+    let mut bpffs = covering(&mounts, dir).filter(|m| m.fstype == "bpf").map(|m| m.point.as_path());
+    if bpffs.is_none() {
         let root = Path::new(BPFFS_ROOT);
         if !dir.starts_with(root) {
             return Err(Error::NoBpffs {
@@ -95,24 +97,20 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
         }
         mount_bpffs(root).map_err(|source| Error::NoBpffs { path: dir.to_owned(), source })?;
         tracing::info!(path = BPFFS_ROOT, "mounted bpffs");
+        bpffs = Some(root);
     }
     std::fs::create_dir_all(dir).step(|| format!("create pin directory {}", dir.display()))?;
-    only_root_can_change(dir)
+    only_root_can_change(dir, bpffs.unwrap_or(Path::new(BPFFS_ROOT)))
 }
 
-/// Every directory from below the bpffs mount down to `dir` is root's and
-/// writable by root alone. `/sys/fs/bpf` itself is often world-writable
-/// (sticky): a user who made `bridle/` or a session's directory there first
-/// would own it and could unlink the link pins, which detaches the
-/// programs.
-fn only_root_can_change(dir: &Path) -> Result<()> {
+/// Every directory from below the bpffs mount `root` down to `dir` is
+/// root's and writable by root alone. `/sys/fs/bpf` itself is often
+/// world-writable (sticky): a user who made `bridle/` or a session's
+/// directory there first would own it and could unlink the link pins,
+/// which detaches the programs.
+fn only_root_can_change(dir: &Path, root: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    let root = mounts()?
-        .into_iter()
-        .filter(|m| dir.starts_with(&m.point))
-        .max_by_key(|m| m.point.components().count())
-        .map_or_else(|| PathBuf::from(BPFFS_ROOT), |m| m.point);
-    for path in dir.ancestors().take_while(|p| p.starts_with(&root) && *p != root) {
+    for path in dir.ancestors().take_while(|p| p.starts_with(root) && *p != root) {
         let meta = std::fs::symlink_metadata(path).step(|| format!("inspect pin directory {}", path.display()))?;
         let why = if !meta.is_dir() {
             Some("not a directory".to_owned())
@@ -130,13 +128,15 @@ fn only_root_can_change(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The deepest mount covering `dir`.
+fn covering<'a>(mounts: &'a [Mount], dir: &Path) -> Option<&'a Mount> {
+    mounts.iter().filter(|m| dir.starts_with(&m.point)).max_by_key(|m| m.point.components().count())
+}
+
 /// Whether the deepest mount covering `dir` is a bpffs.
+#[cfg(test)]
 fn on_bpffs(mounts: &[Mount], dir: &Path) -> bool {
-    mounts
-        .iter()
-        .filter(|m| dir.starts_with(&m.point))
-        .max_by_key(|m| m.point.components().count())
-        .is_some_and(|m| m.fstype == "bpf")
+    covering(mounts, dir).is_some_and(|m| m.fstype == "bpf")
 }
 
 #[expect(unsafe_code, reason = "mount(2) has no safe std wrapper")]

@@ -24,13 +24,13 @@ pub struct DecideArgs {
 impl DecideArgs {
     /// The project config, if any (a broken one is an error, never ignored).
     pub fn config(&self) -> anyhow::Result<Option<Config>> {
-        let found = Config::discover(self.config.as_deref())?;
-        Ok(found.map(|(_, config)| config))
+        Ok(self.config_at()?.map(|(_, config)| config))
     }
 
-    /// The config file read, if any (`--config`, else `./bridle.toml`).
-    pub fn config_file(&self) -> anyhow::Result<Option<PathBuf>> {
-        Ok(Config::discover(self.config.as_deref())?.map(|(path, _)| path))
+    /// [`DecideArgs::config`] with the file it was read from (`--config`,
+    /// else `./bridle.toml`).
+    pub fn config_at(&self) -> anyhow::Result<Option<(PathBuf, Config)>> {
+        Ok(Config::discover(self.config.as_deref())?)
     }
 
     /// The policy directory chosen, or `None` for the built-in default set.

@@ -55,7 +55,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
              CAP_SYS_ADMIN); run it with sudo: the command itself then runs as you, not as root"
         );
     }
-    let config = args.decide.config()?.unwrap_or_default();
+    let found = args.decide.config_at()?;
+    let config_file = found.as_ref().map(|(file, _)| file.clone());
+    let config = found.map(|(_, config)| config).unwrap_or_default();
     let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
     let target = user::target(args.user.as_deref(), args.allow_root)?;
@@ -63,7 +65,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user"),
         Some(target) => {
             let mut inputs: Vec<(&str, PathBuf)> = Vec::new();
-            inputs.extend(args.decide.config_file()?.map(|path| ("the config", path)));
+            inputs.extend(config_file.map(|path| ("the config", path)));
             inputs.extend(policy_dir.clone().map(|dir| ("the policy directory", dir)));
             inputs.extend(config.policies.overrides.clone().map(|dir| ("the policy overrides", dir)));
             inputs.extend(config.tls.upstream_ca_bundle.clone().map(|file| ("the upstream CA bundle", file)));

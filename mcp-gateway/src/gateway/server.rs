@@ -130,12 +130,10 @@ impl Gateway {
                 self.observe(Some(&id), classify::other(&method), false, strings(findings));
                 // Re-encoded: what the client reads is what was observed,
                 // whatever its parser makes of a key written twice.
-                drop(bytes);
                 self.send_client(via, encode(&parsed.value)).await;
             }
             Message::Notification { method, .. } => {
                 self.observe(None, classify::other(&method), false, BTreeSet::new());
-                drop(bytes);
                 self.send_client(via, encode(&parsed.value)).await;
             }
             Message::Invalid { id, reason } => {

@@ -274,7 +274,7 @@ fn legacy_key(host: &str, path: &str, query: &str) -> String {
 
 /// See [`Inline::needs_whole_body`].
 fn needs_whole_body(headers: &HeaderMap, prefix: &[u8]) -> bool {
-    if headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION) {
+    if mcp_headers(headers) {
         return false;
     }
     let text = json_text(prefix);
@@ -284,11 +284,15 @@ fn needs_whole_body(headers: &HeaderMap, prefix: &[u8]) -> bool {
     (nothing_yet || starts_like_json(&text)) && !names_jsonrpc(&text)
 }
 
+/// The head says MCP, whatever the body looks like (past `initialize`).
+fn mcp_headers(headers: &HeaderMap) -> bool {
+    headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION)
+}
+
 /// What the request's own head and bytes say.
 fn sniff(method: &Method, headers: &HeaderMap, prefix: &[u8], complete: bool) -> McpRequest {
-    let mcp_headers = headers.contains_key(SESSION_ID) || headers.contains_key(PROTOCOL_VERSION);
     match *method {
-        Method::POST if mcp_headers || is_jsonrpc(&json_text(prefix), complete) => McpRequest::Message,
+        Method::POST if mcp_headers(headers) || is_jsonrpc(&json_text(prefix), complete) => McpRequest::Message,
         Method::GET if headers.contains_key(SESSION_ID) && accepts_events(headers) => McpRequest::Stream,
         Method::DELETE if headers.contains_key(SESSION_ID) => McpRequest::End,
         _ => McpRequest::None,
@@ -314,10 +318,10 @@ fn json_text(bytes: &[u8]) -> Cow<'_, [u8]> {
         chunks.map(word)
     };
     let text: Option<String> = match bytes {
-        [0, 0, 0xFE, 0xFF, ..] => Some(units(4, true, 4).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
-        [0xFF, 0xFE, 0, 0, ..] => Some(units(4, false, 4).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
-        [0, 0, 0, _, ..] => Some(units(4, true, 0).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
-        [_, 0, 0, 0, ..] => Some(units(4, false, 0).map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()),
+        [0, 0, 0xFE, 0xFF, ..] => Some(utf32(units(4, true, 4))),
+        [0xFF, 0xFE, 0, 0, ..] => Some(utf32(units(4, false, 4))),
+        [0, 0, 0, _, ..] => Some(utf32(units(4, true, 0))),
+        [_, 0, 0, 0, ..] => Some(utf32(units(4, false, 0))),
         [0xFE, 0xFF, ..] => Some(utf16(units(2, true, 2))),
         [0xFF, 0xFE, ..] => Some(utf16(units(2, false, 2))),
         [0, _, ..] => Some(utf16(units(2, true, 0))),
@@ -325,6 +329,10 @@ fn json_text(bytes: &[u8]) -> Cow<'_, [u8]> {
         _ => None,
     };
     text.map_or(Cow::Borrowed(bytes), |text| Cow::Owned(text.into_bytes()))
+}
+
+fn utf32(units: impl Iterator<Item = u32>) -> String {
+    units.map(|u| char::from_u32(u).unwrap_or('\u{FFFD}')).collect()
 }
 
 fn utf16(units: impl Iterator<Item = u32>) -> String {

@@ -36,7 +36,8 @@ impl NameMap {
     /// Records that `name` resolved to `ip` for `ttl` (at least
     /// [`MIN_REMEMBERED`]) from `now`; it becomes the name `ip` is named by.
     pub fn insert(&self, ip: IpAddr, name: &str, ttl: Duration, now: Instant) {
-        let ip = canonical(ip);
+        // An IPv4-mapped IPv6 address names the same host as its IPv4 form.
+        let ip = ip.to_canonical();
         let expiry = now + ttl.max(MIN_REMEMBERED);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&ip) {
@@ -70,7 +71,7 @@ impl NameMap {
 
     /// [`NameMap::name_for`] as of `now`.
     pub fn name_at(&self, ip: IpAddr, now: Instant) -> Option<String> {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let names = entries.get(&ip)?;
         names.iter().rev().find(|(_, expiry)| *expiry > now).map(|(name, _)| name.clone())
@@ -84,7 +85,7 @@ impl NameMap {
 
     /// [`NameMap::answered`] as of `now`.
     pub fn answered_at(&self, ip: IpAddr, name: &str, now: Instant) -> bool {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         let name = name.strip_suffix('.').unwrap_or(name);
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
@@ -104,14 +105,6 @@ impl NameMap {
 
 fn latest_expiry(names: &[(String, Instant)]) -> Option<Instant> {
     names.iter().map(|(_, expiry)| *expiry).max()
-}
-
-/// An IPv4-mapped IPv6 address names the same host as its IPv4 form.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// An [`OriginalDestinations`] source whose names come from the resolver:

@@ -26,10 +26,18 @@ pub(super) struct Prefix {
     /// window and the rest of the frame that crossed it, one frame at most
     /// beyond it).
     pub bytes: Vec<u8>,
-    /// Data bytes read.
-    pub size: u64,
     /// The whole body was read.
     pub complete: bool,
+}
+
+impl Prefix {
+    /// Keeps a frame read: for replay, and its data for analysis.
+    fn push(&mut self, frame: Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            self.bytes.extend_from_slice(data);
+        }
+        self.frames.push_back(frame);
+    }
 }
 
 /// Reads frames until `window` bytes, the end, or `wait` has passed (a slow
@@ -49,13 +57,7 @@ pub(super) async fn read_prefix(body: &mut Incoming, window: usize, wait: Durati
                 break;
             }
             Ok(Some(Err(error))) => return Err(Box::new(error)),
-            Ok(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    prefix.bytes.extend_from_slice(data);
-                    prefix.size += data.len() as u64;
-                }
-                prefix.frames.push_back(frame);
-            }
+            Ok(Some(Ok(frame))) => prefix.push(frame),
         }
     }
     if !prefix.complete && body.is_end_stream() {
@@ -80,13 +82,7 @@ pub(super) async fn read_more(
         match body.frame().await {
             None => prefix.complete = true,
             Some(Err(error)) => return Err(Box::new(error)),
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    prefix.bytes.extend_from_slice(data);
-                    prefix.size += data.len() as u64;
-                }
-                prefix.frames.push_back(frame);
-            }
+            Some(Ok(frame)) => prefix.push(frame),
         }
     }
     Ok(true)
@@ -110,7 +106,7 @@ pub(super) struct Replay {
 impl Replay {
     pub fn new(prefix: Prefix, rest: Option<Incoming>, scanner: BodyScanner, on_finding: OnFinding) -> Self {
         Replay {
-            prefix_len: prefix.frames.iter().filter_map(Frame::data_ref).map(|d| d.len() as u64).sum(),
+            prefix_len: prefix.bytes.len() as u64,
             prefix: prefix.frames,
             rest,
             scanner,

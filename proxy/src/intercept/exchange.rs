@@ -332,13 +332,11 @@ impl Exchange {
         mut scanner: BodyScanner,
         described: HttpRequest,
     ) -> Response<ProxyBody> {
-        // The decision scanned every byte read before it.
+        // The decision scanned every byte read before it: all the frames'
+        // data, which the message continues.
         let window = prefix.bytes.len();
         let max = inline.max_message_bytes();
-        let mut read_so_far = Vec::with_capacity(usize::try_from(prefix.size).unwrap_or(0).min(max));
-        for data in prefix.frames.iter().filter_map(Frame::data_ref) {
-            read_so_far.extend_from_slice(data);
-        }
+        let read_so_far = prefix.bytes;
         let read = match prefix.complete {
             true => read_bounded_after(read_so_far, Empty::<bytes::Bytes>::new(), max).await,
             false => read_bounded_after(read_so_far, incoming, max).await,
@@ -390,7 +388,7 @@ impl Exchange {
             op
         });
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-        let body_size = declared.or(prefix.complete.then_some(prefix.size));
+        let body_size = declared.or(prefix.complete.then_some(prefix.bytes.len() as u64));
         HttpRequest {
             method: parts.method.as_str().to_owned(),
             scheme: if self.conn.tls { "https" } else { "http" }.to_owned(),

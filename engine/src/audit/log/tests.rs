@@ -101,17 +101,23 @@ fn a_record_missing_only_its_newline_is_kept() {
     assert_eq!(fs::read_to_string(&path).expect("read"), text);
 }
 
+/// Writes four records (synced, so checkpointed) and cuts the log back to
+/// its first two.
+fn four_records_cut_to_two(path: &Path) {
+    drop(AuditLog::open(path, options(50, false)).and_then(|log| {
+        (0..4).try_for_each(|i| log.append(notice(&i.to_string())).map(drop))?;
+        log.sync()
+    }));
+    let text = fs::read_to_string(path).expect("read");
+    let keep: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    fs::write(path, keep).expect("write");
+}
+
 #[test]
 fn losing_whole_records_is_put_on_the_record_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    drop(AuditLog::open(&path, options(50, false)).and_then(|log| {
-        (0..4).try_for_each(|i| log.append(notice(&i.to_string())).map(drop))?;
-        log.sync()
-    }));
-    let text = fs::read_to_string(&path).expect("read");
-    let keep: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
-    fs::write(&path, keep).expect("write");
+    four_records_cut_to_two(&path);
     assert!(matches!(verify(&path).expect("verify").failure.map(|f| f.problem), Some(Problem::Truncated { .. })));
     drop(AuditLog::open(&path, options(50, false)).expect("open"));
     // Reopening puts the loss on the record, and the log stays failed:
@@ -127,14 +133,8 @@ fn losing_whole_records_is_put_on_the_record_at_open() {
 fn a_log_without_its_checkpoint_fails_verification_and_the_loss_is_recorded_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    drop(AuditLog::open(&path, options(50, false)).and_then(|log| {
-        (0..4).try_for_each(|i| log.append(notice(&i.to_string())).map(drop))?;
-        log.sync()
-    }));
     // Records cut from the end, and the checkpoint that would tell, deleted.
-    let text = fs::read_to_string(&path).expect("read");
-    let keep: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
-    fs::write(&path, keep).expect("write");
+    four_records_cut_to_two(&path);
     fs::remove_file(crate::audit::head::path_for(&path)).expect("remove the checkpoint");
     let failure = verify(&path).expect("verify").failure.expect("a failure");
     assert!(matches!(failure.problem, Problem::NoCheckpoint), "{failure}");
