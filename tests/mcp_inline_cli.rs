@@ -242,7 +242,41 @@ fn mcp_over_legacy_sse_is_decided_and_its_stream_inspected() {
     let mut net = Net::new("sse");
     net.start_server(8001, &["--transport", "sse"]);
     inline_calls_are_decided(&net, "--sse", "http://mcp.allowed.test:8001/sse");
+    legacy_stream_was_inspected(&net.records());
+}
+
+/// A legacy server that names its endpoint late (after another event and
+/// a pause) is inspected all the same: an event stream is watched to its
+/// end, not judged by its first event.
+#[test]
+fn a_legacy_stream_that_names_its_endpoint_late_is_inspected_all_the_same() {
+    let mut net = Net::new("ssel");
+    net.start_server(8002, &["--transport", "sse", "--sse-stall", "3"]);
+    inline_calls_are_decided(&net, "--sse", "http://mcp.allowed.test:8002/sse");
+    legacy_stream_was_inspected(&net.records());
+}
+
+/// An event stream Bridle cannot read on the way (compressed, though
+/// Bridle asked for it uncompressed) does not reach the agent: 502, and
+/// a notice says why.
+#[test]
+fn a_compressed_event_stream_is_refused_not_passed_on() {
+    let mut net = Net::new("ssez");
+    net.start_server(8003, &["--transport", "sse", "--sse-gzip"]);
+    let (run, out) = net.client(&[call("add", json!({"a": 2, "b": 3}))], "--sse", "http://mcp.allowed.test:8003/sse");
+    assert!(out.iter().all(|line| line.get("server").is_none()), "no session was opened: {}", run.all());
+    assert!(out.iter().any(|line| line.get("closed").is_some()), "{}", run.all());
+    assert!(!net.server_log().contains("add"), "no call reached the server: {}", net.server_log());
     let records = net.records();
+    let refused = records.iter().filter(|r| r["type"] == "notice").any(|n| {
+        n["message"].as_str().is_some_and(|m| m.contains("mcp.allowed.test/sse") && m.contains("encoded as \"gzip\""))
+    });
+    assert!(refused, "{records:#?}");
+}
+
+/// The allowed calls' answers came through the core, on the stream it
+/// recognised, and no POST was taken for one left unanswered.
+fn legacy_stream_was_inspected(records: &[Value]) {
     let answers = records
         .iter()
         .filter(|r| r["event"]["kind"] == "mcp.message" && r["event"]["detail"]["direction"] == "to-client")

@@ -27,10 +27,30 @@ pub(crate) struct Event {
     pub data: Line,
 }
 
+/// What [`EventReader::step`] found.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Event(Event),
+    /// Raw bytes that end between two events are waiting
+    /// ([`EventReader::take_settled`]).
+    Settled,
+    End,
+}
+
+/// The bytes a reader keeping them has read and not handed out.
+#[derive(Debug)]
+struct Raw {
+    bytes: BytesMut,
+    /// How many of `bytes` end between two events.
+    settled: usize,
+    bound: usize,
+}
+
 /// Reads events from an event-stream body.
 #[derive(Debug)]
 pub(crate) struct EventReader<B> {
     body: B,
+    raw: Option<Raw>,
     pending: BytesMut,
     eof: bool,
     /// Inside a line too long to hold: drop until its end (counting it
@@ -52,6 +72,7 @@ where
     pub fn new(body: B, max: usize) -> Self {
         EventReader {
             body,
+            raw: None,
             pending: BytesMut::new(),
             eof: false,
             skipping: None,
@@ -63,25 +84,57 @@ where
         }
     }
 
-    /// The body it reads.
-    pub fn body_mut(&mut self) -> &mut B {
-        &mut self.body
+    /// Also keeps the bytes read, until [`take_settled`](Self::take_settled)
+    /// hands them out; more than `bound` of them not yet handed out (one
+    /// event that long) breaks the stream.
+    pub fn keeping_raw(mut self, bound: usize) -> Self {
+        self.raw = Some(Raw { bytes: BytesMut::new(), settled: 0, bound });
+        self
     }
 
-    /// The body, for reading on without parsing.
-    pub fn into_body(self) -> B {
-        self.body
+    /// Stops keeping raw bytes (what was kept is dropped).
+    pub fn stop_raw(&mut self) {
+        self.raw = None;
+    }
+
+    /// The raw bytes read up to the last point between two events.
+    pub fn take_settled(&mut self) -> Bytes {
+        self.raw.as_mut().map_or_else(Bytes::new, |raw| raw.bytes.split_to(std::mem::take(&mut raw.settled)).freeze())
+    }
+
+    /// Every raw byte read and not handed out yet (at the end of a stream,
+    /// an event it cut off).
+    pub fn take_raw(&mut self) -> Bytes {
+        self.raw.as_mut().map_or_else(Bytes::new, |raw| {
+            raw.settled = 0;
+            raw.bytes.split().freeze()
+        })
     }
 
     /// The next event; `None` at the end of the stream (an event cut off
     /// by it is dropped, as the standard says).
     pub async fn next(&mut self) -> Result<Option<Event>, BrokenBody> {
         loop {
+            match self.step().await? {
+                Step::Event(event) => return Ok(Some(event)),
+                Step::End => return Ok(None),
+                // Only a reader keeping raw bytes has them.
+                Step::Settled => drop(self.take_settled()),
+            }
+        }
+    }
+
+    /// The next event, or raw bytes settled while waiting for one.
+    pub async fn step(&mut self) -> Result<Step, BrokenBody> {
+        loop {
             if let Some(event) = self.take_lines() {
-                return Ok(Some(event));
+                return Ok(Step::Event(event));
+            }
+            if self.raw.as_ref().is_some_and(|raw| raw.settled > 0) {
+                return Ok(Step::Settled);
             }
             if self.eof {
-                return Ok(None);
+                return Ok(Step::End);
             }
             match self.body.frame().await {
                 None => self.eof = true,
@@ -89,9 +142,24 @@ where
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.pending.extend_from_slice(&data);
+                        if let Some(raw) = self.raw.as_mut() {
+                            raw.bytes.extend_from_slice(&data);
+                            if raw.bytes.len() > raw.bound {
+                                return Err(BrokenBody(format!("an event over {} bytes", raw.bound)));
+                            }
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Marks the raw bytes consumed so far as settled when no event is
+    /// half read.
+    fn settle(&mut self) {
+        let between = self.name.is_none() && !self.has_data && self.skipping.is_none();
+        if between && let Some(raw) = self.raw.as_mut() {
+            raw.settled = raw.bytes.len() - self.pending.len();
         }
     }
 
@@ -112,12 +180,15 @@ where
                 continue;
             }
             if line.is_empty() {
-                if let Some(event) = self.dispatch() {
-                    return Some(event);
+                let event = self.dispatch();
+                self.settle();
+                if event.is_some() {
+                    return event;
                 }
                 continue;
             }
             self.field(line);
+            self.settle();
         }
     }
 

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, Response};
+use http::{HeaderMap, HeaderValue, Method, Response, header};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -194,17 +194,25 @@ impl Inline {
     }
 
     /// Whether the response to this request is watched for a legacy MCP
-    /// event stream: a GET that takes events and names no session.
-    pub fn watches(&self, method: &Method, headers: &HeaderMap) -> bool {
-        method == Method::GET && accepts_events(headers) && !headers.contains_key(SESSION_ID)
+    /// event stream: a GET that names no session (the server's answer, not
+    /// the agent's headers, says whether it is an event stream). One that
+    /// asks for events asks for them uncompressed: an encoded stream
+    /// cannot be read on the way.
+    pub fn watch_request(&self, method: &Method, headers: &mut HeaderMap) -> bool {
+        let watched = method == Method::GET && !headers.contains_key(SESSION_ID);
+        if watched && accepts_events(headers) {
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        }
+        watched
     }
 
-    /// The event stream a watched GET to `host` at `path` got: relayed
-    /// through a core if it is legacy MCP, else passed on untouched (see
-    /// [`inline_sse`]).
-    pub async fn event_stream(&self, host: &str, path: &str, body: RouteBody) -> RouteBody {
-        let endpoint = || self.endpoint(host);
-        inline_sse::event_stream(&self.legacy, host, path, body, endpoint, self.limits.max_message_bytes).await
+    /// The event stream a watched GET to `host` at `path` got: passed on
+    /// event by event, relayed through a core once it names an MCP
+    /// endpoint (see [`inline_sse`]).
+    pub fn event_stream(self: &Arc<Self>, host: &str, path: &str, body: RouteBody) -> RouteBody {
+        let (inline, named) = (Arc::clone(self), host.to_string());
+        let endpoint = move || inline.endpoint(&named);
+        inline_sse::event_stream(&self.legacy, host, path, body, endpoint, self.limits.max_message_bytes)
     }
 
     /// One POSTed body for the legacy stream whose endpoint is `host`,
@@ -337,6 +345,12 @@ fn utf32(units: impl Iterator<Item = u32>) -> String {
 
 fn utf16(units: impl Iterator<Item = u32>) -> String {
     char::decode_utf16(units.map(|u| u as u16)).map(|c| c.unwrap_or('\u{FFFD}')).collect()
+}
+
+/// Whether an event's data is a JSON-RPC message (or batch), read as
+/// lenient parsers read it.
+pub(crate) fn carries_jsonrpc(data: &[u8]) -> bool {
+    is_jsonrpc(&json_text(data), true)
 }
 
 /// The first non-whitespace byte opens an object or an array.

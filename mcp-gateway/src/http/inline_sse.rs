@@ -3,26 +3,28 @@
 //! GET, not in the responses to the agent's POSTs, so both halves go
 //! through one core:
 //!
-//! - an event stream whose first event is `endpoint` is MCP: from then on
-//!   every `message` event goes through the core before the agent sees it
+//! - every event stream a GET gets is read event by event before the agent
+//!   sees it. Until an event names an `endpoint`, each event goes on byte
+//!   for byte once it is whole. From that event on, however late it comes,
+//!   the stream is MCP: every `message` event goes through the core first
 //!   (results matched and scanned, tool lists pinned and filtered), and a
 //!   denied call's JSON-RPC error reaches the agent there, where a legacy
 //!   client reads its answers;
 //! - a POST to the endpoint that stream named is decided message by
 //!   message, and only what the core lets through goes on to the server.
 //!
-//! Any other event stream passes through untouched, once its first event
-//! (or [`SNIFF_WAIT`]) has shown it is not MCP.
+//! A stream is closed instead when, before naming an endpoint, it sends a
+//! JSON-RPC `message` (a server answering the agent uninspected), an event
+//! too long to read whole, or an endpoint that cannot be resolved.
 //!
 //! Must never: let a stream's server messages reach the agent uninspected
-//! once it named an endpoint; forward a POSTed message the core has not
-//! let through.
+//! once it named an endpoint, nor pass on a JSON-RPC message before it;
+//! forward a POSTed message the core has not let through.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
@@ -32,16 +34,12 @@ use tokio::sync::mpsc;
 
 use super::body::{self, ClientBody};
 use super::endpoint::Endpoint;
-use super::events::{self, EventReader};
+use super::events::{Event, EventReader, Step};
 use super::exchange::{Collected, EventBody, OnDrop};
-use super::route::{Route, RouteBody};
-use super::sse;
+use super::route::{Route, RouteBody, RouteError};
+use super::{inline, sse};
 use crate::framing::Line;
 use crate::gateway::{Gateway, Outbox, ToServer};
-
-/// How long a GET's event stream may take to show its first event before
-/// it is passed on as not MCP (a legacy server names its endpoint at once).
-pub(crate) const SNIFF_WAIT: Duration = Duration::from_secs(2);
 
 /// Legacy streams inspected at once, over all hosts.
 const MAX_STREAMS: usize = 1024;
@@ -49,9 +47,12 @@ const MAX_STREAMS: usize = 1024;
 /// Messages queued for the server before the core waits.
 const QUEUE: usize = 256;
 
-/// Bytes beyond the message bound kept while a stream's first event is
-/// awaited (its field names, other fields).
-const SNIFF_BYTES: usize = 64 << 10;
+/// Bytes beyond the message bound an event not yet passed on may take
+/// (its field names, other fields).
+const RAW_SLACK: usize = 64 << 10;
+
+/// Pieces of a watched stream on their way to the agent.
+const PIECES: usize = 16;
 
 /// The open legacy streams, by the endpoint they named (`"<host> <path>"`).
 pub(crate) type Streams = Arc<Mutex<HashMap<String, Arc<Stream>>>>;
@@ -70,30 +71,88 @@ pub(crate) fn key(host: &str, target: &str) -> String {
     format!("{} {target}", host.to_ascii_lowercase())
 }
 
-/// A GET's event stream from `host` (requested at `path`): relayed through
-/// a core if its first event names an endpoint, else passed on as it is.
-/// `endpoint` gives the core for `host`, `None` when no more hosts may be
-/// inspected.
-pub(crate) async fn event_stream(
+/// Where a watched stream came from, and its bound.
+struct Origin {
+    streams: Streams,
+    host: String,
+    path: String,
+    max_message_bytes: usize,
+}
+
+/// A GET's event stream from `host` (requested at `path`), watched: passed
+/// on event by event, and relayed through a core from the event that
+/// names an endpoint on. `endpoint` gives the core for `host`, `None` when
+/// no more hosts may be inspected.
+pub(crate) fn event_stream(
     streams: &Streams,
     host: &str,
     path: &str,
     body: RouteBody,
-    endpoint: impl FnOnce() -> Option<Arc<Endpoint>>,
+    endpoint: impl FnOnce() -> Option<Arc<Endpoint>> + Send + 'static,
     max_message_bytes: usize,
 ) -> RouteBody {
-    let mut events = EventReader::new(Tap::new(body, max_message_bytes + SNIFF_BYTES), max_message_bytes);
-    let first = match tokio::time::timeout(SNIFF_WAIT, events.next()).await {
-        Ok(Ok(Some(event))) if event.name == "endpoint" => event.data,
-        _ => return pass_through(events),
+    let origin =
+        Origin { streams: Arc::clone(streams), host: host.to_string(), path: path.to_string(), max_message_bytes };
+    let (pieces, receiver) = mpsc::channel(PIECES);
+    let task = tokio::spawn(watch(origin, body, endpoint, pieces));
+    let on_drop = OnDrop::new(move || task.abort());
+    Watched { pieces: receiver, inspected: None, _on_drop: on_drop }.boxed_unsync()
+}
+
+/// What the watching task sends the agent's body.
+enum Piece {
+    Raw(Bytes),
+    Broken(String),
+    /// The stream is MCP: the rest comes from its core.
+    Inspected(EventBody),
+}
+
+/// Reads the server's stream; see the module docs.
+async fn watch(
+    origin: Origin,
+    body: RouteBody,
+    endpoint: impl FnOnce() -> Option<Arc<Endpoint>>,
+    pieces: mpsc::Sender<Piece>,
+) {
+    let max = origin.max_message_bytes;
+    let mut events = EventReader::new(body, max).keeping_raw(max + RAW_SLACK);
+    let named = loop {
+        let event = match events.step().await {
+            Ok(Step::Event(event)) => event,
+            Ok(Step::Settled) => {
+                if pieces.send(Piece::Raw(events.take_settled())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Step::End) => {
+                let _ = pieces.send(Piece::Raw(events.take_raw())).await;
+                return;
+            }
+            Err(error) => {
+                let _ = pieces.send(Piece::Broken(error.0)).await;
+                return;
+            }
+        };
+        if let Some(why) = unsafe_to_pass(&event) {
+            return refuse(&origin, endpoint, why);
+        }
+        if event.name == "endpoint" {
+            break event;
+        }
+        if pieces.send(Piece::Raw(events.take_settled())).await.is_err() {
+            return;
+        }
     };
-    let Line::Message(data) = first else { return pass_through(events) };
+    let Line::Message(data) = named.data else { return refuse(&origin, endpoint, "an endpoint too long to read") };
     let data = String::from_utf8_lossy(&data).trim().to_string();
-    let Some((target_host, target)) = resolve(host, path, &data) else { return pass_through(events) };
-    // From here on it is MCP: what cannot be inspected is not relayed.
+    let Some((target_host, target)) = resolve(&origin.host, &origin.path, &data) else {
+        return refuse(&origin, endpoint, "an endpoint that does not resolve to a host and path");
+    };
+    let host = &origin.host;
     let Some(endpoint) = endpoint() else {
         tracing::warn!(%host, "an MCP event stream was closed: too many hosts inspected at once");
-        return unsync(body::empty());
+        return;
     };
     let (to_client, receiver) = mpsc::channel(64);
     let (to_server, queue) = mpsc::channel(QUEUE);
@@ -101,41 +160,99 @@ pub(crate) async fn event_stream(
         Ok(gateway) => gateway,
         Err(error) => {
             endpoint.enforcer.notice("error", format!("closed an MCP event stream from {host}: {error}"));
-            return unsync(body::empty());
+            return;
         }
     };
     let key = key(&target_host, &target);
     let stream = Arc::new(Stream { gateway: Arc::clone(&gateway), route: Mutex::new(None) });
     {
-        let mut open = lock(streams);
+        let mut open = lock(&origin.streams);
         if open.len() >= MAX_STREAMS && !open.contains_key(&key) {
             drop(open);
             let message = format!("closed an MCP event stream from {host}: {MAX_STREAMS} are open already");
             endpoint.enforcer.notice("warn", message);
-            return unsync(body::empty());
+            return;
         }
         open.insert(key.clone(), Arc::clone(&stream));
     }
+    // Filed before the agent learns the endpoint, so its first POST finds
+    // the session; unfiled however this task ends (the agent gone aborts it).
+    let filed = Filed { streams: Arc::clone(&origin.streams), key, stream };
     endpoint.enforcer.notice(
         "info",
         format!("MCP event stream (HTTP+SSE) from {host} seen in proxied HTTP; its messages to {target_host}{target} are inspected"),
     );
-    events.body_mut().stop();
-    tokio::spawn(pump(Arc::downgrade(&stream), queue));
-    let reader = tokio::spawn(read(Arc::clone(streams), key.clone(), Arc::clone(&stream), events));
-    let owner = Arc::downgrade(streams);
-    let on_drop = OnDrop::new(move || {
-        reader.abort();
-        gateway.client_closed();
-        if let Some(streams) = owner.upgrade() {
-            forget(&streams, &key, &stream);
-        }
-    });
-    unsync(EventBody::new(Some(events::endpoint(&data)), receiver, false, on_drop).boxed())
+    let named = events.take_settled();
+    events.stop_raw();
+    let inspected = EventBody::new(None, receiver, false, OnDrop::new(|| {}));
+    if pieces.send(Piece::Raw(named)).await.is_err() || pieces.send(Piece::Inspected(inspected)).await.is_err() {
+        return;
+    }
+    tokio::spawn(pump(Arc::downgrade(&filed.stream), queue));
+    read(&filed, events).await;
 }
 
-fn unsync(body: ClientBody) -> RouteBody {
-    body.map_err(|never| match never {}).boxed_unsync()
+/// Why an event on a stream that has not named an endpoint may not go on
+/// as it is, if it may not.
+fn unsafe_to_pass(event: &Event) -> Option<&'static str> {
+    match &event.data {
+        Line::Oversized { .. } => Some("an event too long to read whole"),
+        Line::Message(data) if event.name == "message" && inline::carries_jsonrpc(data) => {
+            Some("a JSON-RPC message before naming its MCP endpoint")
+        }
+        Line::Message(_) => None,
+    }
+}
+
+/// Closes a watched stream that cannot go on, and says why.
+fn refuse(origin: &Origin, endpoint: impl FnOnce() -> Option<Arc<Endpoint>>, why: &str) {
+    let message = format!("closed an event stream from {}{}: it sent {why}", origin.host, origin.path);
+    match endpoint() {
+        Some(endpoint) => endpoint.enforcer.notice("warn", message),
+        None => tracing::warn!("{message}"),
+    }
+}
+
+/// A legacy stream filed under its endpoint's key while its task runs.
+struct Filed {
+    streams: Streams,
+    key: String,
+    stream: Arc<Stream>,
+}
+
+impl Drop for Filed {
+    fn drop(&mut self) {
+        self.stream.gateway.client_closed();
+        forget(&self.streams, &self.key, &self.stream);
+    }
+}
+
+/// The agent's side of a watched stream.
+struct Watched {
+    pieces: mpsc::Receiver<Piece>,
+    inspected: Option<EventBody>,
+    _on_drop: OnDrop,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = RouteError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, RouteError>>> {
+        loop {
+            if let Some(inspected) = self.inspected.as_mut() {
+                let frame = ready!(Pin::new(inspected).poll_frame(cx));
+                return Poll::Ready(frame.map(|frame| frame.map_err(|never| match never {})));
+            }
+            match ready!(self.pieces.poll_recv(cx)) {
+                Some(Piece::Raw(bytes)) if bytes.is_empty() => {}
+                Some(Piece::Raw(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Some(Piece::Broken(why)) => return Poll::Ready(Some(Err(why.into()))),
+                Some(Piece::Inspected(body)) => self.inspected = Some(body),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
 }
 
 /// One POSTed body for the legacy stream filed under `key`, its server
@@ -188,8 +305,8 @@ async fn pump(stream: Weak<Stream>, mut queue: mpsc::Receiver<ToServer>) {
 
 /// Relays the server's stream through the core until it ends; then every
 /// call still waiting is answered and the agent's stream closes.
-async fn read(streams: Streams, key: String, stream: Arc<Stream>, mut events: EventReader<Tap>) {
-    let gateway = &stream.gateway;
+async fn read(filed: &Filed, mut events: EventReader<RouteBody>) {
+    let gateway = &filed.stream.gateway;
     let why = loop {
         match events.next().await {
             Ok(Some(event)) if event.name == "message" => gateway.from_server(event.data).await,
@@ -198,7 +315,7 @@ async fn read(streams: Streams, key: String, stream: Arc<Stream>, mut events: Ev
             Err(error) => break format!("broke off its event stream ({})", error.0),
         }
     };
-    forget(&streams, &key, &stream);
+    forget(&filed.streams, &filed.key, &filed.stream);
     gateway.server_closed(&why).await;
     gateway.close_client().await;
 }
@@ -224,78 +341,6 @@ fn resolve(host: &str, path: &str, data: &str) -> Option<(String, String)> {
     Some((host.to_string(), target.as_str().to_string()))
 }
 
-/// Passes a stream that is not MCP on: what was read while looking at it,
-/// then the rest as it comes. One whose first event outgrew the copy
-/// cannot be passed on whole, and is closed.
-fn pass_through(events: EventReader<Tap>) -> RouteBody {
-    let tap = events.into_body();
-    match tap.kept {
-        Some(kept) => Replay { kept: Some(Bytes::from(kept)), rest: tap.body }.boxed_unsync(),
-        None => {
-            tracing::warn!(bound = tap.bound, "closed an event stream whose first event is too long to look at");
-            unsync(body::empty())
-        }
-    }
-}
-
-/// A body that keeps a copy of what is read from it (up to `bound`
-/// bytes) until told to stop.
-struct Tap {
-    body: RouteBody,
-    /// `None` once stopped, or over the bound.
-    kept: Option<Vec<u8>>,
-    bound: usize,
-}
-
-impl Tap {
-    fn new(body: RouteBody, bound: usize) -> Self {
-        Tap { body, kept: Some(Vec::new()), bound }
-    }
-
-    fn stop(&mut self) {
-        self.kept = None;
-    }
-}
-
-impl Body for Tap {
-    type Data = Bytes;
-    type Error = super::RouteError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let tap = &mut *self;
-        let polled = Pin::new(&mut tap.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-            && let Some(kept) = tap.kept.as_mut()
-        {
-            if kept.len() + data.len() > tap.bound {
-                tap.kept = None;
-            } else {
-                kept.extend_from_slice(data);
-            }
-        }
-        polled
-    }
-}
-
-/// What a tap kept, then the rest of its body.
-struct Replay {
-    kept: Option<Bytes>,
-    rest: RouteBody,
-}
-
-impl Body for Replay {
-    type Data = Bytes;
-    type Error = super::RouteError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(kept) = self.kept.take().filter(|kept| !kept.is_empty()) {
-            return Poll::Ready(Some(Ok(Frame::data(kept))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -303,19 +348,91 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn body_of(chunks: &[&str]) -> RouteBody {
+        let pieces: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+        super::super::tests::chunked(&pieces).map_err(|never| match never {}).boxed_unsync()
+    }
+
+    async fn watched(chunks: &[&str], max: usize) -> (Result<String, String>, Streams) {
+        let streams = Streams::default();
+        let out = event_stream(&streams, "feed.test", "/events", body_of(chunks), || None, max);
+        let got = out.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
+        (got.map_err(|e| e.to_string()), streams)
+    }
 
     #[tokio::test]
     async fn a_stream_that_is_not_mcp_passes_on_byte_for_byte() {
         let chunks =
             [": hello\r\n", "id: 1\nevent: tick\ndata: {\"jsonrpc\":", "\"2.0\"}\n\n", "retry: 5\n", "data: two\n\n"];
-        let whole: String = chunks.concat();
-        let pieces: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
-        let body = super::super::tests::chunked(&pieces).map_err(|never| match never {}).boxed_unsync();
-        let streams = Streams::default();
-        let out = event_stream(&streams, "feed.test", "/events", body, || None, 1 << 20).await;
-        let got = out.collect().await.expect("read").to_bytes();
-        assert_eq!(String::from_utf8_lossy(&got), whole);
+        let (got, streams) = watched(&chunks, 1 << 20).await;
+        assert_eq!(got.expect("read"), chunks.concat());
         assert!(lock(&streams).is_empty(), "nothing is filed for it");
+        // An event the end cut off goes on too: the agent's parser drops it.
+        let (got, _) = watched(&["data: one\n\n", "data: cut"], 1 << 20).await;
+        assert_eq!(got.expect("read"), "data: one\n\ndata: cut");
+    }
+
+    #[tokio::test]
+    async fn keep_alives_go_on_at_once_and_events_once_whole() {
+        struct Fed(mpsc::Receiver<Bytes>);
+        impl Body for Fed {
+            type Data = Bytes;
+            type Error = RouteError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, RouteError>>> {
+                self.0.poll_recv(cx).map(|bytes| bytes.map(|bytes| Ok(Frame::data(bytes))))
+            }
+        }
+        let (sender, receiver) = mpsc::channel(4);
+        let streams = Streams::default();
+        let mut out = event_stream(&streams, "feed.test", "/events", Fed(receiver).boxed_unsync(), || None, 1 << 20);
+        let next = async |out: &mut RouteBody| {
+            let frame = tokio::time::timeout(Duration::from_secs(5), out.frame()).await.expect("in time");
+            frame.expect("a frame").expect("data").into_data().expect("data")
+        };
+        sender.send(Bytes::from_static(b": keep-alive\n")).await.expect("send");
+        assert_eq!(next(&mut out).await, ": keep-alive\n");
+        sender.send(Bytes::from_static(b"event: tick\ndata: 1")).await.expect("send");
+        let early = tokio::time::timeout(Duration::from_millis(200), out.frame()).await;
+        assert!(early.is_err(), "half an event waits for the rest");
+        sender.send(Bytes::from_static(b"\n\n")).await.expect("send");
+        assert_eq!(next(&mut out).await, "event: tick\ndata: 1\n\n");
+    }
+
+    #[tokio::test]
+    async fn json_rpc_before_an_endpoint_closes_the_stream() {
+        let answer = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"tools\":[]}}\n\n";
+        let (got, _) = watched(&["data: hello\n\n", answer, "data: after\n\n"], 1 << 20).await;
+        assert_eq!(got.expect("read"), "data: hello\n\n", "nothing from the JSON-RPC message on");
+        // Unnamed events are `message` events too, and a BOM hides nothing.
+        let (got, _) = watched(&["data: \u{feff}[{\"jsonrpc\":\"2.0\",\"method\":\"x\"}]\n\n"], 1 << 20).await;
+        assert_eq!(got.expect("read"), "");
+        // Another event's JSON-RPC is no answer a client reads.
+        let tick = "event: tick\ndata: {\"jsonrpc\":\"2.0\"}\n\n";
+        assert_eq!(watched(&[tick], 1 << 20).await.0.expect("read"), tick);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_cannot_be_inspected_is_not_passed_on() {
+        // No core for the host (too many inspected): closed, endpoint unsent.
+        let (got, _) = watched(&["data: hi\n\n", "event: endpoint\ndata: /messages?s=1\n\n"], 1 << 20).await;
+        assert_eq!(got.expect("read"), "data: hi\n\n");
+        let (got, _) = watched(&["event: endpoint\ndata: /bad path\n\n"], 1 << 20).await;
+        assert_eq!(got.expect("read"), "", "an endpoint that does not resolve");
+    }
+
+    #[tokio::test]
+    async fn an_event_too_long_to_read_whole_breaks_the_stream() {
+        let long = format!("data: {}\n\n", "x".repeat(100));
+        let (got, _) = watched(&["data: ok\n\n", &long], 64).await;
+        assert_eq!(got.expect("read"), "data: ok\n\n", "an oversized event is not passed on");
+        let endless = "y".repeat(RAW_SLACK + 200);
+        let (got, _) = watched(&["data: ok\n\n", "data: ", &endless], 64).await;
+        assert!(got.expect_err("broken").contains("an event over"));
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub use body::{ClientBody, read_bounded_after};
 use endpoint::Endpoint;
 pub use inline::{Inline, McpRequest};
 pub use route::{Route, RouteBody, RouteError, RouteFuture};
-pub use streamable::is_event_stream;
+pub use streamable::{content_coding, is_event_stream};
 
 const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";

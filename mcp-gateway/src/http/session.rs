@@ -381,6 +381,9 @@ enum Kind {
 
 impl Kind {
     fn of(headers: &HeaderMap) -> Kind {
+        if let Some(coding) = super::content_coding(headers) {
+            return Kind::Other(format!("content encoded as {coding:?}"));
+        }
         let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {

@@ -245,3 +245,30 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
 }
+
+/// The content coding a response declares, unless it is none or
+/// `identity`: a body Bridle cannot read as it comes.
+pub fn content_coding(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::CONTENT_ENCODING)?;
+    let value = value.to_str().unwrap_or("(not text)").trim();
+    (!value.is_empty() && !value.eq_ignore_ascii_case("identity")).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_encoding_other_than_identity_is_a_content_coding() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(value));
+            headers
+        };
+        assert_eq!(content_coding(&HeaderMap::new()), None);
+        assert_eq!(content_coding(&with("identity")), None);
+        assert_eq!(content_coding(&with(" IDENTITY ")), None);
+        assert_eq!(content_coding(&with("gzip")), Some("gzip"));
+        assert_eq!(content_coding(&with("br, gzip")), Some("br, gzip"));
+    }
+}

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use bridle_mcp_gateway::framing::Line;
-use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, is_event_stream, read_bounded_after};
+use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, content_coding, is_event_stream, read_bounded_after};
 
 use super::body::{OnFinding, Prefix, Replay, read_more, read_prefix};
 use super::mcp::{self, Via};
@@ -215,7 +215,8 @@ impl Exchange {
             (Arc::clone(inline), kind)
         });
         // A legacy MCP server answers on the event stream of a GET.
-        let watch = self.conn.inspector.mcp.as_ref().filter(|inline| inline.watches(&parts.method, &parts.headers));
+        let watch =
+            self.conn.inspector.mcp.as_ref().filter(|inline| inline.watch_request(&parts.method, &mut parts.headers));
         let watch = watch.map(Arc::clone);
         if let Some(secrets) = &secrets
             && self.conn.tls
@@ -307,11 +308,17 @@ impl Exchange {
             parts.headers.remove(name);
         }
         if let Some(inline) = watch
-            && parts.status == StatusCode::OK
+            && parts.status.is_success()
             && is_event_stream(&parts.headers)
         {
+            if let Some(coding) = content_coding(&parts.headers) {
+                let reason =
+                    format!("{host}{path} sent an event stream encoded as {coding:?}, which Bridle cannot inspect");
+                self.conn.decider.notice("warn", reason.clone());
+                return bad_gateway(&reason);
+            }
             let body = body.map_err(|e| -> RouteError { Box::new(e) }).boxed_unsync();
-            let body = inline.event_stream(&host, &path, body).await;
+            let body = inline.event_stream(&host, &path, body);
             return Response::from_parts(parts, body.map_err(|e| -> super::BoxError { e }).boxed_unsync());
         }
         Response::from_parts(parts, body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync())

@@ -79,14 +79,20 @@ async def transport(argv: list[str]):
 async def main() -> None:
     steps = json.loads(sys.argv[1])
     try:
-        async with transport(sys.argv[2:]) as (read, write):
-            async with ClientSession(read, write) as session:
-                info = await session.initialize()
-                emit({"server": info.server_info.name, "protocol": info.protocol_version})
-                for spec in steps:
-                    emit(await step(session, spec))
+        # A test whose session hangs fails instead of holding CI.
+        with anyio.fail_after(180):
+            await session_steps(steps)
     except Exception as error:  # noqa: BLE001
         emit({"closed": f"{type(error).__name__}: {error}"})
+
+
+async def session_steps(steps: list) -> None:
+    async with transport(sys.argv[2:]) as (read, write):
+        async with ClientSession(read, write) as session:
+            info = await session.initialize()
+            emit({"server": info.server_info.name, "protocol": info.protocol_version})
+            for spec in steps:
+                emit(await step(session, spec))
 
 
 anyio.run(main)

@@ -13,6 +13,11 @@ tool definitions: "v1" (default), "v2" (add's description changed: a rug
 pull) or "poisoned" (an extra tool whose description hides instructions).
 Resource reads (notes://NAME) and prompt gets (review) are logged too;
 --noisy first prints a line that is not JSON-RPC to stdout.
+
+--sse-stall SECONDS makes the legacy event stream hide its endpoint the
+way a server dodging inspection would: a keep-alive comment and a `ping`
+event first, then a pause of SECONDS, then the real stream. --sse-gzip
+compresses that stream whatever the client asked for.
 """
 
 import argparse
@@ -34,6 +39,8 @@ parser.add_argument("--host", default="127.0.0.1", help="address to listen on (H
 parser.add_argument("--tls-cert", help="serve streamable HTTP over TLS with this certificate (PEM)")
 parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
 parser.add_argument("--json-response", action="store_true")
+parser.add_argument("--sse-stall", type=float, default=None, help="delay the legacy endpoint event (seconds)")
+parser.add_argument("--sse-gzip", action="store_true", help="gzip the legacy event stream, asked or not")
 options = parser.parse_args()
 
 
@@ -157,6 +164,39 @@ if __name__ == "__main__":
         )
     elif options.transport == "streamable-http":
         app.run("streamable-http", host=options.host, port=options.port, json_response=options.json_response)
+    elif options.transport == "sse" and (options.sse_stall is not None or options.sse_gzip):
+        import zlib
+
+        import uvicorn
+
+        inner = app.sse_app(host=options.host)
+
+        async def dodging(scope, receive, send):
+            if scope["type"] != "http" or scope["method"] != "GET":
+                return await inner(scope, receive, send)
+            first = True
+            gzip = zlib.compressobj(wbits=31)
+
+            async def send_dodging(message):
+                nonlocal first
+                if message["type"] == "http.response.start" and options.sse_gzip:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                    message = {**message, "headers": headers + [(b"content-encoding", b"gzip")]}
+                if message["type"] == "http.response.body":
+                    body = message.get("body", b"")
+                    if first and options.sse_stall is not None:
+                        first = False
+                        preamble = b": warming up\n\nevent: ping\ndata: not yet\n\n"
+                        await send({"type": "http.response.body", "body": preamble, "more_body": True})
+                        await anyio.sleep(options.sse_stall)
+                    if options.sse_gzip:
+                        body = gzip.compress(body) + gzip.flush(zlib.Z_SYNC_FLUSH)
+                    message = {**message, "body": body}
+                await send(message)
+
+            await inner(scope, receive, send_dodging)
+
+        uvicorn.run(dodging, host=options.host, port=options.port, log_level="warning")
     elif options.transport == "sse":
         app.run("sse", host=options.host, port=options.port)
     else:
