@@ -1,6 +1,11 @@
 //! The checkpoint `<log>.head`: `{"seq":N,"hash":"…"}` of the last record
 //! known durable. A log that ends before it lost whole records at its tail,
 //! which the hash chain alone cannot show.
+//!
+//! A log created empty gets `{"seq":null,"hash":null}` at once: nothing is
+//! vouched for yet, but the checkpoint exists, so a crash before the first
+//! sync is not taken for records cut from a log whose checkpoint was
+//! deleted (the only way a log with records has none).
 
 use std::fs;
 use std::io::Write as _;
@@ -18,38 +23,74 @@ pub struct Checkpoint {
     pub hash: Hash,
 }
 
+/// What the checkpoint file says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// There is none.
+    Missing,
+    /// Written when the log was created; nothing synced since.
+    Empty,
+    At(Checkpoint),
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OnDisk {
-    seq: u64,
-    hash: String,
+    // `deserialize_with` makes both required: `{}` is no checkpoint.
+    #[serde(deserialize_with = "Option::deserialize")]
+    seq: Option<u64>,
+    #[serde(deserialize_with = "Option::deserialize")]
+    hash: Option<String>,
 }
 
 pub(crate) fn path_for(log: &Path) -> PathBuf {
     sidecar(log, ".head")
 }
 
-/// The checkpoint beside `log`, `None` when there is none.
-pub fn read(log: &Path) -> Result<Option<Checkpoint>, AuditError> {
+/// The checkpoint beside `log`, `None` when there is none or it vouches
+/// for nothing yet.
+#[cfg(test)]
+pub(crate) fn read(log: &Path) -> Result<Option<Checkpoint>, AuditError> {
+    Ok(match read_head(log)? {
+        Head::At(checkpoint) => Some(checkpoint),
+        Head::Missing | Head::Empty => None,
+    })
+}
+
+/// What the checkpoint file beside `log` says.
+pub(crate) fn read_head(log: &Path) -> Result<Head, AuditError> {
     let path = path_for(log);
     let text = match fs::read(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Head::Missing),
         Err(e) => return Err(AuditError::io(&path, "read checkpoint")(e)),
     };
     let invalid = |reason: String| AuditError::InvalidCheckpoint { path: path.clone(), reason };
     let on_disk: OnDisk = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
-    let hash = Hash::from_hex(on_disk.hash.as_bytes()).ok_or_else(|| invalid("hash is not 64 lowercase hex".into()))?;
-    Ok(Some(Checkpoint { seq: on_disk.seq, hash }))
+    let (seq, hash) = match (on_disk.seq, on_disk.hash) {
+        (None, None) => return Ok(Head::Empty),
+        (Some(seq), Some(hash)) => (seq, hash),
+        _ => return Err(invalid("seq and hash must both be set or both null".into())),
+    };
+    let hash = Hash::from_hex(hash.as_bytes()).ok_or_else(|| invalid("hash is not 64 lowercase hex".into()))?;
+    Ok(Head::At(Checkpoint { seq, hash }))
 }
 
 /// Replaces the checkpoint atomically: a crash leaves the old or the new one.
 pub(crate) fn write(log: &Path, checkpoint: Checkpoint) -> Result<(), AuditError> {
+    replace(log, &OnDisk { seq: Some(checkpoint.seq), hash: Some(checkpoint.hash.to_string()) })
+}
+
+/// The checkpoint of a log created empty.
+pub(crate) fn write_empty(log: &Path) -> Result<(), AuditError> {
+    replace(log, &OnDisk { seq: None, hash: None })
+}
+
+fn replace(log: &Path, on_disk: &OnDisk) -> Result<(), AuditError> {
     let path = path_for(log);
     let tmp = sidecar(log, ".head.tmp");
-    let on_disk = OnDisk { seq: checkpoint.seq, hash: checkpoint.hash.to_string() };
     let mut text =
-        serde_json::to_vec(&on_disk).map_err(|source| AuditError::Serialize { what: "checkpoint", source })?;
+        serde_json::to_vec(on_disk).map_err(|source| AuditError::Serialize { what: "checkpoint", source })?;
     text.push(b'\n');
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -77,5 +118,14 @@ mod tests {
         assert_eq!(read(&log).expect("read"), Some(checkpoint));
         fs::write(path_for(&log), br#"{"seq":1,"hash":"zz"}"#).expect("write");
         assert!(matches!(read(&log), Err(AuditError::InvalidCheckpoint { .. })));
+        fs::write(path_for(&log), b"{}").expect("write");
+        assert!(matches!(read(&log), Err(AuditError::InvalidCheckpoint { .. })));
+        fs::write(path_for(&log), br#"{"seq":1,"hash":null}"#).expect("write");
+        assert!(matches!(read(&log), Err(AuditError::InvalidCheckpoint { .. })));
+        write_empty(&log).expect("write");
+        assert_eq!(read_head(&log).expect("read"), Head::Empty);
+        assert_eq!(read(&log).expect("read"), None);
+        fs::remove_file(path_for(&log)).expect("remove");
+        assert_eq!(read_head(&log).expect("read"), Head::Missing);
     }
 }

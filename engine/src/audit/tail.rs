@@ -12,8 +12,9 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
+use super::head::{self, Head};
 use super::record::{self, Hash};
-use super::{AuditEntry, AuditError, Checkpoint, head, sidecar};
+use super::{AuditEntry, AuditError, Checkpoint, sidecar};
 
 const CHUNK: u64 = 64 * 1024;
 
@@ -125,16 +126,20 @@ fn finish_last_line(file: &File, start: u64, end: u64, last: Option<Checkpoint>)
 
 /// What is wrong when the log ends before (or differs at) its checkpoint,
 /// or has records but no checkpoint (deleted with records cut from the
-/// end, it would hide the cut).
+/// end, it would hide the cut). A log that is empty and has none gets its
+/// empty checkpoint here.
 fn compare_checkpoint(path: &Path, last: Option<Checkpoint>) -> Result<Option<String>, AuditError> {
-    let Some(checkpoint) = head::read(path)? else {
-        return Ok(last.map(|last| {
-            format!(
+    let checkpoint = match (head::read_head(path)?, last) {
+        (Head::At(checkpoint), _) => checkpoint,
+        (Head::Empty, _) => return Ok(None),
+        (Head::Missing, None) => return head::write_empty(path).map(|()| None),
+        (Head::Missing, Some(last)) => {
+            return Ok(Some(format!(
                 "log ends at seq {} but has no checkpoint ({}): whether records were cut from its end cannot be told",
                 last.seq,
                 head::path_for(path).display()
-            )
-        }));
+            )));
+        }
     };
     let note = match last {
         None => format!("log is empty but its checkpoint records seq {}: all records were lost", checkpoint.seq),

@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 
+use super::AuditError;
+use super::head::{self, Head};
 use super::record::{self, Hash, RecordFault};
-use super::{AuditError, head};
 
 mod report;
 
@@ -20,6 +21,9 @@ struct Walk {
     report: VerifyReport,
     /// Hash, line and offset of the record at the checkpoint's seq, once seen.
     at_checkpoint: Option<(Hash, u64, u64)>,
+    /// No checkpoint file at all (an empty one vouches for nothing, and
+    /// fails nothing).
+    head_missing: bool,
 }
 
 /// Verifies the log at `path`. `Err` only when it cannot be read; a log that
@@ -27,8 +31,8 @@ struct Walk {
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(AuditError::io(path, "open"))?;
-    let checkpoint = match head::read(path) {
-        Ok(checkpoint) => checkpoint,
+    let head = match head::read_head(path) {
+        Ok(head) => head,
         Err(AuditError::InvalidCheckpoint { reason, .. }) => {
             return Ok(bad_checkpoint(path, reason));
         }
@@ -39,11 +43,14 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
         records: 0,
         last_seq: None,
         last_hash: None,
-        checkpoint,
+        checkpoint: match head {
+            Head::At(checkpoint) => Some(checkpoint),
+            Head::Missing | Head::Empty => None,
+        },
         recoveries: Vec::new(),
         failure: None,
     };
-    let mut walk = Walk { line: 0, offset: 0, report, at_checkpoint: None };
+    let mut walk = Walk { line: 0, offset: 0, report, at_checkpoint: None, head_missing: head == Head::Missing };
     let mut reader = BufReader::with_capacity(1 << 16, file);
     walk_lines(path, &mut reader, &mut walk)?;
     if walk.report.failure.is_none() {
@@ -161,7 +168,7 @@ fn lost_records(content: &[u8]) -> Option<String> {
 
 fn compare_checkpoint(walk: &Walk) -> Option<VerifyFailure> {
     let Some(checkpoint) = walk.report.checkpoint else {
-        return walk.report.last_seq.map(|_| VerifyFailure {
+        return walk.report.last_seq.filter(|_| walk.head_missing).map(|_| VerifyFailure {
             line: walk.line,
             offset: walk.offset,
             seq: None,

@@ -144,6 +144,28 @@ fn a_log_without_its_checkpoint_fails_verification_and_the_loss_is_recorded_at_o
 }
 
 #[test]
+fn a_crash_before_a_new_logs_first_sync_is_no_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, written) = (dir.path().join("audit.jsonl"), dir.path().join("written.jsonl"));
+    // A log opened empty gets an empty checkpoint at once...
+    drop(AuditLog::open(&path, options(60_000, false)).expect("open"));
+    assert_eq!(head::read_head(&path).expect("head"), head::Head::Empty);
+    assert!(verify(&path).expect("verify").ok());
+    // ...so records written before a crash kept the first sync from
+    // moving it are not taken for the remains of a cut log.
+    drop(AuditLog::open(&written, options(50, false)).and_then(|log| {
+        (0..3).try_for_each(|i| log.append(notice(&i.to_string())).map(drop))?;
+        log.sync()
+    }));
+    fs::copy(&written, &path).expect("the records, unsynced");
+    let report = verify(&path).expect("verify");
+    assert!(report.ok() && report.records == 3, "{report:?}");
+    drop(AuditLog::open(&path, options(50, false)).expect("reopen"));
+    let report = verify(&path).expect("verify");
+    assert!(report.ok() && report.recoveries.is_empty(), "{report:?}");
+}
+
+#[test]
 fn a_partial_last_line_is_repaired_without_failing_verification() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
