@@ -5,10 +5,14 @@
 //!
 //! Data smuggled out through DNS has a shape: long labels (an encoded
 //! chunk per label), random-looking labels (base32/hex/base64 encodings),
-//! or many TXT queries in a burst (TXT carries the most data back). The
-//! flags go in the event's `context.flags`; the policy decides.
+//! many TXT queries in a burst (TXT carries the most data back), or many
+//! distinct names under one domain (each query a chunk, short and plain
+//! enough to pass the label tests; the attacker's authority for that
+//! domain receives them all). The flags go in the event's
+//! `context.flags`; the policy decides.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher as _, Hasher as _, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,14 @@ pub const HIGH_ENTROPY: &str = "high-entropy";
 /// Flag: more than [`ExfilThresholds::txt_per_window`] TXT queries within
 /// [`ExfilThresholds::txt_window`].
 pub const TXT_FLOOD: &str = "txt-flood";
+/// Flag: more than [`ExfilThresholds::names_per_domain`] distinct names
+/// under one domain within [`ExfilThresholds::names_window`].
+pub const SUBDOMAIN_FLOOD: &str = "subdomain-flood";
+
+/// Domains whose recent names are remembered at once. Past it, domains
+/// quiet for a window are forgotten first, then all: an attacker owning a
+/// thousand domains could reset the count, one owning one cannot.
+const MAX_DOMAINS: usize = 1024;
 
 /// The heuristics' thresholds.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +63,12 @@ pub struct ExfilThresholds {
     pub txt_per_window: usize,
     /// The sliding window for TXT queries. Default one second.
     pub txt_window: Duration,
+    /// Distinct names tolerated under one domain per window, across all
+    /// clients. Default 100: an agent's package managers, forges and CDNs
+    /// use a handful each; a DNS tunnel sends a new name per chunk.
+    pub names_per_domain: usize,
+    /// The sliding window for distinct names. Default one minute.
+    pub names_window: Duration,
 }
 
 impl Default for ExfilThresholds {
@@ -64,20 +82,30 @@ impl Default for ExfilThresholds {
             entropy_digits: 3,
             txt_per_window: 20,
             txt_window: Duration::from_secs(1),
+            names_per_domain: 100,
+            names_window: Duration::from_secs(60),
         }
     }
 }
 
-/// The stateful part: recent TXT query times.
+/// The stateful part: recent TXT query times, and recent names by domain.
 #[derive(Debug)]
 pub struct ExfilDetector {
     thresholds: ExfilThresholds,
     txt_times: Mutex<VecDeque<Instant>>,
+    /// Hash of a domain → (hash of a name under it → when it was last asked).
+    names: Mutex<HashMap<u64, HashMap<u64, Instant>>>,
+    hasher: RandomState,
 }
 
 impl ExfilDetector {
     pub fn new(thresholds: ExfilThresholds) -> Self {
-        ExfilDetector { thresholds, txt_times: Mutex::new(VecDeque::new()) }
+        ExfilDetector {
+            thresholds,
+            txt_times: Mutex::new(VecDeque::new()),
+            names: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+        }
     }
 
     /// The flags for a query of `labels` (wire labels, root excluded) and
@@ -95,7 +123,54 @@ impl ExfilDetector {
         if qtype == "TXT" && self.txt_flooding(now) {
             flags.push(TXT_FLOOD.to_string());
         }
+        if self.names_flooding(labels, now) {
+            flags.push(SUBDOMAIN_FLOOD.to_string());
+        }
         flags
+    }
+
+    /// Records the name of `labels` under its domain at `now`; true when
+    /// the domain now has more distinct names in the window than allowed.
+    /// Each domain keeps at most the threshold plus one names.
+    fn names_flooding(&self, labels: &[&[u8]], now: Instant) -> bool {
+        let t = &self.thresholds;
+        let Some(split) = domain_start(labels) else { return false };
+        let (below, domain) = labels.split_at(split);
+        let (domain, name) = (self.folded_hash(domain), self.folded_hash(below));
+        let mut domains = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if domains.len() >= MAX_DOMAINS && !domains.contains_key(&domain) {
+            domains.retain(|_, names| names.values().any(|at| now.saturating_duration_since(*at) < t.names_window));
+            if domains.len() >= MAX_DOMAINS {
+                domains.clear();
+            }
+        }
+        let names = domains.entry(domain).or_default();
+        names.retain(|_, at| now.saturating_duration_since(*at) < t.names_window);
+        if names.len() > t.names_per_domain && !names.contains_key(&name) {
+            // Full: the oldest makes room, so the count stays over the bar.
+            if let Some(oldest) = names.iter().min_by_key(|(_, at)| **at).map(|(hash, _)| *hash) {
+                names.remove(&oldest);
+            }
+        }
+        names.insert(name, now);
+        names.len() > t.names_per_domain
+    }
+
+    /// A keyed hash of `labels`, case-folded: the names map holds no name
+    /// itself, and a query allocates nothing for it.
+    fn folded_hash(&self, labels: &[&[u8]]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        for label in labels {
+            let mut folded = [0u8; 63];
+            for (out, byte) in folded.iter_mut().zip(label.iter()) {
+                *out = byte.to_ascii_lowercase();
+            }
+            // A label is at most 63 bytes on the wire; the length keeps
+            // `a.bc` and `ab.c` apart.
+            hasher.write_usize(label.len());
+            hasher.write(&folded[..label.len().min(63)]);
+        }
+        hasher.finish()
     }
 
     /// The `high-entropy` test for one label (see [`ExfilThresholds`]).
@@ -124,6 +199,18 @@ impl ExfilDetector {
         }
         times.len() > t.txt_per_window
     }
+}
+
+/// Where the domain a name's other labels are counted under starts: its
+/// last two labels (`evil.example`), or three under a two-letter country
+/// code with a short second level (`evil.co.uk`). `None` when nothing is
+/// below it. An approximation of the registrable domain, without the
+/// public suffix list: it errs towards counting more names together.
+fn domain_start(labels: &[&[u8]]) -> Option<usize> {
+    let n = labels.len();
+    let country_second_level = n >= 3 && labels[n - 1].len() == 2 && labels[n - 2].len() <= 3;
+    let start = n.checked_sub(if country_second_level { 3 } else { 2 })?;
+    (start > 0).then_some(start)
 }
 
 /// Shannon entropy of `label` in bits per character, case-folded so that
@@ -177,6 +264,38 @@ mod tests {
         }
         assert!((shannon_bits(b"abcdefghijklmnop") - 4.0).abs() < 1e-9);
         assert!(shannon_bits(b"AaAaAaAa") < 1e-9, "case-folded");
+    }
+
+    #[test]
+    fn many_distinct_names_under_one_domain_are_a_flood() {
+        let thresholds = ExfilThresholds { names_per_domain: 3, ..ExfilThresholds::default() };
+        let d = ExfilDetector::new(thresholds);
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        for (i, chunk) in ["aa", "bb.x", "cc"].iter().enumerate() {
+            assert!(d.flags(&labels(&format!("{chunk}.t.tunnel.test")), "A", at(i as u64)).is_empty());
+        }
+        assert!(d.flags(&labels("AA.t.tunnel.test"), "A", at(3)).is_empty(), "a name asked again is not new");
+        assert!(d.flags(&labels("tunnel.test"), "A", at(3)).is_empty(), "the domain itself is no name under it");
+        assert_eq!(d.flags(&labels("dd.tunnel.test"), "A", at(4)), [SUBDOMAIN_FLOOD]);
+        assert_eq!(d.flags(&labels("ee.tunnel.test"), "AAAA", at(5)), [SUBDOMAIN_FLOOD], "any type counts");
+        assert!(d.flags(&labels("ff.other.test"), "A", at(5)).is_empty(), "counted per domain");
+        assert!(d.flags(&labels("gg.tunnel.test"), "A", at(200)).is_empty(), "the window slid");
+        // Under a country code's second level, the domain is three labels.
+        for (i, chunk) in ["a", "b", "c", "d"].iter().enumerate() {
+            let flags = d.flags(&labels(&format!("{chunk}.shop{i}.co.uk")), "A", at(300));
+            assert!(flags.is_empty(), "{chunk}: different shops, not one domain");
+        }
+    }
+
+    #[test]
+    fn remembered_domains_are_bounded() {
+        let d = ExfilDetector::new(ExfilThresholds::default());
+        let now = Instant::now();
+        for i in 0..(MAX_DOMAINS * 3) {
+            d.flags(&labels(&format!("www.site{i}.test")), "A", now);
+        }
+        assert!(d.names.lock().expect("lock").len() <= MAX_DOMAINS);
     }
 
     #[test]

@@ -52,3 +52,21 @@ async fn txt_flood_is_flagged() {
     assert!(h.decision_for("allowed.test")["event"]["detail"]["flags"].is_null());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_names_under_one_domain_is_flagged() {
+    let h = Harness::start(|c| c.exfil.names_per_domain = 3).await;
+    // Short, plain chunks: nothing for the label tests to see.
+    for chunk in ["c0", "c1", "c2"] {
+        let name = format!("{chunk}.t.missing.test.");
+        let answer = udp_query(h.addr, &name, RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        assert!(h.decision_for(name.trim_end_matches('.'))["event"]["detail"]["flags"].is_null(), "{name}");
+    }
+    udp_query(h.addr, "c3.t.missing.test.", RecordType::A).await;
+    let decision = h.decision_for("c3.t.missing.test");
+    assert_eq!(decision["event"]["detail"]["flags"], serde_json::json!(["subdomain-flood"]));
+    udp_query(h.addr, "www.allowed.test.", RecordType::A).await;
+    assert!(h.decision_for("www.allowed.test")["event"]["detail"]["flags"].is_null(), "counted per domain");
+    h.stop().await;
+}
