@@ -300,6 +300,32 @@ fn an_ask_holds_the_request_until_bridle_approve_or_deny() {
     assert_eq!(approved["decision"]["reason"], "approved by tester");
 }
 
+/// Two held POSTs that policy sees alike (same URL, same headers, same
+/// body size) but whose bodies differ are two approvals: approving the
+/// harmless one does not let the other out with it.
+#[test]
+fn held_requests_with_different_bodies_are_approved_one_by_one() {
+    let net = Net::new("ask2");
+    let script = r#"
+        curl -sS -m 30 -o /dev/null -w 'harmless=%{http_code}\n' --data 'harmless-notes' https://allowed.test/approve-me &
+        sleep 1
+        curl -sS -m 30 -o /dev/null -w 'stolen=%{http_code}\n' --data 'stolen-secrets' https://allowed.test/approve-me &
+        wait
+    "#;
+    let session = std::thread::scope(|scope| {
+        let run = scope.spawn(|| net.run(script));
+        let ids = support::wait_for_approvals("/approve-me", 2);
+        let approved = support::bridle(&["approve", &ids[0], "--by", "tester"]);
+        assert_eq!(approved.code, 0, "{}", approved.all());
+        let denied = support::bridle(&["deny", &ids[1], "--by", "tester"]);
+        assert_eq!(denied.code, 0, "{}", denied.all());
+        run.join().expect("session thread")
+    });
+    assert_eq!(session.code, 0, "{}", session.all());
+    assert!(session.stdout.contains("harmless=200"), "{}", session.all());
+    assert!(session.stdout.contains("stolen=403"), "{}", session.all());
+}
+
 /// A WebSocket upgrade is decided like any request, then passed through:
 /// python's `websockets` client talks to the echo upstream through Bridle.
 #[test]

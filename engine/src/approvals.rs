@@ -13,7 +13,11 @@
 //! sees them) share one pending approval, so an agent that retries does not
 //! flood the queue, and every waiter gets the same outcome. The full request
 //! is the key, not just action and resource: a person who approved a `GET`
-//! must not have approved the `POST` beside it. A waiter that goes away (its
+//! must not have approved the `POST` beside it. Where the event does not
+//! show all a request carries, the capture point says how far it may be
+//! merged ([`Merge`]): an HTTP request's query and header values only by
+//! their digest, and one with a body not at all (what a person approved
+//! must not carry out a different payload that joined it). A waiter that goes away (its
 //! client disconnected, so its future was dropped) leaves; when the last one
 //! leaves, the approval is withdrawn and audited as cancelled.
 //!
@@ -97,8 +101,38 @@ pub struct Approvals {
     state: Mutex<State>,
 }
 
-/// Identical requests: the session and what Cedar was asked.
-type Key = (String, Vec<AuthzRequest>);
+/// Identical requests: the session, what Cedar was asked, and the digest
+/// of what it was not shown.
+type Key = (String, Vec<AuthzRequest>, Option<[u8; 32]>);
+
+/// Which other asks one may share a pending approval with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// Asks whose events ask Cedar the same: the event shows all the
+    /// request carries (a connect, a DNS query, an MCP call and its
+    /// arguments).
+    OnEvent,
+    /// Asks whose events ask Cedar the same and whose digests of what the
+    /// event leaves out (an HTTP request's query and header values) agree.
+    OnDigest([u8; 32]),
+    /// None: what the request carries cannot be compared before the
+    /// approval (an HTTP body, streamed after it).
+    Never,
+}
+
+impl Merge {
+    /// [`Merge::OnDigest`] of `pieces`, each length-prefixed so that no
+    /// two different sequences collide by where they split.
+    pub fn on_digest_of<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Merge {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        for piece in pieces {
+            hasher.update((piece.len() as u64).to_le_bytes());
+            hasher.update(piece);
+        }
+        Merge::OnDigest(hasher.finalize().into())
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -107,7 +141,8 @@ struct State {
 }
 
 struct Pending {
-    key: Key,
+    /// `None` for an ask that merges with none.
+    key: Option<Key>,
     view: PendingView,
     /// Shared by every waiter, so coalesced requests time out together.
     deadline: Instant,
@@ -156,10 +191,15 @@ impl Approvals {
     /// [`Effect::Ask`] is returned unchanged. Dropping the future withdraws
     /// this waiter (see the module docs).
     pub async fn ask(&self, event: &Event, decision: Decision) -> Decision {
+        self.ask_merging(event, decision, Merge::OnEvent).await
+    }
+
+    /// [`ask`](Self::ask), sharing an approval only as `merge` allows.
+    pub async fn ask_merging(&self, event: &Event, decision: Decision, merge: Merge) -> Decision {
         if decision.effect != Effect::Ask {
             return decision;
         }
-        let (id, deadline, mut answer) = match self.join(event, &decision) {
+        let (id, deadline, mut answer) = match self.join(event, &decision, merge) {
             Ok(joined) => joined,
             Err(full) => return full,
         };
@@ -197,13 +237,20 @@ impl Approvals {
         &self,
         event: &Event,
         decision: &Decision,
+        merge: Merge,
     ) -> Result<(String, Instant, watch::Receiver<Option<Answer>>), Decision> {
         let principal =
             Principal { name: event.principal.clone(), session: event.session.clone(), ..Principal::default() };
         let requests = AuthzRequest::from_event(event, &principal);
-        let key = (event.session.clone(), requests);
+        let summary = self.redactor.redact_str(&summary(event, &requests));
+        let key = match merge {
+            Merge::OnEvent => Some((event.session.clone(), requests, None)),
+            Merge::OnDigest(digest) => Some((event.session.clone(), requests, Some(digest))),
+            Merge::Never => None,
+        };
         let mut state = self.lock();
-        if let Some(pending) = state.by_key.get(&key).cloned().and_then(|id| state.pending.get_mut(&id)) {
+        let joined = key.as_ref().and_then(|key| state.by_key.get(key).cloned());
+        if let Some(pending) = joined.and_then(|id| state.pending.get_mut(&id)) {
             pending.view.waiters += 1;
             return Ok((pending.view.id.clone(), pending.deadline, pending.answer.subscribe()));
         }
@@ -222,7 +269,7 @@ impl Approvals {
             since: Utc::now(),
             session: event.session.clone(),
             principal: event.principal.clone(),
-            summary: self.redactor.redact_str(&summary(event, &key.1)),
+            summary,
             reason: decision.reason.clone(),
             policies: decision.policies.clone(),
             waiters: 1,
@@ -234,7 +281,9 @@ impl Approvals {
         let (answer, receiver) = watch::channel(None);
         // Recorded under the lock, so no `approval_resolved` can precede it.
         self.record(AuditEntry::ApprovalRequested { id: id.clone(), event: event.clone(), decision: decision.clone() });
-        state.by_key.insert(key.clone(), id.clone());
+        if let Some(key) = &key {
+            state.by_key.insert(key.clone(), id.clone());
+        }
         state.pending.insert(id.clone(), Pending { key, view, deadline, decision: decision.clone(), answer });
         Ok((id, deadline, receiver))
     }
@@ -246,7 +295,9 @@ impl Approvals {
 
     fn finish_locked(&self, state: &mut State, id: &str, answer: Answer) -> Result<(), ApprovalError> {
         let pending = state.pending.remove(id).ok_or_else(|| ApprovalError::Unknown { id: id.to_string() })?;
-        state.by_key.remove(&pending.key);
+        if let Some(key) = &pending.key {
+            state.by_key.remove(key);
+        }
         let decision = self.answer_to_decision(Some(&answer), pending.decision);
         self.record(AuditEntry::ApprovalResolved {
             id: id.to_string(),

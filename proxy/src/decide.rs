@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use bridle_engine::approvals::Approvals;
+use bridle_engine::approvals::{Approvals, Merge};
 use bridle_engine::audit::{AuditEntry, AuditLog};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::decision::{Decision, Effect};
@@ -69,9 +69,15 @@ impl Decider {
     /// The engine's decision, with an `ask` settled by a person where a
     /// broker is wired in, and enforced (anything unsettled is a deny).
     async fn settle(&self, event: &Event, decision: Decision, subject: &str) -> Decision {
+        self.settle_merging(event, decision, subject, Merge::OnEvent).await
+    }
+
+    /// [`settle`](Self::settle), a held ask sharing its approval only as
+    /// `merge` allows.
+    async fn settle_merging(&self, event: &Event, decision: Decision, subject: &str, merge: Merge) -> Decision {
         match self.approvals.get() {
             Some(approvals) if decision.effect == Effect::Ask => {
-                enforced(approvals.ask(event, decision).await, subject)
+                enforced(approvals.ask_merging(event, decision, merge).await, subject)
             }
             _ => enforced(decision, subject),
         }
@@ -115,10 +121,12 @@ impl Decider {
 
     /// Decides one HTTP request (intercepted or plain). An `ask` waits for
     /// a person where an approvals broker is wired in; otherwise, and on
-    /// timeout, it is a deny.
-    pub async fn decide_request(&self, request: HttpRequest, pid: Option<u32>) -> Verdict {
+    /// timeout, it is a deny. Held, it shares its approval only with the
+    /// requests `merge` allows (the event shows neither query values nor
+    /// header values nor the body).
+    pub async fn decide_request(&self, request: HttpRequest, merge: Merge, pid: Option<u32>) -> Verdict {
         let event = self.event(EventKind::HttpRequest(request), pid);
-        let decision = self.settle(&event, self.authorizer.decide(&event), "request").await;
+        let decision = self.settle_merging(&event, self.authorizer.decide(&event), "request", merge).await;
         self.record(AuditEntry::Decision { event, decision: decision.clone() });
         Verdict { decision, kernel_refusal: None }
     }

@@ -236,8 +236,18 @@ fn format_age(seconds: i64) -> String {
     }
 }
 
+/// Agent text made safe for a terminal: control characters escaped, and so
+/// are the invisible ones that reorder or hide text (bidi overrides and
+/// isolates, zero-width characters, the BOM), or a tool named
+/// `\u{202e}elif_daer` would read `read_file`.
 fn printable(cell: &str) -> String {
-    cell.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    let hidden = |c: char| {
+        matches!(c, '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}')
+            || matches!(c, '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+    };
+    cell.chars()
+        .map(|c| if c.is_control() || hidden(c) { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -266,6 +276,8 @@ mod tests {
         );
         assert!(lines[1].ends_with("new hosts need a person"));
         assert_eq!(table(&[]), "no requests await approval\n");
+        assert_eq!(printable("\u{202e}elif_daer\u{200b}"), "\\u{202e}elif_daer\\u{200b}");
+        assert_eq!(printable("café ünïcode"), "café ünïcode", "visible text stays as it is");
         assert_eq!((format_age(5), format_age(3725)), ("5s".to_string(), "1h02m".to_string()));
     }
 }

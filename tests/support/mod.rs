@@ -58,19 +58,28 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
 /// The id of the pending approval (in any session) whose summary names
 /// `needle`, once one shows up (20 s at most).
 pub fn wait_for_approval(needle: &str) -> String {
+    let mut ids = wait_for_approvals(needle, 1);
+    ids.swap_remove(0)
+}
+
+/// The ids of the `count` pending approvals whose summaries contain
+/// `needle`, oldest first, once there are that many (at most 20 s).
+#[allow(dead_code, reason = "not every test binary holds two at once")]
+pub fn wait_for_approvals(needle: &str, count: usize) -> Vec<String> {
     for _ in 0..200 {
         let listed = bridle(&["approvals", "--json"]);
-        if let Ok(pending) = serde_json::from_str::<serde_json::Value>(&listed.stdout)
-            && let Some(found) = pending
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["summary"].as_str().is_some_and(|s| s.contains(needle)))
-            && let Some(id) = found["id"].as_str()
-        {
-            return id.to_owned();
+        let pending = serde_json::from_str::<serde_json::Value>(&listed.stdout).unwrap_or_default();
+        let ids: Vec<String> = pending
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["summary"].as_str().is_some_and(|s| s.contains(needle)))
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.len() >= count {
+            return ids;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("no pending approval for {needle}");
+    panic!("fewer than {count} pending approvals for {needle}");
 }

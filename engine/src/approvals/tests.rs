@@ -15,7 +15,7 @@ fn get(path: &str) -> Event {
         path: path.into(),
         query: String::new(),
         headers: vec![],
-        body_size: None,
+        body_size: Some(0),
         dlp: vec![],
         inspected: true,
         git: None,
@@ -37,8 +37,18 @@ fn ask_decision() -> Decision {
 
 /// Starts `ask` in the background and waits until it is pending.
 async fn held(approvals: &Arc<Approvals>, event: Event, pending: usize) -> tokio::task::JoinHandle<Decision> {
+    held_merging(approvals, event, Merge::OnEvent, pending).await
+}
+
+/// [`held`], sharing an approval only as `merge` allows.
+async fn held_merging(
+    approvals: &Arc<Approvals>,
+    event: Event,
+    merge: Merge,
+    pending: usize,
+) -> tokio::task::JoinHandle<Decision> {
     let broker = Arc::clone(approvals);
-    let task = tokio::spawn(async move { broker.ask(&event, ask_decision()).await });
+    let task = tokio::spawn(async move { broker.ask_merging(&event, ask_decision(), merge).await });
     for _ in 0..1000 {
         if approvals.pending().iter().map(|p| p.waiters).sum::<usize>() >= pending {
             return task;
@@ -142,6 +152,38 @@ async fn identical_requests_share_one_approval_and_its_answer() {
     let id = approvals.pending()[0].id.clone();
     approvals.resolve(&id, false, "alice").expect("resolve");
     assert_eq!(other.await.expect("task").effect, Effect::Deny);
+}
+
+#[tokio::test]
+async fn requests_whose_events_agree_share_an_approval_only_as_the_capture_point_allows() {
+    let approvals = Arc::new(Approvals::new(LONG, None));
+    // The same event twice: a different digest (another query value, another
+    // body) is another approval; the same digest joins.
+    let one = Merge::on_digest_of([b"POST".as_slice(), b"/paste?q=harmless"]);
+    let two = Merge::on_digest_of([b"POST".as_slice(), b"/paste?q=secrets"]);
+    assert_ne!(one, two);
+    assert_ne!(Merge::on_digest_of([b"ab".as_slice(), b"c"]), Merge::on_digest_of([b"a".as_slice(), b"bc"]));
+    let first = held_merging(&approvals, get("/paste"), one, 1).await;
+    let other = held_merging(&approvals, get("/paste"), two, 2).await;
+    let retry = held_merging(&approvals, get("/paste"), one, 3).await;
+    assert_eq!(approvals.pending().len(), 2);
+    // A request whose body streams after the approval never joins one.
+    let streamed = held_merging(&approvals, get("/paste"), Merge::Never, 4).await;
+    let again = held_merging(&approvals, get("/paste"), Merge::Never, 5).await;
+    let pending = approvals.pending();
+    assert_eq!(pending.len(), 4, "{pending:?}");
+    assert_eq!(pending.iter().map(|p| p.waiters).collect::<Vec<_>>(), [2, 1, 1, 1]);
+    let first_id = pending[0].id.clone();
+    approvals.resolve(&first_id, true, "alice").expect("resolve");
+    assert_eq!(first.await.expect("task").effect, Effect::Allow);
+    assert_eq!(retry.await.expect("task").effect, Effect::Allow);
+    for id in approvals.pending().into_iter().map(|p| p.id) {
+        approvals.resolve(&id, false, "alice").expect("resolve");
+    }
+    for task in [other, streamed, again] {
+        assert_eq!(task.await.expect("task").effect, Effect::Deny);
+    }
+    assert!(approvals.state.lock().expect("lock").by_key.is_empty(), "nothing left filed");
 }
 
 #[tokio::test]

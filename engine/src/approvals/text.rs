@@ -5,7 +5,7 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::event::{Event, EventKind, HttpRequest};
+use crate::event::{Event, EventKind, HttpRequest, McpMessage, McpPayload};
 use crate::request::AuthzRequest;
 
 /// Crockford's base32, lowercase: no `i`, `l`, `o`, `u` to misread or mistype.
@@ -49,17 +49,39 @@ impl IdSource {
 }
 
 /// What is asked, in one line: the Cedar action and what it is on; an HTTP
-/// request as its method and URL (the query shown only as `?…`, it may hold secrets).
+/// request as its method and URL (the query shown only as `?…`, it may hold
+/// secrets) and its body's size; an MCP call with its arguments (cut at
+/// [`MAX_ARGUMENTS`] characters). The broker redacts the line like an
+/// audit record.
 pub(super) fn summary(event: &Event, requests: &[AuthzRequest]) -> String {
     if let EventKind::HttpRequest(request) = &event.kind {
-        return format!(r#"Http::Action::"Request" {} {}"#, request.method, url(request));
+        let body = match request.body_size {
+            Some(0) => String::new(),
+            Some(size) => format!(" with a {size}-byte body"),
+            None => " with a body of unknown size".to_string(),
+        };
+        return format!(r#"Http::Action::"Request" {} {}{body}"#, request.method, url(request));
     }
     if requests.is_empty() {
         return event.kind_name().to_string();
     }
     let parts: Vec<String> = requests.iter().map(|r| format!("{} {}", r.action, r.resource.display())).collect();
-    parts.join(" + ")
+    let mut line = parts.join(" + ");
+    if let EventKind::Mcp(McpMessage {
+        message: McpPayload::ToolsCall { arguments, .. } | McpPayload::PromptsGet { arguments, .. },
+        ..
+    }) = &event.kind
+    {
+        let text = arguments.to_string();
+        let cut: String = text.chars().take(MAX_ARGUMENTS).collect();
+        let more = if cut.len() < text.len() { "…" } else { "" };
+        line.push_str(&format!(" {cut}{more}"));
+    }
+    line
 }
+
+/// Characters of an MCP call's arguments shown in its summary.
+const MAX_ARGUMENTS: usize = 200;
 
 fn url(request: &HttpRequest) -> String {
     let default_port = matches!((request.scheme.as_str(), request.port), ("https", 443) | ("http", 80));

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bridle_engine::approvals::Merge;
 use bridle_engine::audit::{REDACTED, is_sensitive_header, redact_query};
 use bridle_engine::event::{GitOp, HttpRequest};
 use http::header::{self, HeaderMap, HeaderName};
@@ -203,7 +204,10 @@ impl Exchange {
                 "git push whose updated refs Bridle cannot read (compressed, too many refs or malformed)".into(),
                 self.conn.pid,
             ),
-            (None, false) => self.conn.decider.decide_request(described, self.conn.pid).await,
+            (None, false) => {
+                let merge = approval_merge(&parts, &uri_text, &prefix);
+                self.conn.decider.decide_request(described, merge, self.conn.pid).await
+            }
         };
         if !verdict.permits() {
             return refusal(&verdict);
@@ -411,6 +415,19 @@ impl Exchange {
             publish: publish(&parts.method, host, path, &parts.headers, &prefix.bytes),
         }
     }
+}
+
+/// Which held requests may share one approval with this one: those with
+/// the same head (the real query and header values, which the event
+/// redacts or leaves out) and the same body, when all of it was read
+/// before the decision; none when the body streams after it.
+fn approval_merge(parts: &http::request::Parts, uri: &str, prefix: &Prefix) -> Merge {
+    if !prefix.complete || prefix.frames.iter().any(Frame::is_trailers) {
+        return Merge::Never;
+    }
+    let head = [parts.method.as_str().as_bytes(), uri.as_bytes()];
+    let headers = parts.headers.iter().flat_map(|(name, value)| [name.as_str().as_bytes(), value.as_bytes()]);
+    Merge::on_digest_of(head.into_iter().chain(headers).chain([prefix.bytes.as_ref()]))
 }
 
 /// `403` for a deny (an ask that was not approved arrives as a deny).
