@@ -5,7 +5,7 @@
 /// `BRIDLE_CONFIG_MAGIC`: a config slot without it makes every connect fail.
 pub const CONFIG_MAGIC: u32 = 0x4252_444c;
 /// `BRIDLE_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 /// `BRIDLE_SELECT_NETNS`: appliance mode (guard by network namespace).
 pub const SELECT_NETNS: u32 = 1;
 /// `BRIDLE_MAX_OWN_PORTS`.
@@ -89,6 +89,9 @@ pub struct RawConfig {
     pub exempt_tgid: u32,
     /// Explicit padding.
     pub _pad2: u32,
+    /// `exempt_tgid`'s cgroup v2 id: the pid is exempt only in it (a
+    /// process that reuses the pid of a restarted runtime is not).
+    pub exempt_tgid_cgroup: u64,
 }
 
 /// `struct bridle_dest_key`: a destination in the verdict cache.
@@ -181,7 +184,8 @@ mod tests {
                 exempt_cgroup,
                 verdict_generation,
                 gateway_ports,
-                exempt_tgid
+                exempt_tgid,
+                exempt_tgid_cgroup
             ]
         );
         strukt!("bridle_dest_key", RawDestKey, [ip6, port, proto]);

@@ -33,6 +33,8 @@ pub enum Selection {
         /// the container runtime (dockerd answers DNS from inside the
         /// namespace); 0 = none.
         runtime_pid: u32,
+        /// `runtime_pid`'s cgroup v2 id: exempt only while it is there.
+        runtime_cgroup: u64,
     },
 }
 
@@ -103,10 +105,10 @@ impl RedirectConfig {
         gateway_ports[..gateway.len()].copy_from_slice(&gateway);
         let mut own_ports = [0u16; MAX_OWN_PORTS];
         own_ports[..ports.len()].copy_from_slice(&ports);
-        let (flags, exempt_cgroup, exempt_level, exempt_tgid) = match self.selection {
-            Selection::Cgroup => (0, 0, 0, 0),
-            Selection::Netns { exempt_cgroup, exempt_level, runtime_pid } => {
-                (SELECT_NETNS, exempt_cgroup, exempt_level, runtime_pid)
+        let (flags, exempt_cgroup, exempt_level, exempt_tgid, exempt_tgid_cgroup) = match self.selection {
+            Selection::Cgroup => (0, 0, 0, 0, 0),
+            Selection::Netns { exempt_cgroup, exempt_level, runtime_pid, runtime_cgroup } => {
+                (SELECT_NETNS, exempt_cgroup, exempt_level, runtime_pid, runtime_cgroup)
             }
         };
         Ok(RawConfig {
@@ -127,6 +129,7 @@ impl RedirectConfig {
             gateway_ports,
             exempt_tgid,
             _pad2: 0,
+            exempt_tgid_cgroup,
         })
     }
 }

@@ -249,6 +249,7 @@ fn appliance_mode_guards_a_netns_except_bridles_cgroup_and_readopts() {
         exempt_cgroup: exempt.id().expect("id"),
         exempt_level: exempt.level().expect("level"),
         runtime_pid: 0,
+        runtime_cgroup: 0,
     };
     let first_port = 20000 + (std::process::id() % 20000) as u16;
     let probe = |netns: &str, port: Option<u16>| {
@@ -285,6 +286,78 @@ fn appliance_mode_guards_a_netns_except_bridles_cgroup_and_readopts() {
     );
     adopted.detach().expect("detach");
     assert_eq!(probe(&guard.netns, Some(second_port))["connect"], "ENETUNREACH", "detached: untouched");
+}
+
+/// Connects to a fake address once per line read, printing where it went:
+/// one process, so its pid stays the same between configurations.
+const EXEMPT_CLIENT: &str = r#"
+import errno, os, socket, sys
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(4); lst.settimeout(5)
+print("pid=%d" % os.getpid(), flush=True)
+for _ in sys.stdin:
+    try:
+        c = socket.socket(); c.settimeout(5); c.connect(("198.51.100.7", 80))
+        lst.accept()[0].close()
+        print("connect=redirected", flush=True)
+    except OSError as e:
+        print("connect=" + errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+"#;
+
+/// The container runtime's exemption holds for its pid only in its cgroup:
+/// a process that got the pid of a restarted runtime is still guarded.
+#[test]
+fn the_runtime_exemption_needs_its_pid_and_its_cgroup() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::os::unix::fs::MetadataExt as _;
+    let guard = Guard::new("x");
+    let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
+    let root = cgroup2_mount().expect("cgroup v2 mount");
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &guard.netns, "python3", "-c", EXEMPT_CLIENT, &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the client");
+    let (mut to, mut from) = (child.stdin.take().expect("stdin"), BufReader::new(child.stdout.take().expect("out")));
+    // The pid line comes first.
+    let mut pid_line = String::new();
+    let _ = from.read_line(&mut pid_line);
+    let mut next = |to: &mut std::process::ChildStdin| {
+        let mut line = String::new();
+        if to.write_all(b"go\n").is_ok() {
+            let _ = from.read_line(&mut line);
+        }
+        line.trim().to_owned()
+    };
+    let pid: u32 = pid_line.trim().strip_prefix("pid=").and_then(|p| p.parse().ok()).expect("the client's pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroup");
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::")).expect("a v2 cgroup");
+    let its_cgroup = std::fs::metadata(root.join(path.trim_start_matches('/'))).expect("stat").ino();
+    let selection = |runtime_cgroup| Selection::Netns {
+        exempt_cgroup: exempt.id().expect("id"),
+        exempt_level: exempt.level().expect("level"),
+        runtime_pid: pid,
+        runtime_cgroup,
+    };
+    let mut redirector =
+        Redirector::attach(&config(port, selection(its_cgroup + 1)), &root, &guard.pin_dir).expect("attach");
+    let cookie_probe = Command::new("ip")
+        .args(["netns", "exec", &guard.netns, "python3", "-c", APPLIANCE_CLIENT])
+        .output()
+        .expect("cookie");
+    let cookie: u64 = parse(&cookie_probe)["netns"].parse().expect("cookie");
+    redirector.guard_netns(cookie).expect("guard the netns");
+    let wrong_cgroup = next(&mut to);
+    redirector.write_config_from(&config(port, selection(its_cgroup))).expect("rewrite");
+    let right_cgroup = next(&mut to);
+    drop(to);
+    let _ = child.kill();
+    let _ = child.wait();
+    redirector.detach().expect("detach");
+    assert_eq!(wrong_cgroup, "connect=redirected", "the pid alone is not exempt");
+    assert_eq!(right_cgroup, "connect=ENETUNREACH", "pid and cgroup together are");
 }
 
 #[test]

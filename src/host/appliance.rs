@@ -40,11 +40,11 @@ use bridle_proxy::tls::{SYSTEM_BUNDLE, export_trust};
 use bridle_redirector_ebpf::{BPFFS_ROOT, Cgroup, RedirectConfig, Redirector, Selection, cgroup2_mount, netns_cookie};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::admin;
 use super::calls::{self, Scope};
 use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::session::open_audit;
+use super::{admin, raw_capable};
 use crate::cli::settings::DecideArgs;
 
 /// The appliance's session id: its cgroup is `<cgroup2>/bridle/up`, its pins
@@ -94,10 +94,12 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // process does from here is exempt from redirection.
     let own = Cgroup::create(&format!("bridle/{APPLIANCE}")).context("creating Bridle's own cgroup")?;
     own.add_pid(std::process::id()).context("moving bridle into its own cgroup")?;
+    let (runtime_pid, runtime_cgroup) = container_runtime();
     let selection = Selection::Netns {
         exempt_cgroup: own.id().context("reading Bridle's cgroup id")?,
         exempt_level: own.level().context("locating Bridle's cgroup")?,
-        runtime_pid: container_runtime_pid(),
+        runtime_pid,
+        runtime_cgroup,
     };
     // Armed before anything else can fail: an agent that joined this
     // namespace early is refused until the proxy is up, never let through.
@@ -209,6 +211,8 @@ impl Daemon {
         let mcp =
             super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, APPLIANCE, &stopped);
         tasks.extend(mcp.await?);
+        let own = self.own.path().to_path_buf();
+        tasks.push(tokio::spawn(report_raw_capable(Arc::clone(&self.audit), own, stopped.clone())));
         let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), Arc::clone(&origins), stopped));
         let started = format!(
             "appliance started: netns cookie {cookie}, proxy 127.0.0.1:{}, resolver 127.0.0.1:{}, {} pins {}",
@@ -266,6 +270,37 @@ impl Daemon {
         }
     }
 }
+
+/// Every [`RAW_CAPABLE_EVERY`], warns about guarded processes new since
+/// the last look that hold `CAP_NET_RAW` or `CAP_NET_ADMIN` (see
+/// [`raw_capable`]), until `stopped`.
+async fn report_raw_capable(audit: Arc<AuditLog>, own: PathBuf, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut watch = raw_capable::Watch::default();
+    loop {
+        let own = own.clone();
+        let looked = tokio::task::spawn_blocking(move || {
+            let holders = watch.new_holders(&own);
+            (watch, holders)
+        });
+        let Ok((kept, holders)) = looked.await else { return };
+        watch = kept;
+        for holder in holders {
+            let message = holder.message();
+            eprintln!("bridle: warning: {message}");
+            let entry = AuditEntry::Notice { component: "up".into(), level: "warn".into(), message };
+            if let Err(error) = audit.append(entry) {
+                tracing::error!(%error, "could not audit a capability warning");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RAW_CAPABLE_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// How often [`report_raw_capable`] looks.
+const RAW_CAPABLE_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a stop waits for guarded processes that are already exiting
 /// before it keeps the programs attached for them.
@@ -358,26 +393,50 @@ fn join_host_cgroup_namespace() -> anyhow::Result<()> {
 /// compose services), that server is dockerd itself, answering from a
 /// socket in this namespace: guarded, its replies would be refused. The
 /// dockerd process alone (by pid, not its cgroup, which may hold other
-/// processes) is exempt. Needs `pid: host` to see it; 0 (none) otherwise.
-fn container_runtime_pid() -> u32 {
+/// processes) is exempt, and only while it is in the cgroup it was found
+/// in (a process that reuses its pid after a restart is not). Needs
+/// `pid: host` to see it; `(0, 0)` (none) otherwise.
+fn container_runtime() -> (u32, u64) {
     let embedded_dns = std::fs::read_to_string("/etc/resolv.conf")
         .is_ok_and(|conf| conf.lines().any(|line| line.split_whitespace().eq(["nameserver", "127.0.0.11"])));
     if !embedded_dns || !Path::new("/.dockerenv").exists() {
-        return 0;
+        return (0, 0);
     }
     let dockerd = std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok).find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-        (comm.trim() == "dockerd").then_some(pid)
+        Some((pid, is_dockerd(pid)?))
     });
     match dockerd {
-        Some(pid) => tracing::info!(pid, "dockerd is exempt: its embedded DNS answers from this namespace"),
+        Some((pid, cgroup)) => {
+            tracing::info!(pid, cgroup, "dockerd is exempt: its embedded DNS answers from this namespace");
+        }
         None => tracing::warn!(
             "Docker's embedded DNS is this namespace's resolver but dockerd is not visible (pid: host?): it cannot \
              answer Bridle"
         ),
     }
-    dockerd.unwrap_or(0)
+    dockerd.unwrap_or((0, 0))
+}
+
+/// `pid`'s cgroup v2 id if it is the real dockerd: named so, running a
+/// binary named so, as root, in the host's network namespace. Any process
+/// can call itself `dockerd`; a guarded one is in the appliance's
+/// namespace, not the host's.
+fn is_dockerd(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let root = status.lines().find_map(|line| line.strip_prefix("Uid:"))?.split_whitespace().all(|id| id == "0");
+    let netns = ns_ino(&format!("/proc/{pid}/ns/net"));
+    let host_netns = netns == Some(INIT_NET_INO) || (in_initial_pid_namespace() && netns == ns_ino("/proc/1/ns/net"));
+    if comm.trim() != "dockerd" || exe.file_name()? != "dockerd" || !root || !host_netns {
+        return None;
+    }
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let dir = cgroup2_mount().ok()?.join(path.trim_start_matches('/'));
+    std::fs::metadata(dir).ok().map(|m| m.ino())
 }
 
 /// `/sys/fs/bpf/bridle/up`.

@@ -17,6 +17,7 @@ mod confine;
 pub(crate) mod control;
 mod egress;
 mod mcp;
+mod raw_capable;
 mod sandbox;
 mod session;
 mod tamper;

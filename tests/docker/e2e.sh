@@ -168,12 +168,28 @@ expect "MCP call through the gateway: allowed call reaches the server" "wrote 2 
 out=$(agent 'python3 /e2e/mcp_call.py http://127.0.0.1:18090/mcp/notes write_note "{\"path\": \"repo/.github/workflows/ci.yml\", \"text\": \"x\"}"')
 expect "MCP call through the gateway: a forbidden call gets the policy's reason" "may not write CI configuration" "$out"
 
+log "capabilities in the guarded namespace"
+out=$(agent 'grep ^CapEff /proc/self/status')
+expect "the compose agent holds no capabilities" "CapEff:[[:space:]]+0+$" "$out"
+# A root container that keeps Docker's default set (CAP_NET_RAW: AF_PACKET
+# frames pass no socket hook) joins Bridle's namespace: Bridle says so.
+raw=$(docker run -d --rm -u 0 --network "container:$(dc ps -q bridle)" bridle-agent:local sleep 60 2>&1)
+for _ in $(seq 1 30); do
+    out=$(dc logs --tail 40 bridle 2>&1)
+    [[ $out == *"holds CAP_NET_RAW"* ]] && break
+    sleep 1
+done
+expect "a guarded root process with CAP_NET_RAW is reported" "guarded process [0-9]+ \(sleep\) holds CAP_NET_RAW" "$out"
+docker rm -f "$raw" >/dev/null 2>&1 || true
+
 log "audit log on the volume"
 out=$(dc exec -T bridle bridle audit verify /var/lib/bridle/audit/audit.jsonl 2>&1 || echo "exit=$?")
 expect "bridle audit verify: the chain holds" "audit\.jsonl: OK, [1-9][0-9]* records" "$out"
 [[ $out == *exit=* ]] && fail "audit verify exits 0" "$out"
 out=$(dc exec -T bridle bridle audit query /var/lib/bridle/audit/audit.jsonl --effect deny --json 2>&1 || true)
 expect "the denied request is in the audit log" "denied.test" "$out"
+out=$(dc exec -T bridle sh -c 'grep -c "holds CAP_NET_RAW" /var/lib/bridle/audit/audit.jsonl' 2>&1 || true)
+expect "the capability warning is an audit notice" "^[1-9]" "$out"
 if dc exec -T bridle sh -c 'grep -c e2e-real-token /var/lib/bridle/audit/audit.jsonl' 2>/dev/null | grep -qv '^0$'; then
     fail "the real token never reaches the audit log"
 else

@@ -30,7 +30,7 @@
  * changes: pins left by an older Bridle are then refused, never re-adopted
  * with their old programs (4: sock_create allows only TCP and UDP; host
  * mode adds the loopback-only packet filters). */
-#define BRIDLE_ABI_VERSION 4u
+#define BRIDLE_ABI_VERSION 5u
 
 /* bridle_config.flags */
 /* Appliance mode: the programs sit on the cgroup root and guard only sockets
@@ -113,6 +113,9 @@ struct bridle_config {
 				* container runtime, whose embedded DNS answers
 				* from inside the netns; 0 = none */
 	__u32 _pad2;
+	__u64 exempt_tgid_cgroup; /* exempt_tgid's cgroup v2 id: both must match,
+				   * so a process that reuses the pid of a
+				   * restarted runtime is not exempt */
 };
 
 #endif /* BRIDLE_H */

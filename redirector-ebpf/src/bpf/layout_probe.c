@@ -38,6 +38,7 @@ int main(void)
 	F(bridle_config, own_ports);
 	F(bridle_config, gateway_ports);
 	F(bridle_config, exempt_tgid);
+	F(bridle_config, exempt_tgid_cgroup);
 	F(bridle_config, flags);
 	F(bridle_config, exempt_level);
 	F(bridle_config, exempt_cgroup);

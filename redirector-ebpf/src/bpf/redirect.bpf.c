@@ -163,7 +163,8 @@ static __always_inline int selected(const struct bridle_config *c, void *ctx)
 	    bpf_get_current_ancestor_cgroup_id(c->exempt_level) == c->exempt_cgroup)
 		return 0;
 	if (c->exempt_tgid &&
-	    (__u32)(bpf_get_current_pid_tgid() >> 32) == c->exempt_tgid)
+	    (__u32)(bpf_get_current_pid_tgid() >> 32) == c->exempt_tgid &&
+	    bpf_get_current_cgroup_id() == c->exempt_tgid_cgroup)
 		return 0;
 	return 1;
 }
