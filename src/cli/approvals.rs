@@ -161,8 +161,16 @@ fn no_bridle(dir: &Path) -> Failure {
     Failure { code: UNREACHABLE, message: format!("no running bridle (no control socket in {})", dir.display()) }
 }
 
-/// One request, one response line.
+/// One request, one response line, over a socket root made (not one
+/// someone else left where Bridle's would be: a socket belongs to whoever
+/// bound it).
 pub(crate) fn call(path: &Path, request: &Request) -> io::Result<Response> {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = std::fs::symlink_metadata(path)?.uid();
+    if owner != 0 {
+        let message = format!("owned by uid {owner}, not by root: not a Bridle control socket");
+        return Err(io::Error::other(message));
+    }
     let mut stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;

@@ -352,18 +352,28 @@ fn check_trust_dir(dir: &Path, ca_dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let same = |a: &Path, b: &Path| {
-        std::fs::canonicalize(a).ok().zip(std::fs::canonicalize(b).ok()).is_some_and(|(a, b)| a == b)
-    };
-    if same(dir, ca_dir) || dir.starts_with(ca_dir) {
+    let (trust, ca) = (resolved(dir), resolved(ca_dir));
+    if trust.starts_with(&ca) || ca.starts_with(&trust) {
         bail!(
-            "the trust directory {} is the CA's own directory ({}), which holds its private key: agents must \
-             get a different one",
+            "the trust directory {} and the CA's own directory ({}), which holds its private key, are one or \
+             nested: agents must get a directory of their own, apart from it",
             dir.display(),
             ca_dir.display()
         );
     }
     Ok(())
+}
+
+/// `path` with symlinks resolved as far as it exists (the CA directory may
+/// not exist yet), the rest joined on.
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    for base in absolute.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            return absolute.strip_prefix(base).map_or(real.clone(), |rest| real.join(rest));
+        }
+    }
+    absolute
 }
 
 /// In a container with its own cgroup namespace Bridle could not move into
@@ -488,8 +498,28 @@ async fn wait_for_stop() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn appliance_pins_live_beside_session_pins() {
         assert_eq!(super::pin_dir(), std::path::Path::new("/sys/fs/bpf/bridle/up"));
+    }
+
+    #[test]
+    fn a_trust_directory_apart_from_the_ca_is_the_only_one_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (trust, ca) = (dir.path().join("trust"), dir.path().join("ca"));
+        std::fs::create_dir_all(&trust).expect("trust dir");
+        check_trust_dir(&trust, &ca).expect("apart: accepted, the CA directory not made yet");
+        let refused = |trust: &Path, ca: &Path| check_trust_dir(trust, ca).expect_err("refused").to_string();
+        assert!(refused(&trust, &trust).contains("are one or nested"));
+        // The CA inside the trust directory: agents would see ca/ca.key.
+        assert!(refused(dir.path(), &ca).contains("are one or nested"));
+        std::fs::create_dir_all(ca.join("sub")).expect("ca dirs");
+        assert!(refused(&ca.join("sub"), &ca).contains("are one or nested"));
+        // Through a symlink, and through `..`, it is the same directory.
+        std::os::unix::fs::symlink(&ca, dir.path().join("link")).expect("symlink");
+        assert!(refused(&dir.path().join("link"), &ca).contains("are one or nested"));
+        assert!(refused(&trust.join(".."), &ca).contains("are one or nested"));
     }
 }

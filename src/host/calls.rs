@@ -216,7 +216,8 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
             }
             // Only MCP messages: a wrapper must not put a connect or a
             // request of its choosing before the person who approves.
-            Report::Ask { id, event, decision } if matches!(event.kind, EventKind::Mcp(_)) => {
+            Report::Ask { id, event, decision } if matches!(&event.kind, EventKind::Mcp(message) if valid_mcp_server_name(&message.server)) =>
+            {
                 while asks.try_join_next().is_some() {}
                 let event = Event { session: shared.session.clone(), principal: shared.principal.clone(), ..*event };
                 let held = hold(&shared, pid, &event, decision);
@@ -236,8 +237,8 @@ async fn reporter(shared: Arc<Shared>, stream: UnixStream) {
                 });
             }
             Report::Ask { id, .. } => {
-                shared
-                    .notice("warn", format!("MCP wrapper pid {pid} asked about something not MCP (ask {id}); hung up"));
+                let what = "something not an MCP message of a validly named server";
+                shared.notice("warn", format!("MCP wrapper pid {pid} asked about {what} (ask {id}); hung up"));
                 return;
             }
         }

@@ -21,7 +21,7 @@
 //! `by` is who answered, for the audit log (default `uid <peer uid>`).
 
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +109,33 @@ pub(crate) fn socket_path(session: &str) -> PathBuf {
     Path::new(SOCKET_DIR).join(format!("{session}.sock"))
 }
 
+/// Makes sure `dir` exists, belongs to this user and is writable by it
+/// alone.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me {
+        bail!(
+            "{} must be a directory owned by uid {me}, not uid {}: another owner could plant a control socket \
+             there",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {} to its owner", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// A bound control socket, not yet serving (so a session can fail before
 /// it starts anything else).
 #[derive(Debug)]
@@ -117,16 +144,15 @@ pub(crate) struct ControlSocket {
     path: PathBuf,
 }
 
-/// Creates the socket at `path`, mode 0600 (its directory 0700 if it has
-/// to be created). A stale socket left by a dead Bridle is replaced; a live
-/// one, or anything that is not a socket, is an error.
+/// Creates the socket at `path`, mode 0600, in a directory only this user
+/// (root) may write: created 0700, or one found writable by others (a
+/// container runtime's tmpfs is 1777) narrowed to 0700. A directory of
+/// another owner is refused: whoever owns it could put a socket of theirs
+/// where `bridle approve` looks. A stale socket left by a dead Bridle is
+/// replaced; a live one, or anything that is not a socket, is an error.
 pub(crate) fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
-    if let Some(dir) = path.parent().filter(|dir| !dir.exists()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
     }
     remove_stale(path)?;
     let listener = std::os::unix::net::UnixListener::bind(path)

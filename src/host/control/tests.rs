@@ -196,3 +196,30 @@ async fn no_running_bridle_is_exit_2_and_stale_sockets_are_replaced() {
     assert!(bind(&dir.path().join("file")).is_err(), "a non-socket is never replaced");
     assert_eq!(socket_path("run-42"), Path::new("/run/bridle/run-42.sock"));
 }
+
+#[tokio::test]
+async fn the_socket_directory_is_roots_alone_and_sockets_of_others_are_never_called() {
+    use std::os::unix::fs::{PermissionsExt as _, chown};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A container runtime's tmpfs is 1777: narrowed to root's alone.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("dir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let socket = bind(&shared.join("s.sock")).expect("bind");
+    let mode = std::fs::metadata(&shared).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700, "{mode:o}");
+    drop(socket);
+    // A directory someone else owns could hold their socket: refused.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("dir");
+    chown(&theirs, Some(NOBODY), Some(NOBODY)).expect("chown");
+    let refused = bind(&theirs.join("s.sock")).expect_err("another owner's directory");
+    assert!(refused.to_string().contains("not uid 65534"), "{refused}");
+    // A socket someone else bound where Bridle's would be is not asked.
+    let planted = dir.path().join("planted");
+    std::fs::create_dir(&planted).expect("dir");
+    let _listener = std::os::unix::net::UnixListener::bind(planted.join("a.sock")).expect("bind");
+    chown(planted.join("a.sock"), Some(NOBODY), Some(NOBODY)).expect("chown");
+    let failure = pending_in(&planted).expect_err("not root's");
+    assert!(failure.message.contains("owned by uid 65534, not by root"), "{failure:?}");
+}
