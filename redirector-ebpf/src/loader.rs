@@ -40,10 +40,12 @@ enum Kind {
 /// (function name in redirect.bpf.c, short name for steps and pins, kind).
 /// sock_create first: raw sockets are refused before connects are
 /// redirected; the packet filters next, before any address is rewritten.
-const PROGRAMS: [(&str, &str, Kind); 12] = [
+const PROGRAMS: [(&str, &str, Kind); 14] = [
     ("bridle_sock_create", "sock_create", Kind::Sock),
     ("bridle_egress", "egress", Kind::Skb(CgroupSkbAttachType::Egress)),
     ("bridle_ingress", "ingress", Kind::Skb(CgroupSkbAttachType::Ingress)),
+    ("bridle_egress_ns", "egress_ns", Kind::Skb(CgroupSkbAttachType::Egress)),
+    ("bridle_ingress_ns", "ingress_ns", Kind::Skb(CgroupSkbAttachType::Ingress)),
     ("bridle_getpeername4", "getpeername4", Kind::SockAddr),
     ("bridle_getpeername6", "getpeername6", Kind::SockAddr),
     ("bridle_recvmsg4", "recvmsg4", Kind::SockAddr),
@@ -55,12 +57,13 @@ const PROGRAMS: [(&str, &str, Kind); 12] = [
     ("bridle_connect6", "connect6", Kind::SockAddr),
 ];
 
-/// The programs attached for a config: in appliance mode (the cgroup
-/// root, every socket of the host) not the packet filters, which would run
-/// for every packet there and cannot tell the guarded namespace's runtime
-/// sockets from its agents' (see redirect.bpf.c).
+/// The programs attached for a config: the packet filters of its mode
+/// (appliance mode's, at the cgroup root, select packets by their socket's
+/// namespace and cgroup; see redirect.bpf.c), and every other program.
 fn programs(appliance: bool) -> impl Iterator<Item = (&'static str, &'static str, Kind)> {
-    PROGRAMS.into_iter().filter(move |(_, _, kind)| !(appliance && matches!(kind, Kind::Skb(_))))
+    PROGRAMS
+        .into_iter()
+        .filter(move |(func, _, kind)| !matches!(kind, Kind::Skb(_)) || func.ends_with("_ns") == appliance)
 }
 
 /// What a set of pins steers to and guards ([`Redirector::inspect`]).

@@ -288,6 +288,110 @@ fn appliance_mode_guards_a_netns_except_bridles_cgroup_and_readopts() {
     assert_eq!(probe(&guard.netns, Some(second_port))["connect"], "ENETUNREACH", "detached: untouched");
 }
 
+/// Listens on argv[1]:argv[2] and prints whether a connection came within
+/// two seconds; argv[3] = "dial" connects to it instead.
+const INBOUND: &str = r#"
+import socket, sys
+addr = (sys.argv[1], int(sys.argv[2]))
+if sys.argv[3:] == ["dial"]:
+    try:
+        socket.create_connection(addr, timeout=2).close(); print("dial=connected")
+    except OSError as e:
+        print("dial=" + type(e).__name__)
+    sys.exit(0)
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(addr); lst.listen(4); lst.settimeout(4)
+print("listening", flush=True)
+try:
+    lst.accept()[0].close(); print("accepted=yes")
+except OSError:
+    print("accepted=no")
+"#;
+
+/// Appliance mode's packet filter, at the cgroup root: a listener in the
+/// guarded namespace is not reached from outside (its SYNs are dropped),
+/// while one of Bridle's own cgroup is, and so is any once detached.
+#[test]
+fn appliance_mode_keeps_guarded_sockets_to_loopback_and_no_other() {
+    use std::io::{BufRead as _, BufReader};
+    let guard = Guard::new("p");
+    let other = Guard::new("q");
+    let (a, b) = (format!("bv{}a", std::process::id() % 100_000), format!("bv{}b", std::process::id() % 100_000));
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        &a,
+        "netns",
+        &guard.netns,
+        "type",
+        "veth",
+        "peer",
+        &b,
+        "netns",
+        &other.netns,
+    ]));
+    for (netns, dev, addr) in [(&guard.netns, &a, "10.77.0.1/24"), (&other.netns, &b, "10.77.0.2/24")] {
+        run(Command::new("ip").args(["-n", netns, "addr", "add", addr, "dev", dev]));
+        run(Command::new("ip").args(["-n", netns, "link", "set", dev, "up"]));
+    }
+    let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
+    let root = cgroup2_mount().expect("cgroup v2 mount");
+    let selection = Selection::Netns {
+        exempt_cgroup: exempt.id().expect("id"),
+        exempt_level: exempt.level().expect("level"),
+        runtime_pid: 0,
+        runtime_cgroup: 0,
+    };
+    let cookie_probe = Command::new("ip")
+        .args(["netns", "exec", &guard.netns, "python3", "-c", APPLIANCE_CLIENT])
+        .output()
+        .expect("cookie");
+    let cookie: u64 = parse(&cookie_probe)["netns"].parse().expect("cookie");
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let mut redirector = Redirector::attach(&config(port, selection), &root, &guard.pin_dir).expect("attach");
+    redirector.guard_netns(cookie).expect("guard the netns");
+    // Listens in `netns` (within `cgroup`, if given) while `dialer` dials it.
+    let inbound = |netns: &str, addr: &str, dialer: &str, cgroup: Option<&Path>| {
+        let mut listen = match cgroup {
+            Some(cgroup) => {
+                let sh = format!(
+                    "echo $$ > '{}' && exec ip netns exec '{netns}' python3 -c \"$0\" \"$@\"",
+                    cgroup.join("cgroup.procs").display()
+                );
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg(sh).arg(INBOUND);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", netns, "python3", "-c", INBOUND]);
+                cmd
+            }
+        };
+        let mut child = listen.args([addr, "8080"]).stdout(std::process::Stdio::piped()).spawn().expect("listener");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        assert_eq!(line.trim(), "listening");
+        let dial = Command::new("ip")
+            .args(["netns", "exec", dialer, "python3", "-c", INBOUND, addr, "8080", "dial"])
+            .output()
+            .expect("dial");
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        let _ = child.wait();
+        (parse(&dial)["dial"].clone(), rest.trim().to_owned())
+    };
+    let guarded = inbound(&guard.netns, "10.77.0.1", &other.netns, None);
+    let exempted = inbound(&guard.netns, "10.77.0.1", &other.netns, Some(exempt.path()));
+    redirector.detach().expect("detach");
+    let after = inbound(&guard.netns, "10.77.0.1", &other.netns, None);
+    assert_eq!(guarded, ("TimeoutError".to_owned(), "accepted=no".to_owned()), "a guarded listener is not reached");
+    // The other namespace's packets pass, and so do those of Bridle's cgroup.
+    assert_eq!(exempted, ("connected".to_owned(), "accepted=yes".to_owned()), "Bridle's own sockets are not filtered");
+    assert_eq!(after, ("connected".to_owned(), "accepted=yes".to_owned()), "detached: nothing filtered");
+}
+
 /// Connects to a fake address once per line read, printing where it went:
 /// one process, so its pid stays the same between configurations.
 const EXEMPT_CLIENT: &str = r#"

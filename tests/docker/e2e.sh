@@ -168,6 +168,28 @@ expect "MCP call through the gateway: allowed call reaches the server" "wrote 2 
 out=$(agent 'python3 /e2e/mcp_call.py http://127.0.0.1:18090/mcp/notes write_note "{\"path\": \"repo/.github/workflows/ci.yml\", \"text\": \"x\"}"')
 expect "MCP call through the gateway: a forbidden call gets the policy's reason" "may not write CI configuration" "$out"
 
+log "the packet filter"
+# A listener in the agent, dialled from another container on its network:
+# the SYNs are dropped before it sees them (the agent never accepts).
+listen='import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8081)); s.listen(1); s.settimeout(8)
+try:
+    s.accept(); print("accepted=yes")
+except OSError:
+    print("accepted=no")'
+dial='import socket
+try:
+    socket.create_connection(("10.213.77.2", 8081), timeout=3).close(); print("dial=connected")
+except OSError as e:
+    print("dial=" + type(e).__name__)'
+agent "python3 -c '$listen'" >"$E2E_DIR/listen.out" &
+sleep 1
+out=$(dc exec -T upstream python3 -c "$dial" 2>&1 || true)
+wait
+expect "a connection into the agent from its network is dropped" "dial=(timeout|TimeoutError)" "$out"
+expect "and the agent never accepts it" "accepted=no" "$(cat "$E2E_DIR/listen.out")"
+
 log "capabilities in the guarded namespace"
 out=$(agent 'grep ^CapEff /proc/self/status')
 expect "the compose agent holds no capabilities" "CapEff:[[:space:]]+0+$" "$out"

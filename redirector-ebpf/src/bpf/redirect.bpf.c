@@ -37,19 +37,18 @@
  *                  cgroup is created). Packet sockets need CAP_NET_RAW, which
  *                  the guarded command must not have; the family check below
  *                  stays for kernels that ever widen the hook.
- *   cgroup_skb     host mode: a guarded socket's packets may only go to,
- *     egress,      and come from, loopback (where the proxy, the resolver
- *     ingress      and the gateway listen). Whatever the address hooks
- *                  never see stops here: IP options and IPv6 routing
- *                  headers that send a packet to a first hop other than its
- *                  (rewritten) destination, and SYN-ACKs and data of a
- *                  socket that listens and accepts a connection from
- *                  outside. Not attached in appliance mode (the loader),
- *                  and a pass-through there if ever they were: at the
- *                  cgroup root they would run for every packet of the host,
- *                  and the container runtime's own DNS sockets live in the
- *                  guarded namespace, where a packet does not say whose
- *                  socket sent it.
+ *   cgroup_skb     a guarded socket's packets may only go to, and come
+ *     egress,      from, loopback (where the proxy, the resolver and the
+ *     ingress      gateway listen). Whatever the address hooks never see
+ *                  stops here: IP options and IPv6 routing headers that
+ *                  send a packet to a first hop other than its (rewritten)
+ *                  destination, and SYNs, SYN-ACKs and data of a socket
+ *                  that listens and accepts a connection from outside.
+ *                  Host mode attaches bridle_egress/ingress to the session
+ *                  cgroup; appliance mode bridle_egress_ns/ingress_ns to
+ *                  the root, where they select by the packet's socket:
+ *                  its namespace, and its cgroup for Bridle's own and the
+ *                  container runtime's.
  *   sockops        at TCP_CONNECT_CB (source port now chosen) the original
  *                  destination is copied into a map keyed by the socket's
  *                  local address+port, which is what the proxy sees as the
@@ -591,6 +590,40 @@ SEC("cgroup_skb/ingress")
 int bridle_ingress(struct __sk_buff *skb)
 {
 	return loopback_only(skb, 0);
+}
+
+/* Appliance mode: the same filter at the cgroup root, for the packets of
+ * sockets in a guarded namespace only. A packet's socket says whose it is:
+ * Bridle's own (its cgroup, as an ancestor) and the container runtime's
+ * (its cgroup) pass. Without a config the exemptions are unknown, and
+ * every guarded socket is kept to loopback: fail closed. Packets of other
+ * namespaces, the host's included, pass after one map lookup. */
+static __always_inline int guarded_loopback_only(struct __sk_buff *skb, int egress)
+{
+	const struct bridle_config *c = get_config();
+	__u64 netns = bpf_get_netns_cookie(skb);
+
+	if (!bpf_map_lookup_elem(&guarded_netns, &netns))
+		return ALLOW;
+	if (c && c->exempt_cgroup &&
+	    bpf_skb_ancestor_cgroup_id(skb, c->exempt_level) == c->exempt_cgroup)
+		return ALLOW;
+	if (c && c->exempt_tgid_cgroup &&
+	    bpf_skb_cgroup_id(skb) == c->exempt_tgid_cgroup)
+		return ALLOW;
+	return peer_is_loopback(skb, egress) ? ALLOW : REFUSE;
+}
+
+SEC("cgroup_skb/egress")
+int bridle_egress_ns(struct __sk_buff *skb)
+{
+	return guarded_loopback_only(skb, 1);
+}
+
+SEC("cgroup_skb/ingress")
+int bridle_ingress_ns(struct __sk_buff *skb)
+{
+	return guarded_loopback_only(skb, 0);
 }
 
 SEC("sockops")
