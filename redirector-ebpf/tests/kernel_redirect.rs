@@ -235,6 +235,19 @@ except OSError as e:
     print("connect=" + errno.errorcode.get(e.errno, str(e.errno)))
 "#;
 
+/// Bridle's own cgroup in an appliance-mode test (the programs go on the
+/// root), and the selection that exempts it.
+fn bridles_own(guard: &Guard) -> (Cgroup, Selection) {
+    let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
+    let selection = Selection::Netns {
+        exempt_cgroup: exempt.id().expect("id"),
+        exempt_level: exempt.level().expect("level"),
+        runtime_pid: 0,
+        runtime_cgroup: 0,
+    };
+    (exempt, selection)
+}
+
 /// Appliance mode: the programs sit on the cgroup root and guard exactly the
 /// listed network namespaces, minus Bridle's own cgroup; a second Bridle
 /// re-adopts the pins the first left and steers to its own ports.
@@ -242,15 +255,8 @@ except OSError as e:
 fn appliance_mode_guards_a_netns_except_bridles_cgroup_and_readopts() {
     let guard = Guard::new("a");
     let other = Guard::new("o");
-    // Bridle's own cgroup in this test; the programs go on the root.
-    let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
+    let (exempt, selection) = bridles_own(&guard);
     let root = cgroup2_mount().expect("cgroup v2 mount");
-    let selection = Selection::Netns {
-        exempt_cgroup: exempt.id().expect("id"),
-        exempt_level: exempt.level().expect("level"),
-        runtime_pid: 0,
-        runtime_cgroup: 0,
-    };
     let first_port = 20000 + (std::process::id() % 20000) as u16;
     let probe = |netns: &str, port: Option<u16>| {
         let mut cmd = Command::new("ip");
@@ -334,14 +340,8 @@ fn appliance_mode_keeps_guarded_sockets_to_loopback_and_no_other() {
         run(Command::new("ip").args(["-n", netns, "addr", "add", addr, "dev", dev]));
         run(Command::new("ip").args(["-n", netns, "link", "set", dev, "up"]));
     }
-    let exempt = Cgroup::create(guard.cgroup.file_name().and_then(|n| n.to_str()).expect("name")).expect("cgroup");
+    let (exempt, selection) = bridles_own(&guard);
     let root = cgroup2_mount().expect("cgroup v2 mount");
-    let selection = Selection::Netns {
-        exempt_cgroup: exempt.id().expect("id"),
-        exempt_level: exempt.level().expect("level"),
-        runtime_pid: 0,
-        runtime_cgroup: 0,
-    };
     let cookie_probe = Command::new("ip")
         .args(["netns", "exec", &guard.netns, "python3", "-c", APPLIANCE_CLIENT])
         .output()
