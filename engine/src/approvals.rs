@@ -15,9 +15,10 @@
 //! is the key, not just action and resource: a person who approved a `GET`
 //! must not have approved the `POST` beside it. Where the event does not
 //! show all a request carries, the capture point says how far it may be
-//! merged ([`Merge`]): an HTTP request's query and header values only by
-//! their digest, and one with a body not at all (what a person approved
-//! must not carry out a different payload that joined it). A waiter that goes away (its
+//! merged ([`Merge`]): an HTTP request only with requests of the same head
+//! (query and header values) and body, by their digest, and one whose body
+//! streams past what was read before the decision not at all (what a
+//! person approved must not carry out a different payload that joined it). A waiter that goes away (its
 //! client disconnected, so its future was dropped) leaves; when the last one
 //! leaves, the approval is withdrawn and audited as cancelled.
 //!
@@ -41,7 +42,7 @@ use crate::audit::{AuditEntry, AuditLog, Redactor};
 use crate::decision::{Decision, Effect};
 use crate::event::Event;
 use crate::request::{AuthzRequest, Principal};
-use text::{IdSource, clean_name, summary, within};
+use text::{IdSource, clean_name, cut, summary, within};
 
 /// Default bound on distinct pending approvals.
 pub const MAX_PENDING: usize = 1024;
@@ -242,7 +243,7 @@ impl Approvals {
         let principal =
             Principal { name: event.principal.clone(), session: event.session.clone(), ..Principal::default() };
         let requests = AuthzRequest::from_event(event, &principal);
-        let summary = self.redactor.redact_str(&summary(event, &requests));
+        let summary = cut(self.redactor.redact_str(&summary(event, &requests)));
         let key = match merge {
             Merge::OnEvent => Some((event.session.clone(), requests, None)),
             Merge::OnDigest(digest) => Some((event.session.clone(), requests, Some(digest))),

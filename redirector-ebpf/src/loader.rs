@@ -61,9 +61,13 @@ const PROGRAMS: [(&str, &str, Kind); 14] = [
 /// (appliance mode's, at the cgroup root, select packets by their socket's
 /// namespace and cgroup; see redirect.bpf.c), and every other program.
 fn programs(appliance: bool) -> impl Iterator<Item = (&'static str, &'static str, Kind)> {
-    PROGRAMS
-        .into_iter()
-        .filter(move |(func, _, kind)| !matches!(kind, Kind::Skb(_)) || func.ends_with("_ns") == appliance)
+    PROGRAMS.into_iter().filter(move |(func, _, kind)| !matches!(kind, Kind::Skb(_)) || optional(func) == appliance)
+}
+
+/// Programs whose refusal by the kernel leaves the rest attached (see
+/// [`Redirector::packet_filter`]).
+fn optional(func: &str) -> bool {
+    func.ends_with("_ns")
 }
 
 /// What a set of pins steers to and guards ([`Redirector::inspect`]).
@@ -122,6 +126,8 @@ pub struct Redirector {
     links: Vec<PinnedLink>,
     config: RawConfig,
     adopted: bool,
+    /// The packet filters are attached (appliance mode's need Linux 6.15).
+    packet_filter: bool,
 }
 
 impl Redirector {
@@ -155,6 +161,7 @@ impl Redirector {
             links: Vec::new(),
             config: raw,
             adopted: false,
+            packet_filter: true,
         };
         // Config before attaching; until then every guarded connect is refused.
         this.write_config(raw)?;
@@ -163,7 +170,18 @@ impl Redirector {
             map.pin(&path).step(|| format!("pin map {name} at {}", path.display()))?;
         }
         for (func, short, kind) in programs(raw.flags & SELECT_NETNS != 0) {
-            let link = load_and_attach(&mut ebpf, func, short, kind, cgroup, cgroup_fd, pin_dir)?;
+            let link = match load_and_attach(&mut ebpf, func, short, kind, cgroup, cgroup_fd, pin_dir) {
+                Ok(link) => link,
+                // Appliance mode's packet filters are a second line behind
+                // the address hooks: where the kernel refuses them, the
+                // rest still fails closed; the caller says what is missing.
+                Err(error) if optional(func) => {
+                    tracing::warn!(%error, "this kernel refuses the appliance packet filter (Linux 6.15+)");
+                    this.packet_filter = false;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let path = pin_dir.join(format!("link_{short}"));
             let pinned = link.pin(&path).step(|| format!("pin {short} link at {}", path.display()))?;
             this.links.push(pinned);
@@ -190,8 +208,13 @@ impl Redirector {
             Map::from_map_data(data).map_err(|e| cannot(format!("map {name}: {e}")))
         })?;
         let mut links = Vec::new();
-        for (_, short, _) in programs(matches!(config.selection, Selection::Netns { .. })) {
+        let mut packet_filter = true;
+        for (func, short, _) in programs(matches!(config.selection, Selection::Netns { .. })) {
             let path = pin_dir.join(format!("link_{short}"));
+            if optional(func) && !path.exists() {
+                packet_filter = false;
+                continue;
+            }
             links.push(PinnedLink::from_pin(&path).map_err(|e| cannot(format!("link {short}: {e}")))?);
         }
         let mut this = Self {
@@ -201,6 +224,7 @@ impl Redirector {
             links,
             config: RawConfig::default(),
             adopted: true,
+            packet_filter,
         };
         let old = this.read_config().map_err(|e| cannot(format!("config map: {e}")))?;
         if old.magic != CONFIG_MAGIC || old.abi_version != ABI_VERSION {
@@ -212,6 +236,12 @@ impl Redirector {
         this.write_config(raw)?;
         tracing::info!(cgroup = %cgroup.display(), pins = %pin_dir.display(), "redirector re-adopted");
         Ok(this)
+    }
+
+    /// Whether the packet filters are attached: always in host mode; in
+    /// appliance mode where the kernel takes them (Linux 6.15+).
+    pub fn packet_filter(&self) -> bool {
+        self.packet_filter
     }
 
     /// Whether [`Redirector::attach_or_adopt`] found existing pins.

@@ -252,6 +252,10 @@ fn printable(cell: &str) -> String {
     let hidden = |c: char| {
         matches!(c, '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}')
             || matches!(c, '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+            // Tag characters, variation selectors and the Hangul fillers:
+            // invisible, and able to carry text a reader does not see.
+            || matches!(c, '\u{e0000}'..='\u{e007f}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}')
+            || matches!(c, '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}')
     };
     cell.chars()
         .map(|c| if c.is_control() || hidden(c) { c.escape_default().to_string() } else { c.to_string() })
@@ -286,6 +290,7 @@ mod tests {
         assert_eq!(table(&[]), "no requests await approval\n");
         assert_eq!(printable("\u{202e}elif_daer\u{200b}"), "\\u{202e}elif_daer\\u{200b}");
         assert_eq!(printable("café ünïcode"), "café ünïcode", "visible text stays as it is");
+        assert_eq!(printable("a\u{e0041}b\u{3164}"), "a\\u{e0041}b\\u{3164}");
         assert_eq!((format_age(5), format_age(3725)), ("5s".to_string(), "1h02m".to_string()));
     }
 }

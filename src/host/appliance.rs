@@ -194,6 +194,14 @@ impl Daemon {
         let cookie = netns_cookie().context("reading this network namespace's cookie")?;
         let pins = pin_dir();
         let adopted = redirector.adopted();
+        if !redirector.packet_filter() {
+            let message = "this kernel refuses the appliance packet filter (Linux 6.15+): guarded containers can \
+                           accept connections from their network and send source-routed packets; connects and \
+                           DNS are still redirected"
+                .to_string();
+            eprintln!("bridle: warning: {message}");
+            self.notice("warn", message);
+        }
         let origins = egress.origins();
         origins.install(redirector, self.authorizer.generation())?;
         // Without a working exemption every upstream connect of the proxy
@@ -402,9 +410,10 @@ fn join_host_cgroup_namespace() -> anyhow::Result<()> {
 /// (127.0.0.11: what Bridle's resolver forwards to, and how it finds
 /// compose services), that server is dockerd itself, answering from a
 /// socket in this namespace: guarded, its replies would be refused. The
-/// dockerd process alone (by pid, not its cgroup, which may hold other
-/// processes) is exempt, and only while it is in the cgroup it was found
-/// in (a process that reuses its pid after a restart is not). Needs
+/// dockerd process is exempt from the address hooks by pid, and only while
+/// it is in the cgroup it was found in (a process that reuses its pid
+/// after a restart is not); the packet filter exempts sockets of that
+/// cgroup. Needs
 /// `pid: host` to see it; `(0, 0)` (none) otherwise.
 fn container_runtime() -> (u32, u64) {
     let embedded_dns = std::fs::read_to_string("/etc/resolv.conf")

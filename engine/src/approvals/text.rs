@@ -50,9 +50,8 @@ impl IdSource {
 
 /// What is asked, in one line: the Cedar action and what it is on; an HTTP
 /// request as its method and URL (the query shown only as `?…`, it may hold
-/// secrets) and its body's size; an MCP call with its arguments (cut at
-/// [`MAX_ARGUMENTS`] characters). The broker redacts the line like an
-/// audit record.
+/// secrets) and its body's size; an MCP call with its arguments. The
+/// broker redacts the line like an audit record, then [`cut`]s it.
 pub(super) fn summary(event: &Event, requests: &[AuthzRequest]) -> String {
     if let EventKind::HttpRequest(request) = &event.kind {
         let body = match request.body_size {
@@ -72,16 +71,22 @@ pub(super) fn summary(event: &Event, requests: &[AuthzRequest]) -> String {
         ..
     }) = &event.kind
     {
-        let text = arguments.to_string();
-        let cut: String = text.chars().take(MAX_ARGUMENTS).collect();
-        let more = if cut.len() < text.len() { "…" } else { "" };
-        line.push_str(&format!(" {cut}{more}"));
+        line.push_str(&format!(" {arguments}"));
     }
     line
 }
 
-/// Characters of an MCP call's arguments shown in its summary.
-const MAX_ARGUMENTS: usize = 200;
+/// Characters of a summary shown (an MCP call's arguments can be long).
+const MAX_SUMMARY: usize = 300;
+
+/// `line` cut at [`MAX_SUMMARY`] characters, `…` saying so. Cut after
+/// redaction: a secret cut first might no longer look like one.
+pub(super) fn cut(line: String) -> String {
+    match line.char_indices().nth(MAX_SUMMARY) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
+    }
+}
 
 fn url(request: &HttpRequest) -> String {
     let default_port = matches!((request.scheme.as_str(), request.port), ("https", 443) | ("http", 80));

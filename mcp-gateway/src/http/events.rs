@@ -3,7 +3,8 @@
 //! bound keeps only its prefix, so a stream is never buffered whole), and
 //! [`message`] / [`endpoint`] encode the events the gateway sends.
 //!
-//! Parsing follows the WHATWG rules: lines end in CRLF, LF or CR; `data`
+//! Parsing follows the WHATWG rules: a UTF-8 byte order mark at the very
+//! start is dropped; lines end in CRLF, LF or CR; `data`
 //! lines join with LF; a blank line dispatches; `:` starts a comment; an
 //! event without data is not dispatched (keep-alives, priming events).
 
@@ -51,6 +52,8 @@ struct Raw {
 pub(crate) struct EventReader<B> {
     body: B,
     raw: Option<Raw>,
+    /// The start was looked at for a byte order mark.
+    started: bool,
     pending: BytesMut,
     eof: bool,
     /// Inside a line too long to hold: drop until its end (counting it
@@ -73,6 +76,7 @@ where
         EventReader {
             body,
             raw: None,
+            started: false,
             pending: BytesMut::new(),
             eof: false,
             skipping: None,
@@ -166,6 +170,17 @@ where
     /// Consumes complete lines from `pending`; returns an event once a
     /// blank line dispatches one.
     fn take_lines(&mut self) -> Option<Event> {
+        if !self.started {
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            // Two bytes of a mark may be all that came yet.
+            if !self.eof && self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) {
+                return None;
+            }
+            self.started = true;
+            if self.pending.starts_with(BOM) {
+                let _ = self.pending.split_to(BOM.len());
+            }
+        }
         loop {
             let Some((end, next)) = line_end(&self.pending, self.eof) else {
                 self.hold_partial_line();

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 
@@ -34,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::body::{self, ClientBody};
 use super::endpoint::Endpoint;
-use super::events::{Event, EventReader, Step};
+use super::events::{self, Event, EventReader, Step};
 use super::exchange::{Collected, EventBody, OnDrop};
 use super::route::{Route, RouteBody, RouteError};
 use super::{inline, sse};
@@ -47,12 +48,20 @@ const MAX_STREAMS: usize = 1024;
 /// Messages queued for the server before the core waits.
 const QUEUE: usize = 256;
 
-/// Bytes beyond the message bound an event not yet passed on may take
-/// (its field names, other fields).
-const RAW_SLACK: usize = 64 << 10;
+/// The longest event a stream may send before it names an endpoint (the
+/// bytes of one event are held until it is whole); a longer one closes it.
+const BEFORE_ENDPOINT: usize = 1 << 20;
 
-/// Pieces of a watched stream on their way to the agent.
-const PIECES: usize = 16;
+/// Pieces of a watched stream on their way to the agent: with
+/// [`BEFORE_ENDPOINT`], what a stream the agent does not read holds.
+const PIECES: usize = 2;
+
+/// Event streams watched at once, over all hosts; past it a GET's event
+/// stream is closed.
+const MAX_WATCHED: usize = 1024;
+
+/// Event streams being watched now.
+static WATCHED: AtomicUsize = AtomicUsize::new(0);
 
 /// The open legacy streams, by the endpoint they named (`"<host> <path>"`).
 pub(crate) type Streams = Arc<Mutex<HashMap<String, Arc<Stream>>>>;
@@ -71,31 +80,45 @@ pub(crate) fn key(host: &str, target: &str) -> String {
     format!("{} {target}", host.to_ascii_lowercase())
 }
 
-/// Where a watched stream came from, and its bound.
+/// Where a watched stream came from, its bound, and where its notices go.
 struct Origin {
     streams: Streams,
     host: String,
     path: String,
     max_message_bytes: usize,
+    notice: Box<dyn Fn(String) + Send>,
 }
 
 /// A GET's event stream from `host` (requested at `path`), watched: passed
 /// on event by event, and relayed through a core from the event that
 /// names an endpoint on. `endpoint` gives the core for `host`, `None` when
-/// no more hosts may be inspected.
+/// no more hosts may be inspected; `notice` audits why a stream was closed.
 pub(crate) fn event_stream(
     streams: &Streams,
-    host: &str,
-    path: &str,
+    (host, path): (&str, &str),
     body: RouteBody,
     endpoint: impl FnOnce() -> Option<Arc<Endpoint>> + Send + 'static,
+    notice: impl Fn(String) + Send + 'static,
     max_message_bytes: usize,
 ) -> RouteBody {
-    let origin =
-        Origin { streams: Arc::clone(streams), host: host.to_string(), path: path.to_string(), max_message_bytes };
+    if WATCHED.fetch_add(1, Ordering::AcqRel) >= MAX_WATCHED {
+        WATCHED.fetch_sub(1, Ordering::AcqRel);
+        notice(format!("closed an event stream from {host}{path}: {MAX_WATCHED} are watched already"));
+        return body::empty().map_err(|never| match never {}).boxed_unsync();
+    }
+    let origin = Origin {
+        streams: Arc::clone(streams),
+        host: host.to_string(),
+        path: path.to_string(),
+        max_message_bytes,
+        notice: Box::new(notice),
+    };
     let (pieces, receiver) = mpsc::channel(PIECES);
     let task = tokio::spawn(watch(origin, body, endpoint, pieces));
-    let on_drop = OnDrop::new(move || task.abort());
+    let on_drop = OnDrop::new(move || {
+        task.abort();
+        WATCHED.fetch_sub(1, Ordering::AcqRel);
+    });
     Watched { pieces: receiver, inspected: None, _on_drop: on_drop }.boxed_unsync()
 }
 
@@ -114,8 +137,7 @@ async fn watch(
     endpoint: impl FnOnce() -> Option<Arc<Endpoint>>,
     pieces: mpsc::Sender<Piece>,
 ) {
-    let max = origin.max_message_bytes;
-    let mut events = EventReader::new(body, max).keeping_raw(max + RAW_SLACK);
+    let mut events = EventReader::new(body, origin.max_message_bytes).keeping_raw(BEFORE_ENDPOINT);
     let named = loop {
         let event = match events.step().await {
             Ok(Step::Event(event)) => event,
@@ -135,7 +157,7 @@ async fn watch(
             }
         };
         if let Some(why) = unsafe_to_pass(&event) {
-            return refuse(&origin, endpoint, why);
+            return refuse(&origin, why);
         }
         if event.name == "endpoint" {
             break event;
@@ -144,10 +166,10 @@ async fn watch(
             return;
         }
     };
-    let Line::Message(data) = named.data else { return refuse(&origin, endpoint, "an endpoint too long to read") };
+    let Line::Message(data) = named.data else { return refuse(&origin, "an endpoint too long to read") };
     let data = String::from_utf8_lossy(&data).trim().to_string();
     let Some((target_host, target)) = resolve(&origin.host, &origin.path, &data) else {
-        return refuse(&origin, endpoint, "an endpoint that does not resolve to a host and path");
+        return refuse(&origin, "an endpoint that does not resolve to a host and path");
     };
     let host = &origin.host;
     let Some(endpoint) = endpoint() else {
@@ -182,7 +204,9 @@ async fn watch(
         "info",
         format!("MCP event stream (HTTP+SSE) from {host} seen in proxied HTTP; its messages to {target_host}{target} are inspected"),
     );
-    let named = events.take_settled();
+    // The endpoint goes on as it was read and filed, trimmed and re-encoded
+    // (the raw event, and anything settled before it, stay behind).
+    let named = events::endpoint(&data);
     events.stop_raw();
     let inspected = EventBody::new(None, receiver, false, OnDrop::new(|| {}));
     if pieces.send(Piece::Raw(named)).await.is_err() || pieces.send(Piece::Inspected(inspected)).await.is_err() {
@@ -205,12 +229,8 @@ fn unsafe_to_pass(event: &Event) -> Option<&'static str> {
 }
 
 /// Closes a watched stream that cannot go on, and says why.
-fn refuse(origin: &Origin, endpoint: impl FnOnce() -> Option<Arc<Endpoint>>, why: &str) {
-    let message = format!("closed an event stream from {}{}: it sent {why}", origin.host, origin.path);
-    match endpoint() {
-        Some(endpoint) => endpoint.enforcer.notice("warn", message),
-        None => tracing::warn!("{message}"),
-    }
+fn refuse(origin: &Origin, why: &str) {
+    (origin.notice)(format!("closed an event stream from {}{}: it sent {why}", origin.host, origin.path));
 }
 
 /// A legacy stream filed under its endpoint's key while its task runs.
@@ -357,7 +377,7 @@ mod tests {
 
     async fn watched(chunks: &[&str], max: usize) -> (Result<String, String>, Streams) {
         let streams = Streams::default();
-        let out = event_stream(&streams, "feed.test", "/events", body_of(chunks), || None, max);
+        let out = event_stream(&streams, ("feed.test", "/events"), body_of(chunks), || None, |_| {}, max);
         let got = out.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
         (got.map_err(|e| e.to_string()), streams)
     }
@@ -389,7 +409,8 @@ mod tests {
         }
         let (sender, receiver) = mpsc::channel(4);
         let streams = Streams::default();
-        let mut out = event_stream(&streams, "feed.test", "/events", Fed(receiver).boxed_unsync(), || None, 1 << 20);
+        let mut out =
+            event_stream(&streams, ("feed.test", "/events"), Fed(receiver).boxed_unsync(), || None, |_| {}, 1 << 20);
         let next = async |out: &mut RouteBody| {
             let frame = tokio::time::timeout(Duration::from_secs(5), out.frame()).await.expect("in time");
             frame.expect("a frame").expect("data").into_data().expect("data")
@@ -411,6 +432,9 @@ mod tests {
         // Unnamed events are `message` events too, and a BOM hides nothing.
         let (got, _) = watched(&["data: \u{feff}[{\"jsonrpc\":\"2.0\",\"method\":\"x\"}]\n\n"], 1 << 20).await;
         assert_eq!(got.expect("read"), "");
+        // A byte order mark at the start is no field name: the event is read.
+        let (got, _) = watched(&["\u{feff}", "data: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n"], 1 << 20).await;
+        assert_eq!(got.expect("read"), "");
         // Another event's JSON-RPC is no answer a client reads.
         let tick = "event: tick\ndata: {\"jsonrpc\":\"2.0\"}\n\n";
         assert_eq!(watched(&[tick], 1 << 20).await.0.expect("read"), tick);
@@ -430,7 +454,7 @@ mod tests {
         let long = format!("data: {}\n\n", "x".repeat(100));
         let (got, _) = watched(&["data: ok\n\n", &long], 64).await;
         assert_eq!(got.expect("read"), "data: ok\n\n", "an oversized event is not passed on");
-        let endless = "y".repeat(RAW_SLACK + 200);
+        let endless = "y".repeat(BEFORE_ENDPOINT + 200);
         let (got, _) = watched(&["data: ok\n\n", "data: ", &endless], 64).await;
         assert!(got.expect_err("broken").contains("an event over"));
     }

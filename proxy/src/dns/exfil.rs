@@ -30,8 +30,9 @@ pub const TXT_FLOOD: &str = "txt-flood";
 pub const SUBDOMAIN_FLOOD: &str = "subdomain-flood";
 
 /// Domains whose recent names are remembered at once. Past it, domains
-/// quiet for a window are forgotten first, then all: an attacker owning a
-/// thousand domains could reset the count, one owning one cannot.
+/// quiet for a window are forgotten first, then the one quiet longest: a
+/// tunnel's own domain, asked all the time, stays counted however many
+/// other names are asked beside it.
 const MAX_DOMAINS: usize = 1024;
 
 /// The heuristics' thresholds.
@@ -88,13 +89,22 @@ impl Default for ExfilThresholds {
     }
 }
 
+/// The names recently asked under one domain.
+#[derive(Debug, Default)]
+struct Recent {
+    /// Hash of a name under the domain → when it was last asked.
+    names: HashMap<u64, Instant>,
+    /// When any was.
+    last: Option<Instant>,
+}
+
 /// The stateful part: recent TXT query times, and recent names by domain.
 #[derive(Debug)]
 pub struct ExfilDetector {
     thresholds: ExfilThresholds,
     txt_times: Mutex<VecDeque<Instant>>,
-    /// Hash of a domain → (hash of a name under it → when it was last asked).
-    names: Mutex<HashMap<u64, HashMap<u64, Instant>>>,
+    /// Hash of a domain → its recent names.
+    names: Mutex<HashMap<u64, Recent>>,
     hasher: RandomState,
 }
 
@@ -129,23 +139,35 @@ impl ExfilDetector {
         flags
     }
 
-    /// Records the name of `labels` under its domain at `now`; true when
-    /// the domain now has more distinct names in the window than allowed.
-    /// Each domain keeps at most the threshold plus one names.
+    /// Records the name of `labels` under its domains at `now` (see
+    /// [`domain_starts`]); true when one of them now has more distinct
+    /// names in the window than allowed. Each domain keeps at most the
+    /// threshold plus one names.
     fn names_flooding(&self, labels: &[&[u8]], now: Instant) -> bool {
+        let mut flooding = false;
+        for split in domain_starts(labels).into_iter().flatten() {
+            let (below, domain) = labels.split_at(split);
+            flooding |= self.count_name(self.folded_hash(domain), self.folded_hash(below), now);
+        }
+        flooding
+    }
+
+    fn count_name(&self, domain: u64, name: u64, now: Instant) -> bool {
         let t = &self.thresholds;
-        let Some(split) = domain_start(labels) else { return false };
-        let (below, domain) = labels.split_at(split);
-        let (domain, name) = (self.folded_hash(domain), self.folded_hash(below));
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < t.names_window;
         let mut domains = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if domains.len() >= MAX_DOMAINS && !domains.contains_key(&domain) {
-            domains.retain(|_, names| names.values().any(|at| now.saturating_duration_since(*at) < t.names_window));
-            if domains.len() >= MAX_DOMAINS {
-                domains.clear();
+            domains.retain(|_, recent| recent.last.as_ref().is_some_and(fresh));
+            if domains.len() >= MAX_DOMAINS
+                && let Some(quietest) = domains.iter().min_by_key(|(_, recent)| recent.last).map(|(key, _)| *key)
+            {
+                domains.remove(&quietest);
             }
         }
-        let names = domains.entry(domain).or_default();
-        names.retain(|_, at| now.saturating_duration_since(*at) < t.names_window);
+        let recent = domains.entry(domain).or_default();
+        recent.last = Some(now);
+        let names = &mut recent.names;
+        names.retain(|_, at| fresh(at));
         if names.len() > t.names_per_domain && !names.contains_key(&name) {
             // Full: the oldest makes room, so the count stays over the bar.
             if let Some(oldest) = names.iter().min_by_key(|(_, at)| **at).map(|(hash, _)| *hash) {
@@ -201,16 +223,18 @@ impl ExfilDetector {
     }
 }
 
-/// Where the domain a name's other labels are counted under starts: its
-/// last two labels (`evil.example`), or three under a two-letter country
-/// code with a short second level (`evil.co.uk`). `None` when nothing is
-/// below it. An approximation of the registrable domain, without the
-/// public suffix list: it errs towards counting more names together.
-fn domain_start(labels: &[&[u8]]) -> Option<usize> {
+/// Where the domains a name's other labels are counted under start: its
+/// last two labels (`evil.example`), and also its last three under a
+/// two-letter top level with a short second level (`evil.co.uk`, and
+/// `ab.io` itself). Without the public suffix list the name counts under
+/// both, so neither guess lets a tunnel through: `co.uk` as a whole counts
+/// many shops' names together, and each shop its own. None where nothing
+/// is below.
+fn domain_starts(labels: &[&[u8]]) -> [Option<usize>; 2] {
     let n = labels.len();
-    let country_second_level = n >= 3 && labels[n - 1].len() == 2 && labels[n - 2].len() <= 3;
-    let start = n.checked_sub(if country_second_level { 3 } else { 2 })?;
-    (start > 0).then_some(start)
+    let below = |start: Option<usize>| start.filter(|&start| start > 0);
+    let country_like = n >= 3 && labels[n - 1].len() == 2 && labels[n - 2].len() <= 3;
+    [below(n.checked_sub(2)), below(n.checked_sub(3).filter(|_| country_like))]
 }
 
 /// Shannon entropy of `label` in bits per character, case-folded so that
@@ -281,21 +305,38 @@ mod tests {
         assert_eq!(d.flags(&labels("ee.tunnel.test"), "AAAA", at(5)), [SUBDOMAIN_FLOOD], "any type counts");
         assert!(d.flags(&labels("ff.other.test"), "A", at(5)).is_empty(), "counted per domain");
         assert!(d.flags(&labels("gg.tunnel.test"), "A", at(200)).is_empty(), "the window slid");
-        // Under a country code's second level, the domain is three labels.
-        for (i, chunk) in ["a", "b", "c", "d"].iter().enumerate() {
-            let flags = d.flags(&labels(&format!("{chunk}.shop{i}.co.uk")), "A", at(300));
-            assert!(flags.is_empty(), "{chunk}: different shops, not one domain");
+        // Under a country code's short second level, a name counts under
+        // both guesses at its domain: one shop's names, and all of co.uk's.
+        let shop = ExfilDetector::new(ExfilThresholds { names_per_domain: 3, ..ExfilThresholds::default() });
+        for chunk in ["a", "b", "c"] {
+            assert!(shop.flags(&labels(&format!("{chunk}.shop.co.uk")), "A", at(300)).is_empty());
         }
+        assert_eq!(shop.flags(&labels("d.shop.co.uk"), "A", at(300)), [SUBDOMAIN_FLOOD]);
+        // `ab.io` is no public suffix for a tunnel to hide under.
+        for chunk in ["a", "b", "c"] {
+            assert!(shop.flags(&labels(&format!("{chunk}.ab.io")), "A", at(300)).is_empty());
+        }
+        assert_eq!(shop.flags(&labels("d.ab.io"), "A", at(300)), [SUBDOMAIN_FLOOD]);
     }
 
     #[test]
-    fn remembered_domains_are_bounded() {
-        let d = ExfilDetector::new(ExfilThresholds::default());
-        let now = Instant::now();
-        for i in 0..(MAX_DOMAINS * 3) {
-            d.flags(&labels(&format!("www.site{i}.test")), "A", now);
+    fn remembered_domains_are_bounded_and_a_busy_one_is_kept() {
+        let d = ExfilDetector::new(ExfilThresholds { names_per_domain: 3, ..ExfilThresholds::default() });
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        for i in 0..3 {
+            d.flags(&labels(&format!("c{i}.tunnel.test")), "A", at(i));
+        }
+        // Junk domains asked to push the tunnel's count out, the tunnel
+        // asking between them: it stays the most recent, never the one evicted.
+        for i in 0..(MAX_DOMAINS as u64 * 3) {
+            d.flags(&labels(&format!("www.site{i}.test")), "A", at(10 + 2 * i));
+            if i % 500 == 0 {
+                d.flags(&labels("c0.tunnel.test"), "A", at(11 + 2 * i));
+            }
         }
         assert!(d.names.lock().expect("lock").len() <= MAX_DOMAINS);
+        assert_eq!(d.flags(&labels("c3.tunnel.test"), "A", at(10_000)), [SUBDOMAIN_FLOOD]);
     }
 
     #[test]

@@ -29,7 +29,8 @@
 /* Bumped whenever a struct below changes shape, or what the programs do
  * changes: pins left by an older Bridle are then refused, never re-adopted
  * with their old programs (4: sock_create allows only TCP and UDP; host
- * mode adds the loopback-only packet filters). */
+ * mode adds the loopback-only packet filters. 5: exempt_tgid_cgroup, and
+ * appliance mode's packet filters). */
 #define BRIDLE_ABI_VERSION 5u
 
 /* bridle_config.flags */

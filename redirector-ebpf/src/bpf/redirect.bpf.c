@@ -597,12 +597,28 @@ int bridle_ingress(struct __sk_buff *skb)
  * Bridle's own (its cgroup, as an ancestor) and the container runtime's
  * (its cgroup) pass. Without a config the exemptions are unknown, and
  * every guarded socket is kept to loopback: fail closed. Packets of other
- * namespaces, the host's included, pass after one map lookup. */
+ * namespaces, the host's included, pass after one map lookup. Needs
+ * bpf_get_netns_cookie on a packet (Linux 6.15): the loader attaches the
+ * rest without these where the kernel refuses them, and says so. */
 static __always_inline int guarded_loopback_only(struct __sk_buff *skb, int egress)
 {
 	const struct bridle_config *c = get_config();
-	__u64 netns = bpf_get_netns_cookie(skb);
+	struct bpf_sock *sk = skb->sk;
+	__u64 netns;
 
+	/* Only what a guarded process can own (sock_create): TCP and UDP
+	 * sockets. The namespace's kernel sockets (neighbour discovery, ICMP
+	 * errors, resets for no socket) are raw; time-wait and request
+	 * sockets only answer for a socket that was filtered itself. */
+	if (!sk)
+		return ALLOW;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return ALLOW;
+	if (!((sk->type == BRIDLE_SOCK_STREAM && sk->protocol == BRIDLE_IPPROTO_TCP) ||
+	      (sk->type == BRIDLE_SOCK_DGRAM && sk->protocol == BRIDLE_IPPROTO_UDP)))
+		return ALLOW;
+	netns = bpf_get_netns_cookie(skb);
 	if (!bpf_map_lookup_elem(&guarded_netns, &netns))
 		return ALLOW;
 	if (c && c->exempt_cgroup &&
