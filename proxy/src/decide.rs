@@ -69,15 +69,21 @@ impl Decider {
     /// The engine's decision, with an `ask` settled by a person where a
     /// broker is wired in, and enforced (anything unsettled is a deny).
     async fn settle(&self, event: &Event, decision: Decision, subject: &str) -> Decision {
-        self.settle_merging(event, decision, subject, Merge::OnEvent).await
+        self.settle_merging(event, decision, subject, || Merge::OnEvent).await
     }
 
     /// [`settle`](Self::settle), a held ask sharing its approval only as
-    /// `merge` allows.
-    async fn settle_merging(&self, event: &Event, decision: Decision, subject: &str, merge: Merge) -> Decision {
+    /// `merge` allows (worked out only for an ask).
+    async fn settle_merging(
+        &self,
+        event: &Event,
+        decision: Decision,
+        subject: &str,
+        merge: impl FnOnce() -> Merge,
+    ) -> Decision {
         match self.approvals.get() {
             Some(approvals) if decision.effect == Effect::Ask => {
-                enforced(approvals.ask_merging(event, decision, merge).await, subject)
+                enforced(approvals.ask_merging(event, decision, merge()).await, subject)
             }
             _ => enforced(decision, subject),
         }
@@ -124,7 +130,12 @@ impl Decider {
     /// timeout, it is a deny. Held, it shares its approval only with the
     /// requests `merge` allows (the event shows neither query values nor
     /// header values nor the body).
-    pub async fn decide_request(&self, request: HttpRequest, merge: Merge, pid: Option<u32>) -> Verdict {
+    pub async fn decide_request(
+        &self,
+        request: HttpRequest,
+        merge: impl FnOnce() -> Merge,
+        pid: Option<u32>,
+    ) -> Verdict {
         let event = self.event(EventKind::HttpRequest(request), pid);
         let decision = self.settle_merging(&event, self.authorizer.decide(&event), "request", merge).await;
         self.record(AuditEntry::Decision { event, decision: decision.clone() });

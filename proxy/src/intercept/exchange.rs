@@ -205,7 +205,8 @@ impl Exchange {
                 self.conn.pid,
             ),
             (None, false) => {
-                let merge = approval_merge(&parts, &uri_text, &prefix);
+                // Hashed only if the request is held for a person.
+                let merge = || approval_merge(&parts, &uri_text, &prefix);
                 self.conn.decider.decide_request(described, merge, self.conn.pid).await
             }
         };
