@@ -331,14 +331,19 @@ pub(super) fn in_initial_pid_namespace() -> bool {
     ns_ino("/proc/self/ns/pid") == Some(INIT_PID_INO)
 }
 
+/// Whether the network namespace file `path` is the host's (initial) one.
+/// Older kernels number init_net dynamically: then it is compared with
+/// PID 1's, when PID 1 is the host's init (we share the initial pid
+/// namespace).
+fn is_host_netns(path: &str) -> bool {
+    let netns = ns_ino(path);
+    netns == Some(INIT_NET_INO) || (in_initial_pid_namespace() && netns == ns_ino("/proc/1/ns/net"))
+}
+
 /// Guarding the host's own network namespace would guard (and `bridle down`
 /// would kill) every process on the host: refuse.
 fn refuse_host_netns() -> anyhow::Result<()> {
-    let ours = ns_ino("/proc/self/ns/net");
-    // Older kernels number init_net dynamically: then compare with PID 1's,
-    // when PID 1 is the host's init (we share the initial pid namespace).
-    let host_init = in_initial_pid_namespace() && ours == ns_ino("/proc/1/ns/net");
-    if ours == Some(INIT_NET_INO) || host_init {
+    if is_host_netns("/proc/self/ns/net") {
         bail!(
             "bridle up guards every process in its network namespace, and this is the host's: run it in a \
              container (docker compose up) or a namespace of its own (`ip netns exec NAME bridle up`); to guard \
@@ -447,8 +452,7 @@ fn is_dockerd(pid: u32) -> Option<u64> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let root = status.lines().find_map(|line| line.strip_prefix("Uid:"))?.split_whitespace().all(|id| id == "0");
-    let netns = ns_ino(&format!("/proc/{pid}/ns/net"));
-    let host_netns = netns == Some(INIT_NET_INO) || (in_initial_pid_namespace() && netns == ns_ino("/proc/1/ns/net"));
+    let host_netns = is_host_netns(&format!("/proc/{pid}/ns/net"));
     if comm.trim() != "dockerd" || exe.file_name()? != "dockerd" || !root || !host_netns {
         return None;
     }

@@ -33,7 +33,6 @@ use super::route::{Route, RouteBody};
 use super::streamable::{self, Unknown, accepts_events};
 use super::{Limits, PROTOCOL_VERSION, SESSION_ID, Shared};
 use crate::framing::Line;
-use bridle_engine::audit::AuditEntry;
 
 /// Host and path pairs remembered as carrying MCP.
 const MAX_SEEN: usize = 4096;
@@ -214,13 +213,7 @@ impl Inline {
         let (inline, named) = (Arc::clone(self), host.to_string());
         let endpoint = move || inline.endpoint(&named);
         let audit = self.shared.audit.clone();
-        let notice = move |message: String| {
-            tracing::warn!(component = "mcp-gateway/inline", "{message}");
-            let entry = AuditEntry::Notice { component: "mcp-gateway/inline".into(), level: "warn".into(), message };
-            if let Some(Err(error)) = audit.as_ref().map(|audit| audit.append(entry)) {
-                tracing::error!(%error, "could not write an MCP audit record");
-            }
-        };
+        let notice = move |message: String| super::warn(audit.as_deref(), "mcp-gateway/inline", message);
         let max = self.limits.max_message_bytes;
         inline_sse::event_stream(&self.legacy, (host, path), body, endpoint, notice, max)
     }

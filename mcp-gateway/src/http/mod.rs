@@ -207,12 +207,17 @@ impl Routes {
     }
 
     fn notice(&self, message: String) {
-        tracing::warn!(component = "mcp-gateway/http", "{message}");
-        let Some(audit) = &self.audit else { return };
-        let entry = AuditEntry::Notice { component: "mcp-gateway/http".into(), level: "warn".into(), message };
-        if let Err(error) = audit.append(entry) {
-            tracing::error!(%error, "could not write an MCP audit record");
-        }
+        warn(self.audit.as_deref(), "mcp-gateway/http", message);
+    }
+}
+
+/// A warning, logged and (with an audit log) audited as `component`'s.
+pub(crate) fn warn(audit: Option<&AuditLog>, component: &str, message: String) {
+    tracing::warn!(component, "{message}");
+    let Some(audit) = audit else { return };
+    let entry = AuditEntry::Notice { component: component.into(), level: "warn".into(), message };
+    if let Err(error) = audit.append(entry) {
+        tracing::error!(%error, "could not write an MCP audit record");
     }
 }
 
