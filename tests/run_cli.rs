@@ -280,12 +280,15 @@ fn when_bridle_dies_guarded_connects_fail_closed_and_down_cleans_up() {
     assert!(status.stdout.lines().any(|l| l.starts_with(&id) && l.contains("orphaned")), "{}", status.all());
     let socket = Path::new("/run/bridle").join(format!("{id}.sock"));
     assert!(socket.exists(), "a killed bridle cannot remove its control socket");
+    let report = Path::new("/run/bridle-mcp").join(format!("{id}.sock"));
+    assert!(report.exists(), "nor its MCP report socket");
     let down = support::bridle(&["down", &id]);
     assert_eq!(down.code, 0, "{}", down.all());
     assert!(down.stdout.contains(&format!("{id}: removed")), "{}", down.all());
     assert!(!Path::new("/sys/fs/bpf/bridle").join(&id).exists(), "pins left behind");
     assert!(!Path::new("/sys/fs/cgroup/unified/bridle").join(&id).exists(), "cgroup left behind");
     assert!(!socket.exists(), "stale control socket left behind: {}", down.all());
+    assert!(!report.exists(), "stale MCP report socket left behind: {}", down.all());
 }
 
 /// Every way around the redirector a guarded (unprivileged) agent might try,
@@ -392,6 +395,155 @@ fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
     for (what, want) in expected {
         assert!(run.stdout.contains(&format!("{what}={want}\n")), "{what}: {}", run.all());
     }
+}
+
+/// A service of the same user outside the session: listens on `paths`
+/// (`@name`: abstract), answers each connection with "ran" (as tmux or the
+/// D-Bus session bus would run what it was sent, outside Bridle's guard).
+const USER_SERVICE: &str = r#"
+import os, select, socket, sys
+listeners = []
+for path in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind("\0" + path[1:] if path.startswith("@") else path)
+    s.listen(8)
+    listeners.append(s)
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select(listeners, [], [], 60)
+    if not ready:
+        break
+    for s in ready:
+        c, _ = s.accept()
+        c.sendall(b"ran\n")
+        c.close()
+"#;
+
+/// Directories this test makes for the user `nobody` where the host has
+/// none, and removes again.
+struct MadeDirs(Vec<std::path::PathBuf>);
+
+impl MadeDirs {
+    fn ensure(&mut self, dir: &str) {
+        let dir = Path::new(dir);
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).expect("make the user's directory");
+            self.0.push(dir.to_path_buf());
+        }
+        sh(&["chown", "65534:65534", &path(dir)]);
+        sh(&["chmod", "0700", &path(dir)]);
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The user's session services (the D-Bus session bus and systemd user
+/// manager in /run/user/<uid>, tmux, the X server) run what they are sent
+/// outside the session's cgroup: the agent sees its own empty copies of
+/// their directories instead, by path and through /proc alike, and reaches
+/// only abstract sockets its own processes bound.
+#[test]
+fn the_agent_cannot_reach_its_users_session_services() {
+    let net = TestNet::new("services");
+    let mut made = MadeDirs(Vec::new());
+    made.ensure("/run/user/65534");
+    made.ensure("/tmp/tmux-65534");
+    let tag = std::process::id();
+    let bus = format!("/run/user/65534/bridle-test-{tag}.sock");
+    let tmux = format!("/tmp/tmux-65534/bridle-test-{tag}");
+    // Abstract names belong to a network namespace: the service's is the
+    // command's, as on a desktop.
+    let x11 = format!("@bridle-test-{tag}/X0");
+    let mut service = Command::new("ip")
+        .args(["netns", "exec", &net.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", USER_SERVICE, &bus, &tmux, &x11])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the user's service");
+    let mut ready = String::new();
+    let stdout = service.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("service ready");
+    assert_eq!(ready.trim(), "ready");
+    // Outside the session the service answers: the test can fail.
+    let reach_outside = |p: &str| {
+        let mut answer = String::new();
+        let mut stream = std::os::unix::net::UnixStream::connect(p).expect("the service outside the session");
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("its answer");
+        answer
+    };
+    assert_eq!(reach_outside(&bus), "ran\n");
+    assert_eq!(reach_outside(&tmux), "ran\n");
+    let abstract_outside = Command::new("ip")
+        .args(["netns", "exec", &net.name, "/usr/bin/python3", "-c"])
+        .arg(format!(
+            "import socket\ns = socket.socket(socket.AF_UNIX); s.connect('\\0{}'); print(s.recv(8).decode(), end='')",
+            &x11[1..]
+        ))
+        .output()
+        .expect("reach the abstract socket outside the session");
+    assert_eq!(String::from_utf8_lossy(&abstract_outside.stdout), "ran\n");
+    let script = format!(
+        "import errno, os, socket\n\
+         def reach(p):\n    try:\n        s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p)\n        return s.recv(8).decode().strip() or 'nothing'\n    except OSError as e:\n        return errno.errorcode.get(e.errno, str(e.errno))\n\
+         print('bus=' + reach('{bus}'))\n\
+         print('tmux=' + reach('{tmux}'))\n\
+         print('via_proc=' + reach('/proc/{pid}/root{bus}'))\n\
+         os.symlink('{bus}', '/tmp/tmux-65534/link')\n\
+         print('via_link=' + reach('/tmp/tmux-65534/link'))\n\
+         print('x11=' + reach('\\0{x11_name}'))\n\
+         mine = socket.socket(socket.AF_UNIX); mine.bind('\\0{x11_name}-own'); mine.listen(1)\n\
+         other = socket.socket(socket.AF_UNIX); other.connect('\\0{x11_name}-own')\n\
+         print('own_abstract=' + ('ok' if mine.accept() else 'no'))\n\
+         own = '/run/user/65534/own.sock'\n\
+         server = socket.socket(socket.AF_UNIX); server.bind(own); server.listen(1)\n\
+         client = socket.socket(socket.AF_UNIX); client.connect(own)\n\
+         server.accept()[0].sendall(b'mine')\n\
+         print('own=' + client.recv(8).decode())\n\
+         print('listing=' + ','.join(sorted(os.listdir('/run/user/65534'))))\n",
+        pid = service.id(),
+        x11_name = &x11[1..],
+    );
+    let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let expected = [
+        ("bus", "ENOENT"),
+        ("tmux", "ENOENT"),
+        ("via_proc", "EACCES"),
+        ("via_link", "ENOENT"),
+        ("x11", "EPERM"),
+        ("own_abstract", "ok"),
+        ("own", "mine"),
+        ("listing", "own.sock"),
+    ];
+    for (what, want) in expected {
+        assert!(run.stdout.contains(&format!("{what}={want}\n")), "{what}: {}", run.all());
+    }
+    // Started from inside a covered directory, the command is in its copy:
+    // a relative path does not reach under the cover either.
+    let relative = format!(
+        "import errno, os, socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('bridle-test-{tag}'); print('relative=' + s.recv(8).decode().strip())\nexcept OSError as e:\n    print('relative=' + errno.errorcode[e.errno])\n"
+    );
+    let run = net
+        .command(&["--user", "nobody"], &["/usr/bin/python3", "-c", &relative])
+        .current_dir("/tmp/tmux-65534")
+        .output();
+    let run = support::Run::from(run.expect("run nsenter"));
+    assert!(run.stdout.contains("relative=ENOENT\n"), "{}", run.all());
+    // The covers were the command's alone: the host's directories hold the
+    // service's sockets, and none of the command's.
+    assert_eq!(reach_outside(&bus), "ran\n");
+    assert!(!Path::new("/run/user/65534/own.sock").exists());
+    assert!(!Path::new("/tmp/tmux-65534/link").exists());
+    let _ = service.kill();
+    let _ = service.wait();
+    let _ = std::fs::remove_file(&bus);
+    let _ = std::fs::remove_file(&tmux);
 }
 
 /// Policies the command itself could rewrite are no guard: Bridle refuses

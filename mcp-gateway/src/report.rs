@@ -9,9 +9,13 @@
 //! approvals broker holds them, so `bridle approve` (run as root, which the
 //! wrapper is not) answers them like any other ask in the session.
 //!
-//! Transport: an abstract Unix socket named for the session
-//! ([`socket_name`]), so no directory permissions stand between a wrapper
-//! and it; the session checks each peer's process (SO_PEERCRED) instead.
+//! Transport: a Unix socket named for the session, which checks each
+//! peer's process (SO_PEERCRED). A host session serves it at
+//! [`socket_path`], in a root-owned directory anyone may traverse: its
+//! command's Landlock domain reaches no abstract socket bound outside it.
+//! The appliance serves the abstract [`socket_name`] in the guarded network
+//! namespace (its agents' containers share no directory with it); a
+//! wrapper tries the path, then the name.
 //! One JSON [`Report`] per line up, one [`Answer`] per line down; a
 //! connection's calls end when it closes.
 //!
@@ -23,6 +27,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::linux::net::SocketAddrExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -58,9 +63,17 @@ pub struct Answer {
     pub decision: Decision,
 }
 
-/// The abstract socket a session serves reports on.
+/// The abstract socket the appliance serves reports on.
 pub fn socket_name(session: &str) -> String {
     format!("bridle/{session}/mcp-calls")
+}
+
+/// The directory of host sessions' report sockets.
+pub const SOCKET_DIR: &str = "/run/bridle-mcp";
+
+/// The socket a host session serves reports on.
+pub fn socket_path(session: &str) -> PathBuf {
+    Path::new(SOCKET_DIR).join(format!("{session}.sock"))
 }
 
 /// The `bridle run` session this process runs in, from its cgroup v2 path
@@ -92,14 +105,21 @@ impl Reporter {
     /// Connects to `session`'s socket; the error says why there is none
     /// (not under Bridle, or a Bridle without it). Needs a Tokio runtime.
     pub fn connect(session: &str) -> io::Result<Reporter> {
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(socket_name(session))?;
-        let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+        let path = socket_path(session);
+        let (stream, shown) = match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(stream) => (stream, path.display().to_string()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(socket_name(session))?;
+                (std::os::unix::net::UnixStream::connect_addr(&addr)?, format!("@{}", socket_name(session)))
+            }
+            Err(error) => return Err(error),
+        };
         stream.set_nonblocking(true)?;
         let stream = tokio::net::UnixStream::from_std(stream)?;
         // Anyone may bind an abstract name: only root's is the session's.
         let uid = stream.peer_cred()?.uid();
         if uid != 0 {
-            return Err(io::Error::other(format!("@{} is served by uid {uid}, not by Bridle", socket_name(session))));
+            return Err(io::Error::other(format!("{shown} is served by uid {uid}, not by Bridle")));
         }
         let (read, mut write) = stream.into_split();
         let (lines, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();

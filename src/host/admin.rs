@@ -256,9 +256,12 @@ pub fn down(all: bool, only: &[String]) -> anyhow::Result<ExitCode> {
         removed += 1;
     }
     println!("{removed} session(s) removed");
-    let sockets = super::control::sweep_stale();
-    if sockets > 0 {
-        println!("{sockets} stale control socket(s) removed from {}", super::control::SOCKET_DIR);
+    for (dir, what) in [(super::control::SOCKET_DIR, "control"), (bridle_mcp_gateway::report::SOCKET_DIR, "MCP report")]
+    {
+        let sockets = super::control::sweep_stale(dir);
+        if sockets > 0 {
+            println!("{sockets} stale {what} socket(s) removed from {dir}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,11 +4,12 @@
 //! attributes what happens meanwhile, above all what the server's own
 //! processes do, to the call (`context.mcp`).
 //!
-//! An abstract Unix socket (no file, so the agent's user can reach it
-//! without Bridle opening a directory to it). Who may report: in host
-//! mode, a process inside the session's cgroup; in the appliance, any
-//! process of the guarded network namespace (the socket exists only
-//! there). A reported server process must be the reporter itself or one
+//! Where: in host mode a socket file in a root-owned directory anyone may
+//! traverse ([`socket_path`]; the command's Landlock domain reaches no
+//! abstract socket bound outside it), and a process inside the session's
+//! cgroup may report; in the appliance an abstract socket (no file to share
+//! with the agents' containers), and any process of the guarded network
+//! namespace may report (the socket exists only there). A reported server process must be the reporter itself or one
 //! of its descendants. Reports are advisory: they come from the agent's
 //! side and can only add `context.mcp` to events.
 //!
@@ -18,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::os::linux::net::SocketAddrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ use bridle_engine::correlate::{CallGuard, Correlator};
 use bridle_engine::decision::{Decision, Effect};
 use bridle_engine::event::{Event, EventKind, McpActive};
 use bridle_engine::names::valid_mcp_server_name;
-use bridle_mcp_gateway::report::{Answer, MAX_REPORT_LINE, Report, socket_name};
+use bridle_mcp_gateway::report::{Answer, MAX_REPORT_LINE, Report, SOCKET_DIR, socket_name, socket_path};
 use bridle_proxy::lineage::descendant_as_seen_by;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
@@ -74,7 +76,7 @@ pub(super) fn start(
     audit: &Arc<AuditLog>,
     stop: &watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
-    let listener = match bind(session) {
+    let bound = match bind(session, &scope) {
         Ok(listener) => listener,
         Err(error) => {
             let message = format!("{error:#}: stdio MCP servers' tool calls are not correlated");
@@ -92,24 +94,58 @@ pub(super) fn start(
         scope,
         audit: Arc::clone(audit),
     };
-    Some(spawn(listener, shared, stop.clone()))
+    Some(spawn(bound, shared, stop.clone()))
 }
 
-/// Binds `session`'s report socket.
-fn bind(session: &str) -> anyhow::Result<UnixListener> {
-    let name = socket_name(session);
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name)
-        .with_context(|| format!("naming the MCP report socket @{name}"))?;
-    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
-        .with_context(|| format!("binding the MCP report socket @{name}"))?;
+/// A bound report socket, and its file if it has one (removed when done).
+struct Bound {
+    listener: UnixListener,
+    file: Option<PathBuf>,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// Binds `session`'s report socket: a file for a host session (Scope::Cgroup),
+/// an abstract name in the appliance.
+fn bind(session: &str, scope: &Scope) -> anyhow::Result<Bound> {
+    let (listener, file) = match scope {
+        Scope::Cgroup { .. } => {
+            let path = socket_path(session);
+            super::control::owned_dir(Path::new(SOCKET_DIR), 0o755)?;
+            // A file left by a session that died with this pid's number.
+            super::control::remove_stale(&path)?;
+            let listener = std::os::unix::net::UnixListener::bind(&path)
+                .with_context(|| format!("binding the MCP report socket {}", path.display()))?;
+            // The agent's user connects; who may report is checked per peer.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+                .with_context(|| format!("opening {} to the agent's user", path.display()))?;
+            (listener, Some(path))
+        }
+        Scope::Namespace => {
+            let name = socket_name(session);
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name)
+                .with_context(|| format!("naming the MCP report socket @{name}"))?;
+            let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+                .with_context(|| format!("binding the MCP report socket @{name}"))?;
+            (listener, None)
+        }
+    };
     listener.set_nonblocking(true).context("making the MCP report socket non-blocking")?;
-    UnixListener::from_std(listener).context("registering the MCP report socket")
+    let listener = UnixListener::from_std(listener).context("registering the MCP report socket")?;
+    Ok(Bound { listener, file })
 }
 
 /// Serves reports until `stop` turns true.
-fn spawn(listener: UnixListener, shared: Shared, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn(bound: Bound, shared: Shared, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let shared = Arc::new(shared);
     tokio::spawn(async move {
+        let listener = &bound.listener;
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };

@@ -8,11 +8,13 @@
 //!   if `sudo bridle run` was typed in a root shell).
 //!
 //! So, after privileges are dropped and before the exec:
-//! - a Landlock domain with signal scoping (Landlock ABI 6, Linux 6.12):
-//!   the command and its children can ptrace and signal only each other;
-//!   where the kernel lacks it, a loud warning. (Abstract unix sockets are
-//!   not scoped: the session's own report socket is one, for `bridle mcp
-//!   wrap` inside the session.);
+//! - a Landlock domain with signal and abstract Unix socket scoping
+//!   (Landlock ABI 6, Linux 6.12): the command and its children can ptrace
+//!   and signal only each other, and connect only to abstract sockets one
+//!   of them bound (the X server's `@/tmp/.X11-unix/X0`, a D-Bus bus on an
+//!   abstract address and any other service of the user's run what they
+//!   are sent outside the guard; [`super::user_services`] covers their
+//!   socket files); where the kernel lacks it, a loud warning;
 //! - a seccomp filter that fails `TIOCSTI` and `TIOCLINUX` ioctls with
 //!   EPERM, `AF_VSOCK` sockets (no cgroup hook sees them; they reach the
 //!   hypervisor host directly) and `io_uring_setup` (io_uring makes sockets
@@ -40,7 +42,7 @@ pub fn confine() -> anyhow::Result<()> {
 /// The Landlock part; never fatal (older kernels lack it), but said.
 fn scope_to_own_processes() {
     let status = Ruleset::default()
-        .scope(Scope::Signal)
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)
         .and_then(|ruleset| ruleset.create())
         .and_then(|ruleset| ruleset.restrict_self());
     let warning = match status {
@@ -49,8 +51,8 @@ fn scope_to_own_processes() {
         Err(error) => format!("Landlock scoping failed: {error}"),
     };
     eprintln!(
-        "bridle: warning: {warning}; the command can ptrace and signal your other processes, \
-         which run outside Bridle's guard"
+        "bridle: warning: {warning}; the command can ptrace and signal your other processes and connect to \
+         abstract sockets, which serve outside Bridle's guard"
     );
 }
 

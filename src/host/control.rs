@@ -112,10 +112,16 @@ pub(crate) fn socket_path(session: &str) -> PathBuf {
 /// Makes sure `dir` exists, belongs to this user and is writable by it
 /// alone.
 fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    owned_dir(dir, 0o700)
+}
+
+/// `dir`, made with `mode` if missing; refused unless this user owns it,
+/// and set to `mode` if anyone else may write to it.
+pub(crate) fn owned_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -123,14 +129,13 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
     let me = nix::unistd::geteuid().as_raw();
     if !meta.is_dir() || meta.uid() != me {
         bail!(
-            "{} must be a directory owned by uid {me}, not uid {}: another owner could plant a control socket \
-             there",
+            "{} must be a directory owned by uid {me}, not uid {}: another owner could plant a socket there",
             dir.display(),
             meta.uid()
         );
     }
     if meta.mode() & 0o022 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("restricting {} to its owner", dir.display()))?;
     }
     Ok(())
@@ -165,7 +170,7 @@ pub(crate) fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
     Ok(ControlSocket { listener, path: path.to_path_buf() })
 }
 
-fn remove_stale(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_stale(path: &Path) -> anyhow::Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
     if !meta.file_type().is_socket() {
         bail!("{} exists and is not a socket; not replacing it", path.display());
@@ -176,10 +181,10 @@ fn remove_stale(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))
 }
 
-/// Removes control sockets nothing serves any more (their Bridle was
+/// Removes the sockets in `dir` nothing serves any more (their Bridle was
 /// killed before it could remove them); returns how many.
-pub(crate) fn sweep_stale() -> usize {
-    let Ok(entries) = std::fs::read_dir(SOCKET_DIR) else { return 0 };
+pub(crate) fn sweep_stale(dir: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())

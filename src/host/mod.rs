@@ -23,6 +23,7 @@ mod session;
 mod tamper;
 mod trust;
 mod user;
+mod user_services;
 
 pub use admin::{down, ready, status};
 pub use appliance::{UpArgs, up};
