@@ -397,9 +397,9 @@ fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
     }
 }
 
-/// A service of the same user outside the session: listens on `paths`
-/// (`@name`: abstract), answers each connection with "ran" (as tmux or the
-/// D-Bus session bus would run what it was sent, outside Bridle's guard).
+/// A service of one user outside the session: listens on `paths` (`@name`:
+/// abstract), answers each connection with "ran" (as tmux or the D-Bus
+/// session bus would run what it was sent, outside Bridle's guard).
 const USER_SERVICE: &str = r#"
 import os, select, socket, sys
 listeners = []
@@ -410,7 +410,7 @@ for path in sys.argv[1:]:
     listeners.append(s)
 print("ready", flush=True)
 while True:
-    ready, _, _ = select.select(listeners, [], [], 60)
+    ready, _, _ = select.select(listeners, [], [], 300)
     if not ready:
         break
     for s in ready:
@@ -419,66 +419,87 @@ while True:
         c.close()
 "#;
 
-/// Directories this test makes for the user `nobody` where the host has
-/// none, and removes again.
-struct MadeDirs(Vec<std::path::PathBuf>);
+/// [`USER_SERVICE`] running as `uid`, in `netns` (where its abstract names
+/// live); stopped, and its socket files removed, when dropped.
+struct UserService {
+    child: Child,
+    files: Vec<String>,
+}
 
-impl MadeDirs {
-    fn ensure(&mut self, dir: &str) {
-        let dir = Path::new(dir);
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).expect("make the user's directory");
-            self.0.push(dir.to_path_buf());
-        }
-        sh(&["chown", "65534:65534", &path(dir)]);
-        sh(&["chmod", "0700", &path(dir)]);
+impl UserService {
+    fn start(netns: &str, uid: u32, paths: &[&str]) -> UserService {
+        let ids = [format!("--reuid={uid}"), format!("--regid={uid}")];
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns, "setpriv", &ids[0], &ids[1], "--clear-groups"])
+            .args(["/usr/bin/python3", "-c", USER_SERVICE])
+            .args(paths)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the user's service");
+        let mut ready = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("service ready");
+        let files = paths.iter().filter(|p| !p.starts_with('@')).map(|p| p.to_string()).collect();
+        let service = UserService { child, files };
+        assert_eq!(ready.trim(), "ready");
+        service
     }
 }
 
-impl Drop for MadeDirs {
+impl Drop for UserService {
     fn drop(&mut self) {
-        for dir in self.0.iter().rev() {
-            let _ = std::fs::remove_dir_all(dir);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
         }
+    }
+}
+
+/// What a service's socket file answers a connection from outside any
+/// session.
+fn reach(path: &str) -> String {
+    let mut answer = String::new();
+    let mut stream = std::os::unix::net::UnixStream::connect(path).expect("the service outside the session");
+    std::io::Read::read_to_string(&mut stream, &mut answer).expect("its answer");
+    answer
+}
+
+/// `dir` as its service makes it for `nobody`, if it is missing (a session
+/// makes it too; it is left in place, as a session leaves it).
+fn nobodys_dir(dir: &str) {
+    if !Path::new(dir).exists() {
+        std::fs::create_dir_all(dir).expect("make the user's directory");
+        sh(&["chown", "65534:65534", dir]);
+        sh(&["chmod", "0700", dir]);
     }
 }
 
 /// The user's session services (the D-Bus session bus and systemd user
 /// manager in /run/user/<uid>, tmux, the X server) run what they are sent
 /// outside the session's cgroup: the agent sees its own empty copies of
-/// their directories instead, by path and through /proc alike, and reaches
+/// their directories instead, by path, symlink and /proc alike, and reaches
 /// only abstract sockets its own processes bound.
 #[test]
 fn the_agent_cannot_reach_its_users_session_services() {
     let net = TestNet::new("services");
-    let mut made = MadeDirs(Vec::new());
-    made.ensure("/run/user/65534");
-    made.ensure("/tmp/tmux-65534");
+    nobodys_dir("/run/user/65534");
+    nobodys_dir("/tmp/tmux-65534");
     let tag = std::process::id();
     let bus = format!("/run/user/65534/bridle-test-{tag}.sock");
     let tmux = format!("/tmp/tmux-65534/bridle-test-{tag}");
     // Abstract names belong to a network namespace: the service's is the
     // command's, as on a desktop.
     let x11 = format!("@bridle-test-{tag}/X0");
-    let mut service = Command::new("ip")
-        .args(["netns", "exec", &net.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(["/usr/bin/python3", "-c", USER_SERVICE, &bus, &tmux, &x11])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the user's service");
-    let mut ready = String::new();
-    let stdout = service.stdout.take().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("service ready");
-    assert_eq!(ready.trim(), "ready");
+    let service = UserService::start(&net.name, 65534, &[&bus, &tmux, &x11]);
+    // A link to the bus outside any covered directory, as the agent could
+    // plant one.
+    let link = format!("/tmp/bridle-test-link-{tag}");
+    std::os::unix::fs::symlink(&bus, &link).expect("plant a link");
     // Outside the session the service answers: the test can fail.
-    let reach_outside = |p: &str| {
-        let mut answer = String::new();
-        let mut stream = std::os::unix::net::UnixStream::connect(p).expect("the service outside the session");
-        std::io::Read::read_to_string(&mut stream, &mut answer).expect("its answer");
-        answer
-    };
-    assert_eq!(reach_outside(&bus), "ran\n");
-    assert_eq!(reach_outside(&tmux), "ran\n");
+    assert_eq!(reach(&bus), "ran\n");
+    assert_eq!(reach(&tmux), "ran\n");
+    assert_eq!(reach(&link), "ran\n");
     let abstract_outside = Command::new("ip")
         .args(["netns", "exec", &net.name, "/usr/bin/python3", "-c"])
         .arg(format!(
@@ -494,8 +515,7 @@ fn the_agent_cannot_reach_its_users_session_services() {
          print('bus=' + reach('{bus}'))\n\
          print('tmux=' + reach('{tmux}'))\n\
          print('via_proc=' + reach('/proc/{pid}/root{bus}'))\n\
-         os.symlink('{bus}', '/tmp/tmux-65534/link')\n\
-         print('via_link=' + reach('/tmp/tmux-65534/link'))\n\
+         print('via_link=' + reach('{link}'))\n\
          print('x11=' + reach('\\0{x11_name}'))\n\
          mine = socket.socket(socket.AF_UNIX); mine.bind('\\0{x11_name}-own'); mine.listen(1)\n\
          other = socket.socket(socket.AF_UNIX); other.connect('\\0{x11_name}-own')\n\
@@ -506,7 +526,7 @@ fn the_agent_cannot_reach_its_users_session_services() {
          server.accept()[0].sendall(b'mine')\n\
          print('own=' + client.recv(8).decode())\n\
          print('listing=' + ','.join(sorted(os.listdir('/run/user/65534'))))\n",
-        pid = service.id(),
+        pid = service.child.id(),
         x11_name = &x11[1..],
     );
     let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
@@ -529,21 +549,58 @@ fn the_agent_cannot_reach_its_users_session_services() {
     let relative = format!(
         "import errno, os, socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('bridle-test-{tag}'); print('relative=' + s.recv(8).decode().strip())\nexcept OSError as e:\n    print('relative=' + errno.errorcode[e.errno])\n"
     );
-    let run = net
-        .command(&["--user", "nobody"], &["/usr/bin/python3", "-c", &relative])
-        .current_dir("/tmp/tmux-65534")
-        .output();
-    let run = support::Run::from(run.expect("run nsenter"));
+    let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", &relative]);
+    let run = Run::from(command.current_dir("/tmp/tmux-65534").output().expect("run nsenter"));
+    assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("relative=ENOENT\n"), "{}", run.all());
     // The covers were the command's alone: the host's directories hold the
     // service's sockets, and none of the command's.
-    assert_eq!(reach_outside(&bus), "ran\n");
+    assert_eq!(reach(&bus), "ran\n");
     assert!(!Path::new("/run/user/65534/own.sock").exists());
-    assert!(!Path::new("/tmp/tmux-65534/link").exists());
-    let _ = service.kill();
-    let _ = service.wait();
-    let _ = std::fs::remove_file(&bus);
-    let _ = std::fs::remove_file(&tmux);
+    let _ = std::fs::remove_file(&link);
+}
+
+/// A service the user starts after the session did, in a directory that
+/// did not exist before it, binds under the session's cover all the same:
+/// the session made the directory on the host, as the service would have.
+/// (As `daemon`, uid 1, whom no other test runs as: the directory must be
+/// missing when the session starts.)
+#[test]
+fn a_service_started_after_the_session_is_out_of_its_reach_too() {
+    let net = TestNet::new("late");
+    let tag = std::process::id();
+    let dir = "/tmp/tmux-1";
+    let _ = std::fs::remove_dir_all(dir);
+    let go = format!("/tmp/bridle-test-go-{tag}");
+    let late = format!("{dir}/late-{tag}");
+    let script = format!(
+        "import errno, os, socket, time\n\
+         for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n    s.connect('{late}'); print('late=' + s.recv(8).decode().strip())\n\
+         except OSError as e:\n    print('late=' + errno.errorcode[e.errno])\n"
+    );
+    let guarded = net
+        .command(&["--user", "daemon"], &["/usr/bin/python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bridle run");
+    let made = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        Path::new(dir).exists()
+    });
+    assert!(made, "the session did not make {dir}");
+    let meta = std::fs::symlink_metadata(dir).expect("made");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!((meta.is_dir(), meta.uid(), meta.mode() & 0o7777), (true, 1, 0o700));
+    let _service = UserService::start(&net.name, 1, &[&late]);
+    assert_eq!(reach(&late), "ran\n");
+    std::fs::write(&go, "").expect("tell the command to go");
+    let run = Run::from(guarded.wait_with_output().expect("bridle run"));
+    let _ = std::fs::remove_file(&go);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("late=ENOENT\n"), "{}", run.all());
 }
 
 /// Policies the command itself could rewrite are no guard: Bridle refuses

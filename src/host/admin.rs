@@ -227,16 +227,20 @@ pub fn down(all: bool, only: &[String]) -> anyhow::Result<ExitCode> {
     }
     let mut removed = 0;
     let found = sessions()?;
+    // Sessions left as they are: their sockets are not probed either.
+    let mut untouched = std::collections::HashSet::new();
     if let Some(unknown) = only.iter().find(|id| !found.contains_key(*id)) {
         bail!("no session {unknown} (see `bridle status`)");
     }
     for (id, session) in found {
         if !only.is_empty() && !only.contains(&id) {
+            untouched.insert(id);
             continue;
         }
         if let Some(owner) = owner_alive(&id, &session) {
             if !all {
                 println!("{id}: running (bridle pid {owner}); left alone (use --all)");
+                untouched.insert(id);
                 continue;
             }
             let owner = Pid::from_raw(i32::try_from(owner).unwrap_or(0));
@@ -256,9 +260,10 @@ pub fn down(all: bool, only: &[String]) -> anyhow::Result<ExitCode> {
         removed += 1;
     }
     println!("{removed} session(s) removed");
+    let candidate = |path: &Path| path.file_stem().is_none_or(|id| !untouched.contains(&*id.to_string_lossy()));
     for (dir, what) in [(super::control::SOCKET_DIR, "control"), (bridle_mcp_gateway::report::SOCKET_DIR, "MCP report")]
     {
-        let sockets = super::control::sweep_stale(dir);
+        let sockets = super::control::sweep_stale(dir, candidate);
         if sockets > 0 {
             println!("{sockets} stale {what} socket(s) removed from {dir}");
         }
@@ -333,5 +338,7 @@ pub(super) fn remove(id: &str, session: &Found) -> anyhow::Result<()> {
     if let Some(cgroup) = &session.cgroup {
         std::fs::remove_dir(cgroup).with_context(|| format!("{id}: removing cgroup {}", cgroup.display()))?;
     }
+    // Its Bridle is gone: nothing serves its report socket any more.
+    let _ = std::fs::remove_file(bridle_mcp_gateway::report::socket_path(id));
     Ok(())
 }

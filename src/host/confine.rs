@@ -28,7 +28,7 @@
 //! the proxy own the network; files are the file hooks' job).
 
 use anyhow::Context as _;
-use landlock::{Ruleset, RulesetAttr as _, RulesetStatus, Scope};
+use landlock::{AccessFs, Ruleset, RulesetAttr as _, RulesetStatus, Scope};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
@@ -39,21 +39,32 @@ pub fn confine() -> anyhow::Result<()> {
     deny_injection_and_vsock()
 }
 
+/// What a command without a Landlock domain can do.
+const UNCONFINED: &str = ": the command can ptrace and signal your other processes, reach your session's services \
+                          through their /proc/<pid>/root and connect to the abstract sockets they serve";
+
 /// The Landlock part; never fatal (older kernels lack it), but said.
 fn scope_to_own_processes() {
     let status = Ruleset::default()
-        .scope(Scope::Signal | Scope::AbstractUnixSocket)
+        // A right no unprivileged process has (making block devices),
+        // handled with no rule: it makes a Landlock domain on every ABI, and
+        // a domain alone keeps ptrace and `/proc/<pid>/root` of processes
+        // outside it out of reach (where the scopes below are missing too).
+        .handle_access(AccessFs::MakeBlock)
+        .and_then(|ruleset| ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket))
         .and_then(|ruleset| ruleset.create())
         .and_then(|ruleset| ruleset.restrict_self());
     let warning = match status {
         Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => return,
-        Ok(_) => "this kernel has no Landlock scoping (ABI 6, Linux 6.12)".to_owned(),
-        Err(error) => format!("Landlock scoping failed: {error}"),
+        Ok(status) if status.ruleset == RulesetStatus::PartiallyEnforced => {
+            "this kernel's Landlock has no scoping (ABI 6, Linux 6.12): the command can signal your other \
+             processes and connect to the abstract sockets they serve"
+                .to_owned()
+        }
+        Ok(_) => "this kernel has no Landlock".to_owned() + UNCONFINED,
+        Err(error) => format!("Landlock failed ({error})") + UNCONFINED,
     };
-    eprintln!(
-        "bridle: warning: {warning}; the command can ptrace and signal your other processes and connect to \
-         abstract sockets, which serve outside Bridle's guard"
-    );
+    eprintln!("bridle: warning: {warning}, outside Bridle's guard");
 }
 
 /// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,

@@ -181,14 +181,15 @@ pub(crate) fn remove_stale(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))
 }
 
-/// Removes the sockets in `dir` nothing serves any more (their Bridle was
-/// killed before it could remove them); returns how many.
-pub(crate) fn sweep_stale(dir: &str) -> usize {
+/// Removes the sockets in `dir` that `candidate` picks and nothing serves
+/// any more (their Bridle was killed before it could remove them);
+/// returns how many.
+pub(crate) fn sweep_stale(dir: &str, candidate: impl Fn(&Path) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "sock"))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sock") && candidate(path))
         .filter(|path| remove_stale(path).is_ok() && !path.exists())
         .count()
 }
