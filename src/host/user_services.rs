@@ -6,8 +6,9 @@
 //!   `/run/user/<uid>` (`systemd-run --user curl …`), with gpg-agent,
 //!   editor servers (`emacsclient --eval`, `nvim --server`), IDE IPC,
 //!   podman and rootless Docker beside them;
-//! - tmux (`/tmp/tmux-<uid>`: `tmux new-window 'curl …'`) and screen
-//!   (`/run/screen`);
+//! - tmux (`/tmp/tmux-<uid>`: `tmux new-window 'curl …'`), screen
+//!   (`/run/screen`), and Emacs's and Neovim's servers where the user has
+//!   no runtime directory (`/tmp/emacs<uid>`, `/tmp/nvim.<user>`);
 //! - the X server and session manager (`/tmp/.X11-unix`, `/tmp/.ICE-unix`),
 //!   which take keystrokes for the user's terminals.
 //!
@@ -47,13 +48,19 @@ enum Owner {
 
 /// The directories to cover for `uid`, whether they exist or not.
 fn candidates(uid: u32) -> Vec<(PathBuf, Owner)> {
-    vec![
+    let mut dirs = vec![
         (PathBuf::from(format!("/run/user/{uid}")), Owner::User),
         (PathBuf::from(format!("/tmp/tmux-{uid}")), Owner::User),
+        // Emacs's and Neovim's servers where no XDG_RUNTIME_DIR is set.
+        (PathBuf::from(format!("/tmp/emacs{uid}")), Owner::User),
         (PathBuf::from("/run/screen"), Owner::Shared),
         (PathBuf::from("/tmp/.X11-unix"), Owner::Shared),
         (PathBuf::from("/tmp/.ICE-unix"), Owner::Shared),
-    ]
+    ];
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        dirs.push((PathBuf::from(format!("/tmp/nvim.{}", user.name)), Owner::User));
+    }
+    dirs
 }
 
 /// Enters a mount namespace of this process's own (inherited by the exec
