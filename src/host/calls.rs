@@ -9,8 +9,8 @@
 //! abstract socket bound outside it), and a process inside the session's
 //! cgroup may report; in the appliance an abstract socket (no file to share
 //! with the agents' containers), and any process of the guarded network
-//! namespace may report (the socket exists only there). A reported server process must be the reporter itself or one
-//! of its descendants. Reports are advisory: they come from the agent's
+//! namespace may report (the socket exists only there). A reported server
+//! process must be the reporter itself or one of its descendants. Reports are advisory: they come from the agent's
 //! side and can only add `context.mcp` to events.
 //!
 //! A wrapper's `@ask` on an MCP message comes here too and waits in the

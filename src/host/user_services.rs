@@ -14,9 +14,9 @@
 //!
 //! So the command gets a mount namespace of its own in which each of those
 //! directories (made on the host first where missing, so that a service
-//! started later binds under the cover) is covered by an empty tmpfs: its own copy,
-//! writable as the user's own was (the command's own tmux or D-Bus works
-//! there), with none of the user's sockets in it. Paths, symlinks and
+//! started later binds under the cover) is covered by an empty tmpfs: its
+//! own copy, writable as the user's own was (the command's own tmux or
+//! D-Bus works there), with none of the user's sockets in it. Paths, symlinks and
 //! `/proc/<pid>/root` of a process outside (refused by the Landlock domain,
 //! [`super::confine`]) all lead to the covered directory. The mounts come
 //! from a more privileged namespace, so a user namespace the command makes
@@ -112,8 +112,14 @@ fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<
     let made = match std::fs::symlink_metadata(dir) {
         Ok(_) => false,
         Err(error) if error.kind() == ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
+            // `/run/user` on a host without logind: everyone traverses it
+            // (whatever this process's umask).
+            if let Some(parent) = dir.parent()
+                && !parent.exists()
+            {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                    .with_context(|| format!("opening {} to everyone", parent.display()))?;
             }
             match std::fs::DirBuilder::new().mode(0o700).create(dir) {
                 Ok(()) => true,
@@ -156,6 +162,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mine = dir.path().join("run/user/65534");
         assert!(open_or_make(&mine, Owner::User, 65534, 65534).expect("made").is_some());
+        let parent = std::fs::metadata(dir.path().join("run/user")).expect("parent made");
+        assert_eq!(parent.mode() & 0o7777, 0o755);
         let meta = std::fs::metadata(&mine).expect("made");
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o700));
         let shared = dir.path().join(".X11-unix");
