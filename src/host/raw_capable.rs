@@ -6,8 +6,9 @@
 //! holds `CAP_NET_ADMIN` can change the namespace's routes and filters. In
 //! host mode the guarded command never has either; in appliance mode the
 //! agent's container decides (Docker's default set includes `CAP_NET_RAW`),
-//! so `bridle up` looks every few seconds and says so, loudly, once per
-//! process: a warning and an audit notice naming it.
+//! so `bridle up` looks every few seconds (at every thread: capabilities
+//! are per thread) and says so, loudly, once per process: a warning and an
+//! audit notice naming it.
 //!
 //! Never: count Bridle's own processes (its cgroup, or its binary run by
 //! `docker compose exec`), or act on a process; this only reports.
@@ -64,8 +65,7 @@ impl Watch {
             {
                 continue;
             }
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-            let Some(caps) = network_caps(&status) else { continue };
+            let Some(caps) = network_caps(held(pid)) else { continue };
             // The pid and its start time: a reused pid is a new process.
             let key = (pid, start_time(pid).unwrap_or(0));
             seen.insert(key);
@@ -84,9 +84,19 @@ fn identity(path: &str) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// `CAP_NET_RAW` / `CAP_NET_ADMIN` in the effective or permitted set of a
-/// `/proc/PID/status` text.
-fn network_caps(status: &str) -> Option<String> {
+/// The capabilities any thread of `pid` holds, effective or permitted:
+/// they are per thread, and one thread that kept them can use them however
+/// the main thread dropped its own.
+fn held(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .fold(0, |held, status| held | status_caps(&status))
+}
+
+/// The effective and permitted sets of a `/proc/PID/status` text.
+fn status_caps(status: &str) -> u64 {
     let set = |name: &str| {
         status
             .lines()
@@ -94,7 +104,11 @@ fn network_caps(status: &str) -> Option<String> {
             .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
             .unwrap_or(0)
     };
-    let held = set("CapEff:") | set("CapPrm:");
+    set("CapEff:") | set("CapPrm:")
+}
+
+/// `CAP_NET_RAW` / `CAP_NET_ADMIN` among `held`.
+fn network_caps(held: u64) -> Option<String> {
     let names: Vec<&str> = [(CAP_NET_RAW, "CAP_NET_RAW"), (CAP_NET_ADMIN, "CAP_NET_ADMIN")]
         .into_iter()
         .filter(|(bit, _)| held & (1 << bit) != 0)
@@ -117,11 +131,43 @@ mod tests {
     #[test]
     fn network_capabilities_are_read_from_either_set() {
         let status = |eff: &str, prm: &str| format!("Name:\tcurl\nCapInh:\t0\nCapPrm:\t{prm}\nCapEff:\t{eff}\n");
+        let caps = |eff: &str, prm: &str| network_caps(status_caps(&status(eff, prm)));
         // Docker's default set: NET_RAW among others.
-        assert_eq!(network_caps(&status("00000000a80425fb", "00000000a80425fb")).as_deref(), Some("CAP_NET_RAW"));
-        assert_eq!(network_caps(&status("0", "0000000000003000")).as_deref(), Some("CAP_NET_RAW+CAP_NET_ADMIN"));
-        assert_eq!(network_caps(&status("0", "0")), None, "a plain user");
-        assert_eq!(network_caps("Name:\tx\n"), None);
+        assert_eq!(caps("00000000a80425fb", "00000000a80425fb").as_deref(), Some("CAP_NET_RAW"));
+        assert_eq!(caps("0", "0000000000003000").as_deref(), Some("CAP_NET_RAW+CAP_NET_ADMIN"));
+        assert_eq!(caps("0", "0"), None, "a plain user");
+        assert_eq!(network_caps(status_caps("Name:\tx\n")), None);
+    }
+
+    /// A process whose main thread dropped every capability while another
+    /// thread kept them (capabilities are per thread) is still a holder.
+    #[test]
+    fn a_thread_that_kept_its_capabilities_counts() {
+        // As root: the second thread starts with every capability, then the
+        // main thread clears its own sets with capset(2).
+        let script = "import ctypes, sys, threading, time\n\
+                      threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
+                      header = (ctypes.c_uint32 * 2)(0x20080522, 0)\n\
+                      data = (ctypes.c_uint32 * 6)()\n\
+                      assert ctypes.CDLL(None).syscall(126, header, data) == 0\n\
+                      print('dropped', flush=True)\n\
+                      time.sleep(30)\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let main = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let (main_caps, all) = (network_caps(status_caps(&main)), network_caps(held(pid)));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(line.trim(), "dropped");
+        assert_eq!(main_caps, None, "the main thread dropped them");
+        assert_eq!(all.as_deref(), Some("CAP_NET_RAW+CAP_NET_ADMIN"));
     }
 
     #[test]
