@@ -338,7 +338,5 @@ pub(super) fn remove(id: &str, session: &Found) -> anyhow::Result<()> {
     if let Some(cgroup) = &session.cgroup {
         std::fs::remove_dir(cgroup).with_context(|| format!("{id}: removing cgroup {}", cgroup.display()))?;
     }
-    // Its Bridle is gone: nothing serves its report socket any more.
-    let _ = std::fs::remove_file(bridle_mcp_gateway::report::socket_path(id));
     Ok(())
 }

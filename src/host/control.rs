@@ -136,7 +136,7 @@ pub(crate) fn owned_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
     }
     if meta.mode() & 0o022 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("restricting {} to its owner", dir.display()))?;
+            .with_context(|| format!("narrowing {} to mode {mode:o}", dir.display()))?;
     }
     Ok(())
 }

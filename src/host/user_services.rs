@@ -64,12 +64,12 @@ fn candidates(uid: u32) -> Vec<(PathBuf, Owner)> {
 }
 
 /// Enters a mount namespace of this process's own (inherited by the exec
-/// and its children) with the user's service directories covered; returns
-/// what was covered. A directory that does not exist yet is made first, on
-/// the host, as its service would make it: a service started later puts
-/// its socket under the cover rather than beside it. Needs
-/// `CAP_SYS_ADMIN`: call it before dropping root.
-pub fn hide(uid: u32, gid: u32) -> anyhow::Result<Vec<PathBuf>> {
+/// and its children) with the user's service directories covered. A
+/// directory that does not exist yet is made first, on the host, as its
+/// service would make it: a service started later puts its socket under the
+/// cover rather than beside it. Needs `CAP_SYS_ADMIN`: call it before
+/// dropping root.
+pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("entering a mount namespace of the command's own")?;
     // Private from here down: nothing mounted below reaches the host's
     // namespace (on systemd hosts `/` is shared by default).
@@ -102,7 +102,7 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<Vec<PathBuf>> {
             cwd.display()
         );
     }
-    Ok(covered)
+    Ok(())
 }
 
 /// `dir` opened without following a symlink, made first if missing (the
