@@ -10,7 +10,8 @@
 mod net;
 mod support;
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -558,6 +559,85 @@ fn the_agent_cannot_reach_its_users_session_services() {
     assert_eq!(reach(&bus), "ran\n");
     assert!(!Path::new("/run/user/65534/own.sock").exists());
     let _ = std::fs::remove_file(&link);
+}
+
+/// System services that look names up for whoever asks (systemd-resolved's
+/// Varlink API, the system bus with `resolve1` and Avahi, nscd, Avahi's own
+/// socket) would send queries Bridle's resolver never decides: the command
+/// sees copies of their directories, with their files and without their
+/// sockets.
+#[test]
+fn the_agent_cannot_have_system_services_look_names_up_for_it() {
+    let net = TestNet::new("sysdns");
+    let tag = std::process::id();
+    let dirs = ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon"];
+    let conf = format!("/run/systemd/resolve/bridle-test-{tag}.conf");
+    let planted = Planted {
+        // Outermost first (`/run/systemd` too where it is missing).
+        dirs: dirs
+            .iter()
+            .flat_map(|dir| {
+                let missing: Vec<PathBuf> =
+                    Path::new(dir).ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
+                missing.into_iter().rev()
+            })
+            .collect(),
+        files: vec![PathBuf::from(&conf)],
+    };
+    for dir in &planted.dirs {
+        std::fs::create_dir_all(dir).expect("make a system service's directory");
+    }
+    std::fs::write(&conf, "search bridle.test\n").expect("plant a file beside the sockets");
+    let sockets: Vec<String> = dirs.iter().map(|dir| format!("{dir}/bridle-test-{tag}")).collect();
+    let paths: Vec<&str> = sockets.iter().map(String::as_str).collect();
+    let _service = UserService::start(&net.name, 0, &paths);
+    for socket in &sockets {
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).expect("open to everyone");
+    }
+    let mut script = String::from(
+        "import errno, socket\n\
+         def reach(p):\n    try:\n        s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p)\n        return s.recv(8).decode().strip() or 'nothing'\n    except OSError as e:\n        return errno.errorcode.get(e.errno, str(e.errno))\n",
+    );
+    for (dir, socket) in dirs.iter().zip(&sockets) {
+        script.push_str(&format!("print('{dir}=' + reach('{socket}'))\n"));
+    }
+    script.push_str(&format!("print('conf=' + open('{conf}').read().strip())\n"));
+    // Outside the session the same user reaches every one: the test can fail.
+    let outside = Command::new("ip")
+        .args(["netns", "exec", &net.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", &script])
+        .output()
+        .expect("reach the services outside the session");
+    let outside = Run::from(outside);
+    for dir in dirs {
+        assert!(outside.stdout.contains(&format!("{dir}=ran\n")), "{dir}: {}", outside.all());
+    }
+    let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for dir in dirs {
+        assert!(run.stdout.contains(&format!("{dir}=ENOENT\n")), "{dir}: {}", run.all());
+    }
+    assert!(run.stdout.contains("conf=search bridle.test\n"), "{}", run.all());
+    // The covers were the command's alone.
+    assert_eq!(reach(&sockets[0]), "ran\n");
+}
+
+/// Files and directories a test made in system places, removed when it
+/// ends however it ends (directories only if empty by then).
+struct Planted {
+    dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// A service the user starts after the session did, in a directory that

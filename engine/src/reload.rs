@@ -64,7 +64,11 @@ impl Reloader {
     /// generation, on failure keeps the current set. Audited either way.
     pub fn reload_now(&self) -> Result<u64, PolicyError> {
         let source = self.dir.display().to_string();
-        match load_settled(&self.dir) {
+        let loaded = load_settled(&self.dir).and_then(|loaded| {
+            refuse_emptied(&self.authorizer.policies(), &loaded)?;
+            Ok(loaded)
+        });
+        match loaded {
             Ok(loaded) => {
                 let policies = loaded.meta.len();
                 let generation = self.authorizer.replace(loaded);
@@ -133,12 +137,26 @@ impl Reloader {
     }
 }
 
+/// Refuses `next` when a file that holds policies of `current` is empty in
+/// it (whitespace only): a save caught between truncating the file and
+/// writing it. The write reloads again; a file meant to hold nothing can be
+/// removed, or keep a comment.
+fn refuse_emptied(current: &LoadedPolicies, next: &LoadedPolicies) -> Result<(), PolicyError> {
+    for file in next.files.iter().filter(|file| file.text.trim().is_empty()) {
+        let policies = current.meta.values().filter(|meta| meta.file == file.name).count();
+        if policies > 0 {
+            return Err(PolicyError::Emptied { path: file.name.clone(), policies });
+        }
+    }
+    Ok(())
+}
+
 /// [`load_dir`], trusted only when reading the directory again right
 /// after finds the same files with the same text: a file written while it
 /// was read (an editor's save, a `git checkout` mid-way) must not install a
 /// torn set. A file left empty for longer than the two reads take (truncated
-/// now, written seconds later) is read as empty: the write that follows
-/// reloads again.
+/// now, written seconds later) reads the same twice; [`refuse_emptied`]
+/// keeps it from dropping the policies it held.
 fn load_settled(dir: &Path) -> Result<LoadedPolicies, PolicyError> {
     settled(dir, read_dir)
 }
@@ -216,6 +234,40 @@ mod tests {
         let failed = reloads.iter().find(|r| r["ok"] == false).expect("failed reload audited");
         let error = failed["error"].as_str().unwrap_or_default();
         assert!(error.contains("p.cedar:1:"), "error names file:line:col: {error}");
+    }
+
+    /// An editor's save truncates, then writes: caught between the two, a
+    /// file of forbids must not leave the set without them. Removing the
+    /// file, or leaving a comment in it, does drop them.
+    #[test]
+    fn a_file_emptied_by_a_save_in_progress_keeps_its_policies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let allow = dir.path().join("allow.cedar");
+        let forbid = dir.path().join("forbid.cedar");
+        std::fs::write(&allow, "@id(\"all\") permit(principal, action, resource);").expect("write");
+        std::fs::write(&forbid, "@id(\"none\") forbid(principal, action, resource);").expect("write");
+        let authz = Arc::new(Authorizer::new(crate::policy::load_dir(dir.path()).expect("valid"), 100));
+        let reloader = Reloader::new(dir.path(), Arc::clone(&authz), None);
+        assert_eq!(authz.decide(&connect()).effect, Effect::Deny);
+
+        std::fs::write(&forbid, " \n").expect("truncate");
+        let error = reloader.reload_now().expect_err("an emptied file is not installed");
+        assert!(matches!(&error, PolicyError::Emptied { policies: 1, .. }), "{error}");
+        assert!(error.to_string().contains("forbid.cedar: empty"), "{error}");
+        assert_eq!(authz.decide(&connect()).effect, Effect::Deny, "the forbid stays");
+
+        std::fs::write(&forbid, "// nothing forbidden for now\n").expect("comment");
+        reloader.reload_now().expect("a file left with a comment is installed");
+        assert_eq!(authz.decide(&connect()).effect, Effect::Allow);
+        // Empty now, and it held nothing: nothing to keep.
+        std::fs::write(&forbid, "").expect("truncate");
+        reloader.reload_now().expect("a file that held nothing may be empty");
+
+        std::fs::write(&allow, "").expect("truncate");
+        assert!(reloader.reload_now().is_err(), "the permit stays");
+        std::fs::remove_file(&allow).expect("remove");
+        reloader.reload_now().expect("a removed file drops its policies");
+        assert_eq!(authz.decide(&connect()).effect, Effect::Deny, "default deny");
     }
 
     #[test]

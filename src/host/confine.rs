@@ -13,7 +13,7 @@
 //!   and signal only each other, and connect only to abstract sockets one
 //!   of them bound (the X server's `@/tmp/.X11-unix/X0`, a D-Bus bus on an
 //!   abstract address and any other service of the user's run what they
-//!   are sent outside the guard; [`super::user_services`] covers their
+//!   are sent outside the guard; [`super::services`] covers their
 //!   socket files); where the kernel lacks it, a loud warning;
 //! - a seccomp filter that fails `TIOCSTI` and `TIOCLINUX` ioctls with
 //!   EPERM, `AF_VSOCK` sockets (no cgroup hook sees them; they reach the

@@ -19,11 +19,11 @@ mod egress;
 mod mcp;
 mod raw_capable;
 mod sandbox;
+mod services;
 mod session;
 mod tamper;
 mod trust;
 mod user;
-mod user_services;
 
 pub use admin::{down, ready, status};
 pub use appliance::{UpArgs, up};

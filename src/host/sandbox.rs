@@ -1,6 +1,6 @@
 //! The last step before the guarded command: join the session's cgroup,
 //! set `no_new_privs`, hide the user's session services
-//! ([`super::user_services`]), drop to the target user, confine it to its
+//! ([`super::services`]), drop to the target user, confine it to its
 //! own processes and terminal ([`super::confine`]), exec.
 //!
 //! It runs as a fresh `bridle __sandbox-exec` process (not in a `pre_exec`
@@ -38,7 +38,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("joining the session cgroup ({})", procs.display()))?;
     nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
     // Root's own services are covered when root is the target.
-    super::user_services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0))?;
+    super::services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0))?;
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }

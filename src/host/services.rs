@@ -1,0 +1,357 @@
+//! What the guarded command may not reach of the services around it: the
+//! Unix sockets of services that act for whoever connects, outside the
+//! session's cgroup and so outside Bridle's guard. The command runs as the
+//! invoking user, and file permissions let it connect to:
+//! - its user's desktop session: the D-Bus session bus and the systemd user
+//!   manager in `/run/user/<uid>` (`systemd-run --user curl …`), with
+//!   gpg-agent, editor servers (`emacsclient --eval`, `nvim --server`), IDE
+//!   IPC, podman and rootless Docker beside them; tmux (`/tmp/tmux-<uid>`:
+//!   `tmux new-window 'curl …'`), screen (`/run/screen`), Emacs's and
+//!   Neovim's servers where the user has no runtime directory
+//!   (`/tmp/emacs<uid>`, `/tmp/nvim.<user>`); the X server and session
+//!   manager (`/tmp/.X11-unix`, `/tmp/.ICE-unix`), which take keystrokes for
+//!   the user's terminals;
+//! - system services that look names up for any caller, so that a query
+//!   Bridle's resolver never decides leaves the host (DNS exfiltration):
+//!   systemd-resolved's Varlink API (`/run/systemd/resolve`), the system
+//!   bus (`/run/dbus`: resolved's `resolve1`, Avahi, NetworkManager), nscd
+//!   (`/run/nscd`) and Avahi's own socket (`/run/avahi-daemon`).
+//!
+//! So the command gets a mount namespace of its own in which each of those
+//! directories is covered by a tmpfs of its own, with none of the services'
+//! sockets in it. The user's directories (made on the host first where
+//! missing, so that a service started later binds under the cover) are
+//! empty and writable as the user's own were: the command's own tmux or
+//! D-Bus works there. A system directory is covered where it exists, by a
+//! copy of its files without its sockets (`/etc/resolv.conf` is often a
+//! link to `/run/systemd/resolve/stub-resolv.conf`). Paths, symlinks and
+//! `/proc/<pid>/root` of a process outside (refused by the Landlock domain,
+//! [`super::confine`]) all lead to the covered directory. The mounts come
+//! from a more privileged namespace, so a user namespace the command makes
+//! cannot unmount them. The rest of the file system is the host's as
+//! before.
+//!
+//! Never: follow a symlink to what to cover (a directory swapped for a link
+//! would move the cover elsewhere), or let a cover propagate to the host's
+//! mounts.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::unistd::{Gid, Uid, fchownat, symlinkat};
+
+/// How a cover is owned: the user's own directories, shared ones, or a
+/// system service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// `/run/user/<uid>`, `/tmp/tmux-<uid>`: the user's, mode 0700.
+    User,
+    /// `/tmp/.X11-unix` and the like: root's, sticky and world-writable.
+    Shared,
+    /// `/run/dbus` and the like: a system service's, covered only where it
+    /// exists, by a copy of its files owned as they were.
+    System,
+}
+
+/// The system services' directories (see the module doc). `/var/run` is a
+/// link to `/run` on every current distribution.
+const SYSTEM_DIRS: [&str; 4] = ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon"];
+
+/// Files larger than this are left out of a system directory's copy: what
+/// those directories hold besides sockets is a few small files
+/// (`resolv.conf`, pid files).
+const COPY_LIMIT: u64 = 1 << 20;
+
+/// The directories to cover for `uid`, whether they exist or not.
+fn candidates(uid: u32) -> Vec<(PathBuf, Owner)> {
+    let mut dirs = vec![
+        (PathBuf::from(format!("/run/user/{uid}")), Owner::User),
+        (PathBuf::from(format!("/tmp/tmux-{uid}")), Owner::User),
+        // Emacs's and Neovim's servers where no XDG_RUNTIME_DIR is set.
+        (PathBuf::from(format!("/tmp/emacs{uid}")), Owner::User),
+        (PathBuf::from("/run/screen"), Owner::Shared),
+        (PathBuf::from("/tmp/.X11-unix"), Owner::Shared),
+        (PathBuf::from("/tmp/.ICE-unix"), Owner::Shared),
+    ];
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        dirs.push((PathBuf::from(format!("/tmp/nvim.{}", user.name)), Owner::User));
+    }
+    dirs.extend(SYSTEM_DIRS.iter().map(|dir| (PathBuf::from(dir), Owner::System)));
+    dirs
+}
+
+/// Enters a mount namespace of this process's own (inherited by the exec
+/// and its children) with the services' directories covered. A user's
+/// directory that does not exist yet is made first, on the host, as its
+/// service would make it: a service started later puts its socket under the
+/// cover rather than beside it. Needs `CAP_SYS_ADMIN`: call it before
+/// dropping root.
+pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS).context("entering a mount namespace of the command's own")?;
+    // Private from here down: nothing mounted below reaches the host's
+    // namespace (on systemd hosts `/` is shared by default).
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("making the command's mounts private")?;
+    let mut covered = Vec::new();
+    for (dir, owner) in candidates(uid) {
+        let Some(opened) = open_or_make(&dir, owner, uid, gid)? else { continue };
+        let (options, copy) = match owner {
+            Owner::User => (format!("mode=0700,uid={uid},gid={gid},size=64m"), None),
+            Owner::Shared => ("mode=1777,size=16m".to_owned(), None),
+            Owner::System => {
+                let meta = opened.metadata().with_context(|| format!("reading {}", dir.display()))?;
+                let (mode, owner, group) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
+                (format!("mode={mode:o},uid={owner},gid={group},size=16m"), Some(Snapshot::of(&opened, &dir)))
+            }
+        };
+        // Onto the directory opened, not onto its path again: the path may
+        // have been swapped for a symlink since.
+        let target = format!("/proc/self/fd/{}", opened.as_raw_fd());
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some(options.as_str()))
+            .with_context(|| format!("covering {} from the command", dir.display()))?;
+        if let Some(snapshot) = copy {
+            // A file missing from the copy opens nothing: say so and go on.
+            if let Err(error) = snapshot.restore(&dir) {
+                eprintln!("bridle: warning: the command's copy of {} is incomplete: {error:#}", dir.display());
+            }
+        }
+        covered.push(dir);
+    }
+    // A working directory inside a covered one would still reach what is
+    // under the cover by relative paths: resolve it again, through them.
+    if let Ok(cwd) = std::env::current_dir()
+        && covered.iter().any(|dir| cwd.starts_with(dir))
+        && std::env::set_current_dir(&cwd).is_err()
+    {
+        std::env::set_current_dir("/").context("leaving a covered working directory")?;
+        eprintln!(
+            "bridle: warning: the working directory {} is covered from the command; it starts in /",
+            cwd.display()
+        );
+    }
+    Ok(())
+}
+
+/// `dir` opened without following a symlink, made first if missing (the
+/// user's own 0700, shared ones 1777, as their services make them; a
+/// system service's is left missing); `None` when it is missing, a symlink
+/// or not a directory (nothing a service would use).
+fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<Option<File>> {
+    let made = match std::fs::symlink_metadata(dir) {
+        Ok(_) => false,
+        Err(error) if error.kind() == ErrorKind::NotFound && owner == Owner::System => return Ok(None),
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            // `/run/user` on a host without logind: everyone traverses it
+            // (whatever this process's umask).
+            if let Some(parent) = dir.parent()
+                && !parent.exists()
+            {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                    .with_context(|| format!("opening {} to everyone", parent.display()))?;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => true,
+                Err(error) if error.kind() == ErrorKind::AlreadyExists => false,
+                Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
+            }
+        }
+        Err(error) => return Err(error).with_context(|| format!("reading {}", dir.display())),
+    };
+    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir);
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(error) if matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)) => {
+            return Ok(None);
+        }
+        Err(error) => return Err(error).with_context(|| format!("opening {}", dir.display())),
+    };
+    if made {
+        let (owner_ids, mode) = match owner {
+            Owner::User => ((uid, gid), 0o700),
+            Owner::Shared => ((0, 0), 0o1777),
+            // Never made: left missing above.
+            Owner::System => return Ok(Some(opened)),
+        };
+        std::os::unix::fs::fchown(&opened, Some(owner_ids.0), Some(owner_ids.1))
+            .with_context(|| format!("handing {} to its owner", dir.display()))?;
+        opened
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    Ok(Some(opened))
+}
+
+/// A system directory's regular files and symlinks, read before it is
+/// covered, to be written into the cover. Its sockets (what the cover is
+/// for), pipes, devices and subdirectories are left out.
+#[derive(Debug, Default)]
+struct Snapshot {
+    entries: Vec<(OsString, Copied)>,
+}
+
+#[derive(Debug)]
+enum Copied {
+    File { bytes: Vec<u8>, mode: u32, owner: (u32, u32) },
+    Link { target: OsString, owner: (u32, u32) },
+}
+
+impl Snapshot {
+    /// What `dir` (opened) holds now. Unreadable entries are left out with
+    /// a warning: a copy short of a file gives the command less, not more.
+    fn of(dir: &File, path: &Path) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        // The directory opened (not its path again), before it is covered.
+        let listing = match std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) {
+            Ok(listing) => listing,
+            Err(error) => {
+                eprintln!("bridle: warning: cannot list {}: {error}", path.display());
+                return snapshot;
+            }
+        };
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            match copy_entry(dir, &name) {
+                Ok(Some(copied)) => snapshot.entries.push((name, copied)),
+                Ok(None) => {}
+                Err(error) => {
+                    eprintln!(
+                        "bridle: warning: {} is left out of the command's copy: {error:#}",
+                        path.join(&name).display()
+                    );
+                }
+            }
+        }
+        snapshot
+    }
+
+    /// Writes the copy into `dir`, which must be the fresh tmpfs mounted
+    /// there (checked: a root-owned system path, but never write elsewhere).
+    fn restore(self, dir: &Path) -> anyhow::Result<()> {
+        let cover = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+            .context("opening the cover")?;
+        let on_tmpfs =
+            nix::sys::statfs::fstatfs(&cover).map(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        anyhow::ensure!(on_tmpfs.unwrap_or(false), "the path does not lead to the cover");
+        for (name, copied) in self.entries {
+            match copied {
+                Copied::File { bytes, mode, owner } => {
+                    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                    let fd = openat(&cover, name.as_os_str(), flags, Mode::from_bits_truncate(mode))
+                        .with_context(|| format!("creating {}", name.to_string_lossy()))?;
+                    let mut file = File::from(fd);
+                    file.write_all(&bytes).with_context(|| format!("writing {}", name.to_string_lossy()))?;
+                    // The umask may have taken bits off.
+                    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
+                }
+                Copied::Link { target, owner } => {
+                    symlinkat(target.as_os_str(), &cover, name.as_os_str())
+                        .with_context(|| format!("linking {}", name.to_string_lossy()))?;
+                    let (uid, gid) = (Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1)));
+                    fchownat(&cover, name.as_os_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One entry of `dir` as it will be copied; `None` for what is not copied.
+fn copy_entry(dir: &File, name: &OsString) -> anyhow::Result<Option<Copied>> {
+    let stat = fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    let owner = (stat.st_uid, stat.st_gid);
+    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+    if kind == SFlag::S_IFLNK {
+        let target = readlinkat(dir, name.as_os_str())?;
+        return Ok(Some(Copied::Link { target, owner }));
+    }
+    if kind != SFlag::S_IFREG {
+        return Ok(None);
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let mut file = File::from(openat(dir, name.as_os_str(), flags, Mode::empty())?);
+    let meta = file.metadata()?;
+    anyhow::ensure!(meta.is_file(), "replaced while read");
+    anyhow::ensure!(meta.len() <= COPY_LIMIT, "larger than {COPY_LIMIT} bytes");
+    let mut bytes = Vec::new();
+    std::io::Read::by_ref(&mut file).take(COPY_LIMIT + 1).read_to_end(&mut bytes)?;
+    anyhow::ensure!(bytes.len() as u64 <= COPY_LIMIT, "larger than {COPY_LIMIT} bytes");
+    Ok(Some(Copied::File { bytes, mode: meta.mode() & 0o7777, owner }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_missing_directory_is_made_as_its_service_would_and_a_symlink_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = dir.path().join("run/user/65534");
+        assert!(open_or_make(&mine, Owner::User, 65534, 65534).expect("made").is_some());
+        let parent = std::fs::metadata(dir.path().join("run/user")).expect("parent made");
+        assert_eq!(parent.mode() & 0o7777, 0o755);
+        let meta = std::fs::metadata(&mine).expect("made");
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o700));
+        let shared = dir.path().join(".X11-unix");
+        assert!(open_or_make(&shared, Owner::Shared, 65534, 65534).expect("made").is_some());
+        assert_eq!(std::fs::metadata(&shared).expect("made").mode() & 0o7777, 0o1777);
+        // One that exists keeps its owner and mode.
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(open_or_make(&shared, Owner::Shared, 0, 0).expect("opened").is_some());
+        assert_eq!(std::fs::metadata(&shared).expect("there").mode() & 0o7777, 0o755);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&mine, &link).expect("symlink");
+        assert!(open_or_make(&link, Owner::User, 65534, 65534).expect("no error").is_none());
+    }
+
+    #[test]
+    fn a_system_directory_is_copied_without_its_sockets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("stub-resolv.conf");
+        std::fs::write(&file, "nameserver 127.0.0.53\n").expect("file");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).expect("chown");
+        std::os::unix::fs::symlink("stub-resolv.conf", dir.path().join("resolv.conf")).expect("symlink");
+        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("io.systemd.Resolve")).expect("socket");
+        nix::unistd::mkfifo(&dir.path().join("fifo"), Mode::from_bits_truncate(0o600)).expect("fifo");
+        std::fs::create_dir(dir.path().join("subdir")).expect("subdir");
+        std::fs::write(dir.path().join("big"), vec![0u8; COPY_LIMIT as usize + 1]).expect("big file");
+        let opened = open_or_make(dir.path(), Owner::System, 0, 0).expect("opened").expect("there");
+        let snapshot = Snapshot::of(&opened, dir.path());
+        let mut names: Vec<_> = snapshot.entries.iter().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["resolv.conf", "stub-resolv.conf"]);
+        // Written only into a tmpfs (where `/tmp` is one, there is nothing
+        // else to try).
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let tmpfs = nix::sys::statfs::statfs(elsewhere.path()).expect("statfs").filesystem_type();
+        if tmpfs != nix::sys::statfs::TMPFS_MAGIC {
+            assert!(Snapshot::of(&opened, dir.path()).restore(elsewhere.path()).is_err());
+            assert_eq!(std::fs::read_dir(elsewhere.path()).expect("listed").count(), 0);
+        }
+        let cover = tempfile::tempdir_in("/dev/shm").expect("tempdir on tmpfs");
+        snapshot.restore(cover.path()).expect("restored");
+        let copy = cover.path().join("stub-resolv.conf");
+        assert_eq!(std::fs::read_to_string(&copy).expect("copied"), "nameserver 127.0.0.53\n");
+        let meta = std::fs::metadata(&copy).expect("copied");
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o640));
+        let link = std::fs::read_link(cover.path().join("resolv.conf")).expect("link copied");
+        assert_eq!(link, Path::new("stub-resolv.conf"));
+    }
+}
