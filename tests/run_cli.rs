@@ -561,6 +561,57 @@ fn the_agent_cannot_reach_its_users_session_services() {
     let _ = std::fs::remove_file(&link);
 }
 
+/// logind removes the user's runtime directory at the last logout and makes
+/// it again at the next login; the session bus started then is as far out
+/// of the command's reach as the one before. (As `bin`, uid 2, whom no
+/// other test runs as.)
+#[test]
+fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
+    let net = TestNet::new("relogin");
+    let tag = std::process::id();
+    let dir = "/run/user/2";
+    if !Path::new(dir).exists() {
+        std::fs::create_dir_all(dir).expect("the user's runtime directory");
+        sh(&["chown", "2:2", dir]);
+        sh(&["chmod", "0700", dir]);
+    }
+    let ready = format!("/tmp/bridle-test-ready-{tag}");
+    let go = format!("/tmp/bridle-test-go-{tag}");
+    let bus = format!("{dir}/bridle-test-{tag}");
+    let script = format!(
+        "import errno, os, socket, time\n\
+         open('{ready}', 'w').close()\n\
+         for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n    s.connect('{bus}'); print('bus=' + s.recv(8).decode().strip())\n\
+         except OSError as e:\n    print('bus=' + errno.errorcode[e.errno])\n"
+    );
+    let guarded = net
+        .command(&["--user", "bin"], &["/usr/bin/python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bridle run");
+    let started = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        Path::new(&ready).exists()
+    });
+    assert!(started, "the command did not start");
+    // Logout, login: the directory goes, a new one comes, a new bus in it.
+    std::fs::remove_dir_all(dir).expect("logout");
+    std::fs::create_dir(dir).expect("login");
+    sh(&["chown", "2:2", dir]);
+    sh(&["chmod", "0700", dir]);
+    let _service = UserService::start(&net.name, 2, &[&bus]);
+    assert_eq!(reach(&bus), "ran\n");
+    std::fs::write(&go, "").expect("tell the command to go");
+    let run = Run::from(guarded.wait_with_output().expect("bridle run"));
+    let _ = std::fs::remove_file(&go);
+    let _ = std::fs::remove_file(&ready);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("bus=ENOENT\n"), "{}", run.all());
+}
+
 /// System services that look names up for whoever asks (systemd-resolved's
 /// Varlink API, the system bus with `resolve1` and Avahi, nscd, Avahi's own
 /// socket) would send queries Bridle's resolver never decides: the command

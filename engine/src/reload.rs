@@ -137,13 +137,15 @@ impl Reloader {
     }
 }
 
-/// Refuses `next` when a file that holds policies of `current` is empty in
-/// it (whitespace only): a save caught between truncating the file and
-/// writing it. The write reloads again; a file meant to hold nothing can be
-/// removed, or keep a comment.
+/// Refuses `next` when a file that holds forbid policies of `current` is
+/// empty in it (whitespace only): a save caught between truncating the file
+/// and writing it would lift those forbids while the write is slow. The
+/// write reloads again; a file meant to hold nothing can be removed, or keep
+/// a comment. (An emptied file of permits only narrows what is allowed, and
+/// is installed.)
 fn refuse_emptied(current: &LoadedPolicies, next: &LoadedPolicies) -> Result<(), PolicyError> {
     for file in next.files.iter().filter(|file| file.text.trim().is_empty()) {
-        let policies = current.meta.values().filter(|meta| meta.file == file.name).count();
+        let policies = current.meta.values().filter(|meta| meta.forbid && meta.file == file.name).count();
         if policies > 0 {
             return Err(PolicyError::Emptied { path: file.name.clone(), policies });
         }
@@ -263,11 +265,18 @@ mod tests {
         std::fs::write(&forbid, "").expect("truncate");
         reloader.reload_now().expect("a file that held nothing may be empty");
 
+        // Emptying a file of permits only narrows what is allowed.
         std::fs::write(&allow, "").expect("truncate");
-        assert!(reloader.reload_now().is_err(), "the permit stays");
-        std::fs::remove_file(&allow).expect("remove");
-        reloader.reload_now().expect("a removed file drops its policies");
+        reloader.reload_now().expect("an emptied file of permits is installed");
         assert_eq!(authz.decide(&connect()).effect, Effect::Deny, "default deny");
+
+        // A removed file of forbids drops them.
+        std::fs::write(&allow, "@id(\"all\") permit(principal, action, resource);").expect("write");
+        std::fs::write(&forbid, "@id(\"none\") forbid(principal, action, resource);").expect("write");
+        reloader.reload_now().expect("valid");
+        std::fs::remove_file(&forbid).expect("remove");
+        reloader.reload_now().expect("a removed file drops its policies");
+        assert_eq!(authz.decide(&connect()).effect, Effect::Allow);
     }
 
     #[test]

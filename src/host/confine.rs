@@ -40,8 +40,9 @@ pub fn confine() -> anyhow::Result<()> {
 }
 
 /// What a command without a Landlock domain can do.
-const UNCONFINED: &str = ": the command can ptrace and signal your other processes, reach your session's services \
-                          through their /proc/<pid>/root and connect to the abstract sockets they serve";
+const UNCONFINED: &str = ": the command can ptrace and signal your other processes, reach the services Bridle \
+                          covers from it (your session's, and system ones that look names up) through \
+                          /proc/<pid>/root of processes outside, and connect to the abstract sockets they serve";
 
 /// The Landlock part; never fatal (older kernels lack it), but said.
 fn scope_to_own_processes() {

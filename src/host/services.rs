@@ -19,10 +19,13 @@
 //!
 //! So the command gets a mount namespace of its own in which each of those
 //! directories is covered by a tmpfs of its own, with none of the services'
-//! sockets in it. The user's directories (made on the host first where
-//! missing, so that a service started later binds under the cover) are
-//! empty and writable as the user's own were: the command's own tmux or
-//! D-Bus works there. A system directory is covered where it exists, by a
+//! sockets in it. `/run/user` is covered whole, holding only an empty
+//! `<uid>` of the user's (logind removes and makes the user's runtime
+//! directory again across logins, which would take a cover on it along).
+//! The user's directories in `/tmp` (made on the host first where missing,
+//! so that a service started later binds under the cover) are empty and
+//! writable as the user's own were: the command's own tmux or D-Bus works
+//! there. A system directory is covered where it exists, by a
 //! copy of its files without its sockets (`/etc/resolv.conf` is often a
 //! link to `/run/systemd/resolve/stub-resolv.conf`). Paths, symlinks and
 //! `/proc/<pid>/root` of a process outside (refused by the Landlock domain,
@@ -49,11 +52,16 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::stat::{Mode, SFlag, fstatat};
 use nix::unistd::{Gid, Uid, fchownat, symlinkat};
 
-/// How a cover is owned: the user's own directories, shared ones, or a
-/// system service's.
+/// How a cover is owned: the runtime directories' parent, the user's own
+/// directories, shared ones, or a system service's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
-    /// `/run/user/<uid>`, `/tmp/tmux-<uid>`: the user's, mode 0700.
+    /// `/run/user`, covered whole (root's, 0755) with only the user's
+    /// `<uid>` in it: logind removes `/run/user/<uid>` at the user's last
+    /// logout and makes it again at the next login, and a cover on the
+    /// removed directory would go with it.
+    Runtime,
+    /// `/tmp/tmux-<uid>` and the like: the user's, mode 0700.
     User,
     /// `/tmp/.X11-unix` and the like: root's, sticky and world-writable.
     Shared,
@@ -64,17 +72,21 @@ enum Owner {
 
 /// The system services' directories (see the module doc). `/var/run` is a
 /// link to `/run` on every current distribution.
-const SYSTEM_DIRS: [&str; 4] = ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon"];
+const SYSTEM_DIRS: [&str; 6] =
+    ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon", "/run/tor", "/run/cups"];
 
-/// Files larger than this are left out of a system directory's copy: what
+/// Files larger than this are left out of a system directory's copy, and
+/// the copy stops at [`COPY_BUDGET`] bytes or [`COPY_ENTRIES`] entries: what
 /// those directories hold besides sockets is a few small files
-/// (`resolv.conf`, pid files).
+/// (`resolv.conf`, pid files), and the cover is a 16 MiB tmpfs.
 const COPY_LIMIT: u64 = 1 << 20;
+const COPY_BUDGET: u64 = 8 << 20;
+const COPY_ENTRIES: usize = 256;
 
 /// The directories to cover for `uid`, whether they exist or not.
 fn candidates(uid: u32) -> Vec<(PathBuf, Owner)> {
     let mut dirs = vec![
-        (PathBuf::from(format!("/run/user/{uid}")), Owner::User),
+        (PathBuf::from("/run/user"), Owner::Runtime),
         (PathBuf::from(format!("/tmp/tmux-{uid}")), Owner::User),
         // Emacs's and Neovim's servers where no XDG_RUNTIME_DIR is set.
         (PathBuf::from(format!("/tmp/emacs{uid}")), Owner::User),
@@ -105,6 +117,7 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
     for (dir, owner) in candidates(uid) {
         let Some(opened) = open_or_make(&dir, owner, uid, gid)? else { continue };
         let (options, copy) = match owner {
+            Owner::Runtime => ("mode=0755,size=64m".to_owned(), None),
             Owner::User => (format!("mode=0700,uid={uid},gid={gid},size=64m"), None),
             Owner::Shared => ("mode=1777,size=16m".to_owned(), None),
             Owner::System => {
@@ -119,10 +132,13 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some(options.as_str()))
             .with_context(|| format!("covering {} from the command", dir.display()))?;
+        if owner == Owner::Runtime {
+            own_runtime_dir(&dir, &opened, uid, gid)?;
+        }
         if let Some(snapshot) = copy {
             // A file missing from the copy opens nothing: say so and go on.
-            if let Err(error) = snapshot.restore(&dir) {
-                eprintln!("bridle: warning: the command's copy of {} is incomplete: {error:#}", dir.display());
+            if let Err(error) = snapshot.restore(&dir, &opened) {
+                eprintln!("bridle: warning: the command's copy of {} is empty: {error:#}", dir.display());
             }
         }
         covered.push(dir);
@@ -148,24 +164,19 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
 /// or not a directory (nothing a service would use).
 fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<Option<File>> {
     let made = match std::fs::symlink_metadata(dir) {
+        Ok(meta) if owner == Owner::System && !meta.is_dir() => {
+            // Not what the service makes: say so, since what it serves is
+            // not covered.
+            eprintln!("bridle: warning: {} is not a directory; it is not covered from the command", dir.display());
+            return Ok(None);
+        }
         Ok(_) => false,
         Err(error) if error.kind() == ErrorKind::NotFound && owner == Owner::System => return Ok(None),
-        Err(error) if error.kind() == ErrorKind::NotFound => {
-            // `/run/user` on a host without logind: everyone traverses it
-            // (whatever this process's umask).
-            if let Some(parent) = dir.parent()
-                && !parent.exists()
-            {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
-                    .with_context(|| format!("opening {} to everyone", parent.display()))?;
-            }
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => true,
-                Err(error) if error.kind() == ErrorKind::AlreadyExists => false,
-                Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
-            }
-        }
+        Err(error) if error.kind() == ErrorKind::NotFound => match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => true,
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => false,
+            Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
+        },
         Err(error) => return Err(error).with_context(|| format!("reading {}", dir.display())),
     };
     let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir);
@@ -178,6 +189,8 @@ fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<
     };
     if made {
         let (owner_ids, mode) = match owner {
+            // `/run/user` on a host without logind: everyone traverses it.
+            Owner::Runtime => ((0, 0), 0o755),
             Owner::User => ((uid, gid), 0o700),
             Owner::Shared => ((0, 0), 0o1777),
             // Never made: left missing above.
@@ -219,10 +232,20 @@ impl Snapshot {
                 return snapshot;
             }
         };
+        let mut bytes = 0;
         for entry in listing.flatten() {
+            if snapshot.entries.len() == COPY_ENTRIES || bytes > COPY_BUDGET {
+                eprintln!("bridle: warning: the command's copy of {} stops at {bytes} bytes", path.display());
+                break;
+            }
             let name = entry.file_name();
             match copy_entry(dir, &name) {
-                Ok(Some(copied)) => snapshot.entries.push((name, copied)),
+                Ok(Some(copied)) => {
+                    if let Copied::File { bytes: ref content, .. } = copied {
+                        bytes += content.len() as u64;
+                    }
+                    snapshot.entries.push((name, copied));
+                }
                 Ok(None) => {}
                 Err(error) => {
                     eprintln!(
@@ -235,39 +258,72 @@ impl Snapshot {
         snapshot
     }
 
-    /// Writes the copy into `dir`, which must be the fresh tmpfs mounted
-    /// there (checked: a root-owned system path, but never write elsewhere).
-    fn restore(self, dir: &Path) -> anyhow::Result<()> {
-        let cover = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(dir)
-            .context("opening the cover")?;
-        let on_tmpfs =
-            nix::sys::statfs::fstatfs(&cover).map(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
-        anyhow::ensure!(on_tmpfs.unwrap_or(false), "the path does not lead to the cover");
+    /// Writes the copy into the cover now mounted on `dir` over `under`
+    /// (the directory it copied). An entry that cannot be written is left
+    /// out with a warning; an error means nothing was written.
+    fn restore(self, dir: &Path, under: &File) -> anyhow::Result<()> {
+        let cover = open_cover(dir, under)?;
         for (name, copied) in self.entries {
-            match copied {
-                Copied::File { bytes, mode, owner } => {
-                    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                    let fd = openat(&cover, name.as_os_str(), flags, Mode::from_bits_truncate(mode))
-                        .with_context(|| format!("creating {}", name.to_string_lossy()))?;
-                    let mut file = File::from(fd);
-                    file.write_all(&bytes).with_context(|| format!("writing {}", name.to_string_lossy()))?;
-                    // The umask may have taken bits off.
-                    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-                    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
-                }
-                Copied::Link { target, owner } => {
-                    symlinkat(target.as_os_str(), &cover, name.as_os_str())
-                        .with_context(|| format!("linking {}", name.to_string_lossy()))?;
-                    let (uid, gid) = (Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1)));
-                    fchownat(&cover, name.as_os_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                }
+            if let Err(error) = copied.write(&cover, &name) {
+                eprintln!(
+                    "bridle: warning: {} is left out of the command's copy: {error:#}",
+                    dir.join(&name).display()
+                );
             }
         }
         Ok(())
     }
+}
+
+impl Copied {
+    fn write(self, cover: &File, name: &OsString) -> anyhow::Result<()> {
+        match self {
+            Copied::File { bytes, mode, owner } => {
+                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let mut file = File::from(openat(cover, name.as_os_str(), flags, Mode::from_bits_truncate(mode))?);
+                file.write_all(&bytes)?;
+                // The umask may have taken bits off.
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
+            }
+            Copied::Link { target, owner } => {
+                symlinkat(target.as_os_str(), cover, name.as_os_str())?;
+                let (uid, gid) = (Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1)));
+                fchownat(cover, name.as_os_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cover just mounted on `dir`, opened: a tmpfs, and not the directory
+/// `under` it (which on `/run` is a tmpfs too). Root writes into it, so
+/// never anywhere else.
+fn open_cover(dir: &Path, under: &File) -> anyhow::Result<File> {
+    let cover = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .context("opening the cover")?;
+    let on_tmpfs = nix::sys::statfs::fstatfs(&cover).map(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    let other_fs = match (cover.metadata(), under.metadata()) {
+        (Ok(cover), Ok(under)) => cover.dev() != under.dev(),
+        _ => false,
+    };
+    anyhow::ensure!(on_tmpfs.unwrap_or(false) && other_fs, "{} does not lead to the cover", dir.display());
+    Ok(cover)
+}
+
+/// The user's own `<uid>` in the `/run/user` cover on `dir`, as logind
+/// makes it (0700).
+fn own_runtime_dir(dir: &Path, under: &File, uid: u32, gid: u32) -> anyhow::Result<()> {
+    let cover = open_cover(dir, under)?;
+    let name = uid.to_string();
+    nix::sys::stat::mkdirat(&cover, name.as_str(), Mode::from_bits_truncate(0o700))
+        .with_context(|| format!("making {}/{name} for the command", dir.display()))?;
+    fchownat(&cover, name.as_str(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .with_context(|| format!("handing {}/{name} to the command's user", dir.display()))?;
+    Ok(())
 }
 
 /// One entry of `dir` as it will be copied; `None` for what is not copied.
@@ -302,10 +358,12 @@ mod tests {
     #[test]
     fn a_missing_directory_is_made_as_its_service_would_and_a_symlink_is_left_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mine = dir.path().join("run/user/65534");
+        let runtime = dir.path().join("user");
+        assert!(open_or_make(&runtime, Owner::Runtime, 65534, 65534).expect("made").is_some());
+        let meta = std::fs::metadata(&runtime).expect("made");
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755));
+        let mine = dir.path().join("tmux-65534");
         assert!(open_or_make(&mine, Owner::User, 65534, 65534).expect("made").is_some());
-        let parent = std::fs::metadata(dir.path().join("run/user")).expect("parent made");
-        assert_eq!(parent.mode() & 0o7777, 0o755);
         let meta = std::fs::metadata(&mine).expect("made");
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o700));
         let shared = dir.path().join(".X11-unix");
@@ -318,6 +376,11 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&mine, &link).expect("symlink");
         assert!(open_or_make(&link, Owner::User, 65534, 65534).expect("no error").is_none());
+        // A system service's directory is never made, and a link is not one.
+        let missing = dir.path().join("nscd");
+        assert!(open_or_make(&missing, Owner::System, 0, 0).expect("no error").is_none());
+        assert!(!missing.exists());
+        assert!(open_or_make(&link, Owner::System, 0, 0).expect("no error").is_none());
     }
 
     #[test]
@@ -337,21 +400,23 @@ mod tests {
         let mut names: Vec<_> = snapshot.entries.iter().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
         names.sort();
         assert_eq!(names, ["resolv.conf", "stub-resolv.conf"]);
-        // Written only into a tmpfs (where `/tmp` is one, there is nothing
-        // else to try).
-        let elsewhere = tempfile::tempdir().expect("tempdir");
-        let tmpfs = nix::sys::statfs::statfs(elsewhere.path()).expect("statfs").filesystem_type();
-        if tmpfs != nix::sys::statfs::TMPFS_MAGIC {
-            assert!(Snapshot::of(&opened, dir.path()).restore(elsewhere.path()).is_err());
-            assert_eq!(std::fs::read_dir(elsewhere.path()).expect("listed").count(), 0);
-        }
+        // Written only into a tmpfs other than the directory's own file
+        // system.
+        let beside = tempfile::tempdir().expect("tempdir beside it");
+        assert!(Snapshot::of(&opened, dir.path()).restore(beside.path(), &opened).is_err());
+        assert_eq!(std::fs::read_dir(beside.path()).expect("listed").count(), 0);
         let cover = tempfile::tempdir_in("/dev/shm").expect("tempdir on tmpfs");
-        snapshot.restore(cover.path()).expect("restored");
+        // An entry that cannot be written is left out, not the rest.
+        std::fs::write(cover.path().join("resolv.conf"), "in the way").expect("in the way");
+        snapshot.restore(cover.path(), &opened).expect("restored");
         let copy = cover.path().join("stub-resolv.conf");
         assert_eq!(std::fs::read_to_string(&copy).expect("copied"), "nameserver 127.0.0.53\n");
         let meta = std::fs::metadata(&copy).expect("copied");
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o640));
-        let link = std::fs::read_link(cover.path().join("resolv.conf")).expect("link copied");
+        assert_eq!(std::fs::read_to_string(cover.path().join("resolv.conf")).expect("left"), "in the way");
+        let again = tempfile::tempdir_in("/dev/shm").expect("tempdir on tmpfs");
+        Snapshot::of(&opened, dir.path()).restore(again.path(), &opened).expect("restored");
+        let link = std::fs::read_link(again.path().join("resolv.conf")).expect("link copied");
         assert_eq!(link, Path::new("stub-resolv.conf"));
     }
 }

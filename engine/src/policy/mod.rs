@@ -82,12 +82,12 @@ pub enum PolicyError {
     /// half-written set is never installed.
     #[error("{}: its files kept changing while they were read ({tries} tries)", path.display())]
     Unsettled { path: PathBuf, tries: u32 },
-    /// A reload found a file empty that held policies of the active set:
-    /// what a save looks like between its truncate and its write, when the
-    /// write is slow. Installing it would drop its forbids for that while.
+    /// A reload found a file empty that held forbid policies of the active
+    /// set: what a save looks like between its truncate and its write, when
+    /// the write is slow. Installing it would lift those forbids meanwhile.
     #[error(
-        "{path}: empty, where it held {policies} of the active policies; read as a save in progress and not installed \
-         (to drop them, remove the file or leave a comment in it)"
+        "{path}: empty, where it held {policies} of the active forbid policies; read as a save in progress and not \
+         installed (to drop them, remove the file or leave a comment in it)"
     )]
     Emptied { path: String, policies: usize },
 }
