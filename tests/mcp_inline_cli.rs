@@ -350,7 +350,7 @@ fn connects_during_a_tool_call_carry_the_call() {
     let steps = json!([{"op": "call", "name": "slow", "args": {"seconds": 4}}]).to_string();
     let script = format!(
         "{python} {client} '{steps}' --streamable-http http://mcp.allowed.test:8000/mcp > slow.out &\n\
-         sleep 2\n\
+         for i in $(seq 200); do grep -q '\"tool\": \"slow\"' server.log && break; sleep 0.05; done\n\
          curl -sS -o /dev/null -w 'during=%{{http_code}}\\n' http://mcp.other.test:8000/x\n\
          wait\n\
          curl -sS -o /dev/null -w 'after=%{{http_code}}\\n' http://mcp.other.test:8000/x\n\

@@ -13,6 +13,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use support::{Run, write_files};
@@ -31,10 +32,32 @@ struct TestNet {
     name: String,
     servers: Vec<Child>,
     dir: tempfile::TempDir,
+    _host: HostDirs,
+}
+
+/// A session ends when a directory it covers is made on the host (see
+/// `a_covered_directory_made_again_on_the_host_ends_the_session`): a test
+/// that makes system services' directories runs alone.
+static HOST_DIRS: RwLock<()> = RwLock::new(());
+
+enum HostDirs {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
 impl TestNet {
     fn new(tag: &str) -> TestNet {
+        let host = HostDirs::Shared(HOST_DIRS.read().unwrap_or_else(PoisonError::into_inner));
+        TestNet::with(tag, host)
+    }
+
+    /// A [`TestNet`] no other test's session runs beside.
+    fn alone(tag: &str) -> TestNet {
+        let host = HostDirs::Alone(HOST_DIRS.write().unwrap_or_else(PoisonError::into_inner));
+        TestNet::with(tag, host)
+    }
+
+    fn with(tag: &str, host: HostDirs) -> TestNet {
         let name = format!("bridle-run-{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().expect("tempdir");
         let config = format!(
@@ -54,7 +77,7 @@ impl TestNet {
         sh(&["ip", "netns", "exec", &name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]);
         // `::` is dual-stack: 198.51.100.7 and 2001:db8::7 alike.
         let servers = net::start_upstreams(&name, "::", &dir.path().join("www"), "127.0.0.1", "5353");
-        TestNet { name, servers, dir }
+        TestNet { name, servers, dir, _host: host }
     }
 
     fn audit(&self) -> std::path::PathBuf {
@@ -64,6 +87,29 @@ impl TestNet {
     /// `bridle run` inside the namespace, as root, with the test policies.
     fn run(&self, extra: &[&str], command: &[&str]) -> Run {
         Run::from(self.command(extra, command).output().expect("run nsenter"))
+    }
+
+    /// `bridle run --user USER` of a python `script`, its output piped,
+    /// once the script has started.
+    fn started(&self, user: &str, script: &str) -> Child {
+        // Where the command (another user) may write, and nothing it could
+        // rewrite holds Bridle's config.
+        let ready = PathBuf::from(format!("/tmp/bridle-test-ready-{}", self.name));
+        let _ = std::fs::remove_file(&ready);
+        let script = format!("open('{}', 'w').close()\n{script}", ready.display());
+        let child = self
+            .command(&["--user", user], &["/usr/bin/python3", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bridle run");
+        let started = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            ready.exists()
+        });
+        let _ = std::fs::remove_file(&ready);
+        assert!(started, "the command did not start");
+        child
     }
 
     /// The `bridle run` of [`TestNet::run`], not started.
@@ -575,28 +621,16 @@ fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
         sh(&["chown", "2:2", dir]);
         sh(&["chmod", "0700", dir]);
     }
-    let ready = format!("/tmp/bridle-test-ready-{tag}");
     let go = format!("/tmp/bridle-test-go-{tag}");
     let bus = format!("{dir}/bridle-test-{tag}");
     let script = format!(
         "import errno, os, socket, time\n\
-         open('{ready}', 'w').close()\n\
          for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
          s = socket.socket(socket.AF_UNIX)\n\
          try:\n    s.connect('{bus}'); print('bus=' + s.recv(8).decode().strip())\n\
          except OSError as e:\n    print('bus=' + errno.errorcode[e.errno])\n"
     );
-    let guarded = net
-        .command(&["--user", "bin"], &["/usr/bin/python3", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bridle run");
-    let started = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        Path::new(&ready).exists()
-    });
-    assert!(started, "the command did not start");
+    let guarded = net.started("bin", &script);
     // Logout, login: the directory goes, a new one comes, a new bus in it.
     std::fs::remove_dir_all(dir).expect("logout");
     std::fs::create_dir(dir).expect("login");
@@ -607,9 +641,30 @@ fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
     std::fs::write(&go, "").expect("tell the command to go");
     let run = Run::from(guarded.wait_with_output().expect("bridle run"));
     let _ = std::fs::remove_file(&go);
-    let _ = std::fs::remove_file(&ready);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("bus=ENOENT\n"), "{}", run.all());
+}
+
+/// A cover lasts as long as the directory under it: one removed and made
+/// again on the host during the session (a service restarted with its
+/// runtime directory) would be the host's new directory for the command
+/// too, so the session is ended, said and audited. (As `sys`, uid 3, whom
+/// no other test runs as.)
+#[test]
+fn a_covered_directory_made_again_on_the_host_ends_the_session() {
+    let net = TestNet::new("remade");
+    let dir = "/tmp/emacs3";
+    let guarded = net.started("sys", "import time\ntime.sleep(30)\nprint('survived')\n");
+    std::fs::remove_dir_all(dir).expect("the session made the directory");
+    std::fs::create_dir(dir).expect("made again");
+    sh(&["chown", "3:3", dir]);
+    let run = Run::from(guarded.wait_with_output().expect("bridle run"));
+    assert_eq!(run.code, 128 + 9, "{}", run.all());
+    assert!(!run.stdout.contains("survived"), "{}", run.all());
+    let said = format!("{dir} is another directory on the host than when the session started");
+    assert!(run.stderr.contains(&said), "{}", run.all());
+    let audit = std::fs::read_to_string(net.audit()).expect("audit log");
+    assert!(audit.lines().any(|line| line.contains("\"notice\"") && line.contains(&said)), "{audit}");
 }
 
 /// System services that look names up for whoever asks (systemd-resolved's
@@ -619,7 +674,7 @@ fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
 /// sockets.
 #[test]
 fn the_agent_cannot_have_system_services_look_names_up_for_it() {
-    let net = TestNet::new("sysdns");
+    let net = TestNet::alone("sysdns");
     let tag = std::process::id();
     let dirs = ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon"];
     let conf = format!("/run/systemd/resolve/bridle-test-{tag}.conf");

@@ -34,6 +34,15 @@
 //! cannot unmount them. The rest of the file system is the host's as
 //! before.
 //!
+//! A cover lasts as long as the directory it was mounted on: one removed
+//! and made again on the host (a service restarted with its runtime
+//! directory, one that starts after the session did) is the host's new
+//! directory in the command's namespace too. So `bridle run` records what
+//! each covered directory was when the session started ([`prepare`]) and
+//! watches their parents with inotify ([`Covered::watch`]): if one becomes
+//! another directory, the session is ended, loudly, as soon as that is
+//! seen (a service makes its directory before it binds a socket in it).
+//!
 //! Never: follow a symlink to what to cover (a directory swapped for a link
 //! would move the cover elsewhere), or let a cover propagate to the host's
 //! mounts.
@@ -44,6 +53,9 @@ use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 use anyhow::Context as _;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
@@ -156,6 +168,105 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a directory is on the host: device, inode and birth time (an
+/// inode number is reused at once for a directory made again); `None` when
+/// missing.
+type Identity = Option<(u64, u64, Option<std::time::SystemTime>)>;
+
+fn identity(dir: &Path) -> Identity {
+    std::fs::symlink_metadata(dir).ok().map(|meta| (meta.dev(), meta.ino(), meta.created().ok()))
+}
+
+/// The covered directories as the session found them on the host.
+#[derive(Debug, Clone)]
+pub struct Covered {
+    dirs: Vec<(PathBuf, Identity)>,
+}
+
+/// Before the command starts: makes the user's directories that are
+/// missing (as [`hide`] would, so that the record starts from them) and
+/// records what every directory to cover is.
+pub fn prepare(uid: u32, gid: u32) -> anyhow::Result<Covered> {
+    let mut dirs = Vec::new();
+    for (dir, owner) in candidates(uid) {
+        if owner != Owner::System {
+            open_or_make(&dir, owner, uid, gid)?;
+        }
+        let id = identity(&dir);
+        dirs.push((dir, id));
+    }
+    Ok(Covered { dirs })
+}
+
+/// How often the watch looks again even without an event (a parent that
+/// was missing, an event queue that overflowed).
+const WATCH_PERIOD_MS: u16 = 250;
+
+impl Covered {
+    /// The first covered directory that is no longer the one recorded.
+    pub fn changed(&self) -> Option<&Path> {
+        self.dirs.iter().find(|(dir, id)| identity(dir) != *id).map(|(dir, _)| dir.as_path())
+    }
+
+    /// The first covered directory that `events` say was made in its parent.
+    fn made(
+        &self,
+        watches: &[(nix::sys::inotify::WatchDescriptor, PathBuf)],
+        events: &[nix::sys::inotify::InotifyEvent],
+    ) -> Option<PathBuf> {
+        events.iter().find_map(|event| {
+            let (_, parent) = watches.iter().find(|(watch, _)| *watch == event.wd)?;
+            let path = parent.join(event.name.as_ref()?);
+            self.dirs.iter().any(|(dir, _)| *dir == path).then_some(path)
+        })
+    }
+
+    /// Watches the covered directories' parents until `stop`; the first
+    /// time one of the directories is made there (an inotify event), or is
+    /// another than recorded (looked at every [`WATCH_PERIOD_MS`], and
+    /// after each batch of events, which may have overflowed), calls `ended`
+    /// with it and stops.
+    pub fn watch(
+        self,
+        stop: Arc<AtomicBool>,
+        ended: impl FnOnce(&Path) + Send + 'static,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context("starting inotify")?;
+        let mut parents: Vec<&Path> = self.dirs.iter().filter_map(|(dir, _)| dir.parent()).collect();
+        parents.sort();
+        parents.dedup();
+        let mask = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR;
+        let mut watches = Vec::new();
+        for parent in parents.into_iter().filter(|parent| parent.is_dir()) {
+            let watch = inotify.add_watch(parent, mask).with_context(|| format!("watching {}", parent.display()))?;
+            watches.push((watch, parent.to_path_buf()));
+        }
+        let thread = std::thread::Builder::new().name("bridle-covers".into()).spawn(move || {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            use std::os::fd::AsFd as _;
+            while !stop.load(Ordering::Acquire) {
+                let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(WATCH_PERIOD_MS));
+                let mut made = None;
+                while let Ok(events) = inotify.read_events() {
+                    if events.is_empty() {
+                        break;
+                    }
+                    made = made.or_else(|| self.made(&watches, &events));
+                }
+                if let Some(dir) = made.or_else(|| self.changed().map(Path::to_path_buf))
+                    && !stop.load(Ordering::Acquire)
+                {
+                    ended(&dir);
+                    return;
+                }
+            }
+        });
+        thread.context("starting the covers' watch")
+    }
 }
 
 /// `dir` opened without following a symlink, made first if missing (the
@@ -381,6 +492,36 @@ mod tests {
         assert!(open_or_make(&missing, Owner::System, 0, 0).expect("no error").is_none());
         assert!(!missing.exists());
         assert!(open_or_make(&link, Owner::System, 0, 0).expect("no error").is_none());
+    }
+
+    #[test]
+    fn a_covered_directory_made_again_ends_the_watch_and_an_unrelated_one_does_not() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("nscd");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let late = parent.path().join("avahi-daemon");
+        let covered = Covered { dirs: vec![(dir.clone(), identity(&dir)), (late.clone(), identity(&late))] };
+        assert_eq!(covered.changed(), None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watch = covered.clone().watch(Arc::clone(&stop), move |dir| {
+            let _ = tx.send(dir.to_path_buf());
+        });
+        let watch = watch.expect("watching");
+        std::fs::create_dir(parent.path().join("other")).expect("mkdir");
+        let wait = std::time::Duration::from_millis(3 * u64::from(WATCH_PERIOD_MS));
+        assert!(rx.recv_timeout(wait).is_err(), "an unrelated directory ends nothing");
+        std::fs::remove_dir(&dir).expect("rmdir");
+        std::fs::create_dir(&dir).expect("made again");
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).expect("seen"), dir);
+        watch.join().expect("the watch stops after ending");
+        // The record alone tells too (the inode number may be the same).
+        assert_eq!(covered.changed(), Some(dir.as_path()));
+        // A directory missing at the start and made later counts as well.
+        let covered = Covered { dirs: vec![(late.clone(), None)] };
+        std::fs::create_dir(&late).expect("mkdir");
+        assert_eq!(covered.changed(), Some(late.as_path()));
+        stop.store(true, Ordering::Release);
     }
 
     #[test]

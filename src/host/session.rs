@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
@@ -24,7 +25,7 @@ use super::calls::{self, Scope};
 use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
-use super::{admin, tamper, trust};
+use super::{admin, services, tamper, trust};
 use crate::cli::settings::DecideArgs;
 
 /// `bridle run [OPTIONS] -- CMD ARGS…`
@@ -157,6 +158,7 @@ impl Session {
             command.arg("--uid").arg(target.uid.to_string()).arg("--gid").arg(target.gid.to_string());
         }
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
+        let _watch = self.watch_covers(cgroup)?;
         let mut child = command.spawn().context("starting the command")?;
         let pid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
         let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
@@ -173,6 +175,33 @@ impl Session {
                 let _ = kill(pid, forward);
             }
         }
+    }
+
+    /// Records the directories the command's namespace covers and watches
+    /// them until the returned guard drops: one that becomes another
+    /// directory on the host (see [`services`]) ends the session.
+    fn watch_covers(&self, cgroup: &Path) -> anyhow::Result<StopOnDrop> {
+        let (uid, gid) = self.target.as_ref().map_or((0, 0), |target| (target.uid, target.gid));
+        let covered = services::prepare(uid, gid)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let audit = Arc::clone(&self.audit);
+        let cgroup = cgroup.to_path_buf();
+        covered.watch(Arc::clone(&stop), move |dir| {
+            let message = format!(
+                "{} is another directory on the host than when the session started (a service made it, or made it \
+                 again): what it serves would be in the command's reach, so the session is ended",
+                dir.display()
+            );
+            eprintln!("bridle: error: {message}");
+            let entry = AuditEntry::Notice { component: "run".into(), level: "error".into(), message };
+            if let Err(error) = audit.append(entry) {
+                tracing::error!(%error, "could not audit the end of a session");
+            }
+            if !admin::kill_cgroup(&cgroup) {
+                tracing::error!(cgroup = %cgroup.display(), "processes remain in the session cgroup");
+            }
+        })?;
+        Ok(StopOnDrop(stop))
     }
 
     /// The command's environment: only the forwarded variables, plus who it
@@ -261,5 +290,14 @@ impl Drop for Guard {
         if let Err(error) = admin::remove(&self.id, &session) {
             tracing::error!(error = %format!("{error:#}"), "cleaning up a failed session; `bridle down` retries");
         }
+    }
+}
+
+/// Sets its flag when dropped: stops a watch however the scope is left.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
