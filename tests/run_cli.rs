@@ -37,7 +37,8 @@ struct TestNet {
 
 /// A session ends when a directory it covers is made on the host (see
 /// `a_covered_directory_made_again_on_the_host_ends_the_session`): a test
-/// that makes system services' directories runs alone.
+/// that makes system services' directories runs alone. (Within this test
+/// binary; `cargo test` runs the binaries one after another.)
 static HOST_DIRS: RwLock<()> = RwLock::new(());
 
 enum HostDirs {
@@ -648,16 +649,18 @@ fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
 /// A cover lasts as long as the directory under it: one removed and made
 /// again on the host during the session (a service restarted with its
 /// runtime directory) would be the host's new directory for the command
-/// too, so the session is ended, said and audited. (As `sys`, uid 3, whom
-/// no other test runs as.)
+/// too, so the session is ended, said and audited. (As `sys`, whom no
+/// other test runs as.)
 #[test]
 fn a_covered_directory_made_again_on_the_host_ends_the_session() {
     let net = TestNet::new("remade");
-    let dir = "/tmp/emacs3";
+    let id = Command::new("id").args(["-u", "sys"]).output().expect("id");
+    let uid = String::from_utf8_lossy(&id.stdout).trim().to_owned();
+    let dir = format!("/tmp/emacs{uid}");
     let guarded = net.started("sys", "import time\ntime.sleep(30)\nprint('survived')\n");
-    std::fs::remove_dir_all(dir).expect("the session made the directory");
-    std::fs::create_dir(dir).expect("made again");
-    sh(&["chown", "3:3", dir]);
+    std::fs::remove_dir_all(&dir).expect("the session made the directory");
+    std::fs::create_dir(&dir).expect("made again");
+    sh(&["chown", "sys:", &dir]);
     let run = Run::from(guarded.wait_with_output().expect("bridle run"));
     assert_eq!(run.code, 128 + 9, "{}", run.all());
     assert!(!run.stdout.contains("survived"), "{}", run.all());

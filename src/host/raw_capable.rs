@@ -40,10 +40,14 @@ impl Holder {
     }
 }
 
+/// A process as reported: its pid, its start time (a reused pid is a new
+/// process) and the program it runs (`/proc/PID/exe`).
+type Reported = (i32, u64, Option<(u64, u64)>);
+
 /// Remembers which processes were reported.
 #[derive(Debug, Default)]
 pub(super) struct Watch {
-    reported: HashSet<(i32, u64)>,
+    reported: HashSet<Reported>,
 }
 
 impl Watch {
@@ -59,15 +63,14 @@ impl Watch {
         let Ok(entries) = std::fs::read_dir("/proc") else { return found };
         for entry in entries.filter_map(Result::ok) {
             let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
-            if own.contains(&pid)
-                || identity(&format!("/proc/{pid}/ns/net")) != Some(netns)
-                || identity(&format!("/proc/{pid}/exe")) == Some(exe)
-            {
+            let program = identity(&format!("/proc/{pid}/exe"));
+            if own.contains(&pid) || identity(&format!("/proc/{pid}/ns/net")) != Some(netns) || program == Some(exe) {
                 continue;
             }
             let Some(caps) = network_caps(held(pid)) else { continue };
-            // The pid and its start time: a reused pid is a new process.
-            let key = (pid, start_time(pid).unwrap_or(0));
+            // Caught before its exec (a container's `runc init`), a
+            // process is said again under the program it then runs.
+            let key = (pid, start_time(pid).unwrap_or(0), program);
             seen.insert(key);
             if self.reported.insert(key) {
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -168,6 +171,40 @@ mod tests {
         assert_eq!(line.trim(), "dropped");
         assert_eq!(main_caps, None, "the main thread dropped them");
         assert_eq!(all.as_deref(), Some("CAP_NET_RAW+CAP_NET_ADMIN"));
+    }
+
+    /// A holder caught before its exec (a container's `runc init`) is said
+    /// again under the program it then runs, and a process is said once per
+    /// program.
+    #[test]
+    fn a_holder_that_execs_is_reported_again_under_its_new_name() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read line; exec sleep 30"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut watch = Watch::default();
+        let names = |watch: &mut Watch| -> Vec<String> {
+            watch.new_holders(dir.path()).into_iter().filter(|h| h.pid == pid).map(|h| h.comm).collect()
+        };
+        let before = names(&mut watch);
+        let again = names(&mut watch);
+        let stdin = child.stdin.as_mut().expect("stdin");
+        std::io::Write::write_all(stdin, b"go\n").expect("tell it to exec");
+        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let exec = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            comm().trim() == "sleep"
+        });
+        let after = names(&mut watch);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(before, ["sh"]);
+        assert!(again.is_empty(), "said once: {again:?}");
+        assert!(exec, "the child did not exec");
+        assert_eq!(after, ["sleep"]);
     }
 
     #[test]

@@ -53,8 +53,6 @@ use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::Context as _;
@@ -127,7 +125,14 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
         .context("making the command's mounts private")?;
     let mut covered = Vec::new();
     for (dir, owner) in candidates(uid) {
-        let Some(opened) = open_or_make(&dir, owner, uid, gid)? else { continue };
+        let Some(opened) = open_or_make(&dir, owner, uid, gid)? else {
+            if std::fs::symlink_metadata(&dir).is_ok() {
+                // Not what a service makes: say so, since what may be
+                // served there is not covered.
+                eprintln!("bridle: warning: {} is not a directory; it is not covered from the command", dir.display());
+            }
+            continue;
+        };
         let (options, copy) = match owner {
             Owner::Runtime => ("mode=0755,size=64m".to_owned(), None),
             Owner::User => (format!("mode=0700,uid={uid},gid={gid},size=64m"), None),
@@ -170,19 +175,12 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a directory is on the host: device, inode and birth time (an
-/// inode number is reused at once for a directory made again); `None` when
-/// missing.
-type Identity = Option<(u64, u64, Option<std::time::SystemTime>)>;
-
-fn identity(dir: &Path) -> Identity {
-    std::fs::symlink_metadata(dir).ok().map(|meta| (meta.dev(), meta.ino(), meta.created().ok()))
-}
-
-/// The covered directories as the session found them on the host.
-#[derive(Debug, Clone)]
+/// The covered directories as the session found them on the host, each
+/// held open (`O_PATH`) so that its inode number cannot be reused for
+/// another; `None` for one that was missing.
+#[derive(Debug)]
 pub struct Covered {
-    dirs: Vec<(PathBuf, Identity)>,
+    dirs: Vec<(PathBuf, Option<File>)>,
 }
 
 /// Before the command starts: makes the user's directories that are
@@ -193,21 +191,36 @@ pub fn prepare(uid: u32, gid: u32) -> anyhow::Result<Covered> {
     for (dir, owner) in candidates(uid) {
         if owner != Owner::System {
             open_or_make(&dir, owner, uid, gid)?;
+            let expected = if owner == Owner::User { uid } else { 0 };
+            if let Ok(meta) = std::fs::symlink_metadata(&dir)
+                && meta.uid() != expected
+            {
+                // Someone else's directory where the user's service would
+                // make its own: covered all the same, and watched.
+                eprintln!(
+                    "bridle: warning: {} belongs to uid {}, not {expected}; it is covered from the command, and a \
+                     change to it ends the session",
+                    dir.display(),
+                    meta.uid()
+                );
+            }
         }
-        let id = identity(&dir);
-        dirs.push((dir, id));
+        let held = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(&dir);
+        dirs.push((dir, held.ok()));
     }
     Ok(Covered { dirs })
 }
 
 /// How often the watch looks again even without an event (a parent that
-/// was missing, an event queue that overflowed).
+/// was missing, an event queue that overflowed, no inotify at all).
 const WATCH_PERIOD_MS: u16 = 250;
 
 impl Covered {
-    /// The first covered directory that is no longer the one recorded.
+    /// The first covered directory whose path now leads to another
+    /// directory than the one recorded (one removed leads nowhere, and
+    /// exposes nothing until one is made there).
     pub fn changed(&self) -> Option<&Path> {
-        self.dirs.iter().find(|(dir, id)| identity(dir) != *id).map(|(dir, _)| dir.as_path())
+        self.dirs.iter().find(|(dir, held)| another(dir, held.as_ref())).map(|(dir, _)| dir.as_path())
     }
 
     /// The first covered directory that `events` say was made in its parent.
@@ -223,49 +236,95 @@ impl Covered {
         })
     }
 
-    /// Watches the covered directories' parents until `stop`; the first
-    /// time one of the directories is made there (an inotify event), or is
-    /// another than recorded (looked at every [`WATCH_PERIOD_MS`], and
-    /// after each batch of events, which may have overflowed), calls `ended`
-    /// with it and stops.
-    pub fn watch(
-        self,
-        stop: Arc<AtomicBool>,
-        ended: impl FnOnce(&Path) + Send + 'static,
-    ) -> anyhow::Result<JoinHandle<()>> {
+    /// Watches the covered directories' parents until the returned
+    /// [`Watch`] drops. Once one of the directories is made there (an
+    /// inotify event) or is found another than recorded (looked at every
+    /// [`WATCH_PERIOD_MS`], and after each batch of events, which may have
+    /// overflowed), calls `ended` with it, and again every period after
+    /// (what it kills may not have started yet). Without inotify it warns
+    /// and looks every period only.
+    pub fn watch(self, mut ended: impl FnMut(&Path) + Send + 'static) -> anyhow::Result<Watch> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd as _;
+        let inotify = self.inotify().map_err(|error| {
+            eprintln!("bridle: warning: {error:#}; covered directories are looked at every {WATCH_PERIOD_MS} ms only");
+        });
+        let (wake, woken) = std::os::unix::net::UnixStream::pair().context("making the watch's stop pipe")?;
+        let thread = std::thread::Builder::new().name("bridle-covers".into()).spawn(move || {
+            let mut found: Option<PathBuf> = None;
+            loop {
+                let mut fds = vec![PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
+                if let Ok((inotify, _)) = &inotify {
+                    fds.push(PollFd::new(inotify.as_fd(), PollFlags::POLLIN));
+                }
+                let _ = poll(&mut fds, PollTimeout::from(WATCH_PERIOD_MS));
+                // The other end closed: the session is over.
+                if fds[0].any().unwrap_or(true) {
+                    return;
+                }
+                if let Ok((inotify, watches)) = &inotify {
+                    while let Ok(events) = inotify.read_events() {
+                        if events.is_empty() {
+                            break;
+                        }
+                        found = found.or_else(|| self.made(watches, &events));
+                    }
+                }
+                found = found.or_else(|| self.changed().map(Path::to_path_buf));
+                if let Some(dir) = &found {
+                    ended(dir);
+                }
+            }
+        });
+        let thread = thread.context("starting the covers' watch")?;
+        Ok(Watch { wake: Some(wake), thread: Some(thread) })
+    }
+
+    /// inotify on each covered directory's parent that exists.
+    fn inotify(
+        &self,
+    ) -> anyhow::Result<(nix::sys::inotify::Inotify, Vec<(nix::sys::inotify::WatchDescriptor, PathBuf)>)> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context("starting inotify")?;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context("no inotify")?;
         let mut parents: Vec<&Path> = self.dirs.iter().filter_map(|(dir, _)| dir.parent()).collect();
         parents.sort();
         parents.dedup();
         let mask = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR;
         let mut watches = Vec::new();
         for parent in parents.into_iter().filter(|parent| parent.is_dir()) {
-            let watch = inotify.add_watch(parent, mask).with_context(|| format!("watching {}", parent.display()))?;
+            let watch =
+                inotify.add_watch(parent, mask).with_context(|| format!("cannot watch {}", parent.display()))?;
             watches.push((watch, parent.to_path_buf()));
         }
-        let thread = std::thread::Builder::new().name("bridle-covers".into()).spawn(move || {
-            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-            use std::os::fd::AsFd as _;
-            while !stop.load(Ordering::Acquire) {
-                let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(WATCH_PERIOD_MS));
-                let mut made = None;
-                while let Ok(events) = inotify.read_events() {
-                    if events.is_empty() {
-                        break;
-                    }
-                    made = made.or_else(|| self.made(&watches, &events));
-                }
-                if let Some(dir) = made.or_else(|| self.changed().map(Path::to_path_buf))
-                    && !stop.load(Ordering::Acquire)
-                {
-                    ended(&dir);
-                    return;
-                }
-            }
-        });
-        thread.context("starting the covers' watch")
+        Ok((inotify, watches))
+    }
+}
+
+/// Whether `dir` now leads to another file than `held` (the directory
+/// recorded there, or nothing).
+fn another(dir: &Path, held: Option<&File>) -> bool {
+    let Ok(now) = std::fs::symlink_metadata(dir) else { return false };
+    match held.map(File::metadata) {
+        None => true,
+        Some(Ok(was)) => (was.dev(), was.ino()) != (now.dev(), now.ino()),
+        Some(Err(_)) => true,
+    }
+}
+
+/// A running watch of the covered directories; stopped (and joined, at
+/// once) when dropped.
+#[derive(Debug)]
+pub struct Watch {
+    wake: Option<std::os::unix::net::UnixStream>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -275,12 +334,6 @@ impl Covered {
 /// or not a directory (nothing a service would use).
 fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<Option<File>> {
     let made = match std::fs::symlink_metadata(dir) {
-        Ok(meta) if owner == Owner::System && !meta.is_dir() => {
-            // Not what the service makes: say so, since what it serves is
-            // not covered.
-            eprintln!("bridle: warning: {} is not a directory; it is not covered from the command", dir.display());
-            return Ok(None);
-        }
         Ok(_) => false,
         Err(error) if error.kind() == ErrorKind::NotFound && owner == Owner::System => return Ok(None),
         Err(error) if error.kind() == ErrorKind::NotFound => match std::fs::DirBuilder::new().mode(0o700).create(dir) {
@@ -500,28 +553,37 @@ mod tests {
         let dir = parent.path().join("nscd");
         std::fs::create_dir(&dir).expect("mkdir");
         let late = parent.path().join("avahi-daemon");
-        let covered = Covered { dirs: vec![(dir.clone(), identity(&dir)), (late.clone(), identity(&late))] };
+        let record = || {
+            let held = |path: &Path| {
+                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path).ok()
+            };
+            Covered { dirs: vec![(dir.clone(), held(&dir)), (late.clone(), held(&late))] }
+        };
+        let covered = record();
         assert_eq!(covered.changed(), None);
         let (tx, rx) = std::sync::mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let watch = covered.clone().watch(Arc::clone(&stop), move |dir| {
+        let watch = record().watch(move |dir| {
             let _ = tx.send(dir.to_path_buf());
         });
         let watch = watch.expect("watching");
         std::fs::create_dir(parent.path().join("other")).expect("mkdir");
-        let wait = std::time::Duration::from_millis(3 * u64::from(WATCH_PERIOD_MS));
-        assert!(rx.recv_timeout(wait).is_err(), "an unrelated directory ends nothing");
         std::fs::remove_dir(&dir).expect("rmdir");
+        let period = std::time::Duration::from_millis(u64::from(WATCH_PERIOD_MS));
+        assert!(rx.recv_timeout(3 * period).is_err(), "an unrelated directory, or one removed, ends nothing");
+        assert_eq!(covered.changed(), None);
         std::fs::create_dir(&dir).expect("made again");
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).expect("seen"), dir);
-        watch.join().expect("the watch stops after ending");
-        // The record alone tells too (the inode number may be the same).
+        assert_eq!(rx.recv_timeout(20 * period).expect("seen"), dir);
+        // Said again every period until the watch stops, at once.
+        assert_eq!(rx.recv_timeout(20 * period).expect("again"), dir);
+        let stopping = std::time::Instant::now();
+        drop(watch);
+        assert!(stopping.elapsed() < period, "stopped at once");
+        // The record alone tells too: the inode held cannot be reused.
         assert_eq!(covered.changed(), Some(dir.as_path()));
         // A directory missing at the start and made later counts as well.
-        let covered = Covered { dirs: vec![(late.clone(), None)] };
         std::fs::create_dir(&late).expect("mkdir");
-        assert_eq!(covered.changed(), Some(late.as_path()));
-        stop.store(true, Ordering::Release);
+        assert_eq!(record().changed(), None);
+        assert_eq!(Covered { dirs: vec![(late.clone(), None)] }.changed(), Some(late.as_path()));
     }
 
     #[test]

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
@@ -178,15 +177,23 @@ impl Session {
     }
 
     /// Records the directories the command's namespace covers and watches
-    /// them until the returned guard drops: one that becomes another
+    /// them until the returned watch drops: one that becomes another
     /// directory on the host (see [`services`]) ends the session.
-    fn watch_covers(&self, cgroup: &Path) -> anyhow::Result<StopOnDrop> {
+    fn watch_covers(&self, cgroup: &Path) -> anyhow::Result<services::Watch> {
         let (uid, gid) = self.target.as_ref().map_or((0, 0), |target| (target.uid, target.gid));
         let covered = services::prepare(uid, gid)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let audit = Arc::clone(&self.audit);
         let cgroup = cgroup.to_path_buf();
-        covered.watch(Arc::clone(&stop), move |dir| {
+        let mut said = false;
+        covered.watch(move |dir| {
+            // Killed first, said after; and again while the watch runs, for
+            // a command that joins the cgroup after the first kill.
+            if !admin::kill_cgroup(&cgroup) {
+                tracing::error!(cgroup = %cgroup.display(), "processes remain in the session cgroup");
+            }
+            if std::mem::replace(&mut said, true) {
+                return;
+            }
             let message = format!(
                 "{} is another directory on the host than when the session started (a service made it, or made it \
                  again): what it serves would be in the command's reach, so the session is ended",
@@ -197,11 +204,7 @@ impl Session {
             if let Err(error) = audit.append(entry) {
                 tracing::error!(%error, "could not audit the end of a session");
             }
-            if !admin::kill_cgroup(&cgroup) {
-                tracing::error!(cgroup = %cgroup.display(), "processes remain in the session cgroup");
-            }
-        })?;
-        Ok(StopOnDrop(stop))
+        })
     }
 
     /// The command's environment: only the forwarded variables, plus who it
@@ -290,14 +293,5 @@ impl Drop for Guard {
         if let Err(error) = admin::remove(&self.id, &session) {
             tracing::error!(error = %format!("{error:#}"), "cleaning up a failed session; `bridle down` retries");
         }
-    }
-}
-
-/// Sets its flag when dropped: stops a watch however the scope is left.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
     }
 }

@@ -198,7 +198,7 @@ expect "the compose agent holds no capabilities" "CapEff:[[:space:]]+0+$" "$out"
 raw=$(docker run -d --rm -u 0 --network "container:$(dc ps -q bridle)" bridle-agent:local sleep 60 2>&1)
 for _ in $(seq 1 30); do
     out=$(dc logs --tail 40 bridle 2>&1)
-    [[ $out == *"holds CAP_NET_RAW"* ]] && break
+    [[ $out =~ \(sleep\)\ holds\ CAP_NET_RAW ]] && break
     sleep 1
 done
 expect "a guarded root process with CAP_NET_RAW is reported" "guarded process [0-9]+ \(sleep\) holds CAP_NET_RAW" "$out"
