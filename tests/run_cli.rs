@@ -513,6 +513,29 @@ fn reach(path: &str) -> String {
     answer
 }
 
+/// Python: `reach(path)` connects to a Unix socket and returns what it
+/// answers, or the error's name (`ENOENT`…).
+const PY_REACH: &str = "import errno, os, socket, time\n\
+    def reach(p):\n    try:\n        s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p)\n        return s.recv(8).decode().strip() or 'nothing'\n    except OSError as e:\n        return errno.errorcode.get(e.errno, str(e.errno))\n";
+
+/// A script that waits until `go` exists, then prints `WHAT=` and what
+/// `path` answers (see [`PY_REACH`]).
+fn reach_when_told(go: &str, what: &str, path: &str) -> String {
+    format!(
+        "{PY_REACH}for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
+         print('{what}=' + reach('{path}'))\n"
+    )
+}
+
+/// Creates `go` for a command started with [`reach_when_told`] and waits for
+/// its `bridle run`.
+fn tell_and_wait(guarded: Child, go: &str) -> Run {
+    std::fs::write(go, "").expect("tell the command to go");
+    let run = Run::from(guarded.wait_with_output().expect("bridle run"));
+    let _ = std::fs::remove_file(go);
+    run
+}
+
 /// `dir` as its service makes it for `nobody`, if it is missing (a session
 /// makes it too; it is left in place, as a session leaves it).
 fn nobodys_dir(dir: &str) {
@@ -558,8 +581,7 @@ fn the_agent_cannot_reach_its_users_session_services() {
         .expect("reach the abstract socket outside the session");
     assert_eq!(String::from_utf8_lossy(&abstract_outside.stdout), "ran\n");
     let script = format!(
-        "import errno, os, socket\n\
-         def reach(p):\n    try:\n        s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p)\n        return s.recv(8).decode().strip() or 'nothing'\n    except OSError as e:\n        return errno.errorcode.get(e.errno, str(e.errno))\n\
+        "{PY_REACH}\
          print('bus=' + reach('{bus}'))\n\
          print('tmux=' + reach('{tmux}'))\n\
          print('via_proc=' + reach('/proc/{pid}/root{bus}'))\n\
@@ -624,14 +646,7 @@ fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
     }
     let go = format!("/tmp/bridle-test-go-{tag}");
     let bus = format!("{dir}/bridle-test-{tag}");
-    let script = format!(
-        "import errno, os, socket, time\n\
-         for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
-         s = socket.socket(socket.AF_UNIX)\n\
-         try:\n    s.connect('{bus}'); print('bus=' + s.recv(8).decode().strip())\n\
-         except OSError as e:\n    print('bus=' + errno.errorcode[e.errno])\n"
-    );
-    let guarded = net.started("bin", &script);
+    let guarded = net.started("bin", &reach_when_told(&go, "bus", &bus));
     // Logout, login: the directory goes, a new one comes, a new bus in it.
     std::fs::remove_dir_all(dir).expect("logout");
     std::fs::create_dir(dir).expect("login");
@@ -639,9 +654,7 @@ fn a_runtime_directory_made_again_at_a_new_login_stays_out_of_reach() {
     sh(&["chmod", "0700", dir]);
     let _service = UserService::start(&net.name, 2, &[&bus]);
     assert_eq!(reach(&bus), "ran\n");
-    std::fs::write(&go, "").expect("tell the command to go");
-    let run = Run::from(guarded.wait_with_output().expect("bridle run"));
-    let _ = std::fs::remove_file(&go);
+    let run = tell_and_wait(guarded, &go);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("bus=ENOENT\n"), "{}", run.all());
 }
@@ -703,10 +716,7 @@ fn the_agent_cannot_have_system_services_look_names_up_for_it() {
     for socket in &sockets {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).expect("open to everyone");
     }
-    let mut script = String::from(
-        "import errno, socket\n\
-         def reach(p):\n    try:\n        s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p)\n        return s.recv(8).decode().strip() or 'nothing'\n    except OSError as e:\n        return errno.errorcode.get(e.errno, str(e.errno))\n",
-    );
+    let mut script = String::from(PY_REACH);
     for (dir, socket) in dirs.iter().zip(&sockets) {
         script.push_str(&format!("print('{dir}=' + reach('{socket}'))\n"));
     }
@@ -762,13 +772,7 @@ fn a_service_started_after_the_session_is_out_of_its_reach_too() {
     let _ = std::fs::remove_dir_all(dir);
     let go = format!("/tmp/bridle-test-go-{tag}");
     let late = format!("{dir}/late-{tag}");
-    let script = format!(
-        "import errno, os, socket, time\n\
-         for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
-         s = socket.socket(socket.AF_UNIX)\n\
-         try:\n    s.connect('{late}'); print('late=' + s.recv(8).decode().strip())\n\
-         except OSError as e:\n    print('late=' + errno.errorcode[e.errno])\n"
-    );
+    let script = reach_when_told(&go, "late", &late);
     let guarded = net
         .command(&["--user", "daemon"], &["/usr/bin/python3", "-c", &script])
         .stdout(Stdio::piped())
@@ -785,9 +789,7 @@ fn a_service_started_after_the_session_is_out_of_its_reach_too() {
     assert_eq!((meta.is_dir(), meta.uid(), meta.mode() & 0o7777), (true, 1, 0o700));
     let _service = UserService::start(&net.name, 1, &[&late]);
     assert_eq!(reach(&late), "ran\n");
-    std::fs::write(&go, "").expect("tell the command to go");
-    let run = Run::from(guarded.wait_with_output().expect("bridle run"));
-    let _ = std::fs::remove_file(&go);
+    let run = tell_and_wait(guarded, &go);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("late=ENOENT\n"), "{}", run.all());
 }

@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::os::linux::net::SocketAddrExt as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ use bridle_engine::correlate::{CallGuard, Correlator};
 use bridle_engine::decision::{Decision, Effect};
 use bridle_engine::event::{Event, EventKind, McpActive};
 use bridle_engine::names::valid_mcp_server_name;
-use bridle_mcp_gateway::report::{Answer, MAX_REPORT_LINE, Report, SOCKET_DIR, socket_name, socket_path};
+use bridle_mcp_gateway::report::{Answer, MAX_REPORT_LINE, Report, socket_name, socket_path};
 use bridle_proxy::lineage::descendant_as_seen_by;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
@@ -117,14 +116,9 @@ fn bind(session: &str, scope: &Scope) -> anyhow::Result<Bound> {
     let (listener, file) = match scope {
         Scope::Cgroup { .. } => {
             let path = socket_path(session);
-            super::control::owned_dir(Path::new(SOCKET_DIR), 0o755)?;
-            // A file left by a session that died with this pid's number.
-            super::control::remove_stale(&path)?;
-            let listener = std::os::unix::net::UnixListener::bind(&path)
-                .with_context(|| format!("binding the MCP report socket {}", path.display()))?;
-            // The agent's user connects; who may report is checked per peer.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-                .with_context(|| format!("opening {} to the agent's user", path.display()))?;
+            // The agent's user connects (the directory is root's, anyone
+            // may traverse it); who may report is checked per peer.
+            let listener = super::control::bind_file(&path, 0o755, 0o666, "the MCP report socket")?;
             (listener, Some(path))
         }
         Scope::Namespace => {

@@ -109,15 +109,9 @@ pub(crate) fn socket_path(session: &str) -> PathBuf {
     Path::new(SOCKET_DIR).join(format!("{session}.sock"))
 }
 
-/// Makes sure `dir` exists, belongs to this user and is writable by it
-/// alone.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    owned_dir(dir, 0o700)
-}
-
 /// `dir`, made with `mode` if missing; refused unless this user owns it,
 /// and set to `mode` if anyone else may write to it.
-pub(crate) fn owned_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
+fn owned_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -156,21 +150,33 @@ pub(crate) struct ControlSocket {
 /// where `bridle approve` looks. A stale socket left by a dead Bridle is
 /// replaced; a live one, or anything that is not a socket, is an error.
 pub(crate) fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
-    if let Some(dir) = path.parent() {
-        private_dir(dir)?;
-    }
-    remove_stale(path)?;
-    let listener = std::os::unix::net::UnixListener::bind(path)
-        .with_context(|| format!("binding the control socket {}", path.display()))?;
-    // Until this chmod the socket has the umask's mode; the directory and
-    // the peer check cover that instant.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {} to root", path.display()))?;
+    let listener = bind_file(path, 0o700, 0o600, "the control socket")?;
     listener.set_nonblocking(true).context("making the control socket non-blocking")?;
     Ok(ControlSocket { listener, path: path.to_path_buf() })
 }
 
-pub(crate) fn remove_stale(path: &Path) -> anyhow::Result<()> {
+/// Binds `what`, a socket file at `path`, with `mode`, in a directory this
+/// user owns with `dir_mode` ([`owned_dir`]), replacing a stale socket
+/// ([`remove_stale`]). Until the chmod the socket has the umask's mode; the
+/// directory and the peer checks cover that instant.
+pub(crate) fn bind_file(
+    path: &Path,
+    dir_mode: u32,
+    mode: u32,
+    what: &str,
+) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        owned_dir(dir, dir_mode)?;
+    }
+    remove_stale(path)?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {what} {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting {what} {} to mode {mode:o}", path.display()))?;
+    Ok(listener)
+}
+
+fn remove_stale(path: &Path) -> anyhow::Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
     if !meta.file_type().is_socket() {
         bail!("{} exists and is not a socket; not replacing it", path.display());

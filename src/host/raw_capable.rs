@@ -63,8 +63,11 @@ impl Watch {
         let Ok(entries) = std::fs::read_dir("/proc") else { return found };
         for entry in entries.filter_map(Result::ok) {
             let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+            if own.contains(&pid) || identity(&format!("/proc/{pid}/ns/net")) != Some(netns) {
+                continue;
+            }
             let program = identity(&format!("/proc/{pid}/exe"));
-            if own.contains(&pid) || identity(&format!("/proc/{pid}/ns/net")) != Some(netns) || program == Some(exe) {
+            if program == Some(exe) {
                 continue;
             }
             let Some(caps) = network_caps(held(pid)) else { continue };

@@ -191,22 +191,24 @@ pub fn prepare(uid: u32, gid: u32) -> anyhow::Result<Covered> {
     for (dir, owner) in candidates(uid) {
         if owner != Owner::System {
             open_or_make(&dir, owner, uid, gid)?;
-            let expected = if owner == Owner::User { uid } else { 0 };
-            if let Ok(meta) = std::fs::symlink_metadata(&dir)
-                && meta.uid() != expected
-            {
-                // Someone else's directory where the user's service would
-                // make its own: covered all the same, and watched.
-                eprintln!(
-                    "bridle: warning: {} belongs to uid {}, not {expected}; it is covered from the command, and a \
-                     change to it ends the session",
-                    dir.display(),
-                    meta.uid()
-                );
-            }
         }
         let held = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(&dir);
-        dirs.push((dir, held.ok()));
+        let held = held.ok();
+        let expected = if owner == Owner::User { uid } else { 0 };
+        if owner != Owner::System
+            && let Some(meta) = held.as_ref().and_then(|held| held.metadata().ok())
+            && meta.uid() != expected
+        {
+            // Someone else's directory where the user's service would make
+            // its own: covered all the same, and watched.
+            eprintln!(
+                "bridle: warning: {} belongs to uid {}, not {expected}; it is covered from the command, and a change \
+                 to it ends the session",
+                dir.display(),
+                meta.uid()
+            );
+        }
+        dirs.push((dir, held));
     }
     Ok(Covered { dirs })
 }
