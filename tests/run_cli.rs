@@ -13,7 +13,6 @@ mod support;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use support::{Run, write_files};
@@ -32,33 +31,10 @@ struct TestNet {
     name: String,
     servers: Vec<Child>,
     dir: tempfile::TempDir,
-    _host: HostDirs,
-}
-
-/// A session ends when a directory it covers is made on the host (see
-/// `a_covered_directory_made_again_on_the_host_ends_the_session`): a test
-/// that makes system services' directories runs alone. (Within this test
-/// binary; `cargo test` runs the binaries one after another.)
-static HOST_DIRS: RwLock<()> = RwLock::new(());
-
-enum HostDirs {
-    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
-    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
 impl TestNet {
     fn new(tag: &str) -> TestNet {
-        let host = HostDirs::Shared(HOST_DIRS.read().unwrap_or_else(PoisonError::into_inner));
-        TestNet::with(tag, host)
-    }
-
-    /// A [`TestNet`] no other test's session runs beside.
-    fn alone(tag: &str) -> TestNet {
-        let host = HostDirs::Alone(HOST_DIRS.write().unwrap_or_else(PoisonError::into_inner));
-        TestNet::with(tag, host)
-    }
-
-    fn with(tag: &str, host: HostDirs) -> TestNet {
         let name = format!("bridle-run-{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().expect("tempdir");
         let config = format!(
@@ -78,7 +54,7 @@ impl TestNet {
         sh(&["ip", "netns", "exec", &name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]);
         // `::` is dual-stack: 198.51.100.7 and 2001:db8::7 alike.
         let servers = net::start_upstreams(&name, "::", &dir.path().join("www"), "127.0.0.1", "5353");
-        TestNet { name, servers, dir, _host: host }
+        TestNet { name, servers, dir }
     }
 
     fn audit(&self) -> std::path::PathBuf {
@@ -521,9 +497,14 @@ const PY_REACH: &str = "import errno, os, socket, time\n\
 /// A script that waits until `go` exists, then prints `WHAT=` and what
 /// `path` answers (see [`PY_REACH`]).
 fn reach_when_told(go: &str, what: &str, path: &str) -> String {
+    when_told(go, &format!("print('{what}=' + reach('{path}'))\n"))
+}
+
+/// A script that waits until `go` exists, then runs `then` (python, with
+/// [`PY_REACH`]'s `reach`).
+fn when_told(go: &str, then: &str) -> String {
     format!(
-        "{PY_REACH}for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n\
-         print('{what}=' + reach('{path}'))\n"
+        "{PY_REACH}for _ in range(600):\n    if os.path.exists('{go}'):\n        break\n    time.sleep(0.05)\n{then}"
     )
 }
 
@@ -683,18 +664,24 @@ fn a_covered_directory_made_again_on_the_host_ends_the_session() {
     assert!(audit.lines().any(|line| line.contains("\"notice\"") && line.contains(&said)), "{audit}");
 }
 
-/// System services that look names up for whoever asks (systemd-resolved's
-/// Varlink API, the system bus with `resolve1` and Avahi, nscd, Avahi's own
-/// socket) would send queries Bridle's resolver never decides: the command
-/// sees copies of their directories, with their files and without their
-/// sockets.
+/// System services that look names up or connect out for whoever asks
+/// (systemd-resolved's Varlink API, the system bus with `resolve1` and
+/// Avahi, nscd, Avahi's own socket, snapd's socket directly in /run) would
+/// send what Bridle's guard never decides. The command's /run is its own:
+/// copies of those services' directories, with their files and without
+/// their sockets, no socket directly in /run, and nothing a service makes
+/// during the session, whether it restarts with its directory or starts
+/// late; the session goes on. The rest of /run is the host's, live.
 #[test]
-fn the_agent_cannot_have_system_services_look_names_up_for_it() {
-    let net = TestNet::alone("sysdns");
+fn the_agent_cannot_have_system_services_act_for_it() {
+    let net = TestNet::new("sysdns");
     let tag = std::process::id();
     let dirs = ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon"];
     let conf = format!("/run/systemd/resolve/bridle-test-{tag}.conf");
-    let planted = Planted {
+    let host_dir = format!("/run/bridle-test-host-{tag}");
+    let late_dir = format!("/run/bridle-test-late-{tag}");
+    let live = format!("{host_dir}/written-later");
+    let mut planted = Planted {
         // Outermost first (`/run/systemd` too where it is missing).
         dirs: dirs
             .iter()
@@ -704,40 +691,64 @@ fn the_agent_cannot_have_system_services_look_names_up_for_it() {
                 missing.into_iter().rev()
             })
             .collect(),
-        files: vec![PathBuf::from(&conf)],
+        files: vec![PathBuf::from(&conf), PathBuf::from(&live)],
     };
-    for dir in &planted.dirs {
+    // nscd is restarted below: never a real one.
+    assert!(planted.dirs.contains(&PathBuf::from("/run/nscd")), "this host runs nscd; the test would stop it");
+    planted.dirs.extend([PathBuf::from(&host_dir), PathBuf::from(&late_dir)]);
+    for dir in planted.dirs.iter().filter(|dir| **dir != Path::new(&late_dir)) {
         std::fs::create_dir_all(dir).expect("make a system service's directory");
     }
     std::fs::write(&conf, "search bridle.test\n").expect("plant a file beside the sockets");
-    let sockets: Vec<String> = dirs.iter().map(|dir| format!("{dir}/bridle-test-{tag}")).collect();
+    let mut sockets: Vec<String> = dirs.iter().map(|dir| format!("{dir}/bridle-test-{tag}")).collect();
+    // Directly in /run, as snapd's is.
+    sockets.push(format!("/run/bridle-test-{tag}.sock"));
     let paths: Vec<&str> = sockets.iter().map(String::as_str).collect();
     let _service = UserService::start(&net.name, 0, &paths);
-    for socket in &sockets {
+    let open_to_everyone = |socket: &str| {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).expect("open to everyone");
+    };
+    sockets.iter().for_each(|socket| open_to_everyone(socket));
+    // What the command tries once told: the services there at its start,
+    // one restarted with its directory and one started late, and what the
+    // host writes meanwhile.
+    let restarted = format!("/run/nscd/bridle-test-{tag}-again");
+    let late = format!("{late_dir}/api.sock");
+    let mut then = String::new();
+    for socket in sockets.iter().chain([&restarted, &late]) {
+        then.push_str(&format!("print('{socket}=' + reach('{socket}'))\n"));
     }
-    let mut script = String::from(PY_REACH);
-    for (dir, socket) in dirs.iter().zip(&sockets) {
-        script.push_str(&format!("print('{dir}=' + reach('{socket}'))\n"));
-    }
-    script.push_str(&format!("print('conf=' + open('{conf}').read().strip())\n"));
+    then.push_str(&format!("print('conf=' + open('{conf}').read().strip())\n"));
+    then.push_str(&format!("print('live=' + open('{live}').read().strip())\n"));
+    let go = format!("/tmp/bridle-test-go-{tag}");
+    let guarded = net.started("nobody", &when_told(&go, &then));
+    std::fs::remove_dir_all("/run/nscd").expect("nscd stops");
+    std::fs::create_dir("/run/nscd").expect("nscd starts again");
+    std::fs::create_dir(&late_dir).expect("a service starts");
+    std::fs::write(&live, "written on the host\n").expect("the host writes");
+    let _again = UserService::start(&net.name, 0, &[&restarted, &late]);
+    open_to_everyone(&restarted);
+    open_to_everyone(&late);
     // Outside the session the same user reaches every one: the test can fail.
     let outside = Command::new("ip")
         .args(["netns", "exec", &net.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(["/usr/bin/python3", "-c", &script])
+        .args(["/usr/bin/python3", "-c", &format!("{PY_REACH}{then}")])
         .output()
         .expect("reach the services outside the session");
     let outside = Run::from(outside);
-    for dir in dirs {
-        assert!(outside.stdout.contains(&format!("{dir}=ran\n")), "{dir}: {}", outside.all());
+    let reachable = sockets.iter().filter(|socket| !socket.starts_with("/run/nscd/"));
+    for socket in reachable.chain([&restarted, &late]) {
+        assert!(outside.stdout.contains(&format!("{socket}=ran\n")), "{socket}: {}", outside.all());
     }
-    let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
+    let run = tell_and_wait(guarded, &go);
     assert_eq!(run.code, 0, "{}", run.all());
-    for dir in dirs {
-        assert!(run.stdout.contains(&format!("{dir}=ENOENT\n")), "{dir}: {}", run.all());
+    for socket in sockets.iter().chain([&restarted, &late]) {
+        assert!(run.stdout.contains(&format!("{socket}=ENOENT\n")), "{socket}: {}", run.all());
     }
     assert!(run.stdout.contains("conf=search bridle.test\n"), "{}", run.all());
-    // The covers were the command's alone.
+    assert!(run.stdout.contains("live=written on the host\n"), "{}", run.all());
+    assert!(!run.stderr.contains("another directory"), "{}", run.all());
+    // The command's /run was its own: the host's holds the services.
     assert_eq!(reach(&sockets[0]), "ran\n");
 }
 

@@ -26,6 +26,9 @@ pub struct SandboxArgs {
     pub uid: Option<u32>,
     #[arg(long)]
     pub gid: Option<u32>,
+    /// The name of `--uid`, as the session looked it up (root when absent).
+    #[arg(long, requires = "uid")]
+    pub user_name: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -38,7 +41,8 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("joining the session cgroup ({})", procs.display()))?;
     nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
     // Root's own services are covered when root is the target.
-    super::services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0))?;
+    let user = args.user_name.as_deref().unwrap_or("root");
+    super::services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0), user)?;
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }

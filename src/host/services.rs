@@ -11,120 +11,87 @@
 //!   (`/tmp/emacs<uid>`, `/tmp/nvim.<user>`); the X server and session
 //!   manager (`/tmp/.X11-unix`, `/tmp/.ICE-unix`), which take keystrokes for
 //!   the user's terminals;
-//! - system services that look names up for any caller, so that a query
-//!   Bridle's resolver never decides leaves the host (DNS exfiltration):
-//!   systemd-resolved's Varlink API (`/run/systemd/resolve`), the system
-//!   bus (`/run/dbus`: resolved's `resolve1`, Avahi, NetworkManager), nscd
-//!   (`/run/nscd`) and Avahi's own socket (`/run/avahi-daemon`).
+//! - system services that look names up or connect out for any caller, so
+//!   that what Bridle never decides leaves the host: systemd-resolved, the
+//!   system bus, nscd, Avahi, Tor, CUPS, snapd (see [`run`]).
 //!
-//! So the command gets a mount namespace of its own in which each of those
-//! directories is covered by a tmpfs of its own, with none of the services'
-//! sockets in it. `/run/user` is covered whole, holding only an empty
-//! `<uid>` of the user's (logind removes and makes the user's runtime
-//! directory again across logins, which would take a cover on it along).
-//! The user's directories in `/tmp` (made on the host first where missing,
-//! so that a service started later binds under the cover) are empty and
-//! writable as the user's own were: the command's own tmux or D-Bus works
-//! there. A system directory is covered where it exists, by a
-//! copy of its files without its sockets (`/etc/resolv.conf` is often a
-//! link to `/run/systemd/resolve/stub-resolv.conf`). Paths, symlinks and
+//! So the command gets a mount namespace of its own with a `/run` of its
+//! own ([`run`]: the host's directories and files, without those services'
+//! sockets, and an empty `/run/user/<uid>`), and with the user's
+//! directories in `/tmp` covered by empty tmpfs mounts, writable as the
+//! user's own were: the command's own tmux or D-Bus works there. A missing
+//! one is made on the host first, so that a service started later binds
+//! under the cover rather than beside it. Paths, symlinks and
 //! `/proc/<pid>/root` of a process outside (refused by the Landlock domain,
-//! [`super::confine`]) all lead to the covered directory. The mounts come
+//! [`super::confine`]) all lead to the command's copies. The mounts come
 //! from a more privileged namespace, so a user namespace the command makes
 //! cannot unmount them. The rest of the file system is the host's as
 //! before.
 //!
-//! A cover lasts as long as the directory it was mounted on: one removed
-//! and made again on the host (a service restarted with its runtime
-//! directory, one that starts after the session did) is the host's new
-//! directory in the command's namespace too. So `bridle run` records what
-//! each covered directory was when the session started ([`prepare`]) and
-//! watches their parents with inotify ([`Covered::watch`]): if one becomes
-//! another directory, the session is ended, loudly, as soon as that is
-//! seen (a service makes its directory before it binds a socket in it).
+//! A cover in `/tmp` lasts as long as the directory it was mounted on: one
+//! removed and made again on the host (a tmux server started again after
+//! its directory was cleaned up) is the host's new directory in the
+//! command's namespace too. So `bridle run` records what each covered
+//! directory was when the session started ([`prepare`]) and watches their
+//! parents with inotify ([`Covered::watch`]): if one becomes another
+//! directory, the session is ended, loudly, as soon as that is seen (a
+//! service makes its directory before it binds a socket in it). The
+//! command's `/run` needs no watch: it is a file system of its own.
 //!
 //! Never: follow a symlink to what to cover (a directory swapped for a link
 //! would move the cover elsewhere), or let a cover propagate to the host's
 //! mounts.
 
-use std::ffi::OsString;
+mod run;
+mod snapshot;
+
 use std::fs::File;
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::ErrorKind;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use anyhow::Context as _;
-use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::stat::{Mode, SFlag, fstatat};
-use nix::unistd::{Gid, Uid, fchownat, symlinkat};
 
-/// How a cover is owned: the runtime directories' parent, the user's own
-/// directories, shared ones, or a system service's.
+/// How a cover in `/tmp` is owned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
-    /// `/run/user`, covered whole (root's, 0755) with only the user's
-    /// `<uid>` in it: logind removes `/run/user/<uid>` at the user's last
-    /// logout and makes it again at the next login, and a cover on the
-    /// removed directory would go with it.
-    Runtime,
     /// `/tmp/tmux-<uid>` and the like: the user's, mode 0700.
     User,
     /// `/tmp/.X11-unix` and the like: root's, sticky and world-writable.
     Shared,
-    /// `/run/dbus` and the like: a system service's, covered only where it
-    /// exists, by a copy of its files owned as they were.
-    System,
 }
 
-/// The system services' directories (see the module doc). `/var/run` is a
-/// link to `/run` on every current distribution.
-const SYSTEM_DIRS: [&str; 6] =
-    ["/run/systemd/resolve", "/run/dbus", "/run/nscd", "/run/avahi-daemon", "/run/tor", "/run/cups"];
-
-/// Files larger than this are left out of a system directory's copy, and
-/// the copy stops at [`COPY_BUDGET`] bytes or [`COPY_ENTRIES`] entries: what
-/// those directories hold besides sockets is a few small files
-/// (`resolv.conf`, pid files), and the cover is a 16 MiB tmpfs.
-const COPY_LIMIT: u64 = 1 << 20;
-const COPY_BUDGET: u64 = 8 << 20;
-const COPY_ENTRIES: usize = 256;
-
-/// The directories to cover for `uid`, whether they exist or not.
-fn candidates(uid: u32) -> Vec<(PathBuf, Owner)> {
-    let mut dirs = vec![
-        (PathBuf::from("/run/user"), Owner::Runtime),
+/// The directories in `/tmp` to cover for `uid` (named `user`), whether
+/// they exist or not.
+fn candidates(uid: u32, user: &str) -> Vec<(PathBuf, Owner)> {
+    vec![
         (PathBuf::from(format!("/tmp/tmux-{uid}")), Owner::User),
         // Emacs's and Neovim's servers where no XDG_RUNTIME_DIR is set.
         (PathBuf::from(format!("/tmp/emacs{uid}")), Owner::User),
-        (PathBuf::from("/run/screen"), Owner::Shared),
+        (PathBuf::from(format!("/tmp/nvim.{user}")), Owner::User),
         (PathBuf::from("/tmp/.X11-unix"), Owner::Shared),
         (PathBuf::from("/tmp/.ICE-unix"), Owner::Shared),
-    ];
-    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        dirs.push((PathBuf::from(format!("/tmp/nvim.{}", user.name)), Owner::User));
-    }
-    dirs.extend(SYSTEM_DIRS.iter().map(|dir| (PathBuf::from(dir), Owner::System)));
-    dirs
+    ]
 }
 
 /// Enters a mount namespace of this process's own (inherited by the exec
-/// and its children) with the services' directories covered. A user's
-/// directory that does not exist yet is made first, on the host, as its
-/// service would make it: a service started later puts its socket under the
-/// cover rather than beside it. Needs `CAP_SYS_ADMIN`: call it before
-/// dropping root.
-pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
+/// and its children) with a `/run` of its own and the user's directories in
+/// `/tmp` covered; `user` is the name of `uid`. A user's directory that
+/// does not exist yet is made first, on the host, as its service would
+/// make it. Needs `CAP_SYS_ADMIN`: call it before dropping root.
+pub fn hide(uid: u32, gid: u32, user: &str) -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("entering a mount namespace of the command's own")?;
     // Private from here down: nothing mounted below reaches the host's
     // namespace (on systemd hosts `/` is shared by default).
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("making the command's mounts private")?;
-    let mut covered = Vec::new();
-    for (dir, owner) in candidates(uid) {
+    run::rebuild(uid, gid)?;
+    let mut covered = vec![PathBuf::from("/run")];
+    for (dir, owner) in candidates(uid, user) {
         let Some(opened) = open_or_make(&dir, owner, uid, gid)? else {
             if std::fs::symlink_metadata(&dir).is_ok() {
                 // Not what a service makes: say so, since what may be
@@ -133,15 +100,9 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
             }
             continue;
         };
-        let (options, copy) = match owner {
-            Owner::Runtime => ("mode=0755,size=64m".to_owned(), None),
-            Owner::User => (format!("mode=0700,uid={uid},gid={gid},size=64m"), None),
-            Owner::Shared => ("mode=1777,size=16m".to_owned(), None),
-            Owner::System => {
-                let meta = opened.metadata().with_context(|| format!("reading {}", dir.display()))?;
-                let (mode, owner, group) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
-                (format!("mode={mode:o},uid={owner},gid={group},size=16m"), Some(Snapshot::of(&opened, &dir)))
-            }
+        let options = match owner {
+            Owner::User => format!("mode=0700,uid={uid},gid={gid},size=64m"),
+            Owner::Shared => "mode=1777,size=16m".to_owned(),
         };
         // Onto the directory opened, not onto its path again: the path may
         // have been swapped for a symlink since.
@@ -149,15 +110,6 @@ pub fn hide(uid: u32, gid: u32) -> anyhow::Result<()> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some(options.as_str()))
             .with_context(|| format!("covering {} from the command", dir.display()))?;
-        if owner == Owner::Runtime {
-            own_runtime_dir(&dir, &opened, uid, gid)?;
-        }
-        if let Some(snapshot) = copy {
-            // A file missing from the copy opens nothing: say so and go on.
-            if let Err(error) = snapshot.restore(&dir, &opened) {
-                eprintln!("bridle: warning: the command's copy of {} is empty: {error:#}", dir.display());
-            }
-        }
         covered.push(dir);
     }
     // A working directory inside a covered one would still reach what is
@@ -183,20 +135,17 @@ pub struct Covered {
     dirs: Vec<(PathBuf, Option<File>)>,
 }
 
-/// Before the command starts: makes the user's directories that are
-/// missing (as [`hide`] would, so that the record starts from them) and
-/// records what every directory to cover is.
-pub fn prepare(uid: u32, gid: u32) -> anyhow::Result<Covered> {
+/// Before the command starts: makes the user's directories in `/tmp` that
+/// are missing (as [`hide`] would, so that the record starts from them)
+/// and records what every one of them is.
+pub fn prepare(uid: u32, gid: u32, user: &str) -> anyhow::Result<Covered> {
     let mut dirs = Vec::new();
-    for (dir, owner) in candidates(uid) {
-        if owner != Owner::System {
-            open_or_make(&dir, owner, uid, gid)?;
-        }
+    for (dir, owner) in candidates(uid, user) {
+        open_or_make(&dir, owner, uid, gid)?;
         let held = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(&dir);
         let held = held.ok();
         let expected = if owner == Owner::User { uid } else { 0 };
-        if owner != Owner::System
-            && let Some(meta) = held.as_ref().and_then(|held| held.metadata().ok())
+        if let Some(meta) = held.as_ref().and_then(|held| held.metadata().ok())
             && meta.uid() != expected
         {
             // Someone else's directory where the user's service would make
@@ -331,13 +280,11 @@ impl Drop for Watch {
 }
 
 /// `dir` opened without following a symlink, made first if missing (the
-/// user's own 0700, shared ones 1777, as their services make them; a
-/// system service's is left missing); `None` when it is missing, a symlink
-/// or not a directory (nothing a service would use).
+/// user's own 0700, shared ones 1777, as their services make them); `None`
+/// when it is a symlink or not a directory (nothing a service would use).
 fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<Option<File>> {
     let made = match std::fs::symlink_metadata(dir) {
         Ok(_) => false,
-        Err(error) if error.kind() == ErrorKind::NotFound && owner == Owner::System => return Ok(None),
         Err(error) if error.kind() == ErrorKind::NotFound => match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => true,
             Err(error) if error.kind() == ErrorKind::AlreadyExists => false,
@@ -355,12 +302,8 @@ fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<
     };
     if made {
         let (owner_ids, mode) = match owner {
-            // `/run/user` on a host without logind: everyone traverses it.
-            Owner::Runtime => ((0, 0), 0o755),
             Owner::User => ((uid, gid), 0o700),
             Owner::Shared => ((0, 0), 0o1777),
-            // Never made: left missing above.
-            Owner::System => return Ok(Some(opened)),
         };
         std::os::unix::fs::fchown(&opened, Some(owner_ids.0), Some(owner_ids.1))
             .with_context(|| format!("handing {} to its owner", dir.display()))?;
@@ -369,97 +312,6 @@ fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<
             .with_context(|| format!("setting the mode of {}", dir.display()))?;
     }
     Ok(Some(opened))
-}
-
-/// A system directory's regular files and symlinks, read before it is
-/// covered, to be written into the cover. Its sockets (what the cover is
-/// for), pipes, devices and subdirectories are left out.
-#[derive(Debug, Default)]
-struct Snapshot {
-    entries: Vec<(OsString, Copied)>,
-}
-
-#[derive(Debug)]
-enum Copied {
-    File { bytes: Vec<u8>, mode: u32, owner: (u32, u32) },
-    Link { target: OsString, owner: (u32, u32) },
-}
-
-impl Snapshot {
-    /// What `dir` (opened) holds now. Unreadable entries are left out with
-    /// a warning: a copy short of a file gives the command less, not more.
-    fn of(dir: &File, path: &Path) -> Snapshot {
-        let mut snapshot = Snapshot::default();
-        // The directory opened (not its path again), before it is covered.
-        let listing = match std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) {
-            Ok(listing) => listing,
-            Err(error) => {
-                eprintln!("bridle: warning: cannot list {}: {error}", path.display());
-                return snapshot;
-            }
-        };
-        let mut bytes = 0;
-        for entry in listing.flatten() {
-            if snapshot.entries.len() == COPY_ENTRIES || bytes > COPY_BUDGET {
-                eprintln!("bridle: warning: the command's copy of {} stops at {bytes} bytes", path.display());
-                break;
-            }
-            let name = entry.file_name();
-            match copy_entry(dir, &name) {
-                Ok(Some(copied)) => {
-                    if let Copied::File { bytes: ref content, .. } = copied {
-                        bytes += content.len() as u64;
-                    }
-                    snapshot.entries.push((name, copied));
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    eprintln!(
-                        "bridle: warning: {} is left out of the command's copy: {error:#}",
-                        path.join(&name).display()
-                    );
-                }
-            }
-        }
-        snapshot
-    }
-
-    /// Writes the copy into the cover now mounted on `dir` over `under`
-    /// (the directory it copied). An entry that cannot be written is left
-    /// out with a warning; an error means nothing was written.
-    fn restore(self, dir: &Path, under: &File) -> anyhow::Result<()> {
-        let cover = open_cover(dir, under)?;
-        for (name, copied) in self.entries {
-            if let Err(error) = copied.write(&cover, &name) {
-                eprintln!(
-                    "bridle: warning: {} is left out of the command's copy: {error:#}",
-                    dir.join(&name).display()
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Copied {
-    fn write(self, cover: &File, name: &OsString) -> anyhow::Result<()> {
-        match self {
-            Copied::File { bytes, mode, owner } => {
-                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                let mut file = File::from(openat(cover, name.as_os_str(), flags, Mode::from_bits_truncate(mode))?);
-                file.write_all(&bytes)?;
-                // The umask may have taken bits off.
-                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-                std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
-            }
-            Copied::Link { target, owner } => {
-                symlinkat(target.as_os_str(), cover, name.as_os_str())?;
-                let (uid, gid) = (Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1)));
-                fchownat(cover, name.as_os_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The cover just mounted on `dir`, opened: a tmpfs, and not the directory
@@ -480,41 +332,6 @@ fn open_cover(dir: &Path, under: &File) -> anyhow::Result<File> {
     Ok(cover)
 }
 
-/// The user's own `<uid>` in the `/run/user` cover on `dir`, as logind
-/// makes it (0700).
-fn own_runtime_dir(dir: &Path, under: &File, uid: u32, gid: u32) -> anyhow::Result<()> {
-    let cover = open_cover(dir, under)?;
-    let name = uid.to_string();
-    nix::sys::stat::mkdirat(&cover, name.as_str(), Mode::from_bits_truncate(0o700))
-        .with_context(|| format!("making {}/{name} for the command", dir.display()))?;
-    fchownat(&cover, name.as_str(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-        .with_context(|| format!("handing {}/{name} to the command's user", dir.display()))?;
-    Ok(())
-}
-
-/// One entry of `dir` as it will be copied; `None` for what is not copied.
-fn copy_entry(dir: &File, name: &OsString) -> anyhow::Result<Option<Copied>> {
-    let stat = fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    let owner = (stat.st_uid, stat.st_gid);
-    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
-    if kind == SFlag::S_IFLNK {
-        let target = readlinkat(dir, name.as_os_str())?;
-        return Ok(Some(Copied::Link { target, owner }));
-    }
-    if kind != SFlag::S_IFREG {
-        return Ok(None);
-    }
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let mut file = File::from(openat(dir, name.as_os_str(), flags, Mode::empty())?);
-    let meta = file.metadata()?;
-    anyhow::ensure!(meta.is_file(), "replaced while read");
-    anyhow::ensure!(meta.len() <= COPY_LIMIT, "larger than {COPY_LIMIT} bytes");
-    let mut bytes = Vec::new();
-    std::io::Read::by_ref(&mut file).take(COPY_LIMIT + 1).read_to_end(&mut bytes)?;
-    anyhow::ensure!(bytes.len() as u64 <= COPY_LIMIT, "larger than {COPY_LIMIT} bytes");
-    Ok(Some(Copied::File { bytes, mode: meta.mode() & 0o7777, owner }))
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt as _;
@@ -524,10 +341,6 @@ mod tests {
     #[test]
     fn a_missing_directory_is_made_as_its_service_would_and_a_symlink_is_left_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let runtime = dir.path().join("user");
-        assert!(open_or_make(&runtime, Owner::Runtime, 65534, 65534).expect("made").is_some());
-        let meta = std::fs::metadata(&runtime).expect("made");
-        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755));
         let mine = dir.path().join("tmux-65534");
         assert!(open_or_make(&mine, Owner::User, 65534, 65534).expect("made").is_some());
         let meta = std::fs::metadata(&mine).expect("made");
@@ -542,11 +355,7 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&mine, &link).expect("symlink");
         assert!(open_or_make(&link, Owner::User, 65534, 65534).expect("no error").is_none());
-        // A system service's directory is never made, and a link is not one.
-        let missing = dir.path().join("nscd");
-        assert!(open_or_make(&missing, Owner::System, 0, 0).expect("no error").is_none());
-        assert!(!missing.exists());
-        assert!(open_or_make(&link, Owner::System, 0, 0).expect("no error").is_none());
+        assert!(open_or_make(&link, Owner::Shared, 0, 0).expect("no error").is_none());
     }
 
     #[test]
@@ -586,42 +395,5 @@ mod tests {
         std::fs::create_dir(&late).expect("mkdir");
         assert_eq!(record().changed(), None);
         assert_eq!(Covered { dirs: vec![(late.clone(), None)] }.changed(), Some(late.as_path()));
-    }
-
-    #[test]
-    fn a_system_directory_is_copied_without_its_sockets() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("stub-resolv.conf");
-        std::fs::write(&file, "nameserver 127.0.0.53\n").expect("file");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).expect("chown");
-        std::os::unix::fs::symlink("stub-resolv.conf", dir.path().join("resolv.conf")).expect("symlink");
-        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("io.systemd.Resolve")).expect("socket");
-        nix::unistd::mkfifo(&dir.path().join("fifo"), Mode::from_bits_truncate(0o600)).expect("fifo");
-        std::fs::create_dir(dir.path().join("subdir")).expect("subdir");
-        std::fs::write(dir.path().join("big"), vec![0u8; COPY_LIMIT as usize + 1]).expect("big file");
-        let opened = open_or_make(dir.path(), Owner::System, 0, 0).expect("opened").expect("there");
-        let snapshot = Snapshot::of(&opened, dir.path());
-        let mut names: Vec<_> = snapshot.entries.iter().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
-        names.sort();
-        assert_eq!(names, ["resolv.conf", "stub-resolv.conf"]);
-        // Written only into a tmpfs other than the directory's own file
-        // system.
-        let beside = tempfile::tempdir().expect("tempdir beside it");
-        assert!(Snapshot::of(&opened, dir.path()).restore(beside.path(), &opened).is_err());
-        assert_eq!(std::fs::read_dir(beside.path()).expect("listed").count(), 0);
-        let cover = tempfile::tempdir_in("/dev/shm").expect("tempdir on tmpfs");
-        // An entry that cannot be written is left out, not the rest.
-        std::fs::write(cover.path().join("resolv.conf"), "in the way").expect("in the way");
-        snapshot.restore(cover.path(), &opened).expect("restored");
-        let copy = cover.path().join("stub-resolv.conf");
-        assert_eq!(std::fs::read_to_string(&copy).expect("copied"), "nameserver 127.0.0.53\n");
-        let meta = std::fs::metadata(&copy).expect("copied");
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o640));
-        assert_eq!(std::fs::read_to_string(cover.path().join("resolv.conf")).expect("left"), "in the way");
-        let again = tempfile::tempdir_in("/dev/shm").expect("tempdir on tmpfs");
-        Snapshot::of(&opened, dir.path()).restore(again.path(), &opened).expect("restored");
-        let link = std::fs::read_link(again.path().join("resolv.conf")).expect("link copied");
-        assert_eq!(link, Path::new("stub-resolv.conf"));
     }
 }

@@ -155,6 +155,7 @@ impl Session {
         command.arg("__sandbox-exec").arg("--cgroup").arg(cgroup);
         if let Some(target) = &self.target {
             command.arg("--uid").arg(target.uid.to_string()).arg("--gid").arg(target.gid.to_string());
+            command.arg(format!("--user-name={}", target.name));
         }
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
         let _watch = self.watch_covers(cgroup)?;
@@ -180,8 +181,9 @@ impl Session {
     /// them until the returned watch drops: one that becomes another
     /// directory on the host (see [`services`]) ends the session.
     fn watch_covers(&self, cgroup: &Path) -> anyhow::Result<services::Watch> {
-        let (uid, gid) = self.target.as_ref().map_or((0, 0), |target| (target.uid, target.gid));
-        let covered = services::prepare(uid, gid)?;
+        let (uid, gid, user) =
+            self.target.as_ref().map_or((0, 0, "root"), |target| (target.uid, target.gid, target.name.as_str()));
+        let covered = services::prepare(uid, gid, user)?;
         let audit = Arc::clone(&self.audit);
         let cgroup = cgroup.to_path_buf();
         let mut said = false;
