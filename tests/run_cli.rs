@@ -667,11 +667,12 @@ fn a_covered_directory_made_again_on_the_host_ends_the_session() {
 /// System services that look names up or connect out for whoever asks
 /// (systemd-resolved's Varlink API, the system bus with `resolve1` and
 /// Avahi, nscd, Avahi's own socket, snapd's socket directly in /run) would
-/// send what Bridle's guard never decides. The command's /run is its own:
-/// copies of those services' directories, with their files and without
-/// their sockets, no socket directly in /run, and nothing a service makes
-/// during the session, whether it restarts with its directory or starts
-/// late; the session goes on. The rest of /run is the host's, live.
+/// send what Bridle's guard never decides. The command's /run is its own: a
+/// copy of the host's, files and links kept, without a socket at any depth
+/// or a link to one, and nothing a service makes during the session,
+/// whether it restarts with its directory or starts late; the session goes
+/// on. `/run/lock` and the directories the config names are the host's,
+/// live.
 #[test]
 fn the_agent_cannot_have_system_services_act_for_it() {
     let net = TestNet::new("sysdns");
@@ -680,52 +681,64 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     let conf = format!("/run/systemd/resolve/bridle-test-{tag}.conf");
     let host_dir = format!("/run/bridle-test-host-{tag}");
     let late_dir = format!("/run/bridle-test-late-{tag}");
-    let live = format!("{host_dir}/written-later");
+    let live_dir = format!("/run/bridle-test-live-{tag}");
+    let lock = format!("/run/lock/bridle-test-{tag}");
+    let link = format!("/run/bridle-test-link-{tag}.sock");
     let mut planted = Planted {
         // Outermost first (`/run/systemd` too where it is missing).
-        dirs: dirs
+        dirs: ["/run/lock"]
             .iter()
+            .chain(&dirs)
             .flat_map(|dir| {
                 let missing: Vec<PathBuf> =
                     Path::new(dir).ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
                 missing.into_iter().rev()
             })
             .collect(),
-        files: vec![PathBuf::from(&conf), PathBuf::from(&live)],
+        files: [&conf, &lock, &link].iter().map(PathBuf::from).collect(),
     };
-    // nscd is restarted below: never a real one.
-    assert!(planted.dirs.contains(&PathBuf::from("/run/nscd")), "this host runs nscd; the test would stop it");
-    planted.dirs.extend([PathBuf::from(&host_dir), PathBuf::from(&late_dir)]);
+    planted.dirs.extend([&host_dir, &late_dir, &live_dir].map(PathBuf::from));
     for dir in planted.dirs.iter().filter(|dir| **dir != Path::new(&late_dir)) {
         std::fs::create_dir_all(dir).expect("make a system service's directory");
     }
     std::fs::write(&conf, "search bridle.test\n").expect("plant a file beside the sockets");
     let mut sockets: Vec<String> = dirs.iter().map(|dir| format!("{dir}/bridle-test-{tag}")).collect();
-    // Directly in /run, as snapd's is.
+    // Directly in /run, as snapd's is, and in /run/systemd; one in a
+    // directory of no known service.
     sockets.push(format!("/run/bridle-test-{tag}.sock"));
-    let paths: Vec<&str> = sockets.iter().map(String::as_str).collect();
+    sockets.push(format!("/run/systemd/bridle-test-{tag}"));
+    sockets.push(format!("{host_dir}/api.sock"));
+    // Reachable by its own path outside /run, as a user's socket is.
+    let elsewhere = format!("/tmp/bridle-test-elsewhere-{tag}");
+    let live = format!("{live_dir}/api.sock");
+    let paths: Vec<&str> = sockets.iter().chain([&elsewhere, &live]).map(String::as_str).collect();
     let _service = UserService::start(&net.name, 0, &paths);
     let open_to_everyone = |socket: &str| {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).expect("open to everyone");
     };
-    sockets.iter().for_each(|socket| open_to_everyone(socket));
+    paths.iter().for_each(|socket| open_to_everyone(socket));
+    std::os::unix::fs::symlink(&elsewhere, &link).expect("a link in /run to a socket");
+    let config = net.dir.path().join("bridle.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("\n[host]\nlive_run_dirs = ['{}']\n", &live_dir["/run/".len()..]));
+    std::fs::write(&config, text).expect("config");
     // What the command tries once told: the services there at its start,
     // one restarted with its directory and one started late, and what the
     // host writes meanwhile.
-    let restarted = format!("/run/nscd/bridle-test-{tag}-again");
+    let restarted = format!("{host_dir}/api-again.sock");
     let late = format!("{late_dir}/api.sock");
     let mut then = String::new();
-    for socket in sockets.iter().chain([&restarted, &late]) {
+    for socket in sockets.iter().chain([&link, &restarted, &late, &live]) {
         then.push_str(&format!("print('{socket}=' + reach('{socket}'))\n"));
     }
     then.push_str(&format!("print('conf=' + open('{conf}').read().strip())\n"));
-    then.push_str(&format!("print('live=' + open('{live}').read().strip())\n"));
+    then.push_str(&format!("print('lock=' + open('{lock}').read().strip())\n"));
     let go = format!("/tmp/bridle-test-go-{tag}");
     let guarded = net.started("nobody", &when_told(&go, &then));
-    std::fs::remove_dir_all("/run/nscd").expect("nscd stops");
-    std::fs::create_dir("/run/nscd").expect("nscd starts again");
+    std::fs::remove_dir_all(&host_dir).expect("a service stops");
+    std::fs::create_dir(&host_dir).expect("it starts again");
     std::fs::create_dir(&late_dir).expect("a service starts");
-    std::fs::write(&live, "written on the host\n").expect("the host writes");
+    std::fs::write(&lock, "written on the host\n").expect("the host writes");
     let _again = UserService::start(&net.name, 0, &[&restarted, &late]);
     open_to_everyone(&restarted);
     open_to_everyone(&late);
@@ -736,17 +749,19 @@ fn the_agent_cannot_have_system_services_act_for_it() {
         .output()
         .expect("reach the services outside the session");
     let outside = Run::from(outside);
-    let reachable = sockets.iter().filter(|socket| !socket.starts_with("/run/nscd/"));
-    for socket in reachable.chain([&restarted, &late]) {
+    let reachable = sockets.iter().filter(|socket| !socket.starts_with(&host_dir));
+    for socket in reachable.chain([&link, &restarted, &late, &live]) {
         assert!(outside.stdout.contains(&format!("{socket}=ran\n")), "{socket}: {}", outside.all());
     }
     let run = tell_and_wait(guarded, &go);
     assert_eq!(run.code, 0, "{}", run.all());
-    for socket in sockets.iter().chain([&restarted, &late]) {
+    for socket in sockets.iter().chain([&link, &restarted, &late]) {
         assert!(run.stdout.contains(&format!("{socket}=ENOENT\n")), "{socket}: {}", run.all());
     }
+    assert!(run.stdout.contains(&format!("{live}=ran\n")), "{}", run.all());
     assert!(run.stdout.contains("conf=search bridle.test\n"), "{}", run.all());
-    assert!(run.stdout.contains("live=written on the host\n"), "{}", run.all());
+    assert!(run.stdout.contains("lock=written on the host\n"), "{}", run.all());
+    assert!(!run.stderr.contains("bridle: warning"), "{}", run.all());
     assert!(!run.stderr.contains("another directory"), "{}", run.all());
     // The command's /run was its own: the host's holds the services.
     assert_eq!(reach(&sockets[0]), "ran\n");

@@ -29,6 +29,9 @@ pub struct SandboxArgs {
     /// The name of `--uid`, as the session looked it up (root when absent).
     #[arg(long, requires = "uid")]
     pub user_name: Option<String>,
+    /// A directory of `/run` the command sees as the host's (repeated).
+    #[arg(long)]
+    pub live_run: Vec<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -42,7 +45,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
     // Root's own services are covered when root is the target.
     let user = args.user_name.as_deref().unwrap_or("root");
-    super::services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0), user)?;
+    super::services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0), user, &args.live_run)?;
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }

@@ -13,11 +13,11 @@
 //!   the user's terminals;
 //! - system services that look names up or connect out for any caller, so
 //!   that what Bridle never decides leaves the host: systemd-resolved, the
-//!   system bus, nscd, Avahi, Tor, CUPS, snapd (see [`run`]).
+//!   system bus, nscd, Avahi, Tor, CUPS, snapd, journald (see [`run`]).
 //!
 //! So the command gets a mount namespace of its own with a `/run` of its
-//! own ([`run`]: the host's directories and files, without those services'
-//! sockets, and an empty `/run/user/<uid>`), and with the user's
+//! own ([`run`]: a copy of the host's without a single socket, and an
+//! empty `/run/user/<uid>`), and with the user's
 //! directories in `/tmp` covered by empty tmpfs mounts, writable as the
 //! user's own were: the command's own tmux or D-Bus works there. A missing
 //! one is made on the host first, so that a service started later binds
@@ -42,8 +42,8 @@
 //! would move the cover elsewhere), or let a cover propagate to the host's
 //! mounts.
 
+mod copy;
 mod run;
-mod snapshot;
 
 use std::fs::File;
 use std::io::ErrorKind;
@@ -80,16 +80,18 @@ fn candidates(uid: u32, user: &str) -> Vec<(PathBuf, Owner)> {
 
 /// Enters a mount namespace of this process's own (inherited by the exec
 /// and its children) with a `/run` of its own and the user's directories in
-/// `/tmp` covered; `user` is the name of `uid`. A user's directory that
-/// does not exist yet is made first, on the host, as its service would
-/// make it. Needs `CAP_SYS_ADMIN`: call it before dropping root.
-pub fn hide(uid: u32, gid: u32, user: &str) -> anyhow::Result<()> {
+/// `/tmp` covered; `user` is the name of `uid`, `live_run` the directories
+/// of `/run` the command sees as the host's (`[host] live_run_dirs`). A
+/// user's directory in `/tmp` that does not exist yet is made first, on
+/// the host, as its service would make it. Needs `CAP_SYS_ADMIN`: call it
+/// before dropping root.
+pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("entering a mount namespace of the command's own")?;
     // Private from here down: nothing mounted below reaches the host's
     // namespace (on systemd hosts `/` is shared by default).
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("making the command's mounts private")?;
-    run::rebuild(uid, gid)?;
+    run::rebuild(uid, gid, live_run)?;
     let mut covered = vec![PathBuf::from("/run")];
     for (dir, owner) in candidates(uid, user) {
         let Some(opened) = open_or_make(&dir, owner, uid, gid)? else {

@@ -157,6 +157,11 @@ impl Session {
             command.arg("--uid").arg(target.uid.to_string()).arg("--gid").arg(target.gid.to_string());
             command.arg(format!("--user-name={}", target.name));
         }
+        for dir in &self.config.host.live_run_dirs {
+            let mut arg = std::ffi::OsString::from("--live-run=");
+            arg.push(dir);
+            command.arg(arg);
+        }
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
         let _watch = self.watch_covers(cgroup)?;
         let mut child = command.spawn().context("starting the command")?;

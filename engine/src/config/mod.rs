@@ -18,8 +18,8 @@ use toml::de::{DeTable, Deserializer};
 
 pub use error::ConfigError;
 pub use schema::{
-    AuditConfig, ConsoleConfig, DenyResponse, DlpConfig, DnsConfig, EngineConfig, EnvConfig, McpSection, McpServer,
-    McpTransport, Mount, PolicyConfig, ProjectConfig, ProxySection, Secret, SecretSource, TlsSection,
+    AuditConfig, ConsoleConfig, DenyResponse, DlpConfig, DnsConfig, EngineConfig, EnvConfig, HostConfig, McpSection,
+    McpServer, McpTransport, Mount, PolicyConfig, ProjectConfig, ProxySection, Secret, SecretSource, TlsSection,
 };
 
 use error::Origin;
@@ -37,6 +37,8 @@ pub struct Config {
     pub mounts: Vec<Mount>,
     /// `[env]`
     pub env: EnvConfig,
+    /// `[host]`
+    pub host: HostConfig,
     /// `[policies]`
     pub policies: PolicyConfig,
     /// `[[secrets]]`, in file order, names unique.
@@ -69,6 +71,7 @@ impl Default for Config {
             project: ProjectConfig::default(),
             mounts: Vec::new(),
             env: EnvConfig::default(),
+            host: HostConfig::default(),
             policies: PolicyConfig::default(),
             secrets: Vec::new(),
             dns: DnsConfig::default(),

@@ -65,6 +65,17 @@ impl Default for EnvConfig {
     }
 }
 
+/// `[host]`: what host mode (`bridle run`) lets the command see of the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Directories of `/run` (relative to it, e.g. `postgresql`) the command
+    /// sees as the host's, sockets and all, rather than copied without their
+    /// sockets. The services there act for the command outside Bridle's
+    /// guard.
+    pub live_run_dirs: Vec<PathBuf>,
+}
+
 /// `[policies]`: where the Cedar policy set comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -361,6 +372,7 @@ pub(super) struct RawConfig {
     pub project: ProjectConfig,
     pub mounts: Vec<Mount>,
     pub env: EnvConfig,
+    pub host: HostConfig,
     pub policies: PolicyConfig,
     pub secrets: Vec<RawSecret>,
     pub dns: DnsConfig,

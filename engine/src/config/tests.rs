@@ -176,12 +176,18 @@ fn other_rules_are_validated() {
         ("[project]\nname = ''", "project.name", 2, "empty"),
         ("[[mounts]]\nsource = 'a'\ntarget = 'rel'", "mounts[0].target", 3, "absolute"),
         ("[env]\nforward = ['A=B']", "env.forward[0]", 2, "variable name"),
+        ("[host]\nlive_run_dirs = ['/run/postgresql']", "host.live_run_dirs[0]", 2, "relative to it"),
+        ("[host]\nlive_run_dirs = ['a', '../etc']", "host.live_run_dirs[1]", 2, "relative to it"),
+        ("[host]\nlive_run_dirs = ['']", "host.live_run_dirs[0]", 2, "relative to it"),
+        ("[host]\nlive_run_dirs = ['user/1000']", "host.live_run_dirs[0]", 2, "the command's own"),
     ];
     for (text, key, line, needle) in cases {
         assert_invalid(text, key, line, needle);
     }
     let edge = parse("[audit]\nfsync_interval_ms = 60000\n[engine]\nask_timeout_secs = 1");
     assert!(edge.is_ok(), "{edge:?}");
+    let live = parse("[host]\nlive_run_dirs = ['postgresql', 'systemd/journal']").expect("valid");
+    assert_eq!(live.host.live_run_dirs, [Path::new("postgresql"), Path::new("systemd/journal")]);
 }
 
 const GOOD_MCP: &str = "[[mcp.servers]]\nname = 'demo'\nurl = 'http://127.0.0.1:8000/mcp'\n\n";
@@ -383,6 +389,7 @@ fn example_config_parses_and_sets_every_section() {
     assert_eq!(config.dlp.canaries, ["AKIAHONEYTOKEN000042", "canary-7f3a9c1e-do-not-use"]);
     assert!(defaults.dlp.canaries.is_empty());
     assert_eq!(config.tls, defaults.tls);
+    assert_eq!(config.host, defaults.host);
     let [server] = &config.mcp.servers[..] else { panic!("one MCP server: {:?}", config.mcp) };
     assert_eq!((server.name.as_str(), server.transport), ("tickets", McpTransport::StreamableHttp));
     assert_eq!(server.headers.get("X-Api-Key").map(String::as_str), Some("replace-me"));

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::Config;
 use super::locate::KeyPath;
 use super::schema::{
-    AuditConfig, DlpConfig, EngineConfig, EnvConfig, McpSection, McpServer, Mount, ProjectConfig, ProxySection,
-    RawConfig, RawSecret, Secret, SecretSource, TlsSection,
+    AuditConfig, DlpConfig, EngineConfig, EnvConfig, HostConfig, McpSection, McpServer, Mount, ProjectConfig,
+    ProxySection, RawConfig, RawSecret, Secret, SecretSource, TlsSection,
 };
 use crate::names::valid_mcp_server_name;
 
@@ -34,6 +34,7 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
     check_project(&raw.project)?;
     check_mounts(&raw.mounts)?;
     check_env(&raw.env)?;
+    check_host(&raw.host)?;
     check_audit(&raw.audit)?;
     check_engine(&raw.engine)?;
     check_proxy(&raw.proxy)?;
@@ -45,6 +46,7 @@ pub(super) fn into_config(raw: RawConfig) -> Checked<Config> {
         project: raw.project,
         mounts: raw.mounts,
         env: raw.env,
+        host: raw.host,
         policies: raw.policies,
         dns: raw.dns,
         console: raw.console,
@@ -88,6 +90,25 @@ fn check_env(env: &EnvConfig) -> Checked {
     for (i, name) in env.forward.iter().enumerate() {
         if !is_env_name(name) {
             return fail(at("env").key("forward").index(i), format!("is not a variable name: `{name}`"));
+        }
+    }
+    Ok(())
+}
+
+fn check_host(host: &HostConfig) -> Checked {
+    use std::path::Component;
+    for (i, dir) in host.live_run_dirs.iter().enumerate() {
+        let key = at("host").key("live_run_dirs").index(i);
+        let shown = dir.display();
+        let mut components = dir.components();
+        if !components.clone().all(|part| matches!(part, Component::Normal(_))) || dir.as_os_str().is_empty() {
+            return fail(
+                key,
+                format!("must be a directory under /run, relative to it (e.g. `postgresql`), got `{shown}`"),
+            );
+        }
+        if components.next().is_some_and(|first| first.as_os_str() == "user" || first.as_os_str() == "screen") {
+            return fail(key, format!("`{shown}`: /run/user and /run/screen are the command's own"));
         }
     }
     Ok(())
