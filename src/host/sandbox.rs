@@ -50,9 +50,24 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }
     super::confine::confine()?;
+    close_inherited_on_exec()?;
     let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
     let error = std::process::Command::new(program).args(rest).exec();
     bail!("cannot run {program}: {error}")
+}
+
+/// Marks every descriptor past stdio close-on-exec: one that Bridle
+/// inherited from whatever started it (a root shell's open file, a
+/// directory) would be the command's too, and reach past every cover.
+#[expect(unsafe_code, reason = "close_range(2) has no safe wrapper in std or nix")]
+fn close_inherited_on_exec() -> anyhow::Result<()> {
+    // SAFETY: close_range only changes descriptor flags; no memory is
+    // passed, and nothing in this process uses a descriptor past the exec.
+    let marked = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
+    if marked != 0 {
+        return Err(std::io::Error::last_os_error()).context("marking inherited descriptors close-on-exec");
+    }
+    Ok(())
 }
 
 /// Leaves root for good: no supplementary groups, then gid, then uid (the

@@ -91,6 +91,9 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Res
     // namespace (on systemd hosts `/` is shared by default).
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("making the command's mounts private")?;
+    // The user's groups from here on (as `drop_to` sets them again): the
+    // copy of /run asks the kernel what the user may read.
+    nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(gid)]).context("clearing supplementary groups")?;
     run::rebuild(uid, gid, live_run)?;
     let mut covered = vec![PathBuf::from("/run")];
     for (dir, owner) in candidates(uid, user) {

@@ -180,6 +180,7 @@ fn other_rules_are_validated() {
         ("[host]\nlive_run_dirs = ['a', '../etc']", "host.live_run_dirs[1]", 2, "relative to it"),
         ("[host]\nlive_run_dirs = ['']", "host.live_run_dirs[0]", 2, "relative to it"),
         ("[host]\nlive_run_dirs = ['user/1000']", "host.live_run_dirs[0]", 2, "the command's own"),
+        ("[host]\nlive_run_dirs = ['bridle']", "host.live_run_dirs[0]", 2, "never the command's"),
     ];
     for (text, key, line, needle) in cases {
         assert_invalid(text, key, line, needle);

@@ -107,8 +107,13 @@ fn check_host(host: &HostConfig) -> Checked {
                 format!("must be a directory under /run, relative to it (e.g. `postgresql`), got `{shown}`"),
             );
         }
-        if components.next().is_some_and(|first| first.as_os_str() == "user" || first.as_os_str() == "screen") {
+        let first = components.next().map(|first| first.as_os_str().to_owned()).unwrap_or_default();
+        if first == "user" || first == "screen" {
             return fail(key, format!("`{shown}`: /run/user and /run/screen are the command's own"));
+        }
+        if first == "bridle" {
+            // Its control sockets approve what the command waits for.
+            return fail(key, format!("`{shown}`: Bridle's control sockets are never the command's"));
         }
     }
     Ok(())

@@ -1,13 +1,17 @@
 //! The copy of the host's `/run` that the command's `/run` holds (see
 //! [`super::run`]): directories, regular files and symlinks, owners and
 //! modes kept, and no socket, pipe or device at any depth; a symlink that
-//! leads to a socket is left out too. Directories named live are bind
-//! mounts of the host's instead, sockets and all.
+//! leads to a socket (outside `/run`: one into it leads into the copy) is
+//! left out too. Directories named live are bind mounts of the host's
+//! instead, sockets and all.
 //!
 //! Bounded: [`MAX_ENTRIES`] entries, [`MAX_BYTES`] bytes of file contents,
-//! [`MAX_FILE`] bytes per file, [`MAX_DEPTH`] levels. What the command's
-//! user could not read or enter on the host is made empty, with its owner
-//! and mode: it gets nothing from the copy that it could not have read.
+//! [`MAX_FILE`] bytes per file (larger ones are left out), [`MAX_DEPTH`]
+//! levels; the live binds are outside the bounds. What the command's user
+//! could not read or enter on the host (as the kernel decides it for that
+//! user) is made empty, with its owner and mode: it gets nothing from the
+//! copy that it could not have read. So are the file systems mounted below
+//! (a container's root, a USB drive), which are not `/run`'s to copy.
 //!
 //! Never: follow a symlink while reading or writing (one is only looked
 //! through to see whether it leads to a socket), or write anywhere but
@@ -17,13 +21,13 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
-use nix::unistd::{Gid, Uid, fchownat, symlinkat};
+use nix::unistd::{AccessFlags, Gid, Uid, faccessat, fchownat, setfsgid, setfsuid, symlinkat};
 
 /// What the copy stops at: `/run` holds pid files, small state files and
 /// sockets; a host with more (a volatile journal in `/run/log`, which is
@@ -48,20 +52,33 @@ pub(super) struct Copier<'a> {
     entries: usize,
     bytes: u64,
     stopped: bool,
+    /// Files left out for their size.
+    too_big: usize,
 }
 
 impl<'a> Copier<'a> {
     pub(super) fn new(uid: u32, gid: u32, top: &Path, live: &'a [PathBuf]) -> Copier<'a> {
-        Copier { uid, gid, live, top: top.to_path_buf(), bound: Vec::new(), entries: 0, bytes: 0, stopped: false }
+        Copier {
+            uid,
+            gid,
+            live,
+            top: top.to_path_buf(),
+            bound: Vec::new(),
+            entries: 0,
+            bytes: 0,
+            stopped: false,
+            too_big: 0,
+        }
     }
 
     /// Copies what `host` (the host's `dir`, opened) holds into `cover`,
     /// except the names in `skip`. An entry that cannot be copied is left
     /// out with a warning: the command gets less, not more.
     pub(super) fn tree(&mut self, host: &File, cover: &File, dir: &Path, skip: &[&str], depth: usize) {
-        let listing = match std::fs::read_dir(fd_path(host)) {
-            Ok(listing) => listing,
-            Err(error) => {
+        let listing = std::fs::read_dir(fd_path(host));
+        let (listing, dev) = match (listing, host.metadata()) {
+            (Ok(listing), Ok(meta)) => (listing, meta.dev()),
+            (Err(error), _) | (_, Err(error)) => {
                 eprintln!("bridle: warning: cannot list {}; the command's is empty: {error}", dir.display());
                 return;
             }
@@ -71,47 +88,72 @@ impl<'a> Copier<'a> {
             if skip.iter().any(|skipped| name == *skipped) {
                 continue;
             }
-            if let Err(error) = self.place(host, cover, dir, &name, depth) {
+            if let Err(error) = self.place(host, cover, dir, &name, dev, depth) {
                 let path = dir.join(&name);
                 eprintln!("bridle: warning: {} is left out of the command's copy: {error:#}", path.display());
             }
         }
     }
 
-    fn place(&mut self, host: &File, cover: &File, dir: &Path, name: &OsStr, depth: usize) -> anyhow::Result<()> {
-        let stat = fstatat(host, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    fn place(
+        &mut self,
+        host: &File,
+        cover: &File,
+        dir: &Path,
+        name: &OsStr,
+        dev: u64,
+        depth: usize,
+    ) -> anyhow::Result<()> {
+        let stat = match fstatat(host, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            // Removed since it was listed (a namespace deleted, a pid file).
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
         let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
         let path = dir.join(name);
-        let wanted = matches!(kind, SFlag::S_IFDIR | SFlag::S_IFREG | SFlag::S_IFLNK);
-        if !wanted || !self.take(&path, if kind == SFlag::S_IFREG { stat.st_size as u64 } else { 0 }) {
+        if !matches!(kind, SFlag::S_IFDIR | SFlag::S_IFREG | SFlag::S_IFLNK) {
+            return Ok(());
+        }
+        if kind == SFlag::S_IFDIR
+            && let Some(live) = self.live_path(&path)
+        {
+            // Outside the bounds: a full copy must not cost these.
+            bind(host, cover, name, &stat)?;
+            self.bound.push(live);
+            return Ok(());
+        }
+        if !self.take(&path, 0) {
             return Ok(());
         }
         let owner = (stat.st_uid, stat.st_gid);
         let mode = stat.st_mode & 0o7777;
-        if let Some(live) = self.live_path(&path).filter(|_| kind == SFlag::S_IFDIR) {
-            bind(host, cover, name, &stat)?;
-            self.bound.push(live);
-        } else if kind == SFlag::S_IFDIR {
+        if kind == SFlag::S_IFDIR {
             let made = own_dir(cover, name, mode, owner)?;
-            if !self.may(&stat, 0o1) {
-                // Its contents are out of the user's reach on the host.
+            if stat.st_dev != dev || !self.may(host, name, AccessFlags::X_OK) {
+                // Another file system mounted here (a container's root, a
+                // USB drive), or out of the user's reach on the host.
             } else if depth + 1 >= MAX_DEPTH {
                 eprintln!("bridle: warning: {} is copied empty: deeper than {MAX_DEPTH}", path.display());
-            } else {
-                let opened = open_dir_at(host, name)?;
+            } else if let Some(opened) = open_dir_at(host, name, &stat)? {
                 self.tree(&opened, &made, &path, &[], depth + 1);
             }
         } else if kind == SFlag::S_IFREG {
-            anyhow::ensure!(stat.st_size as u64 <= MAX_FILE, "larger than {MAX_FILE} bytes");
-            let bytes = if !self.may(&stat, 0o4) {
+            let bytes = if !self.may(host, name, AccessFlags::R_OK) {
                 Vec::new()
+            } else if stat.st_size as u64 > MAX_FILE {
+                self.too_big += 1;
+                return Ok(());
             } else if let Some(bytes) = read_file(host, name, &stat)? {
                 bytes
             } else {
-                // A namespace's handle (`/run/netns/<name>`): nothing to
-                // copy, and of no use without privileges.
+                // A namespace's handle (`/run/netns/<name>`), or a file
+                // replaced since it was listed.
                 return Ok(());
             };
+            if !self.take(&path, bytes.len() as u64) {
+                return Ok(());
+            }
             let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let mut file = File::from(openat(cover, name, flags, Mode::empty())?);
             file.write_all(&bytes)?;
@@ -119,7 +161,8 @@ impl<'a> Copier<'a> {
             std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         } else {
-            // A symlink. One to a socket would be one more name for it.
+            // A symlink. One to a socket outside /run would be one more
+            // name for it (one into /run leads into the copy).
             let leads_to = fstatat(host, name, AtFlags::empty());
             if leads_to.is_ok_and(|to| to.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits()) {
                 return Ok(());
@@ -132,13 +175,16 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    /// Counts one more entry of `size` bytes; false once the copy is full.
-    fn take(&mut self, path: &Path, size: u64) -> bool {
+    /// Counts one more entry (`bytes` 0) or `bytes` of an entry's
+    /// contents; false once the copy is full.
+    fn take(&mut self, path: &Path, bytes: u64) -> bool {
         if self.stopped {
             return false;
         }
-        self.entries += 1;
-        self.bytes += size.min(MAX_FILE);
+        if bytes == 0 {
+            self.entries += 1;
+        }
+        self.bytes += bytes;
         if self.entries > MAX_ENTRIES || self.bytes > MAX_BYTES {
             self.stopped = true;
             eprintln!(
@@ -152,20 +198,37 @@ impl<'a> Copier<'a> {
         true
     }
 
+    /// Says what was left out without a warning of its own.
+    pub(super) fn finish(&self) {
+        if self.too_big > 0 {
+            eprintln!(
+                "bridle: warning: the command's copy of {} leaves out {} files larger than {MAX_FILE} bytes",
+                self.top.display(),
+                self.too_big
+            );
+        }
+    }
+
     /// `path` relative to the top, if it is to be bound.
     fn live_path(&self, path: &Path) -> Option<PathBuf> {
         let relative = path.strip_prefix(&self.top).ok()?;
         self.live.iter().any(|live| live == relative).then(|| relative.to_path_buf())
     }
 
-    /// Whether the command's user has `bit` (4 read, 1 search) on what
-    /// `stat` describes, by its mode (root has every bit).
-    fn may(&self, stat: &FileStat, bit: u32) -> bool {
-        let mode = stat.st_mode;
-        self.uid == 0
-            || (stat.st_uid == self.uid && mode & (bit << 6) != 0)
-            || (stat.st_uid != self.uid && stat.st_gid == self.gid && mode & (bit << 3) != 0)
-            || (stat.st_uid != self.uid && stat.st_gid != self.gid && mode & bit != 0)
+    /// Whether the command's user may `access` `name` in `host`, as the
+    /// kernel decides it for that user (mode bits, ACLs): checked with the
+    /// user's file system ids, which leave root's overrides aside. Its
+    /// only group is its own ([`super::hide`] set the groups first).
+    fn may(&self, host: &File, name: &OsStr, access: AccessFlags) -> bool {
+        if self.uid == 0 {
+            return true;
+        }
+        let was_uid = setfsuid(Uid::from_raw(self.uid));
+        let was_gid = setfsgid(Gid::from_raw(self.gid));
+        let may = faccessat(host, name, access, AtFlags::AT_EACCESS | AtFlags::AT_SYMLINK_NOFOLLOW).is_ok();
+        setfsgid(was_gid);
+        setfsuid(was_uid);
+        may
     }
 }
 
@@ -177,11 +240,7 @@ fn bind(host: &File, cover: &File, name: &OsStr, stat: &FileStat) -> anyhow::Res
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let opened = File::from(openat(host, name, flags, Mode::empty())?);
     let now = opened.metadata()?;
-    anyhow::ensure!(
-        std::os::unix::fs::MetadataExt::ino(&now) == stat.st_ino
-            && std::os::unix::fs::MetadataExt::dev(&now) == stat.st_dev,
-        "replaced while bound"
-    );
+    anyhow::ensure!(now.ino() == stat.st_ino && now.dev() == stat.st_dev, "replaced while bound");
     mkdirat(cover, name, Mode::from_bits_truncate(0o700))?;
     let target = fd_path(cover).join(name);
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
@@ -190,7 +249,8 @@ fn bind(host: &File, cover: &File, name: &OsStr, stat: &FileStat) -> anyhow::Res
 }
 
 /// The contents of the regular file `name`; `None` for a namespace file
-/// mounted there.
+/// mounted there, another file than `stat` describes, or one that grew
+/// past [`MAX_FILE`].
 fn read_file(host: &File, name: &OsStr, stat: &FileStat) -> anyhow::Result<Option<Vec<u8>>> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let mut file = File::from(openat(host, name, flags, Mode::empty())?);
@@ -198,26 +258,37 @@ fn read_file(host: &File, name: &OsStr, stat: &FileStat) -> anyhow::Result<Optio
         return Ok(None);
     }
     let meta = file.metadata()?;
-    anyhow::ensure!(meta.is_file() && std::os::unix::fs::MetadataExt::ino(&meta) == stat.st_ino, "replaced while read");
+    if !meta.is_file() || meta.ino() != stat.st_ino {
+        return Ok(None);
+    }
     let mut bytes = Vec::new();
     std::io::Read::by_ref(&mut file).take(MAX_FILE + 1).read_to_end(&mut bytes)?;
-    anyhow::ensure!(bytes.len() as u64 <= MAX_FILE, "larger than {MAX_FILE} bytes");
-    Ok(Some(bytes))
+    // One that grew past the limit while read is left out.
+    Ok((bytes.len() as u64 <= MAX_FILE).then_some(bytes))
 }
 
 /// Makes `name` in `parent` with `mode` and `owner`, and opens it.
 pub(super) fn own_dir(parent: &File, name: &OsStr, mode: u32, owner: (u32, u32)) -> anyhow::Result<File> {
     mkdirat(parent, name, Mode::from_bits_truncate(0o700))?;
-    let made = open_dir_at(parent, name)?;
+    let made = open(parent, name)?;
     std::os::unix::fs::fchown(&made, Some(owner.0), Some(owner.1))?;
     // After the owner: the umask took bits off, and a chown may take more.
     made.set_permissions(std::fs::Permissions::from_mode(mode))?;
     Ok(made)
 }
 
-pub(super) fn open_dir_at(parent: &File, name: &OsStr) -> anyhow::Result<File> {
+fn open(parent: &File, name: &OsStr) -> anyhow::Result<File> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     Ok(File::from(openat(parent, name, flags, Mode::empty())?))
+}
+
+/// The directory `name` that `stat` describes, opened; `None` if another
+/// is there now.
+fn open_dir_at(parent: &File, name: &OsStr, stat: &FileStat) -> anyhow::Result<Option<File>> {
+    let opened = open(parent, name)?;
+    let meta = opened.metadata()?;
+    let same = meta.ino() == stat.st_ino && meta.dev() == stat.st_dev;
+    Ok(same.then_some(opened))
 }
 
 /// The path that leads to `file` itself, whatever is mounted over its
@@ -288,14 +359,17 @@ mod tests {
 
     #[test]
     fn a_copy_stops_at_its_bounds() {
-        let host = tempfile::tempdir().expect("tempdir");
-        for i in 0..MAX_ENTRIES + 10 {
-            std::fs::write(host.path().join(format!("{i}.pid")), "1\n").expect("file");
-        }
-        let cover = tempfile::tempdir().expect("tempdir");
         let open = |path: &Path| File::open(path).expect("open");
-        let mut copier = Copier::new(0, 0, host.path(), &[]);
-        copier.tree(&open(host.path()), &open(cover.path()), host.path(), &[], 0);
-        assert_eq!(std::fs::read_dir(cover.path()).expect("listed").count(), MAX_ENTRIES);
+        let copied = |files: usize, size: usize| {
+            let host = tempfile::tempdir().expect("tempdir");
+            for i in 0..files {
+                std::fs::write(host.path().join(format!("{i}.pid")), vec![b'1'; size]).expect("file");
+            }
+            let cover = tempfile::tempdir().expect("tempdir");
+            Copier::new(0, 0, host.path(), &[]).tree(&open(host.path()), &open(cover.path()), host.path(), &[], 0);
+            std::fs::read_dir(cover.path()).expect("listed").count()
+        };
+        assert_eq!(copied(MAX_ENTRIES + 10, 1), MAX_ENTRIES);
+        assert_eq!(copied(20, MAX_FILE as usize), (MAX_BYTES / MAX_FILE) as usize);
     }
 }

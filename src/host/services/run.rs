@@ -61,7 +61,9 @@ pub(super) fn rebuild(uid: u32, gid: u32, live: &[PathBuf]) -> anyhow::Result<()
     let live: Vec<PathBuf> = LIVE.iter().map(PathBuf::from).chain(named.iter().cloned()).collect();
     let mut copier = Copier::new(uid, gid, run, &live);
     copier.tree(&host, &cover, run, &["user", "screen"], 0);
-    for dir in named.iter().filter(|dir| !copier.bound.contains(dir)) {
+    copier.finish();
+    let bound = |dir: &PathBuf| copier.bound.iter().any(|bound| dir.starts_with(bound));
+    for dir in named.iter().filter(|dir| !bound(dir)) {
         eprintln!(
             "bridle: warning: /run/{} ([host] live_run_dirs) is not a directory the command's user can reach; \
              nothing is bound there",
