@@ -771,6 +771,10 @@ fn the_agent_cannot_have_system_services_act_for_it() {
         assert!(run.stdout.contains(&format!("{socket}=ENOENT\n")), "{socket}: {}", run.all());
     }
     assert!(run.stdout.contains(&format!("{live}=ran\n")), "{}", run.all());
+    // What it can still reach outside /run is named before it starts; what
+    // the config let it reach is not news.
+    let warning = run.stderr.lines().find(|line| line.contains("served outside the session")).unwrap_or_default();
+    assert!(warning.contains(&elsewhere) && !warning.contains(&live), "{}", run.all());
     assert!(run.stdout.contains("conf=search bridle.test\n"), "{}", run.all());
     assert!(run.stdout.contains("lock=written on the host\n"), "{}", run.all());
     // Nothing was left out of the copy for an error, or cut at a bound.

@@ -10,6 +10,7 @@
 //! Appliance mode guards every process in Bridle's network namespace
 //! instead (see [`appliance`]).
 
+mod access;
 mod admin;
 mod appliance;
 mod calls;
@@ -18,6 +19,7 @@ pub(crate) mod control;
 mod egress;
 mod mcp;
 mod raw_capable;
+mod reachable;
 mod sandbox;
 mod services;
 mod session;

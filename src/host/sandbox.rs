@@ -9,7 +9,7 @@
 //! children ever do escapes redirection.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -45,7 +45,13 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
     // Root's own services are covered when root is the target.
     let user = args.user_name.as_deref().unwrap_or("root");
-    super::services::hide(args.uid.unwrap_or(0), args.gid.unwrap_or(0), user, &args.live_run)?;
+    let (uid, gid) = (args.uid.unwrap_or(0), args.gid.unwrap_or(0));
+    super::services::hide(uid, gid, user, &args.live_run)?;
+    // Bridle's own sockets for the command, and those the config lets it
+    // reach, are not news.
+    let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();
+    allowed.push(PathBuf::from(bridle_mcp_gateway::report::SOCKET_DIR));
+    super::reachable::report(uid, gid, &allowed);
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }

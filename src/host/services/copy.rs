@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
-use nix::unistd::{AccessFlags, Gid, Uid, faccessat, fchownat, setfsgid, setfsuid, symlinkat};
+use nix::unistd::{AccessFlags, Gid, Uid, fchownat, symlinkat};
 
 /// What the copy stops at: `/run` holds pid files, small state files and
 /// sockets; a host with more (a volatile journal in `/run/log`, which is
@@ -215,20 +215,10 @@ impl<'a> Copier<'a> {
         self.live.iter().any(|live| live == relative).then(|| relative.to_path_buf())
     }
 
-    /// Whether the command's user may `access` `name` in `host`, as the
-    /// kernel decides it for that user (mode bits, ACLs): checked with the
-    /// user's file system ids, which leave root's overrides aside. Its
-    /// only group is its own ([`super::hide`] set the groups first).
+    /// Whether the command's user may `access` `name` in `host`
+    /// ([`crate::host::access`]; [`super::hide`] set its groups first).
     fn may(&self, host: &File, name: &OsStr, access: AccessFlags) -> bool {
-        if self.uid == 0 {
-            return true;
-        }
-        let was_uid = setfsuid(Uid::from_raw(self.uid));
-        let was_gid = setfsgid(Gid::from_raw(self.gid));
-        let may = faccessat(host, name, access, AtFlags::AT_EACCESS | AtFlags::AT_SYMLINK_NOFOLLOW).is_ok();
-        setfsgid(was_gid);
-        setfsuid(was_uid);
-        may
+        crate::host::access::user_may(self.uid, self.gid, host, name, access, false)
     }
 }
 

@@ -1,0 +1,96 @@
+//! The sockets served outside the session that the guarded command can
+//! still connect to, said before it starts. What is served there acts for
+//! the command outside Bridle's guard (an ssh `ControlMaster` runs commands
+//! on its host, gpg's dirmngr fetches keys, an IDE's IPC runs what it is
+//! told), and no kernel hook this side of BPF LSM or Landlock's
+//! `RESOLVE_UNIX` can decide a connect by what it reaches: a path is
+//! whatever its symlinks make it. So the command is not stopped, but the
+//! person running it is told, by name, with the way out (`--user`).
+//!
+//! Asked in the command's own mount namespace (its covers in place) with
+//! its user's file system ids, just before it starts: a socket it cannot
+//! see or may not open is not named.
+//!
+//! Never: connect to what is found, or stop the command for it.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::PathBuf;
+
+use nix::unistd::AccessFlags;
+
+/// How many sockets are named before the rest are counted.
+const NAMED: usize = 8;
+
+/// A Unix socket's `Flags` in `/proc/net/unix`: listening (`__SO_ACCEPTCON`).
+const LISTENING: u32 = 0x10000;
+
+/// `Type` in `/proc/net/unix`: a datagram socket, served by whoever bound
+/// it (syslog).
+const DATAGRAM: u32 = 2;
+
+/// The paths of the sockets bound in this network namespace that take
+/// connections or datagrams, from `/proc/net/unix`'s text.
+fn served(table: &str) -> BTreeSet<PathBuf> {
+    let mut paths = BTreeSet::new();
+    for line in table.lines().skip(1) {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, _, _, flags, kind, _, _, path @ ..] = fields.as_slice() else { continue };
+        let (Ok(flags), Ok(kind)) = (u32::from_str_radix(flags, 16), u32::from_str_radix(kind, 16)) else {
+            continue;
+        };
+        let path = path.join(" ");
+        if path.starts_with('/') && (flags & LISTENING != 0 || kind == DATAGRAM) {
+            paths.insert(PathBuf::from(path));
+        }
+    }
+    paths
+}
+
+/// Says on stderr which sockets served outside the session `uid` (whose
+/// one group is `gid`) can open here, leaving out those under `allowed`
+/// (Bridle's own, the configured live directories).
+pub fn report(uid: u32, gid: u32, allowed: &[PathBuf]) {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return };
+    let reachable: Vec<PathBuf> = served(&table)
+        .into_iter()
+        .filter(|path| !allowed.iter().any(|dir| path.starts_with(dir)))
+        .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket()))
+        .filter(|path| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path.as_path(), AccessFlags::W_OK, true))
+        .collect();
+    if reachable.is_empty() {
+        return;
+    }
+    let mut named: Vec<String> = reachable.iter().take(NAMED).map(|path| path.display().to_string()).collect();
+    if reachable.len() > NAMED {
+        named.push(format!("and {} more", reachable.len() - NAMED));
+    }
+    eprintln!(
+        "bridle: warning: the command can connect to {} socket(s) served outside the session, and what serves \
+         them acts for it unguarded: {}. For an agent you do not trust, run it as an account of its own (--user) \
+         that those sockets do not let in",
+        reachable.len(),
+        named.join(", ")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bound_paths_that_take_connections_or_datagrams_are_served() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 20921 /home/u/.ssh/cm-git@host:22\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 20922 /home/u/.ssh/cm-git@host:22\n\
+            0000000000000000: 00000002 00000000 00000000 0002 01 11111 /run/systemd/journal/dev-log\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 22222 @/tmp/.X11-unix/X0\n\
+            0000000000000000: 00000002 00000000 00000000 0001 03 33333\n\
+            0000000000000000: 00000002 00000000 00010000 0005 01 44444 /tmp/a dir/seq.sock\n\
+            garbage\n";
+        let paths: Vec<PathBuf> = served(table).into_iter().collect();
+        let expected = ["/home/u/.ssh/cm-git@host:22", "/run/systemd/journal/dev-log", "/tmp/a dir/seq.sock"];
+        assert_eq!(paths, expected.map(PathBuf::from));
+    }
+}
