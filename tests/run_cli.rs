@@ -190,6 +190,7 @@ fn the_command_runs_unprivileged_with_nothing_inherited_and_its_exit_code_is_ret
     let inheriting = |command: Command| {
         let mut shell = Command::new("sh");
         shell.args(["-c", "exec 7</run; exec \"$@\"", "sh"]).arg(command.get_program()).args(command.get_args());
+        shell.env_remove("SUDO_UID");
         Run::from(shell.output().expect("run through sh"))
     };
     let mut outside = Command::new("sh");

@@ -14,8 +14,9 @@
 //! Never: connect to what is found, or stop the command for it.
 
 use std::collections::BTreeSet;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::FileTypeExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::AccessFlags;
 
@@ -26,23 +27,34 @@ const NAMED: usize = 8;
 const LISTENING: u32 = 0x10000;
 
 /// `Type` in `/proc/net/unix`: a datagram socket, served by whoever bound
-/// it (syslog).
+/// it (syslog) while it is not connected (`St` 1) to another.
 const DATAGRAM: u32 = 2;
+const UNCONNECTED: u32 = 1;
 
 /// The paths of the sockets bound in this network namespace that take
-/// connections or datagrams, from `/proc/net/unix`'s text.
-fn served(table: &str) -> BTreeSet<PathBuf> {
+/// connections (listening) or datagrams (unconnected), from
+/// `/proc/net/unix`'s bytes: `Num RefCount Protocol Flags Type St Inode`,
+/// then the path after one space, as bound (any bytes but a newline).
+fn served(table: &[u8]) -> BTreeSet<PathBuf> {
     let mut paths = BTreeSet::new();
-    for line in table.lines().skip(1) {
-        // Num RefCount Protocol Flags Type St Inode Path
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_, _, _, flags, kind, _, _, path @ ..] = fields.as_slice() else { continue };
-        let (Ok(flags), Ok(kind)) = (u32::from_str_radix(flags, 16), u32::from_str_radix(kind, 16)) else {
-            continue;
-        };
-        let path = path.join(" ");
-        if path.starts_with('/') && (flags & LISTENING != 0 || kind == DATAGRAM) {
-            paths.insert(PathBuf::from(path));
+    for line in table.split(|byte| *byte == b'\n').skip(1) {
+        let mut fields = Vec::new();
+        let mut rest = line;
+        while fields.len() < 7 {
+            rest = rest.trim_ascii_start();
+            let end = rest.iter().position(u8::is_ascii_whitespace).unwrap_or(rest.len());
+            if end == 0 {
+                break;
+            }
+            fields.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        let [_, _, _, flags, kind, state, _] = fields.as_slice() else { continue };
+        let number = |field: &[u8]| std::str::from_utf8(field).ok().and_then(|text| u32::from_str_radix(text, 16).ok());
+        let (Some(flags), Some(kind), Some(state)) = (number(flags), number(kind), number(state)) else { continue };
+        let Some(path) = rest.strip_prefix(b" ").filter(|path| path.first() == Some(&b'/')) else { continue };
+        if flags & LISTENING != 0 || (kind == DATAGRAM && state == UNCONNECTED) {
+            paths.insert(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
         }
     }
     paths
@@ -52,10 +64,17 @@ fn served(table: &str) -> BTreeSet<PathBuf> {
 /// one group is `gid`) can open here, leaving out those under `allowed`
 /// (Bridle's own, the configured live directories).
 pub fn report(uid: u32, gid: u32, allowed: &[PathBuf]) {
-    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return };
+    let Ok(table) = std::fs::read("/proc/net/unix") else { return };
+    // Compared as the command sees them: `/var/run/postgresql` is
+    // `/run/postgresql`.
+    let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let allowed: Vec<PathBuf> = allowed.iter().map(|dir| canonical(dir)).collect();
     let reachable: Vec<PathBuf> = served(&table)
         .into_iter()
-        .filter(|path| !allowed.iter().any(|dir| path.starts_with(dir)))
+        .filter(|path| {
+            let parent = path.parent().map(canonical).unwrap_or_default();
+            !allowed.iter().any(|dir| parent.starts_with(dir))
+        })
         .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket()))
         .filter(|path| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path.as_path(), AccessFlags::W_OK, true))
         .collect();
@@ -81,16 +100,22 @@ mod tests {
 
     #[test]
     fn only_bound_paths_that_take_connections_or_datagrams_are_served() {
-        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+        let table = b"Num       RefCount Protocol Flags    Type St Inode Path\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 20921 /home/u/.ssh/cm-git@host:22\n\
             0000000000000000: 00000003 00000000 00000000 0001 03 20922 /home/u/.ssh/cm-git@host:22\n\
             0000000000000000: 00000002 00000000 00000000 0002 01 11111 /run/systemd/journal/dev-log\n\
+            0000000000000000: 00000002 00000000 00000000 0002 03 11112 /tmp/a-client.sock\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 22222 @/tmp/.X11-unix/X0\n\
             0000000000000000: 00000002 00000000 00000000 0001 03 33333\n\
-            0000000000000000: 00000002 00000000 00010000 0005 01 44444 /tmp/a dir/seq.sock\n\
+            0000000000000000: 00000002 00000000 00010000 0005 01   444 /tmp/a  dir/seq.sock\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 55555 /tmp/\xff.sock\n\
             garbage\n";
         let paths: Vec<PathBuf> = served(table).into_iter().collect();
-        let expected = ["/home/u/.ssh/cm-git@host:22", "/run/systemd/journal/dev-log", "/tmp/a dir/seq.sock"];
-        assert_eq!(paths, expected.map(PathBuf::from));
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff.sock"));
+        let expected = ["/home/u/.ssh/cm-git@host:22", "/run/systemd/journal/dev-log", "/tmp/a  dir/seq.sock"];
+        let mut expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();
+        expected.push(odd);
+        expected.sort();
+        assert_eq!(paths, expected);
     }
 }

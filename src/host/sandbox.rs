@@ -64,14 +64,38 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
 
 /// Marks every descriptor past stdio close-on-exec: one that Bridle
 /// inherited from whatever started it (a root shell's open file, a
-/// directory) would be the command's too, and reach past every cover.
+/// directory) would be the command's too, and reach past every cover. So
+/// the command gets stdin, stdout and stderr only (no `3<file`, no
+/// `<(…)` from the shell that ran Bridle). Kernels before 5.11 (or a
+/// seccomp profile that refuses `close_range`) get each descriptor marked
+/// one by one.
 #[expect(unsafe_code, reason = "close_range(2) has no safe wrapper in std or nix")]
 fn close_inherited_on_exec() -> anyhow::Result<()> {
     // SAFETY: close_range only changes descriptor flags; no memory is
     // passed, and nothing in this process uses a descriptor past the exec.
     let marked = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
-    if marked != 0 {
-        return Err(std::io::Error::last_os_error()).context("marking inherited descriptors close-on-exec");
+    if marked == 0 {
+        return Ok(());
+    }
+    mark_each_close_on_exec()
+}
+
+/// [`close_inherited_on_exec`] one descriptor at a time.
+#[expect(unsafe_code, reason = "fcntl(2) on raw descriptors has no safe wrapper")]
+fn mark_each_close_on_exec() -> anyhow::Result<()> {
+    let listing = std::fs::read_dir("/proc/self/fd").context("listing inherited descriptors")?;
+    for entry in listing.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<libc::c_int>().ok()) else { continue };
+        // SAFETY: F_SETFD only changes the descriptor's flags; no memory is
+        // passed. One closed meanwhile (the listing's own) fails with
+        // EBADF, which is what it should be at the exec.
+        if fd > 2 && unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            let error = std::io::Error::last_os_error();
+            anyhow::ensure!(
+                error.raw_os_error() == Some(libc::EBADF),
+                "marking descriptor {fd} close-on-exec: {error}"
+            );
+        }
     }
     Ok(())
 }
@@ -86,4 +110,22 @@ fn drop_to(uid: Uid, gid: Gid) -> anyhow::Result<()> {
         bail!("still able to regain root after dropping privileges; refusing to run the command");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_are_marked_close_on_exec_one_by_one_where_close_range_fails() {
+        let flags = nix::fcntl::OFlag::O_RDONLY;
+        let inherited = nix::fcntl::open("/", flags, nix::sys::stat::Mode::empty()).expect("open");
+        let cloexec = |fd| {
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+            nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+        };
+        assert!(!cloexec(&inherited));
+        mark_each_close_on_exec().expect("marked");
+        assert!(cloexec(&inherited));
+    }
 }

@@ -92,8 +92,11 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Res
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("making the command's mounts private")?;
     // The user's groups from here on (as `drop_to` sets them again): the
-    // copy of /run asks the kernel what the user may read.
-    nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(gid)]).context("clearing supplementary groups")?;
+    // copy of /run asks the kernel what the user may read. (Root, when it
+    // is the target, keeps its own.)
+    if uid != 0 {
+        nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(gid)]).context("clearing supplementary groups")?;
+    }
     run::rebuild(uid, gid, live_run)?;
     let mut covered = vec![PathBuf::from("/run")];
     for (dir, owner) in candidates(uid, user) {

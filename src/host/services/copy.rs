@@ -88,9 +88,21 @@ impl<'a> Copier<'a> {
             if skip.iter().any(|skipped| name == *skipped) {
                 continue;
             }
-            if let Err(error) = self.place(host, cover, dir, &name, dev, depth) {
-                let path = dir.join(&name);
-                eprintln!("bridle: warning: {} is left out of the command's copy: {error:#}", path.display());
+            match self.place(host, cover, dir, &name, dev, depth) {
+                Ok(()) => {}
+                // Removed or replaced since it was listed (a namespace
+                // deleted, a pid file rewritten): nothing to say.
+                Err(error)
+                    if error.downcast_ref::<nix::errno::Errno>().is_some_and(|errno| {
+                        matches!(
+                            errno,
+                            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP
+                        )
+                    }) => {}
+                Err(error) => {
+                    let path = dir.join(&name);
+                    eprintln!("bridle: warning: {} is left out of the command's copy: {error:#}", path.display());
+                }
             }
         }
     }
@@ -104,12 +116,7 @@ impl<'a> Copier<'a> {
         dev: u64,
         depth: usize,
     ) -> anyhow::Result<()> {
-        let stat = match fstatat(host, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(stat) => stat,
-            // Removed since it was listed (a namespace deleted, a pid file).
-            Err(nix::errno::Errno::ENOENT) => return Ok(()),
-            Err(error) => return Err(error.into()),
-        };
+        let stat = fstatat(host, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
         let path = dir.join(name);
         if !matches!(kind, SFlag::S_IFDIR | SFlag::S_IFREG | SFlag::S_IFLNK) {
@@ -123,7 +130,7 @@ impl<'a> Copier<'a> {
             self.bound.push(live);
             return Ok(());
         }
-        if !self.take(&path, 0) {
+        if !self.count_entry(&path) {
             return Ok(());
         }
         let owner = (stat.st_uid, stat.st_gid);
@@ -151,7 +158,7 @@ impl<'a> Copier<'a> {
                 // replaced since it was listed.
                 return Ok(());
             };
-            if !self.take(&path, bytes.len() as u64) {
+            if !self.count_bytes(&path, bytes.len() as u64) {
                 return Ok(());
             }
             let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -175,16 +182,22 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    /// Counts one more entry (`bytes` 0) or `bytes` of an entry's
-    /// contents; false once the copy is full.
-    fn take(&mut self, path: &Path, bytes: u64) -> bool {
+    /// Counts one more entry; false once the copy is full.
+    fn count_entry(&mut self, path: &Path) -> bool {
+        self.entries += 1;
+        self.room(path)
+    }
+
+    /// Counts `bytes` of an entry's contents; false once the copy is full.
+    fn count_bytes(&mut self, path: &Path, bytes: u64) -> bool {
+        self.bytes += bytes;
+        self.room(path)
+    }
+
+    fn room(&mut self, path: &Path) -> bool {
         if self.stopped {
             return false;
         }
-        if bytes == 0 {
-            self.entries += 1;
-        }
-        self.bytes += bytes;
         if self.entries > MAX_ENTRIES || self.bytes > MAX_BYTES {
             self.stopped = true;
             eprintln!(
@@ -296,6 +309,7 @@ mod tests {
     #[test]
     fn a_copy_has_no_socket_at_any_depth_and_nothing_its_user_could_not_read() {
         let host = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let at = |path: &str| host.path().join(path);
         std::fs::create_dir_all(at("systemd/resolve")).expect("dirs");
         std::fs::write(at("systemd/resolve/stub-resolv.conf"), "nameserver 127.0.0.53\n").expect("file");
