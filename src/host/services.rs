@@ -114,9 +114,8 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Res
         };
         // Onto the directory opened, not onto its path again: the path may
         // have been swapped for a symlink since.
-        let target = format!("/proc/self/fd/{}", opened.as_raw_fd());
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some(options.as_str()))
+        mount(Some("tmpfs"), fd_path(&opened).as_path(), Some("tmpfs"), flags, Some(options.as_str()))
             .with_context(|| format!("covering {} from the command", dir.display()))?;
         covered.push(dir);
     }
@@ -300,8 +299,7 @@ fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<
         },
         Err(error) => return Err(error).with_context(|| format!("reading {}", dir.display())),
     };
-    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir);
-    let opened = match opened {
+    let opened = match open_dir(dir) {
         Ok(opened) => opened,
         Err(error) if matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)) => {
             return Ok(None);
@@ -326,11 +324,7 @@ fn open_or_make(dir: &Path, owner: Owner, uid: u32, gid: u32) -> anyhow::Result<
 /// `under` it (which on `/run` is a tmpfs too). Root writes into it, so
 /// never anywhere else.
 fn open_cover(dir: &Path, under: &File) -> anyhow::Result<File> {
-    let cover = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(dir)
-        .context("opening the cover")?;
+    let cover = open_dir(dir).context("opening the cover")?;
     let on_tmpfs = nix::sys::statfs::fstatfs(&cover).map(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
     let other_fs = match (cover.metadata(), under.metadata()) {
         (Ok(cover), Ok(under)) => cover.dev() != under.dev(),
@@ -338,6 +332,17 @@ fn open_cover(dir: &Path, under: &File) -> anyhow::Result<File> {
     };
     anyhow::ensure!(on_tmpfs.unwrap_or(false) && other_fs, "{} does not lead to the cover", dir.display());
     Ok(cover)
+}
+
+/// The directory at `dir`, opened for reading, never through a symlink.
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir)
+}
+
+/// The path that leads to `file` itself, whatever is mounted over its
+/// name since.
+fn fd_path(file: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 #[cfg(test)]

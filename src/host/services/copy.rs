@@ -20,7 +20,6 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +27,8 @@ use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{AccessFlags, Gid, Uid, fchownat, symlinkat};
+
+use super::fd_path;
 
 /// What the copy stops at: `/run` holds pid files, small state files and
 /// sockets; a host with more (a volatile journal in `/run/log`, which is
@@ -242,8 +243,7 @@ fn bind(host: &File, cover: &File, name: &OsStr, stat: &FileStat) -> anyhow::Res
     // symlink since would mount what the link leads to.
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let opened = File::from(openat(host, name, flags, Mode::empty())?);
-    let now = opened.metadata()?;
-    anyhow::ensure!(now.ino() == stat.st_ino && now.dev() == stat.st_dev, "replaced while bound");
+    anyhow::ensure!(describes(stat, &opened.metadata()?), "replaced while bound");
     mkdirat(cover, name, Mode::from_bits_truncate(0o700))?;
     let target = fd_path(cover).join(name);
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
@@ -261,7 +261,7 @@ fn read_file(host: &File, name: &OsStr, stat: &FileStat) -> anyhow::Result<Optio
         return Ok(None);
     }
     let meta = file.metadata()?;
-    if !meta.is_file() || meta.ino() != stat.st_ino {
+    if !meta.is_file() || !describes(stat, &meta) {
         return Ok(None);
     }
     let mut bytes = Vec::new();
@@ -289,15 +289,12 @@ fn open(parent: &File, name: &OsStr) -> anyhow::Result<File> {
 /// is there now.
 fn open_dir_at(parent: &File, name: &OsStr, stat: &FileStat) -> anyhow::Result<Option<File>> {
     let opened = open(parent, name)?;
-    let meta = opened.metadata()?;
-    let same = meta.ino() == stat.st_ino && meta.dev() == stat.st_dev;
-    Ok(same.then_some(opened))
+    Ok(describes(stat, &opened.metadata()?).then_some(opened))
 }
 
-/// The path that leads to `file` itself, whatever is mounted over its
-/// name since.
-pub(super) fn fd_path(file: &File) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+/// Whether `stat` (taken by name) is of the file `meta` was read from.
+fn describes(stat: &FileStat, meta: &std::fs::Metadata) -> bool {
+    (meta.dev(), meta.ino()) == (stat.st_dev, stat.st_ino)
 }
 
 #[cfg(test)]

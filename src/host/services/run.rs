@@ -25,13 +25,14 @@
 //! exec, or bind what the config did not name.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use nix::mount::{MsFlags, mount};
 
-use super::copy::{Copier, fd_path, own_dir};
+use super::copy::{Copier, own_dir};
+use super::fd_path;
 
 /// Directories of `/run` always bound, not copied: lock files are shared
 /// with the host, and the session's MCP report socket is made there while
@@ -45,11 +46,7 @@ const LIVE: [&str; 2] = ["lock", "bridle-mcp"];
 /// the command must not start.
 pub(super) fn rebuild(uid: u32, gid: u32, live: &[PathBuf]) -> anyhow::Result<()> {
     let run = Path::new("/run");
-    let host = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(run)
-        .context("opening /run")?;
+    let host = super::open_dir(run).context("opening /run")?;
     let meta = host.metadata().context("reading /run")?;
     let options = format!("mode={:o},uid={},gid={},size=64m", meta.mode() & 0o7777, meta.uid(), meta.gid());
     // Onto the directory opened: `/run` may have been swapped for a link.
