@@ -184,7 +184,10 @@ fn a_raw_ip_connect_without_a_name_is_decided_on_the_ip_and_denied() {
 #[test]
 fn the_command_runs_unprivileged_with_nothing_inherited_and_its_exit_code_is_returned() {
     let net = TestNet::new("exit");
-    let script = "id -u; grep NoNewPrivs /proc/self/status; [ -e /proc/self/fd/7 ] && echo fd7=open; exit 7";
+    // Nor the pipe Bridle keeps its warnings through (the command could
+    // write what the audit log keeps as Bridle's).
+    let script = "id -u; grep NoNewPrivs /proc/self/status; [ -e /proc/self/fd/7 ] && echo fd7=open; \
+                  ls -l /proc/self/fd | awk '$9 > 2 && /pipe:/ { print \"pipe \" $9 }'; exit 7";
     // Started with a descriptor of the host's /run open (not close-on-exec),
     // which would reach past the command's own /run.
     let inheriting = |command: Command| {
@@ -200,7 +203,7 @@ fn the_command_runs_unprivileged_with_nothing_inherited_and_its_exit_code_is_ret
     assert_eq!(run.code, 7, "{}", run.all());
     assert!(run.stdout.starts_with("65534\n"), "{}", run.all());
     assert!(run.stdout.contains("NoNewPrivs:\t1"), "{}", run.all());
-    assert!(!run.stdout.contains("fd7"), "{}", run.all());
+    assert!(!run.stdout.contains("fd7") && !run.stdout.contains("pipe"), "{}", run.all());
 }
 
 #[test]
@@ -222,11 +225,19 @@ fn detached_children_are_killed_with_the_session_and_nothing_is_left_behind() {
 }
 
 #[test]
-fn refuses_to_run_the_agent_as_root_by_accident_and_without_root_says_what_it_needs() {
+fn refuses_to_run_the_agent_as_root_by_accident_warns_when_meant_and_without_root_says_what_it_needs() {
     let net = TestNet::new("root");
     let run = net.run(&[], &["true"]);
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("refusing to run the command as root"), "{}", run.all());
+    // Meant: it runs, and the session's record says what that costs.
+    let meant = net.run(&["--allow-root"], &["id", "-u"]);
+    assert_eq!((meant.code, meant.stdout.as_str()), (0, "0\n"), "{}", meant.all());
+    let warning = "the command runs as root and could detach the guardrail; use --user";
+    assert!(meant.stderr.contains(&format!("bridle: warning: {warning}")), "{}", meant.all());
+    let audited =
+        records(&net.audit()).iter().any(|r| r["type"] == "notice" && r["level"] == "warn" && r["message"] == warning);
+    assert!(audited, "the warning is in the audit log");
 
     let unprivileged = Command::new("runuser")
         .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_bridle"), "run", "--", "true"])
@@ -733,7 +744,9 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     std::os::unix::fs::symlink(&elsewhere, &link).expect("a link in /run to a socket");
     let config = net.dir.path().join("bridle.toml");
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!("\n[host]\nlive_run_dirs = ['{}']\n", &live_dir["/run/".len()..]));
+    // And a live directory the host does not have: warned about, by name.
+    let missing = format!("bridle-test-missing-{tag}");
+    text.push_str(&format!("\n[host]\nlive_run_dirs = ['{}', '{missing}']\n", &live_dir["/run/".len()..]));
     std::fs::write(&config, text).expect("config");
     // What the command tries once told: the services there at its start,
     // one restarted with its directory and one started late, and what the
@@ -746,6 +759,11 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     }
     then.push_str(&format!("print('conf=' + open('{conf}').read().strip())\n"));
     then.push_str(&format!("print('lock=' + open('{lock}').read().strip())\n"));
+    // Another file system mounted below /run is not /run's to copy.
+    let mounted = Mounted::tmpfs(&format!("/run/bridle-test-mnt-{tag}"));
+    std::fs::write(mounted.0.join("on-the-mount"), "a file").expect("a file on the mount");
+    let dir = mounted.0.display();
+    then.push_str(&format!("import os\nprint('mounted=' + repr(os.listdir('{dir}')))\n"));
     let go = format!("/tmp/bridle-test-go-{tag}");
     let guarded = net.started("nobody", &when_told(&go, &then));
     std::fs::remove_dir_all(&host_dir).expect("a service stops");
@@ -776,15 +794,49 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     // the config let it reach is not news.
     let warning = run.stderr.lines().find(|line| line.contains("served outside the session")).unwrap_or_default();
     assert!(warning.contains(&elsewhere) && !warning.contains(&live), "{}", run.all());
+    assert!(run.stdout.contains("mounted=[]\n"), "{}", run.all());
+    // Each warning the command's start said is in the audit log, too.
+    let kept: Vec<String> = records(&net.audit())
+        .iter()
+        .filter(|r| r["type"] == "notice" && r["level"] == "warn")
+        .filter_map(|r| r["message"].as_str().map(str::to_string))
+        .collect();
+    let said: Vec<&str> = run.stderr.lines().filter_map(|line| line.strip_prefix("bridle: warning: ")).collect();
+    let absent = format!("/run/{missing} ([host] live_run_dirs) is not a directory");
+    assert!(said.iter().any(|line| line.starts_with(&absent)), "{}", run.all());
+    assert!(said.iter().any(|line| line.contains("served outside the session")), "{}", run.all());
+    for line in &said {
+        assert!(kept.iter().any(|message| message == line), "not audited: {line}\naudited: {kept:?}");
+    }
     assert!(run.stdout.contains("conf=search bridle.test\n"), "{}", run.all());
     assert!(run.stdout.contains("lock=written on the host\n"), "{}", run.all());
     // Nothing was left out of the copy for an error, or cut at a bound.
-    for warned in ["left out of the command's copy", "stops at", "copied empty", "cannot list", "live_run_dirs"] {
+    for warned in ["left out of the command's copy", "stops at", "copied empty", "cannot list"] {
         assert!(!run.stderr.contains(warned), "{warned}: {}", run.all());
     }
     assert!(!run.stderr.contains("another directory"), "{}", run.all());
     // The command's /run was its own: the host's holds the services.
     assert_eq!(reach(&sockets[0]), "ran\n");
+}
+
+/// A tmpfs a test mounted (on a directory it made), unmounted and
+/// removed when it ends.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(dir: &str) -> Mounted {
+        std::fs::create_dir(dir).expect("a mount point");
+        let mounted = Mounted(PathBuf::from(dir));
+        sh(&["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+        mounted
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// Files and directories a test made in system places, removed when it

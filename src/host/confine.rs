@@ -27,6 +27,7 @@
 //! Never: restrict the file system or the network here (the redirector and
 //! the proxy own the network; files are the file hooks' job).
 
+use super::warnings::Warnings;
 use anyhow::Context as _;
 use landlock::{AccessFs, Ruleset, RulesetAttr as _, RulesetStatus, Scope};
 use seccompiler::{
@@ -34,8 +35,8 @@ use seccompiler::{
 };
 
 /// Applies both to this process (inherited by the exec and every child).
-pub fn confine() -> anyhow::Result<()> {
-    scope_to_own_processes();
+pub fn confine(warnings: &Warnings) -> anyhow::Result<()> {
+    scope_to_own_processes(warnings);
     deny_injection_and_vsock()
 }
 
@@ -45,7 +46,7 @@ const UNCONFINED: &str = ": the command can ptrace and signal your other process
                           /proc/<pid>/root of processes outside, and connect to the abstract sockets they serve";
 
 /// The Landlock part; never fatal (older kernels lack it), but said.
-fn scope_to_own_processes() {
+fn scope_to_own_processes(warnings: &Warnings) {
     let status = Ruleset::default()
         // A right no unprivileged process has (making block devices),
         // handled with no rule: it makes a Landlock domain on every ABI, and
@@ -65,7 +66,7 @@ fn scope_to_own_processes() {
         Ok(_) => "this kernel has no Landlock".to_owned() + UNCONFINED,
         Err(error) => format!("Landlock failed ({error})") + UNCONFINED,
     };
-    eprintln!("bridle: warning: {warning}, outside Bridle's guard");
+    warnings.warn(format_args!("{warning}, outside Bridle's guard"));
 }
 
 /// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,

@@ -26,6 +26,7 @@ mod session;
 mod tamper;
 mod trust;
 mod user;
+mod warnings;
 
 pub use admin::{down, ready, status};
 pub use appliance::{UpArgs, up};

@@ -5,7 +5,8 @@
 //! told), and no kernel hook this side of BPF LSM or Landlock's
 //! `RESOLVE_UNIX` can decide a connect by what it reaches: a path is
 //! whatever its symlinks make it. So the command is not stopped, but the
-//! person running it is told, by name, with the way out (`--user`).
+//! person running it is told, by name, with the way out (`--user`), and
+//! the session's audit log keeps it ([`super::warnings`]).
 //!
 //! Asked in the command's own mount namespace (its covers in place) with
 //! its user's file system ids, just before it starts: a socket it cannot
@@ -19,6 +20,8 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::AccessFlags;
+
+use super::warnings::Warnings;
 
 /// How many sockets are named before the rest are counted.
 const NAMED: usize = 8;
@@ -60,10 +63,10 @@ fn served(table: &[u8]) -> BTreeSet<PathBuf> {
     paths
 }
 
-/// Says on stderr which sockets served outside the session `uid` (whose
+/// Warns which sockets served outside the session `uid` (whose
 /// one group is `gid`) can open here, leaving out those under `allowed`
 /// (Bridle's own, the configured live directories).
-pub fn report(uid: u32, gid: u32, allowed: &[PathBuf]) {
+pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
     let Ok(table) = std::fs::read("/proc/net/unix") else { return };
     // Compared as the command sees them: `/var/run/postgresql` is
     // `/run/postgresql`.
@@ -85,13 +88,13 @@ pub fn report(uid: u32, gid: u32, allowed: &[PathBuf]) {
     if reachable.len() > NAMED {
         named.push(format!("and {} more", reachable.len() - NAMED));
     }
-    eprintln!(
-        "bridle: warning: the command can connect to {} socket(s) served outside the session, and what serves \
+    warnings.warn(format_args!(
+        "the command can connect to {} socket(s) served outside the session, and what serves \
          them acts for it unguarded: {}. For an agent you do not trust, run it as an account of its own (--user) \
          that those sockets do not let in",
         reachable.len(),
         named.join(", ")
-    );
+    ));
 }
 
 #[cfg(test)]

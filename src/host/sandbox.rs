@@ -15,6 +15,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
+use super::warnings::Warnings;
+
 /// Arguments of the internal `__sandbox-exec` step.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SandboxArgs {
@@ -32,6 +34,10 @@ pub struct SandboxArgs {
     /// A directory of `/run` the command sees as the host's (repeated).
     #[arg(long)]
     pub live_run: Vec<PathBuf>,
+    /// The write end of the session's pipe for warnings (see
+    /// [`super::warnings`]); absent, they are said on stderr only.
+    #[arg(long)]
+    pub warnings_fd: Option<i32>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -39,6 +45,10 @@ pub struct SandboxArgs {
 
 /// Joins the cgroup, drops privileges and execs; returns only on failure.
 pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+    let warnings = match args.warnings_fd {
+        Some(fd) => Warnings::to_pipe(fd)?,
+        None => Warnings::said_only(),
+    };
     let procs = args.cgroup.join("cgroup.procs");
     std::fs::write(&procs, std::process::id().to_string())
         .with_context(|| format!("joining the session cgroup ({})", procs.display()))?;
@@ -46,17 +56,20 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     // Root's own services are covered when root is the target.
     let user = args.user_name.as_deref().unwrap_or("root");
     let (uid, gid) = (args.uid.unwrap_or(0), args.gid.unwrap_or(0));
-    super::services::hide(uid, gid, user, &args.live_run)?;
+    super::services::hide(uid, gid, user, &args.live_run, &warnings)?;
     // Bridle's own sockets for the command, and those the config lets it
     // reach, are not news.
     let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();
     allowed.push(PathBuf::from(bridle_mcp_gateway::report::SOCKET_DIR));
-    super::reachable::report(uid, gid, &allowed);
+    super::reachable::report(uid, gid, &allowed, &warnings);
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }
-    super::confine::confine()?;
+    super::confine::confine(&warnings)?;
     close_inherited_on_exec()?;
+    // Every warning is in the session's audit log, or the command waits.
+    warnings.kept()?;
+    drop(warnings);
     let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
     let error = std::process::Command::new(program).args(rest).exec();
     bail!("cannot run {program}: {error}")

@@ -56,6 +56,8 @@ use anyhow::Context as _;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
+use super::warnings::Warnings;
+
 /// How a cover in `/tmp` is owned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -85,7 +87,7 @@ fn candidates(uid: u32, user: &str) -> Vec<(PathBuf, Owner)> {
 /// user's directory in `/tmp` that does not exist yet is made first, on
 /// the host, as its service would make it. Needs `CAP_SYS_ADMIN`: call it
 /// before dropping root.
-pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Result<()> {
+pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("entering a mount namespace of the command's own")?;
     // Private from here down: nothing mounted below reaches the host's
     // namespace (on systemd hosts `/` is shared by default).
@@ -97,14 +99,14 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Res
     if uid != 0 {
         nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(gid)]).context("clearing supplementary groups")?;
     }
-    run::rebuild(uid, gid, live_run)?;
+    run::rebuild(uid, gid, live_run, warnings)?;
     let mut covered = vec![PathBuf::from("/run")];
     for (dir, owner) in candidates(uid, user) {
         let Some(opened) = open_or_make(&dir, owner, uid, gid)? else {
             if std::fs::symlink_metadata(&dir).is_ok() {
                 // Not what a service makes: say so, since what may be
                 // served there is not covered.
-                eprintln!("bridle: warning: {} is not a directory; it is not covered from the command", dir.display());
+                warnings.warn(format_args!("{} is not a directory; it is not covered from the command", dir.display()));
             }
             continue;
         };
@@ -126,10 +128,8 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf]) -> anyhow::Res
         && std::env::set_current_dir(&cwd).is_err()
     {
         std::env::set_current_dir("/").context("leaving a covered working directory")?;
-        eprintln!(
-            "bridle: warning: the working directory {} is covered from the command; it starts in /",
-            cwd.display()
-        );
+        warnings
+            .warn(format_args!("the working directory {} is covered from the command; it starts in /", cwd.display()));
     }
     Ok(())
 }
@@ -145,7 +145,7 @@ pub struct Covered {
 /// Before the command starts: makes the user's directories in `/tmp` that
 /// are missing (as [`hide`] would, so that the record starts from them)
 /// and records what every one of them is.
-pub fn prepare(uid: u32, gid: u32, user: &str) -> anyhow::Result<Covered> {
+pub fn prepare(uid: u32, gid: u32, user: &str, warnings: &Warnings) -> anyhow::Result<Covered> {
     let mut dirs = Vec::new();
     for (dir, owner) in candidates(uid, user) {
         open_or_make(&dir, owner, uid, gid)?;
@@ -157,12 +157,12 @@ pub fn prepare(uid: u32, gid: u32, user: &str) -> anyhow::Result<Covered> {
         {
             // Someone else's directory where the user's service would make
             // its own: covered all the same, and watched.
-            eprintln!(
-                "bridle: warning: {} belongs to uid {}, not {expected}; it is covered from the command, and a change \
-                 to it ends the session",
+            warnings.warn(format_args!(
+                "{} belongs to uid {}, not {expected}; it is covered from the command, and a change to it ends the \
+                 session",
                 dir.display(),
                 meta.uid()
-            );
+            ));
         }
         dirs.push((dir, held));
     }
@@ -201,11 +201,11 @@ impl Covered {
     /// overflowed), calls `ended` with it, and again every period after
     /// (what it kills may not have started yet). Without inotify it warns
     /// and looks every period only.
-    pub fn watch(self, mut ended: impl FnMut(&Path) + Send + 'static) -> anyhow::Result<Watch> {
+    pub fn watch(self, warnings: &Warnings, mut ended: impl FnMut(&Path) + Send + 'static) -> anyhow::Result<Watch> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd as _;
         let inotify = self.inotify().map_err(|error| {
-            eprintln!("bridle: warning: {error:#}; covered directories are looked at every {WATCH_PERIOD_MS} ms only");
+            warnings.warn(format_args!("{error:#}; covered directories are looked at every {WATCH_PERIOD_MS} ms only"));
         });
         let (wake, woken) = std::os::unix::net::UnixStream::pair().context("making the watch's stop pipe")?;
         let thread = std::thread::Builder::new().name("bridle-covers".into()).spawn(move || {
@@ -386,7 +386,7 @@ mod tests {
         let covered = record();
         assert_eq!(covered.changed(), None);
         let (tx, rx) = std::sync::mpsc::channel();
-        let watch = record().watch(move |dir| {
+        let watch = record().watch(&Warnings::said_only(), move |dir| {
             let _ = tx.send(dir.to_path_buf());
         });
         let watch = watch.expect("watching");

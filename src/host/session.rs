@@ -24,6 +24,7 @@ use super::calls::{self, Scope};
 use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
+use super::warnings::{self, Warnings};
 use super::{admin, services, tamper, trust};
 use crate::cli::settings::DecideArgs;
 
@@ -61,20 +62,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
     let target = user::target(args.user.as_deref(), args.allow_root)?;
-    match &target {
-        None => eprintln!("bridle: WARNING: the command runs as root and could detach the guardrail; use --user"),
-        Some(target) => {
-            let mut inputs: Vec<(&str, PathBuf)> = Vec::new();
-            inputs.extend(config_file.map(|path| ("the config", path)));
-            inputs.extend(policy_dir.clone().map(|dir| ("the policy directory", dir)));
-            inputs.extend(config.policies.overrides.clone().map(|dir| ("the policy overrides", dir)));
-            inputs.extend(config.tls.upstream_ca_bundle.clone().map(|file| ("the upstream CA bundle", file)));
-            inputs.push(("Bridle's CA directory", config.tls.ca_dir.clone()));
-            tamper::refuse_changeable(target, &inputs)?;
-        }
+    if let Some(target) = &target {
+        let mut inputs: Vec<(&str, PathBuf)> = Vec::new();
+        inputs.extend(config_file.map(|path| ("the config", path)));
+        inputs.extend(policy_dir.clone().map(|dir| ("the policy directory", dir)));
+        inputs.extend(config.policies.overrides.clone().map(|dir| ("the policy overrides", dir)));
+        inputs.extend(config.tls.upstream_ca_bundle.clone().map(|file| ("the upstream CA bundle", file)));
+        inputs.push(("Bridle's CA directory", config.tls.ca_dir.clone()));
+        tamper::refuse_changeable(target, &inputs)?;
     }
     let secrets = Guards::secrets(&config)?;
     let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
+    if target.is_none() {
+        let warnings = Warnings::to_audit(&audit, "run");
+        warnings.warn("the command runs as root and could detach the guardrail; use --user");
+        warnings.kept()?;
+    }
     let guards = Guards::new(&config, secrets, &audit);
     let runtime = super::runtime()?;
     let session = Session { config, authorizer, audit, guards, policy_dir, target, command: args.command };
@@ -147,8 +150,8 @@ impl Session {
         }
     }
 
-    /// Starts the command through `bridle __sandbox-exec` and waits for it,
-    /// forwarding the signals a terminal sends.
+    /// Starts the command through `bridle __sandbox-exec` (its warnings
+    /// kept in the audit log) and waits for it.
     async fn run_command(&self, cgroup: &Path, ca: &CertificateAuthority) -> anyhow::Result<ExitStatus> {
         let exe = std::env::current_exe().context("locating the bridle executable")?;
         let mut command = tokio::process::Command::new(exe);
@@ -162,9 +165,27 @@ impl Session {
             arg.push(dir);
             command.arg(arg);
         }
+        let (inherited, collector) = warnings::for_sandbox(&self.audit)?;
+        command.arg(format!("--warnings-fd={}", inherited.fd()?));
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
-        let _watch = self.watch_covers(cgroup)?;
-        let mut child = command.spawn().context("starting the command")?;
+        let warnings = Warnings::to_audit(&self.audit, "run");
+        let _watch = self.watch_covers(cgroup, &warnings)?;
+        warnings.kept()?;
+        let spawned = command.spawn().context("starting the command");
+        // Only the sandbox may hold the write end, or the collector never
+        // sees the end of it.
+        drop(inherited);
+        let status = match spawned {
+            Ok(child) => self.wait_forwarding_signals(child).await,
+            Err(error) => Err(error),
+        };
+        // Every warning in the audit log before the session says it ended.
+        let _ = tokio::task::spawn_blocking(move || collector.finish()).await;
+        status
+    }
+
+    /// Waits for the command, forwarding the signals a terminal sends.
+    async fn wait_forwarding_signals(&self, mut child: tokio::process::Child) -> anyhow::Result<ExitStatus> {
         let pid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
         let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
@@ -185,14 +206,14 @@ impl Session {
     /// Records the directories the command's namespace covers and watches
     /// them until the returned watch drops: one that becomes another
     /// directory on the host (see [`services`]) ends the session.
-    fn watch_covers(&self, cgroup: &Path) -> anyhow::Result<services::Watch> {
+    fn watch_covers(&self, cgroup: &Path, warnings: &Warnings) -> anyhow::Result<services::Watch> {
         let (uid, gid, user) =
             self.target.as_ref().map_or((0, 0, "root"), |target| (target.uid, target.gid, target.name.as_str()));
-        let covered = services::prepare(uid, gid, user)?;
+        let covered = services::prepare(uid, gid, user, warnings)?;
         let audit = Arc::clone(&self.audit);
         let cgroup = cgroup.to_path_buf();
         let mut said = false;
-        covered.watch(move |dir| {
+        covered.watch(warnings, move |dir| {
             // Killed first, said after; and again while the watch runs, for
             // a command that joins the cgroup after the first kill.
             if !admin::kill_cgroup(&cgroup) {

@@ -29,6 +29,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{AccessFlags, Gid, Uid, fchownat, symlinkat};
 
 use super::fd_path;
+use crate::host::warnings::Warnings;
 
 /// What the copy stops at: `/run` holds pid files, small state files and
 /// sockets; a host with more (a volatile journal in `/run/log`, which is
@@ -55,10 +56,11 @@ pub(super) struct Copier<'a> {
     stopped: bool,
     /// Files left out for their size.
     too_big: usize,
+    warnings: &'a Warnings,
 }
 
 impl<'a> Copier<'a> {
-    pub(super) fn new(uid: u32, gid: u32, top: &Path, live: &'a [PathBuf]) -> Copier<'a> {
+    pub(super) fn new(uid: u32, gid: u32, top: &Path, live: &'a [PathBuf], warnings: &'a Warnings) -> Copier<'a> {
         Copier {
             uid,
             gid,
@@ -69,6 +71,7 @@ impl<'a> Copier<'a> {
             bytes: 0,
             stopped: false,
             too_big: 0,
+            warnings,
         }
     }
 
@@ -80,7 +83,7 @@ impl<'a> Copier<'a> {
         let (listing, dev) = match (listing, host.metadata()) {
             (Ok(listing), Ok(meta)) => (listing, meta.dev()),
             (Err(error), _) | (_, Err(error)) => {
-                eprintln!("bridle: warning: cannot list {}; the command's is empty: {error}", dir.display());
+                self.warnings.warn(format_args!("cannot list {}; the command's is empty: {error}", dir.display()));
                 return;
             }
         };
@@ -102,7 +105,8 @@ impl<'a> Copier<'a> {
                     }) => {}
                 Err(error) => {
                     let path = dir.join(&name);
-                    eprintln!("bridle: warning: {} is left out of the command's copy: {error:#}", path.display());
+                    let left_out = format_args!("{} is left out of the command's copy: {error:#}", path.display());
+                    self.warnings.warn(left_out);
                 }
             }
         }
@@ -142,7 +146,7 @@ impl<'a> Copier<'a> {
                 // Another file system mounted here (a container's root, a
                 // USB drive), or out of the user's reach on the host.
             } else if depth + 1 >= MAX_DEPTH {
-                eprintln!("bridle: warning: {} is copied empty: deeper than {MAX_DEPTH}", path.display());
+                self.warnings.warn(format_args!("{} is copied empty: deeper than {MAX_DEPTH}", path.display()));
             } else if let Some(opened) = open_dir_at(host, name, &stat)? {
                 self.tree(&opened, &made, &path, &[], depth + 1);
             }
@@ -201,12 +205,11 @@ impl<'a> Copier<'a> {
         }
         if self.entries > MAX_ENTRIES || self.bytes > MAX_BYTES {
             self.stopped = true;
-            eprintln!(
-                "bridle: warning: the command's copy of {} stops at {}: more than {MAX_ENTRIES} entries or \
-                 {MAX_BYTES} bytes",
+            self.warnings.warn(format_args!(
+                "the command's copy of {} stops at {}: more than {MAX_ENTRIES} entries or {MAX_BYTES} bytes",
                 self.top.display(),
                 path.display()
-            );
+            ));
             return false;
         }
         true
@@ -215,11 +218,11 @@ impl<'a> Copier<'a> {
     /// Says what was left out without a warning of its own.
     pub(super) fn finish(&self) {
         if self.too_big > 0 {
-            eprintln!(
-                "bridle: warning: the command's copy of {} leaves out {} files larger than {MAX_FILE} bytes",
+            self.warnings.warn(format_args!(
+                "the command's copy of {} leaves out {} files larger than {MAX_FILE} bytes",
                 self.top.display(),
                 self.too_big
-            );
+            ));
         }
     }
 
@@ -328,7 +331,8 @@ mod tests {
         std::fs::create_dir(at("user")).expect("skipped");
         let cover = tempfile::tempdir().expect("tempdir");
         let open = |path: &Path| File::open(path).expect("open");
-        let mut copier = Copier::new(65534, 65534, host.path(), &[]);
+        let warnings = Warnings::said_only();
+        let mut copier = Copier::new(65534, 65534, host.path(), &[], &warnings);
         copier.tree(&open(host.path()), &open(cover.path()), host.path(), &["user"], 0);
         let copy = |path: &str| cover.path().join(path);
         let mut names: Vec<String> = std::fs::read_dir(cover.path())
@@ -367,7 +371,13 @@ mod tests {
                 std::fs::write(host.path().join(format!("{i}.pid")), vec![b'1'; size]).expect("file");
             }
             let cover = tempfile::tempdir().expect("tempdir");
-            Copier::new(0, 0, host.path(), &[]).tree(&open(host.path()), &open(cover.path()), host.path(), &[], 0);
+            Copier::new(0, 0, host.path(), &[], &Warnings::said_only()).tree(
+                &open(host.path()),
+                &open(cover.path()),
+                host.path(),
+                &[],
+                0,
+            );
             std::fs::read_dir(cover.path()).expect("listed").count()
         };
         assert_eq!(copied(MAX_ENTRIES + 10, 1), MAX_ENTRIES);

@@ -33,6 +33,7 @@ use nix::mount::{MsFlags, mount};
 
 use super::copy::{Copier, own_dir};
 use super::fd_path;
+use crate::host::warnings::Warnings;
 
 /// Directories of `/run` always bound, not copied: lock files are shared
 /// with the host, and the session's MCP report socket is made there while
@@ -44,7 +45,7 @@ const LIVE: [&str; 2] = ["lock", "bridle-mcp"];
 /// relative to `/run`) to bind. An entry that cannot be placed is left
 /// out with a warning (the command gets less, not more); an error means
 /// the command must not start.
-pub(super) fn rebuild(uid: u32, gid: u32, live: &[PathBuf]) -> anyhow::Result<()> {
+pub(super) fn rebuild(uid: u32, gid: u32, live: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
     let run = Path::new("/run");
     let host = super::open_dir(run).context("opening /run")?;
     let meta = host.metadata().context("reading /run")?;
@@ -56,16 +57,15 @@ pub(super) fn rebuild(uid: u32, gid: u32, live: &[PathBuf]) -> anyhow::Result<()
     let cover = super::open_cover(run, &host)?;
     let named = live;
     let live: Vec<PathBuf> = LIVE.iter().map(PathBuf::from).chain(named.iter().cloned()).collect();
-    let mut copier = Copier::new(uid, gid, run, &live);
+    let mut copier = Copier::new(uid, gid, run, &live, warnings);
     copier.tree(&host, &cover, run, &["user", "screen"], 0);
     copier.finish();
     let bound = |dir: &PathBuf| copier.bound.iter().any(|bound| dir.starts_with(bound));
     for dir in named.iter().filter(|dir| !bound(dir)) {
-        eprintln!(
-            "bridle: warning: /run/{} ([host] live_run_dirs) is not a directory the command's user can reach; \
-             nothing is bound there",
+        warnings.warn(format_args!(
+            "/run/{} ([host] live_run_dirs) is not a directory the command's user can reach; nothing is bound there",
             dir.display()
-        );
+        ));
     }
     own_dir(&cover, OsStr::new("user"), 0o755, (0, 0))
         .and_then(|user| own_dir(&user, OsStr::new(&uid.to_string()), 0o700, (uid, gid)))
