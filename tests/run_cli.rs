@@ -131,6 +131,28 @@ fn records(audit: &Path) -> Vec<serde_json::Value> {
     text.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
 }
 
+/// The id of the first session that says it started in `records`.
+fn session_id(records: &[serde_json::Value]) -> Option<String> {
+    records.iter().filter(|r| r["type"] == "notice" && r["level"] == "info").find_map(|r| {
+        let words: Vec<&str> = r["message"].as_str()?.split_whitespace().collect();
+        match words.as_slice() {
+            ["session", id, "started:", ..] => Some(id.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// The messages of the warnings `records` keep for session `id`, without
+/// the session's name.
+fn warnings_kept(records: &[serde_json::Value], id: &str) -> Vec<String> {
+    let prefix = format!("session {id}: ");
+    records
+        .iter()
+        .filter(|r| r["type"] == "notice" && r["level"] == "warn")
+        .filter_map(|r| r["message"].as_str()?.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
 #[test]
 fn allowed_request_reaches_upstream_and_a_forged_host_is_reset_with_the_reason_audited() {
     let net = TestNet::new("http");
@@ -216,10 +238,9 @@ fn detached_children_are_killed_with_the_session_and_nothing_is_left_behind() {
     let left = Command::new("pgrep").args(["-f", &marker]).output().expect("pgrep");
     assert!(left.stdout.is_empty(), "detached child survived: {}", String::from_utf8_lossy(&left.stdout));
     // Other tests' sessions may be running: look for this session's own.
-    let started = records(&net.audit()).into_iter().find(|r| r["type"] == "notice").expect("start notice");
-    let message = started["message"].as_str().unwrap_or_default();
-    let id = message.split_whitespace().nth(1).expect("session id in the notice");
-    assert!(id.starts_with("run-"), "{message}");
+    let id = session_id(&records(&net.audit())).expect("start notice");
+    assert!(id.starts_with("run-"), "{id}");
+    let id = id.as_str();
     assert!(!Path::new("/sys/fs/cgroup/unified/bridle").join(id).exists(), "session cgroup left behind");
     assert!(!Path::new("/sys/fs/bpf/bridle").join(id).exists(), "pins left behind");
 }
@@ -235,9 +256,9 @@ fn refuses_to_run_the_agent_as_root_by_accident_warns_when_meant_and_without_roo
     assert_eq!((meant.code, meant.stdout.as_str()), (0, "0\n"), "{}", meant.all());
     let warning = "the command runs as root and could detach the guardrail; use --user";
     assert!(meant.stderr.contains(&format!("bridle: warning: {warning}")), "{}", meant.all());
-    let audited =
-        records(&net.audit()).iter().any(|r| r["type"] == "notice" && r["level"] == "warn" && r["message"] == warning);
-    assert!(audited, "the warning is in the audit log");
+    let records = records(&net.audit());
+    let id = session_id(&records).expect("start notice");
+    assert!(warnings_kept(&records, &id).iter().any(|kept| kept == warning), "{records:#?}");
 
     let unprivileged = Command::new("runuser")
         .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_bridle"), "run", "--", "true"])
@@ -301,12 +322,12 @@ fn when_bridle_dies_guarded_connects_fail_closed_and_down_cleans_up() {
     assert_eq!(&first, b"ready\n");
 
     // The audit log is flushed in batches (every 50 ms by default).
-    let started = (0..100)
+    let id = (0..100)
         .find_map(|_| {
             let found = std::fs::read_to_string(&audit).ok().and_then(|text| {
-                text.lines()
-                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                    .find(|r| r["type"] == "notice")
+                let records: Vec<serde_json::Value> =
+                    text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+                session_id(&records)
             });
             if found.is_none() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -314,7 +335,6 @@ fn when_bridle_dies_guarded_connects_fail_closed_and_down_cleans_up() {
             found
         })
         .expect("start notice");
-    let id = started["message"].as_str().unwrap_or_default().split_whitespace().nth(1).unwrap_or_default().to_string();
     // nsenter execs bridle, so this kills bridle itself.
     bridle.kill().expect("kill bridle");
     let _ = bridle.wait();
@@ -796,11 +816,8 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     assert!(warning.contains(&elsewhere) && !warning.contains(&live), "{}", run.all());
     assert!(run.stdout.contains("mounted=[]\n"), "{}", run.all());
     // Each warning the command's start said is in the audit log, too.
-    let kept: Vec<String> = records(&net.audit())
-        .iter()
-        .filter(|r| r["type"] == "notice" && r["level"] == "warn")
-        .filter_map(|r| r["message"].as_str().map(str::to_string))
-        .collect();
+    let records = records(&net.audit());
+    let kept = warnings_kept(&records, &session_id(&records).expect("start notice"));
     let said: Vec<&str> = run.stderr.lines().filter_map(|line| line.strip_prefix("bridle: warning: ")).collect();
     let absent = format!("/run/{missing} ([host] live_run_dirs) is not a directory");
     assert!(said.iter().any(|line| line.starts_with(&absent)), "{}", run.all());

@@ -34,7 +34,7 @@ pub struct SandboxArgs {
     /// A directory of `/run` the command sees as the host's (repeated).
     #[arg(long)]
     pub live_run: Vec<PathBuf>,
-    /// The write end of the session's pipe for warnings (see
+    /// The sandbox's end of the session's socket for warnings (see
     /// [`super::warnings`]); absent, they are said on stderr only.
     #[arg(long)]
     pub warnings_fd: Option<i32>,
@@ -46,7 +46,7 @@ pub struct SandboxArgs {
 /// Joins the cgroup, drops privileges and execs; returns only on failure.
 pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let warnings = match args.warnings_fd {
-        Some(fd) => Warnings::to_pipe(fd)?,
+        Some(fd) => Warnings::to_session(fd)?,
         None => Warnings::said_only(),
     };
     let procs = args.cgroup.join("cgroup.procs");
@@ -67,9 +67,9 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     }
     super::confine::confine(&warnings)?;
     close_inherited_on_exec()?;
-    // Every warning is in the session's audit log, or the command waits.
-    warnings.kept()?;
-    drop(warnings);
+    // Every warning is in the session's audit log, or the command does
+    // not start; the socket is closed here, before the exec.
+    warnings.all_kept()?;
     let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
     let error = std::process::Command::new(program).args(rest).exec();
     bail!("cannot run {program}: {error}")

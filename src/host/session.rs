@@ -73,11 +73,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let secrets = Guards::secrets(&config)?;
     let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
-    if target.is_none() {
-        let warnings = Warnings::to_audit(&audit, "run");
-        warnings.warn("the command runs as root and could detach the guardrail; use --user");
-        warnings.kept()?;
-    }
     let guards = Guards::new(&config, secrets, &audit);
     let runtime = super::runtime()?;
     let session = Session { config, authorizer, audit, guards, policy_dir, target, command: args.command };
@@ -117,6 +112,11 @@ impl Session {
         let guard = Guard::new(&id, egress.origins())?;
         guard.attach(egress.redirect_config(&self.config, Selection::Cgroup), self.authorizer.generation())?;
         self.notice(format!("session {id} started: {:?}", self.command));
+        if self.target.is_none() {
+            let warnings = Warnings::to_audit(&self.audit, &id);
+            warnings.warn("the command runs as root and could detach the guardrail; use --user");
+            warnings.all_kept()?;
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
         let follow = tokio::spawn(follow_generations(Arc::clone(&self.authorizer), egress.origins(), stopped.clone()));
@@ -129,7 +129,7 @@ impl Session {
         tasks.extend(calls::start(&id, principal, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp = super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, &id, &stopped);
         tasks.extend(mcp.await?);
-        let status = self.run_command(guard.cgroup.path(), &ca).await;
+        let status = self.run_command(&id, guard.cgroup.path(), &ca).await;
         guard.kill_all().await;
         let _ = stop.send(true);
         for task in tasks {
@@ -152,7 +152,7 @@ impl Session {
 
     /// Starts the command through `bridle __sandbox-exec` (its warnings
     /// kept in the audit log) and waits for it.
-    async fn run_command(&self, cgroup: &Path, ca: &CertificateAuthority) -> anyhow::Result<ExitStatus> {
+    async fn run_command(&self, id: &str, cgroup: &Path, ca: &CertificateAuthority) -> anyhow::Result<ExitStatus> {
         let exe = std::env::current_exe().context("locating the bridle executable")?;
         let mut command = tokio::process::Command::new(exe);
         command.arg("__sandbox-exec").arg("--cgroup").arg(cgroup);
@@ -165,12 +165,12 @@ impl Session {
             arg.push(dir);
             command.arg(arg);
         }
-        let (inherited, collector) = warnings::for_sandbox(&self.audit)?;
-        command.arg(format!("--warnings-fd={}", inherited.fd()?));
+        let (inherited, collector) = warnings::for_sandbox(&self.audit, id)?;
+        inherited.pass_to(&mut command);
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
-        let warnings = Warnings::to_audit(&self.audit, "run");
+        let warnings = Warnings::to_audit(&self.audit, id);
         let _watch = self.watch_covers(cgroup, &warnings)?;
-        warnings.kept()?;
+        warnings.all_kept()?;
         let spawned = command.spawn().context("starting the command");
         // Only the sandbox may hold the write end, or the collector never
         // sees the end of it.
