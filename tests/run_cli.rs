@@ -814,6 +814,8 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     // the config let it reach is not news.
     let warning = run.stderr.lines().find(|line| line.contains("served outside the session")).unwrap_or_default();
     assert!(warning.contains(&elsewhere) && !warning.contains(&live), "{}", run.all());
+    // It is in /tmp: the cheaper way out is named too.
+    assert!(warning.contains("[host] private_tmp = true"), "{}", run.all());
     assert!(run.stdout.contains("mounted=[]\n"), "{}", run.all());
     // Each warning the command's start said is in the audit log, too.
     let records = records(&net.audit());
@@ -872,6 +874,61 @@ impl Drop for Planted {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// `[host] private_tmp`: the command's `/tmp` is an empty one of its
+/// own. A socket the user's other processes serve there (an ssh-agent's)
+/// is out of its reach and not named as reachable, the host's files there
+/// are not its, and what it leaves there is gone with the session.
+#[test]
+fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
+    let net = TestNet::new("ptmp");
+    let tag = std::process::id();
+    let agent_dir = format!("/tmp/bridle-test-ssh-{tag}");
+    let cwd = format!("/tmp/bridle-test-cwd-{tag}");
+    let host_file = format!("/tmp/bridle-test-hostfile-{tag}");
+    let left = format!("/tmp/bridle-test-left-{tag}");
+    let _planted = Planted {
+        dirs: [&agent_dir, &cwd].map(PathBuf::from).to_vec(),
+        files: [&host_file, &left].map(PathBuf::from).to_vec(),
+    };
+    for dir in [&agent_dir, &cwd] {
+        std::fs::create_dir(dir).expect("a directory in /tmp");
+    }
+    // As ssh-agent makes its own: the user's, 0700.
+    std::os::unix::fs::chown(&agent_dir, Some(65534), Some(65534)).expect("chown");
+    std::fs::set_permissions(&agent_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::write(&host_file, "the host's\n").expect("a file in the host's /tmp");
+    let socket = format!("{agent_dir}/agent.sock");
+    let _agent = UserService::start(&net.name, 65534, &[&socket]);
+    // Outside the session the same user reaches it: the test can fail.
+    let outside = Command::new("ip")
+        .args(["netns", "exec", &net.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", &format!("{PY_REACH}print(reach('{socket}'))")])
+        .output()
+        .expect("reach the agent outside the session");
+    assert_eq!(String::from_utf8_lossy(&outside.stdout), "ran\n");
+    let config = net.dir.path().join("bridle.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[host]\nprivate_tmp = true\n");
+    std::fs::write(&config, text).expect("config");
+    let script = format!(
+        "{PY_REACH}print('agent=' + reach('{socket}'))\n\
+         print('host_file=' + str(os.path.exists('{host_file}')))\n\
+         open('{left}', 'w').write('left behind')\n\
+         print('tmp=' + repr(os.listdir('/tmp')))\n\
+         print('mode=' + oct(os.stat('/tmp').st_mode & 0o7777))\n\
+         print('cwd=' + os.getcwd())\n"
+    );
+    let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
+    let run = Run::from(command.current_dir(&cwd).output().expect("bridle run"));
+    assert_eq!(run.code, 0, "{}", run.all());
+    let expected = format!("agent=ENOENT\nhost_file=False\ntmp=['bridle-test-left-{tag}']\nmode=0o1777\ncwd=/\n");
+    assert_eq!(run.stdout, expected, "{}", run.all());
+    let moved = format!("the working directory {cwd} is covered from the command; it starts in /");
+    assert!(run.stderr.contains(&moved), "{}", run.all());
+    assert!(!run.stderr.contains(&socket), "not named as reachable: {}", run.all());
+    assert!(!Path::new(&left).exists(), "what the command left in its /tmp outlived the session");
 }
 
 /// A service the user starts after the session did, in a directory that

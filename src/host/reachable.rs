@@ -5,8 +5,9 @@
 //! told), and no kernel hook this side of BPF LSM or Landlock's
 //! `RESOLVE_UNIX` can decide a connect by what it reaches: a path is
 //! whatever its symlinks make it. So the command is not stopped, but the
-//! person running it is told, by name, with the way out (`--user`), and
-//! the session's audit log keeps it ([`super::warnings`]).
+//! person running it is told, by name, with the ways out (`--user`, and
+//! `[host] private_tmp` for those in `/tmp`), and the session's audit log
+//! keeps it ([`super::warnings`]).
 //!
 //! Asked in the command's own mount namespace (its covers in place) with
 //! its user's file system ids, just before it starts: a socket it cannot
@@ -88,12 +89,16 @@ pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
     if reachable.len() > NAMED {
         named.push(format!("and {} more", reachable.len() - NAMED));
     }
+    // The way out for sockets in /tmp (an ssh-agent's, an IDE's) costs
+    // less than another account.
+    let in_tmp = reachable.iter().any(|path| path.starts_with("/tmp"));
     warnings.warn(format_args!(
-        "the command can connect to {} socket(s) served outside the session, and what serves \
-         them acts for it unguarded: {}. For an agent you do not trust, run it as an account of its own (--user) \
-         that those sockets do not let in",
+        "the command can connect to {} socket(s) served outside the session, and what serves them acts for it \
+         unguarded: {}. For an agent you do not trust, run it as an account of its own (--user) that those sockets \
+         do not let in{}",
         reachable.len(),
-        named.join(", ")
+        named.join(", "),
+        if in_tmp { ", or give it a /tmp of its own ([host] private_tmp = true)" } else { "" }
     ));
 }
 

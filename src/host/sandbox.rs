@@ -34,6 +34,9 @@ pub struct SandboxArgs {
     /// A directory of `/run` the command sees as the host's (repeated).
     #[arg(long)]
     pub live_run: Vec<PathBuf>,
+    /// A `/tmp` of the command's own, not the host's.
+    #[arg(long)]
+    pub private_tmp: bool,
     /// The sandbox's end of the session's socket for warnings (see
     /// [`super::warnings`]); absent, they are said on stderr only.
     #[arg(long)]
@@ -56,7 +59,8 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     // Root's own services are covered when root is the target.
     let user = args.user_name.as_deref().unwrap_or("root");
     let (uid, gid) = (args.uid.unwrap_or(0), args.gid.unwrap_or(0));
-    super::services::hide(uid, gid, user, &args.live_run, &warnings)?;
+    let view = super::services::HostView { live_run: &args.live_run, private_tmp: args.private_tmp };
+    super::services::hide(uid, gid, user, view, &warnings)?;
     // Bridle's own sockets for the command, and those the config lets it
     // reach, are not news.
     let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();

@@ -28,6 +28,11 @@
 //! cannot unmount them. The rest of the file system is the host's as
 //! before.
 //!
+//! With `[host] private_tmp`, all of `/tmp` is covered instead, by an
+//! empty tmpfs of the command's own: no socket any process of the user's
+//! serves there is in reach (an `ssh-agent`'s, an IDE's), and nothing in it
+//! depends on the host's directories, so it needs no watch.
+//!
 //! A cover in `/tmp` lasts as long as the directory it was mounted on: one
 //! removed and made again on the host (a tmux server started again after
 //! its directory was cleaned up) is the host's new directory in the
@@ -80,14 +85,23 @@ fn candidates(uid: u32, user: &str) -> Vec<(PathBuf, Owner)> {
     ]
 }
 
+/// What of the host the command sees beyond what is always hidden (the
+/// `[host]` config).
+#[derive(Debug, Clone, Copy)]
+pub struct HostView<'a> {
+    /// Directories of `/run` that are the host's (`live_run_dirs`).
+    pub live_run: &'a [PathBuf],
+    /// A `/tmp` of its own rather than the host's (`private_tmp`).
+    pub private_tmp: bool,
+}
+
 /// Enters a mount namespace of this process's own (inherited by the exec
-/// and its children) with a `/run` of its own and the user's directories in
-/// `/tmp` covered; `user` is the name of `uid`, `live_run` the directories
-/// of `/run` the command sees as the host's (`[host] live_run_dirs`). A
-/// user's directory in `/tmp` that does not exist yet is made first, on
-/// the host, as its service would make it. Needs `CAP_SYS_ADMIN`: call it
-/// before dropping root.
-pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
+/// and its children) with a `/run` of its own and, in `/tmp`, either the
+/// user's directories covered or (`view.private_tmp`) all of it; `user` is
+/// the name of `uid`. A user's directory in `/tmp` that does not exist yet
+/// is made first, on the host, as its service would make it. Needs
+/// `CAP_SYS_ADMIN`: call it before dropping root.
+pub fn hide(uid: u32, gid: u32, user: &str, view: HostView<'_>, warnings: &Warnings) -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("entering a mount namespace of the command's own")?;
     // Private from here down: nothing mounted below reaches the host's
     // namespace (on systemd hosts `/` is shared by default).
@@ -99,8 +113,42 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf], warnings: &War
     if uid != 0 {
         nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(gid)]).context("clearing supplementary groups")?;
     }
-    run::rebuild(uid, gid, live_run, warnings)?;
+    run::rebuild(uid, gid, view.live_run, warnings)?;
     let mut covered = vec![PathBuf::from("/run")];
+    if view.private_tmp {
+        own_tmp()?;
+        covered.push(PathBuf::from("/tmp"));
+    } else {
+        covered.extend(cover_in_tmp(uid, gid, user, warnings)?);
+    }
+    // A working directory inside a covered one would still reach what is
+    // under the cover by relative paths: resolve it again, through them.
+    if let Ok(cwd) = std::env::current_dir()
+        && covered.iter().any(|dir| cwd.starts_with(dir))
+        && std::env::set_current_dir(&cwd).is_err()
+    {
+        std::env::set_current_dir("/").context("leaving a covered working directory")?;
+        warnings
+            .warn(format_args!("the working directory {} is covered from the command; it starts in /", cwd.display()));
+    }
+    Ok(())
+}
+
+/// An empty tmpfs over all of `/tmp`, sticky and world-writable as the
+/// host's is; gone with the namespace when the session ends.
+fn own_tmp() -> anyhow::Result<()> {
+    let tmp = Path::new("/tmp");
+    let host = open_dir(tmp).context("opening /tmp (for [host] private_tmp it must be a directory)")?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), fd_path(&host).as_path(), Some("tmpfs"), flags, Some("mode=1777"))
+        .context("giving the command a /tmp of its own")?;
+    open_cover(tmp, &host).map(drop)
+}
+
+/// Covers the user's directories in `/tmp` ([`candidates`]), made first
+/// where missing; returns those covered.
+fn cover_in_tmp(uid: u32, gid: u32, user: &str, warnings: &Warnings) -> anyhow::Result<Vec<PathBuf>> {
+    let mut covered = Vec::new();
     for (dir, owner) in candidates(uid, user) {
         let Some(opened) = open_or_make(&dir, owner, uid, gid)? else {
             if std::fs::symlink_metadata(&dir).is_ok() {
@@ -121,17 +169,7 @@ pub fn hide(uid: u32, gid: u32, user: &str, live_run: &[PathBuf], warnings: &War
             .with_context(|| format!("covering {} from the command", dir.display()))?;
         covered.push(dir);
     }
-    // A working directory inside a covered one would still reach what is
-    // under the cover by relative paths: resolve it again, through them.
-    if let Ok(cwd) = std::env::current_dir()
-        && covered.iter().any(|dir| cwd.starts_with(dir))
-        && std::env::set_current_dir(&cwd).is_err()
-    {
-        std::env::set_current_dir("/").context("leaving a covered working directory")?;
-        warnings
-            .warn(format_args!("the working directory {} is covered from the command; it starts in /", cwd.display()));
-    }
-    Ok(())
+    Ok(covered)
 }
 
 /// The covered directories as the session found them on the host, each

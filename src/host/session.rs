@@ -165,11 +165,15 @@ impl Session {
             arg.push(dir);
             command.arg(arg);
         }
+        if self.config.host.private_tmp {
+            command.arg("--private-tmp");
+        }
         let (inherited, collector) = warnings::for_sandbox(&self.audit, id)?;
         inherited.pass_to(&mut command);
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
         let warnings = Warnings::to_audit(&self.audit, id);
-        let _watch = self.watch_covers(cgroup, &warnings)?;
+        // A private /tmp covers everything in it whatever the host does.
+        let _watch = if self.config.host.private_tmp { None } else { Some(self.watch_covers(cgroup, &warnings)?) };
         warnings.all_kept()?;
         let spawned = command.spawn().context("starting the command");
         // Only the sandbox may hold the write end, or the collector never

@@ -74,6 +74,11 @@ pub struct HostConfig {
     /// sockets. The services there act for the command outside Bridle's
     /// guard.
     pub live_run_dirs: Vec<PathBuf>,
+    /// Gives the command a `/tmp` of its own (an empty tmpfs, gone when the
+    /// session ends) instead of the host's: no socket another process of
+    /// the user's serves there (an `ssh-agent`'s `/tmp/ssh-*`, an IDE's
+    /// IPC) is in its reach, and nothing it leaves there outlives it.
+    pub private_tmp: bool,
 }
 
 /// `[policies]`: where the Cedar policy set comes from.

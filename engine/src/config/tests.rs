@@ -91,6 +91,7 @@ fn wrong_types_are_rejected_with_key_and_position() {
         ("project = 3", 1, 11, "project", "invalid type"),
         ("[tls]\nleaf_cache_size = -1", 2, 19, "tls.leaf_cache_size", "invalid value"),
         ("[tls]\nupstream_ca_bundle = 3", 2, 22, "tls.upstream_ca_bundle", "invalid type"),
+        ("[host]\nprivate_tmp = 'yes'", 2, 15, "host.private_tmp", "invalid type"),
     ];
     for (text, line, col, key, needle) in cases {
         let e = error(text);
@@ -189,6 +190,8 @@ fn other_rules_are_validated() {
     assert!(edge.is_ok(), "{edge:?}");
     let live = parse("[host]\nlive_run_dirs = ['postgresql', 'systemd/journal']").expect("valid");
     assert_eq!(live.host.live_run_dirs, [Path::new("postgresql"), Path::new("systemd/journal")]);
+    assert!(!live.host.private_tmp, "the host's /tmp unless asked");
+    assert!(parse("[host]\nprivate_tmp = true").expect("valid").host.private_tmp);
 }
 
 const GOOD_MCP: &str = "[[mcp.servers]]\nname = 'demo'\nurl = 'http://127.0.0.1:8000/mcp'\n\n";
