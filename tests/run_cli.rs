@@ -251,9 +251,20 @@ fn refuses_to_run_the_agent_as_root_by_accident_warns_when_meant_and_without_roo
     let run = net.run(&[], &["true"]);
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("refusing to run the command as root"), "{}", run.all());
-    // Meant: it runs, and the session's record says what that costs.
-    let meant = net.run(&["--allow-root"], &["id", "-u"]);
-    assert_eq!((meant.code, meant.stdout.as_str()), (0, "0\n"), "{}", meant.all());
+    // Meant: it runs, and the session's record says what that costs. Even
+    // with root's CAP_NET_RAW it makes no socket of a family the cgroup
+    // hooks do not see (a packet socket writes whole frames past them);
+    // netlink and Unix sockets it makes. Outside, root makes all three: the
+    // test can fail.
+    let script = "import errno, os, socket\n\
+                  def make(family, kind):\n    try:\n        socket.socket(family, kind).close(); return 'made'\n    \
+                  except OSError as e:\n        return errno.errorcode[e.errno]\n\
+                  print(os.getuid(), make(socket.AF_PACKET, socket.SOCK_RAW), make(socket.AF_NETLINK, socket.SOCK_RAW), \
+                  make(socket.AF_UNIX, socket.SOCK_STREAM))\n";
+    let outside = Command::new("ip").args(["netns", "exec", &net.name, "/usr/bin/python3", "-c", script]).output();
+    assert_eq!(String::from_utf8_lossy(&outside.expect("python3").stdout), "0 made made made\n");
+    let meant = net.run(&["--allow-root"], &["/usr/bin/python3", "-c", script]);
+    assert_eq!((meant.code, meant.stdout.as_str()), (0, "0 EPERM made made\n"), "{}", meant.all());
     let warning = "the command runs as root and could detach the guardrail; use --user";
     assert!(meant.stderr.contains(&format!("bridle: warning: {warning}")), "{}", meant.all());
     let records = records(&net.audit());
@@ -849,6 +860,14 @@ impl Mounted {
         sh(&["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
         mounted
     }
+
+    /// `source` bound at `dir` too.
+    fn bind(source: &str, dir: &str) -> Mounted {
+        std::fs::create_dir(dir).expect("a mount point");
+        let mounted = Mounted(PathBuf::from(dir));
+        sh(&["mount", "--bind", source, dir]);
+        mounted
+    }
 }
 
 impl Drop for Mounted {
@@ -879,7 +898,9 @@ impl Drop for Planted {
 /// `[host] private_tmp`: the command's `/tmp` is an empty one of its
 /// own. A socket the user's other processes serve there (an ssh-agent's)
 /// is out of its reach and not named as reachable, the host's files there
-/// are not its, and what it leaves there is gone with the session.
+/// are not its, and what it leaves there is gone with the session. Its
+/// `TMPDIR` in `/tmp` is made for it; the host's `/tmp` mounted under
+/// another name is named; Bridle's CA bundle in `/tmp` is refused.
 #[test]
 fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     let net = TestNet::new("ptmp");
@@ -910,24 +931,48 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     assert_eq!(String::from_utf8_lossy(&outside.stdout), "ran\n");
     let config = net.dir.path().join("bridle.toml");
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("\n[host]\nprivate_tmp = true\n");
+    text.push_str("\n[host]\nprivate_tmp = true\n\n[env]\nforward = ['PATH', 'TMPDIR']\n");
+    std::fs::write(&config, &text).expect("config");
+    // Bridle's CA bundle in /tmp would be out of the command's sight too.
+    let refused = net.run(&["--user", "nobody"], &["true"]);
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    let why = "is in /tmp, which [host] private_tmp hides from the command";
+    assert!(refused.stderr.contains(why), "{}", refused.all());
+    let ca = tempfile::Builder::new().prefix("bridle-test-ca-").tempdir_in("/var/tmp").expect("a CA directory");
+    let ca_line = format!("ca_dir = \"{}\"", net.dir.path().join("ca").display());
+    assert!(text.contains(&ca_line), "{text}");
+    let text = text.replace(&ca_line, &format!("ca_dir = \"{}\"", ca.path().display()));
     std::fs::write(&config, text).expect("config");
+    // A TMPDIR in /tmp (as libpam-tmpdir sets it) is made in the new one.
+    let tmpdir = format!("/tmp/user/{tag}");
+    // The host's /tmp under another name is not covered: it is named. (One
+    // under /run is: the command's /run is a copy.)
+    let bound = Mounted::bind("/tmp", &format!("/mnt/bridle-test-tmp-{tag}"));
+    let _covered = Mounted::bind(&cwd, &format!("/run/bridle-test-tmp-{tag}"));
     let script = format!(
         "{PY_REACH}print('agent=' + reach('{socket}'))\n\
          print('host_file=' + str(os.path.exists('{host_file}')))\n\
          open('{left}', 'w').write('left behind')\n\
-         print('tmp=' + repr(os.listdir('/tmp')))\n\
+         print('tmp=' + repr(sorted(os.listdir('/tmp'))))\n\
          print('mode=' + oct(os.stat('/tmp').st_mode & 0o7777))\n\
-         print('cwd=' + os.getcwd())\n"
+         print('cwd=' + os.getcwd())\n\
+         import tempfile\n\
+         made = os.path.dirname(tempfile.mkstemp()[1])\n\
+         print('tmpdir=' + made + ' ' + oct(os.stat(made).st_mode & 0o777) + ' ' + str(os.stat(made).st_uid))\n"
     );
     let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
-    let run = Run::from(command.current_dir(&cwd).output().expect("bridle run"));
+    let run = Run::from(command.current_dir(&cwd).env("TMPDIR", &tmpdir).output().expect("bridle run"));
     assert_eq!(run.code, 0, "{}", run.all());
-    let expected = format!("agent=ENOENT\nhost_file=False\ntmp=['bridle-test-left-{tag}']\nmode=0o1777\ncwd=/\n");
+    let expected = format!(
+        "agent=ENOENT\nhost_file=False\ntmp=['bridle-test-left-{tag}', 'user']\nmode=0o1777\ncwd=/\ntmpdir={tmpdir} 0o700 65534\n"
+    );
     assert_eq!(run.stdout, expected, "{}", run.all());
     let moved = format!("the working directory {cwd} is covered from the command; it starts in /");
     assert!(run.stderr.contains(&moved), "{}", run.all());
     assert!(!run.stderr.contains(&socket), "not named as reachable: {}", run.all());
+    let elsewhere = format!("{} holds the host's /tmp under another name", bound.0.display());
+    assert!(run.stderr.contains(&elsewhere), "{}", run.all());
+    assert!(!run.stderr.contains("/run/bridle-test-tmp"), "{}", run.all());
     assert!(!Path::new(&left).exists(), "what the command left in its /tmp outlived the session");
 }
 

@@ -15,12 +15,17 @@
 //!   abstract address and any other service of the user's run what they
 //!   are sent outside the guard; [`super::services`] covers their
 //!   socket files); where the kernel lacks it, a loud warning;
-//! - a seccomp filter that fails `TIOCSTI` and `TIOCLINUX` ioctls with
-//!   EPERM, `AF_VSOCK` sockets (no cgroup hook sees them; they reach the
-//!   hypervisor host directly) and `io_uring_setup` (io_uring makes sockets
-//!   without the `socket` system call, past this filter; runtimes fall back
-//!   to threads, as under Docker's default profile); everything else is
-//!   allowed. A system call of another architecture (an i386 program) kills
+//! - a seccomp filter that fails with EPERM `TIOCSTI` and `TIOCLINUX`
+//!   ioctls, sockets of every family but Unix, IPv4, IPv6 and netlink, and
+//!   `io_uring_setup`. The cgroup hooks see inet sockets only, and the
+//!   other families reach out without them: `AF_VSOCK` to the hypervisor
+//!   host, Bluetooth and CAN over their radios and buses, `AF_PACKET` and
+//!   `AF_XDP` with whole frames (were the command ever to hold
+//!   `CAP_NET_RAW`), and RDS, RxRPC, SMC or TIPC through sockets of the
+//!   kernel's own, made in workers outside the session's cgroup, where a
+//!   host has their modules. io_uring makes sockets without the `socket`
+//!   system call, past this filter (runtimes fall back to threads, as
+//!   under Docker's default profile). Everything else is allowed. A system call of another architecture (an i386 program) kills
 //!   the process: its numbers would slip past the filter. Failing to
 //!   install it refuses to run.
 //!
@@ -69,18 +74,26 @@ fn scope_to_own_processes(warnings: &Warnings) {
     warnings.warn(format_args!("{warning}, outside Bridle's guard"));
 }
 
-/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,
-/// `socket(AF_VSOCK, …)` and `io_uring_setup` → EPERM.
+/// The socket families the command may make: Unix sockets stay on the
+/// host, inet sockets are the redirector's, and netlink talks to the
+/// kernel alone (`getifaddrs`, `ip`).
+const SOCKET_FAMILIES: [libc::c_int; 4] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
+
+/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`, `socket()` of a
+/// family not in [`SOCKET_FAMILIES`] and `io_uring_setup` → EPERM.
 fn deny_injection_and_vsock() -> anyhow::Result<()> {
-    let arg_is = |index: u8, value: u64| {
-        let condition = SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value);
-        condition.and_then(|condition| SeccompRule::new(vec![condition]))
+    let arg = |index: u8, op: SeccompCmpOp, value: u64| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).context("building the seccomp filter")
     };
-    let build = |rules: Vec<Result<SeccompRule, _>>| {
-        rules.into_iter().collect::<Result<Vec<_>, _>>().context("building the seccomp filter")
+    let rule = |conditions: anyhow::Result<Vec<SeccompCondition>>| {
+        conditions.and_then(|conditions| SeccompRule::new(conditions).context("building the seccomp filter"))
     };
-    let ioctls = build(vec![arg_is(1, libc::TIOCSTI), arg_is(1, libc::TIOCLINUX)])?;
-    let sockets = build(vec![arg_is(0, libc::AF_VSOCK as u64)])?;
+    let ioctls =
+        [libc::TIOCSTI, libc::TIOCLINUX].map(|request| rule(arg(1, SeccompCmpOp::Eq, request).map(|c| vec![c])));
+    let ioctls = ioctls.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    // One rule: a family unlike each allowed one.
+    let others = SOCKET_FAMILIES.map(|family| arg(0, SeccompCmpOp::Ne, family as u64));
+    let sockets = vec![rule(others.into_iter().collect())?];
     let arch = std::env::consts::ARCH.try_into().context("seccomp: this CPU architecture")?;
     let filter = SeccompFilter::new(
         [(libc::SYS_ioctl, ioctls), (libc::SYS_socket, sockets), (libc::SYS_io_uring_setup, Vec::new())]

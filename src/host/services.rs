@@ -29,9 +29,9 @@
 //! before.
 //!
 //! With `[host] private_tmp`, all of `/tmp` is covered instead, by an
-//! empty tmpfs of the command's own: no socket any process of the user's
-//! serves there is in reach (an `ssh-agent`'s, an IDE's), and nothing in it
-//! depends on the host's directories, so it needs no watch.
+//! empty tmpfs of the command's own ([`tmp`]): no socket any process of the
+//! user's serves there is in reach (an `ssh-agent`'s, an IDE's). Only root
+//! can replace `/tmp` itself, so it needs no watch.
 //!
 //! A cover in `/tmp` lasts as long as the directory it was mounted on: one
 //! removed and made again on the host (a tmux server started again after
@@ -49,6 +49,7 @@
 
 mod copy;
 mod run;
+mod tmp;
 
 use std::fs::File;
 use std::io::ErrorKind;
@@ -116,7 +117,7 @@ pub fn hide(uid: u32, gid: u32, user: &str, view: HostView<'_>, warnings: &Warni
     run::rebuild(uid, gid, view.live_run, warnings)?;
     let mut covered = vec![PathBuf::from("/run")];
     if view.private_tmp {
-        own_tmp()?;
+        tmp::own(uid, gid, warnings)?;
         covered.push(PathBuf::from("/tmp"));
     } else {
         covered.extend(cover_in_tmp(uid, gid, user, warnings)?);
@@ -132,17 +133,6 @@ pub fn hide(uid: u32, gid: u32, user: &str, view: HostView<'_>, warnings: &Warni
             .warn(format_args!("the working directory {} is covered from the command; it starts in /", cwd.display()));
     }
     Ok(())
-}
-
-/// An empty tmpfs over all of `/tmp`, sticky and world-writable as the
-/// host's is; gone with the namespace when the session ends.
-fn own_tmp() -> anyhow::Result<()> {
-    let tmp = Path::new("/tmp");
-    let host = open_dir(tmp).context("opening /tmp (for [host] private_tmp it must be a directory)")?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount(Some("tmpfs"), fd_path(&host).as_path(), Some("tmpfs"), flags, Some("mode=1777"))
-        .context("giving the command a /tmp of its own")?;
-    open_cover(tmp, &host).map(drop)
 }
 
 /// Covers the user's directories in `/tmp` ([`candidates`]), made first

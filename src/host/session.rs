@@ -171,6 +171,9 @@ impl Session {
         let (inherited, collector) = warnings::for_sandbox(&self.audit, id)?;
         inherited.pass_to(&mut command);
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
+        if self.config.host.private_tmp {
+            refuse_hidden_bundle(&self.config.tls.ca_dir)?;
+        }
         let warnings = Warnings::to_audit(&self.audit, id);
         // A private /tmp covers everything in it whatever the host does.
         let _watch = if self.config.host.private_tmp { None } else { Some(self.watch_covers(cgroup, &warnings)?) };
@@ -263,6 +266,21 @@ impl Session {
         env.extend(ours);
         Ok(env)
     }
+}
+
+/// With `[host] private_tmp` the CA bundle the trust variables name must
+/// not be in the `/tmp` the command no longer sees: every TLS client in it
+/// would fail, none saying why.
+fn refuse_hidden_bundle(ca_dir: &Path) -> anyhow::Result<()> {
+    let dir = std::fs::canonicalize(ca_dir).unwrap_or_else(|_| ca_dir.to_path_buf());
+    if dir.starts_with("/tmp") {
+        bail!(
+            "[tls] ca_dir {} is in /tmp, which [host] private_tmp hides from the command: its tools could not read \
+             Bridle's CA bundle there; put ca_dir elsewhere",
+            ca_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// 128 + signal for a command killed by a signal, like a shell.
