@@ -15,19 +15,20 @@
 //!   abstract address and any other service of the user's run what they
 //!   are sent outside the guard; [`super::services`] covers their
 //!   socket files); where the kernel lacks it, a loud warning;
-//! - a seccomp filter that fails with EPERM `TIOCSTI` and `TIOCLINUX`
-//!   ioctls, sockets of every family but Unix, IPv4, IPv6 and netlink, and
-//!   `io_uring_setup`. The cgroup hooks see inet sockets only, and the
-//!   other families reach out without them: `AF_VSOCK` to the hypervisor
-//!   host, Bluetooth and CAN over their radios and buses, `AF_PACKET` and
-//!   `AF_XDP` with whole frames (were the command ever to hold
+//! - seccomp filters that fail `TIOCSTI` and `TIOCLINUX` ioctls and
+//!   `io_uring_setup` with EPERM, and sockets of every family but Unix,
+//!   IPv4, IPv6, netlink and the kernel's crypto with EAFNOSUPPORT. The
+//!   cgroup hooks see inet sockets only, and the other families reach out
+//!   without them: `AF_VSOCK` to the hypervisor host, Bluetooth and CAN
+//!   over their radios and buses, `AF_XDP` with whole frames (with
 //!   `CAP_NET_RAW`), and RDS, RxRPC, SMC or TIPC through sockets of the
 //!   kernel's own, made in workers outside the session's cgroup, where a
 //!   host has their modules. io_uring makes sockets without the `socket`
-//!   system call, past this filter (runtimes fall back to threads, as
-//!   under Docker's default profile). Everything else is allowed. A system call of another architecture (an i386 program) kills
-//!   the process: its numbers would slip past the filter. Failing to
-//!   install it refuses to run.
+//!   system call, past the filters (runtimes fall back to threads, as
+//!   under Docker's default profile). Everything else is allowed. A
+//!   system call of another architecture (an i386 program) or an x32 one
+//!   kills the process: its numbers would slip past the filters. Failing
+//!   to install them refuses to run.
 //!
 //! Never: restrict the file system or the network here (the redirector and
 //! the proxy own the network; files are the file hooks' job).
@@ -75,35 +76,91 @@ fn scope_to_own_processes(warnings: &Warnings) {
 }
 
 /// The socket families the command may make: Unix sockets stay on the
-/// host, inet sockets are the redirector's, and netlink talks to the
-/// kernel alone (`getifaddrs`, `ip`).
-const SOCKET_FAMILIES: [libc::c_int; 4] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
+/// host, inet sockets are the redirector's (its `sock_create` hook refuses
+/// every kind but TCP, MPTCP and UDP, an SMC socket asked of `AF_INET`
+/// too), netlink talks to the kernel alone (`getifaddrs`, `ip`), and
+/// `AF_ALG` is the kernel's crypto (`cryptsetup`, iwd).
+const SOCKET_FAMILIES: [libc::c_int; 5] =
+    [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK, libc::AF_ALG];
 
-/// The seccomp part: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`, `socket()` of a
-/// family not in [`SOCKET_FAMILIES`] and `io_uring_setup` → EPERM.
+/// The seccomp part, three filters: `ioctl(fd, TIOCSTI | TIOCLINUX, …)` and
+/// `io_uring_setup` → EPERM; `socket()` of a family not in
+/// [`SOCKET_FAMILIES`], and `socketpair()` of any but `AF_UNIX` (TIPC makes
+/// pairs too) → EAFNOSUPPORT, as if the kernel had no such family, which
+/// programs take in their stride; on x86_64, x32 system calls → the
+/// process is killed, as any of another architecture is.
 fn deny_injection_and_vsock() -> anyhow::Result<()> {
     let arg = |index: u8, op: SeccompCmpOp, value: u64| {
         SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).context("building the seccomp filter")
     };
-    let rule = |conditions: anyhow::Result<Vec<SeccompCondition>>| {
-        conditions.and_then(|conditions| SeccompRule::new(conditions).context("building the seccomp filter"))
+    let rule = |conditions: Vec<anyhow::Result<SeccompCondition>>| {
+        let conditions = conditions.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        SeccompRule::new(conditions).context("building the seccomp filter")
     };
-    let ioctls =
-        [libc::TIOCSTI, libc::TIOCLINUX].map(|request| rule(arg(1, SeccompCmpOp::Eq, request).map(|c| vec![c])));
+    let ioctls = [libc::TIOCSTI, libc::TIOCLINUX].map(|request| rule(vec![arg(1, SeccompCmpOp::Eq, request)]));
     let ioctls = ioctls.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    // One rule: a family unlike each allowed one.
-    let others = SOCKET_FAMILIES.map(|family| arg(0, SeccompCmpOp::Ne, family as u64));
-    let sockets = vec![rule(others.into_iter().collect())?];
+    install(vec![(libc::SYS_ioctl, ioctls), (libc::SYS_io_uring_setup, Vec::new())], libc::EPERM)?;
+    // One rule each: a family unlike every allowed one.
+    let families = SOCKET_FAMILIES.map(|family| arg(0, SeccompCmpOp::Ne, family as u64));
+    let pairs = vec![arg(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)];
+    install(
+        vec![(libc::SYS_socket, vec![rule(families.into())?]), (libc::SYS_socketpair, vec![rule(pairs)?])],
+        libc::EAFNOSUPPORT,
+    )?;
+    deny_x32()
+}
+
+/// Installs a filter failing the calls `rules` match with `errno`; any
+/// call of another architecture kills the process.
+fn install(rules: Vec<(libc::c_long, Vec<SeccompRule>)>, errno: libc::c_int) -> anyhow::Result<()> {
     let arch = std::env::consts::ARCH.try_into().context("seccomp: this CPU architecture")?;
     let filter = SeccompFilter::new(
-        [(libc::SYS_ioctl, ioctls), (libc::SYS_socket, sockets), (libc::SYS_io_uring_setup, Vec::new())]
-            .into_iter()
-            .collect(),
+        rules.into_iter().collect(),
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Errno(errno.unsigned_abs()),
         arch,
     )
     .context("building the seccomp filter")?;
     let program: BpfProgram = filter.try_into().context("compiling the seccomp filter")?;
-    seccompiler::apply_filter(&program).context("installing the seccomp filter (TIOCSTI)")
+    seccompiler::apply_filter(&program).context("installing the seccomp filter")
+}
+
+/// x32 system calls pass as x86_64 ones, numbered with bit 30 set: a rule
+/// for `socket` never sees an x32 `socket`. The kernel runs every filter,
+/// and the strictest answer wins, so this one kills on any of them.
+#[cfg(target_arch = "x86_64")]
+fn deny_x32() -> anyhow::Result<()> {
+    use seccompiler::sock_filter;
+    // `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE` (linux/audit.h).
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    // `struct seccomp_data`: `nr` at 0, `arch` at 4.
+    let load = |offset: u32| sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: offset,
+    };
+    let jump = |test: u32, k: u32, jt: u8, jf: u8| sock_filter {
+        code: (libc::BPF_JMP | test | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k: u32| sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k };
+    let program: BpfProgram = vec![
+        load(4),
+        // Another architecture: the other filters kill it.
+        jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 3),
+        load(0),
+        jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
+        ret(libc::SECCOMP_RET_KILL_PROCESS),
+        ret(libc::SECCOMP_RET_ALLOW),
+    ];
+    seccompiler::apply_filter(&program).context("installing the seccomp filter (x32)")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn deny_x32() -> anyhow::Result<()> {
+    Ok(())
 }

@@ -14,7 +14,7 @@
 //! Never: follow a symlink to `/tmp` (the session then does not start),
 //! or touch the host's `/tmp`.
 
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -30,11 +30,12 @@ pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<()>
     let tmp = Path::new("/tmp");
     let host = open_dir(tmp).context("opening /tmp (for [host] private_tmp it must be a directory)")?;
     let meta = host.metadata().context("reading /tmp")?;
-    if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo");
+    if let (Ok(mountinfo), Some(mount_id)) = (mountinfo, mount_id(&host)) {
         // Only where the command sees them: one under a cover (/run's) is
         // not there for it.
         let seen = |path: &PathBuf| std::fs::symlink_metadata(path).is_ok_and(|seen| seen.dev() == meta.dev());
-        for elsewhere in elsewhere(&mountinfo, tmp, meta.dev()).iter().filter(|path| seen(path)) {
+        for elsewhere in elsewhere(&mountinfo, tmp, mount_id).iter().filter(|path| seen(path)) {
             warnings.warn(format_args!(
                 "{} holds the host's /tmp under another name: [host] private_tmp covers /tmp only, and what is served \
                  there is in the command's reach",
@@ -65,36 +66,41 @@ fn make_tmpdir(uid: u32, gid: u32) -> anyhow::Result<()> {
     if !inside.components().all(|part| matches!(part, std::path::Component::Normal(_))) {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .with_context(|| format!("making TMPDIR's parent {} in the command's /tmp", parent.display()))?;
+    // Modes set, not left to the umask (`sudo` may pass on 077).
+    let mut made = PathBuf::from("/tmp");
+    for part in inside.components() {
+        made.push(part);
+        std::fs::create_dir(&made).with_context(|| format!("making {} in the command's /tmp", made.display()))?;
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("opening {} in the command's /tmp", made.display()))?;
     }
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("making TMPDIR {} in the command's /tmp", dir.display()))?;
-    std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), Some(gid)))
         .with_context(|| format!("giving TMPDIR {} to the command's user", dir.display()))
 }
 
+/// The id of the mount `file` is on (`mnt_id` in its fdinfo): unlike its
+/// `st_dev`, always the one mountinfo shows (btrfs subvolumes differ).
+fn mount_id(file: &std::fs::File) -> Option<u64> {
+    use std::os::fd::AsRawFd as _;
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).ok()?;
+    fdinfo.lines().find_map(|line| line.strip_prefix("mnt_id:")).and_then(|id| id.trim().parse().ok())
+}
+
 /// The paths where `/proc/self/mountinfo` shows the files of `tmp` (on
-/// device `dev`) mounted again, besides `tmp` itself: mounts of the same
-/// device whose root holds `tmp`'s directory (the whole file system again)
-/// or lies inside it (a bind mount of `/tmp` or of a directory in it).
-fn elsewhere(mountinfo: &str, tmp: &Path, dev: u64) -> Vec<PathBuf> {
-    let wanted = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).filter(|m| m.dev == wanted).collect();
-    // The mount `tmp` is on: the last (uppermost) one whose mount point
-    // holds it; `tmp`'s directory within the file system follows from it.
-    let Some(on) = mounts.iter().rev().find(|m| tmp.starts_with(&m.point)) else { return Vec::new() };
+/// mount `mount_id`) mounted again, besides `tmp` itself: mounts of the
+/// same device whose root holds `tmp`'s directory (the whole file system
+/// again) or lies inside it (a bind mount of `/tmp` or of a directory in
+/// it).
+fn elsewhere(mountinfo: &str, tmp: &Path, mount_id: u64) -> Vec<PathBuf> {
+    let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).collect();
+    let Some(on) = mounts.iter().find(|m| m.id == mount_id) else { return Vec::new() };
+    // `tmp`'s directory within the file system.
     let Ok(below) = tmp.strip_prefix(&on.point) else { return Vec::new() };
     let in_fs = on.root.join(below);
     mounts
         .iter()
-        .filter(|m| !std::ptr::eq(*m, on) && !m.point.starts_with(tmp))
+        .filter(|m| m.dev == on.dev && m.id != on.id && !m.point.starts_with(tmp))
         .filter_map(|m| {
             if let Ok(rest) = in_fs.strip_prefix(&m.root) {
                 Some(if rest.as_os_str().is_empty() { m.point.clone() } else { m.point.join(rest) })
@@ -110,6 +116,7 @@ fn elsewhere(mountinfo: &str, tmp: &Path, dev: u64) -> Vec<PathBuf> {
 /// The fields of a `/proc/self/mountinfo` line that [`elsewhere`] needs.
 #[derive(Debug)]
 struct Mount {
+    id: u64,
     dev: (u64, u64),
     /// The directory of the file system mounted there.
     root: PathBuf,
@@ -120,10 +127,11 @@ impl Mount {
     /// `ID PARENT MAJOR:MINOR ROOT POINT …`, paths with `\ooo` escapes.
     fn parse(line: &str) -> Option<Mount> {
         let mut fields = line.split(' ');
-        let (_, _, dev, root, point) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let (id, _, dev, root, point) =
+            (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?);
         let (major, minor) = dev.split_once(':')?;
         let dev = (major.parse().ok()?, minor.parse().ok()?);
-        Some(Mount { dev, root: unescape(root), point: unescape(point) })
+        Some(Mount { id: id.parse().ok()?, dev, root: unescape(root), point: unescape(point) })
     }
 }
 
@@ -153,10 +161,6 @@ fn unescape(field: &str) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn dev(major: u64, minor: u64) -> u64 {
-        nix::sys::stat::makedev(major, minor)
-    }
-
     #[test]
     fn the_hosts_tmp_under_another_name_is_found() {
         // /tmp on the root file system (8:1), which is also mounted whole
@@ -170,7 +174,7 @@ mod tests {
                          33 22 8:1 /home /home rw - ext4 /dev/sda1 rw\n\
                          34 22 0:40 / /run rw - tmpfs tmpfs rw\n\
                          garbage\n";
-        let found = elsewhere(mountinfo, Path::new("/tmp"), dev(8, 1));
+        let found = elsewhere(mountinfo, Path::new("/tmp"), 22);
         let expected = ["/mnt/root/tmp", "/srv/a tmp", "/srv/cache"].map(PathBuf::from);
         assert_eq!(found, expected);
     }
@@ -182,9 +186,9 @@ mod tests {
         let mountinfo = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
                          40 22 0:50 / /tmp rw - tmpfs tmpfs rw\n\
                          41 40 0:50 /x /tmp/y rw - tmpfs tmpfs rw\n";
-        assert!(elsewhere(mountinfo, Path::new("/tmp"), dev(0, 50)).is_empty());
+        assert!(elsewhere(mountinfo, Path::new("/tmp"), 40).is_empty());
         // Bound again elsewhere, it is.
         let bound = format!("{mountinfo}42 22 0:50 / /var/tmp rw - tmpfs tmpfs rw\n");
-        assert_eq!(elsewhere(&bound, Path::new("/tmp"), dev(0, 50)), [PathBuf::from("/var/tmp")]);
+        assert_eq!(elsewhere(&bound, Path::new("/tmp"), 40), [PathBuf::from("/var/tmp")]);
     }
 }
