@@ -823,6 +823,11 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     std::fs::write(mounted.0.join("on-the-mount"), "a file").expect("a file on the mount");
     let dir = mounted.0.display();
     then.push_str(&format!("import os\nprint('mounted=' + repr(os.listdir('{dir}')))\n"));
+    // So is a bind mount there, on the same device or not.
+    let source = tempfile::Builder::new().prefix("bridle-test-bind-").tempdir_in("/var/tmp").expect("a directory");
+    std::fs::write(source.path().join("on-the-bind"), "a file").expect("a file to bind");
+    let bound = Mounted::bind(&path(source.path()), &format!("/run/bridle-test-bind-{tag}"));
+    then.push_str(&format!("print('bound=' + repr(os.listdir('{}')))\n", bound.0.display()));
     let go = format!("/tmp/bridle-test-go-{tag}");
     let guarded = net.started("nobody", &when_told(&go, &then));
     std::fs::remove_dir_all(&host_dir).expect("a service stops");
@@ -855,7 +860,7 @@ fn the_agent_cannot_have_system_services_act_for_it() {
     assert!(warning.contains(&elsewhere) && !warning.contains(&live), "{}", run.all());
     // It is in /tmp: the cheaper way out is named too.
     assert!(warning.contains("[host] private_tmp = true"), "{}", run.all());
-    assert!(run.stdout.contains("mounted=[]\n"), "{}", run.all());
+    assert!(run.stdout.contains("mounted=[]\n") && run.stdout.contains("bound=[]\n"), "{}", run.all());
     // Each warning the command's start said is in the audit log, too.
     let records = records(&net.audit());
     let kept = warnings_kept(&records, &session_id(&records).expect("start notice"));

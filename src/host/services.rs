@@ -48,6 +48,7 @@
 //! mounts.
 
 mod copy;
+mod mountinfo;
 mod run;
 mod tmp;
 

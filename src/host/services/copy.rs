@@ -11,7 +11,8 @@
 //! could not read or enter on the host (as the kernel decides it for that
 //! user) is made empty, with its owner and mode: it gets nothing from the
 //! copy that it could not have read. So are the file systems mounted below
-//! (a container's root, a USB drive), which are not `/run`'s to copy.
+//! (a container's root, a USB drive, a bind mount, found by device or in
+//! mountinfo), which are not `/run`'s to copy.
 //!
 //! Never: follow a symlink while reading or writing (one is only looked
 //! through to see whether it leads to a socket), or write anywhere but
@@ -56,6 +57,9 @@ pub(super) struct Copier<'a> {
     stopped: bool,
     /// Files left out for their size.
     too_big: usize,
+    /// The mount points below the top: one on the same device (a bind
+    /// mount) has the same `st_dev` as its parent.
+    mounts: Vec<PathBuf>,
     warnings: &'a Warnings,
 }
 
@@ -71,6 +75,7 @@ impl<'a> Copier<'a> {
             bytes: 0,
             stopped: false,
             too_big: 0,
+            mounts: super::mountinfo::points_below(top),
             warnings,
         }
     }
@@ -142,9 +147,11 @@ impl<'a> Copier<'a> {
         let mode = stat.st_mode & 0o7777;
         if kind == SFlag::S_IFDIR {
             let made = own_dir(cover, name, mode, owner)?;
-            if stat.st_dev != dev || !self.may(host, name, AccessFlags::X_OK) {
+            let mounted = stat.st_dev != dev || self.mounts.contains(&path);
+            if mounted || !self.may(host, name, AccessFlags::X_OK) {
                 // Another file system mounted here (a container's root, a
-                // USB drive), or out of the user's reach on the host.
+                // USB drive, a bind mount), or out of the user's reach on
+                // the host.
             } else if depth + 1 >= MAX_DEPTH {
                 self.warnings.warn(format_args!("{} is copied empty: deeper than {MAX_DEPTH}", path.display()));
             } else if let Some(opened) = open_dir_at(host, name, &stat)? {

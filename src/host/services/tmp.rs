@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use nix::mount::{MsFlags, mount};
 
+use super::mountinfo::Mount;
 use super::{fd_path, open_cover, open_dir};
 use crate::host::warnings::Warnings;
 
@@ -111,50 +112,6 @@ fn elsewhere(mountinfo: &str, tmp: &Path, mount_id: u64) -> Vec<PathBuf> {
             }
         })
         .collect()
-}
-
-/// The fields of a `/proc/self/mountinfo` line that [`elsewhere`] needs.
-#[derive(Debug)]
-struct Mount {
-    id: u64,
-    dev: (u64, u64),
-    /// The directory of the file system mounted there.
-    root: PathBuf,
-    point: PathBuf,
-}
-
-impl Mount {
-    /// `ID PARENT MAJOR:MINOR ROOT POINT …`, paths with `\ooo` escapes.
-    fn parse(line: &str) -> Option<Mount> {
-        let mut fields = line.split(' ');
-        let (id, _, dev, root, point) =
-            (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?);
-        let (major, minor) = dev.split_once(':')?;
-        let dev = (major.parse().ok()?, minor.parse().ok()?);
-        Some(Mount { id: id.parse().ok()?, dev, root: unescape(root), point: unescape(point) })
-    }
-}
-
-/// A mountinfo path with its octal escapes (`\040` for a space) undone.
-fn unescape(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt as _;
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
-        match (bytes[i], octal) {
-            (b'\\', Some(digits)) => {
-                out.push(digits.iter().fold(0u8, |value, digit| value.wrapping_mul(8).wrapping_add(digit - b'0')));
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 #[cfg(test)]
