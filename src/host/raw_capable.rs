@@ -10,6 +10,13 @@
 //! are per thread) and says so, loudly, once per process: a warning and an
 //! audit notice naming it.
 //!
+//! A process that does not hold them can still gain them: with
+//! `no_new_privs` off, a setuid-root or file-capability program (`sudo`
+//! without a password in a dev container, a `ping` with `cap_net_raw+ep`)
+//! gives it whatever its bounding set keeps, and Docker's default keeps
+//! `CAP_NET_RAW` for a non-root user too. That is said once per container
+//! (cgroup), with the first such process as the example.
+//!
 //! Never: count Bridle's own processes (its cgroup, or its binary run by
 //! `docker compose exec`), or act on a process; this only reports.
 
@@ -21,22 +28,34 @@ use std::path::Path;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 
-/// A guarded process that holds one of the capabilities.
+/// A guarded process that holds one of the capabilities, or can gain it.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Holder {
     pub pid: i32,
     pub comm: String,
     /// `CAP_NET_RAW`, `CAP_NET_ADMIN` or both, joined by `+`.
     pub caps: String,
+    /// `Some(cgroup)` when it does not hold them but can gain them, said
+    /// for its whole cgroup.
+    pub can_gain_in: Option<String>,
 }
 
 impl Holder {
     pub fn message(&self) -> String {
-        format!(
-            "guarded process {} ({}) holds {}: it can send packets no hook of Bridle's sees (drop the agent \
-             container's capabilities: cap_drop: [ALL])",
-            self.pid, self.comm, self.caps
-        )
+        match &self.can_gain_in {
+            None => format!(
+                "guarded process {} ({}) holds {}: it can send packets no hook of Bridle's sees (drop the agent \
+                 container's capabilities: cap_drop: [ALL])",
+                self.pid, self.comm, self.caps
+            ),
+            Some(cgroup) => format!(
+                "guarded processes of cgroup {cgroup} (first: {} ({})) can gain {} through a setuid or \
+                 file-capability program, since their bounding set keeps it and no_new_privs is off: then they can \
+                 send packets no hook of Bridle's sees (cap_drop: [ALL], or security_opt: \
+                 [no-new-privileges:true])",
+                self.pid, self.comm, self.caps
+            ),
+        }
     }
 }
 
@@ -44,10 +63,12 @@ impl Holder {
 /// process) and the program it runs (`/proc/PID/exe`).
 type Reported = (i32, u64, Option<(u64, u64)>);
 
-/// Remembers which processes were reported.
+/// Remembers which processes, and which cgroups for what they can gain,
+/// were reported.
 #[derive(Debug, Default)]
 pub(super) struct Watch {
     reported: HashSet<Reported>,
+    reported_cgroups: HashSet<String>,
 }
 
 impl Watch {
@@ -59,6 +80,7 @@ impl Watch {
         };
         let own = super::admin::procs(own_cgroup);
         let mut seen = HashSet::new();
+        let mut seen_cgroups = HashSet::new();
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir("/proc") else { return found };
         for entry in entries.filter_map(Result::ok) {
@@ -70,17 +92,26 @@ impl Watch {
             if program == Some(exe) {
                 continue;
             }
-            let Some(caps) = network_caps(held(pid)) else { continue };
-            // Caught before its exec (a container's `runc init`), a
-            // process is said again under the program it then runs.
-            let key = (pid, start_time(pid).unwrap_or(0), program);
-            seen.insert(key);
-            if self.reported.insert(key) {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                found.push(Holder { pid, comm: comm.trim().to_string(), caps });
+            let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
+            let caps = caps(pid);
+            if let Some(held) = network_caps(caps.held) {
+                // Caught before its exec (a container's `runc init`), a
+                // process is said again under the program it then runs.
+                let key = (pid, start_time(pid).unwrap_or(0), program);
+                seen.insert(key);
+                if self.reported.insert(key) {
+                    found.push(Holder { pid, comm: comm(), caps: held, can_gain_in: None });
+                }
+            } else if let (Some(gainable), Some(cgroup)) = (network_caps(caps.gainable), cgroup_of(pid)) {
+                seen_cgroups.insert(cgroup.clone());
+                if self.reported_cgroups.insert(cgroup.clone()) {
+                    found.push(Holder { pid, comm: comm(), caps: gainable, can_gain_in: Some(cgroup) });
+                }
             }
         }
         self.reported.retain(|key| seen.contains(key));
+        // A container started again (another cgroup) is said again.
+        self.reported_cgroups.retain(|cgroup| seen_cgroups.contains(cgroup));
         found
     }
 }
@@ -90,27 +121,48 @@ fn identity(path: &str) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// The capabilities any thread of `pid` holds, effective or permitted:
-/// they are per thread, and one thread that kept them can use them however
-/// the main thread dropped its own.
-fn held(pid: i32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .fold(0, |held, status| held | status_caps(&status))
+/// Capability sets of a process, over all its threads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Caps {
+    /// Effective or permitted in some thread.
+    held: u64,
+    /// In the bounding set of some thread without `no_new_privs`: what an
+    /// exec of a setuid-root or file-capability program gives it.
+    gainable: u64,
 }
 
-/// The effective and permitted sets of a `/proc/PID/status` text.
-fn status_caps(status: &str) -> u64 {
-    let set = |name: &str| {
+/// The capabilities of any thread of `pid`: they are per thread, and one
+/// thread that kept them can use them however the main thread dropped its
+/// own.
+fn caps(pid: i32) -> Caps {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Caps::default() };
+    tasks.filter_map(Result::ok).filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok()).fold(
+        Caps::default(),
+        |all, status| {
+            let one = status_caps(&status);
+            Caps { held: all.held | one.held, gainable: all.gainable | one.gainable }
+        },
+    )
+}
+
+/// The sets of one thread's `/proc/PID/task/TID/status` text.
+fn status_caps(status: &str) -> Caps {
+    let field = |name: &str, radix: u32| {
         status
             .lines()
             .find_map(|line| line.strip_prefix(name))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-            .unwrap_or(0)
+            .and_then(|value| u64::from_str_radix(value.trim(), radix).ok())
     };
-    set("CapEff:") | set("CapPrm:")
+    let set = |name: &str| field(name, 16).unwrap_or(0);
+    // Without the field (kernels before 4.10) it may be off.
+    let no_new_privs = field("NoNewPrivs:", 10) == Some(1);
+    Caps { held: set("CapEff:") | set("CapPrm:"), gainable: if no_new_privs { 0 } else { set("CapBnd:") } }
+}
+
+/// `pid`'s cgroup v2 path (`0::/PATH` in `/proc/PID/cgroup`).
+fn cgroup_of(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|line| line.strip_prefix("0::")).map(str::to_owned)
 }
 
 /// `CAP_NET_RAW` / `CAP_NET_ADMIN` among `held`.
@@ -137,12 +189,23 @@ mod tests {
     #[test]
     fn network_capabilities_are_read_from_either_set() {
         let status = |eff: &str, prm: &str| format!("Name:\tcurl\nCapInh:\t0\nCapPrm:\t{prm}\nCapEff:\t{eff}\n");
-        let caps = |eff: &str, prm: &str| network_caps(status_caps(&status(eff, prm)));
+        let caps = |eff: &str, prm: &str| network_caps(status_caps(&status(eff, prm)).held);
         // Docker's default set: NET_RAW among others.
         assert_eq!(caps("00000000a80425fb", "00000000a80425fb").as_deref(), Some("CAP_NET_RAW"));
         assert_eq!(caps("0", "0000000000003000").as_deref(), Some("CAP_NET_RAW+CAP_NET_ADMIN"));
         assert_eq!(caps("0", "0"), None, "a plain user");
-        assert_eq!(network_caps(status_caps("Name:\tx\n")), None);
+        assert_eq!(network_caps(status_caps("Name:\tx\n").held), None);
+    }
+
+    #[test]
+    fn what_the_bounding_set_keeps_is_gainable_without_no_new_privs() {
+        let status = |bnd: &str, nnp: &str| format!("CapPrm:\t0\nCapEff:\t0\nCapBnd:\t{bnd}\nNoNewPrivs:\t{nnp}\n");
+        // Docker's default set, a plain user: it holds nothing, and a
+        // setuid program would give it CAP_NET_RAW.
+        let docker = status_caps(&status("00000000a80425fb", "0"));
+        assert_eq!((network_caps(docker.held), network_caps(docker.gainable).as_deref()), (None, Some("CAP_NET_RAW")));
+        assert_eq!(status_caps(&status("00000000a80425fb", "1")).gainable, 0, "no_new_privs: nothing to gain");
+        assert_eq!(network_caps(status_caps(&status("0", "0")).gainable), None, "cap_drop: [ALL]");
     }
 
     /// A process whose main thread dropped every capability while another
@@ -168,7 +231,7 @@ mod tests {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
         let pid = i32::try_from(child.id()).expect("pid");
         let main = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let (main_caps, all) = (network_caps(status_caps(&main)), network_caps(held(pid)));
+        let (main_caps, all) = (network_caps(status_caps(&main).held), network_caps(caps(pid).held));
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(line.trim(), "dropped");
@@ -208,6 +271,57 @@ mod tests {
         assert!(again.is_empty(), "said once: {again:?}");
         assert!(exec, "the child did not exec");
         assert_eq!(after, ["sleep"]);
+    }
+
+    /// Two processes of one cgroup that hold nothing but can gain
+    /// `CAP_NET_RAW` (a plain user, `no_new_privs` off, the bounding set
+    /// full): said once, for the cgroup, and not again while it lives.
+    #[test]
+    fn processes_that_can_gain_the_capabilities_are_said_once_for_their_cgroup() {
+        struct Cgroup(std::path::PathBuf, Vec<std::process::Child>);
+        impl Drop for Cgroup {
+            fn drop(&mut self) {
+                for child in &mut self.1 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let name = format!("bridle-test-gain-{}", std::process::id());
+        let mount = bridle_redirector_ebpf::cgroup2_mount().expect("cgroup v2");
+        let mut cgroup = Cgroup(mount.join(&name), Vec::new());
+        std::fs::create_dir(&cgroup.0).expect("a cgroup");
+        for _ in 0..2 {
+            let child = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"])
+                .spawn()
+                .expect("setpriv");
+            std::fs::write(cgroup.0.join("cgroup.procs"), child.id().to_string()).expect("into the cgroup");
+            cgroup.1.push(child);
+        }
+        // Both have dropped to the user (setpriv runs before sleep).
+        let pids: Vec<i32> = cgroup.1.iter().map(|child| i32::try_from(child.id()).expect("pid")).collect();
+        let dropped = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            pids.iter().all(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status.lines().any(|line| line.starts_with("Uid:\t65534"))
+            })
+        });
+        assert!(dropped, "the children did not drop to nobody");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut watch = Watch::default();
+        let ours = |watch: &mut Watch| -> Vec<Holder> {
+            let wanted = Some(format!("/{name}"));
+            watch.new_holders(dir.path()).into_iter().filter(|h| h.can_gain_in == wanted).collect()
+        };
+        let first = ours(&mut watch);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(pids.contains(&first[0].pid), "{first:?}");
+        assert_eq!(first[0].caps, "CAP_NET_RAW+CAP_NET_ADMIN");
+        assert!(first[0].message().contains("can gain CAP_NET_RAW+CAP_NET_ADMIN"), "{}", first[0].message());
+        assert!(ours(&mut watch).is_empty(), "said once");
     }
 
     #[test]

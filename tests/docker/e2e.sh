@@ -203,6 +203,16 @@ for _ in $(seq 1 30); do
 done
 expect "a guarded root process with CAP_NET_RAW is reported" "guarded process [0-9]+ \(sleep\) holds CAP_NET_RAW" "$out"
 docker rm -f "$raw" >/dev/null 2>&1 || true
+# A plain user holds nothing, but Docker's default bounding set keeps
+# CAP_NET_RAW for a setuid program to give it: said for its container.
+gain=$(docker run -d --rm -u 65534 --network "container:$(dc ps -q bridle)" bridle-agent:local sleep 60 2>&1)
+for _ in $(seq 1 30); do
+    out=$(dc logs --tail 40 bridle 2>&1)
+    [[ $out =~ \(sleep\)\)\ can\ gain\ CAP_NET_RAW ]] && break
+    sleep 1
+done
+expect "a guarded user who can gain CAP_NET_RAW is reported" "first: [0-9]+ \(sleep\)\) can gain CAP_NET_RAW through a setuid" "$out"
+docker rm -f "$gain" >/dev/null 2>&1 || true
 
 log "audit log on the volume"
 out=$(dc exec -T bridle bridle audit verify /var/lib/bridle/audit/audit.jsonl 2>&1 || echo "exit=$?")
