@@ -18,6 +18,7 @@ mod confine;
 pub(crate) mod control;
 mod egress;
 mod mcp;
+mod persistence;
 mod raw_capable;
 mod reachable;
 mod sandbox;

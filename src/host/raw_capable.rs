@@ -49,11 +49,13 @@ impl Holder {
                 self.pid, self.comm, self.caps
             ),
             Some(cgroup) => format!(
-                "guarded processes of cgroup {cgroup} (first: {} ({})) can gain {} through a setuid or \
-                 file-capability program, since their bounding set keeps it and no_new_privs is off: then they can \
-                 send packets no hook of Bridle's sees (cap_drop: [ALL], or security_opt: \
-                 [no-new-privileges:true])",
-                self.pid, self.comm, self.caps
+                "guarded processes of {} (e.g. {} ({})) can gain {} through a setuid or file-capability program, \
+                 since their bounding set keeps it and no_new_privs is off: then they can send packets no hook of \
+                 Bridle's sees (cap_drop: [ALL], or security_opt: [no-new-privileges:true])",
+                container_of(cgroup),
+                self.pid,
+                self.comm,
+                self.caps
             ),
         }
     }
@@ -94,6 +96,10 @@ impl Watch {
             }
             let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
             let caps = caps(pid);
+            // Any process keeps its cgroup's report (a root container's
+            // later `docker exec -u user` is not news).
+            let cgroup = cgroup_of(pid);
+            seen_cgroups.extend(cgroup.clone());
             if let Some(held) = network_caps(caps.held) {
                 // Caught before its exec (a container's `runc init`), a
                 // process is said again under the program it then runs.
@@ -102,8 +108,12 @@ impl Watch {
                 if self.reported.insert(key) {
                     found.push(Holder { pid, comm: comm(), caps: held, can_gain_in: None });
                 }
-            } else if let (Some(gainable), Some(cgroup)) = (network_caps(caps.gainable), cgroup_of(pid)) {
-                seen_cgroups.insert(cgroup.clone());
+            } else if let (Some(gainable), Some(cgroup)) = (network_caps(caps.gainable), cgroup) {
+                // `runc init` is the user already, before it execs what
+                // the container runs: that names the container better.
+                if comm().starts_with("runc:[") {
+                    continue;
+                }
                 if self.reported_cgroups.insert(cgroup.clone()) {
                     found.push(Holder { pid, comm: comm(), caps: gainable, can_gain_in: Some(cgroup) });
                 }
@@ -159,6 +169,17 @@ fn status_caps(status: &str) -> Caps {
     Caps { held: set("CapEff:") | set("CapPrm:"), gainable: if no_new_privs { 0 } else { set("CapBnd:") } }
 }
 
+/// A cgroup as a person knows it: the container whose id (64 hex digits,
+/// as Docker and containerd name their cgroups) it holds, else the path
+/// (which Bridle's cgroup namespace may show relative, `/../…`).
+fn container_of(cgroup: &str) -> String {
+    let id = cgroup
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|part| part.len() == 64)
+        .map(|id| format!("container {}", &id[..12]));
+    id.unwrap_or_else(|| format!("cgroup {cgroup}"))
+}
+
 /// `pid`'s cgroup v2 path (`0::/PATH` in `/proc/PID/cgroup`).
 fn cgroup_of(pid: i32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
@@ -195,6 +216,14 @@ mod tests {
         assert_eq!(caps("0", "0000000000003000").as_deref(), Some("CAP_NET_RAW+CAP_NET_ADMIN"));
         assert_eq!(caps("0", "0"), None, "a plain user");
         assert_eq!(network_caps(status_caps("Name:\tx\n").held), None);
+    }
+
+    #[test]
+    fn a_containers_cgroup_is_named_by_its_id() {
+        let id = "4f3c2b1a".repeat(8);
+        assert_eq!(container_of(&format!("/../docker-{id}.scope")), "container 4f3c2b1a4f3c");
+        assert_eq!(container_of(&format!("/system.slice/containerd.service/kubepods/{id}")), "container 4f3c2b1a4f3c");
+        assert_eq!(container_of("/user.slice/session-2.scope"), "cgroup /user.slice/session-2.scope");
     }
 
     #[test]
@@ -297,8 +326,9 @@ mod tests {
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"])
                 .spawn()
                 .expect("setpriv");
-            std::fs::write(cgroup.0.join("cgroup.procs"), child.id().to_string()).expect("into the cgroup");
+            let pid = child.id().to_string();
             cgroup.1.push(child);
+            std::fs::write(cgroup.0.join("cgroup.procs"), pid).expect("into the cgroup");
         }
         // Both have dropped to the user (setpriv runs before sleep).
         let pids: Vec<i32> = cgroup.1.iter().map(|child| i32::try_from(child.id()).expect("pid")).collect();
@@ -312,15 +342,21 @@ mod tests {
         assert!(dropped, "the children did not drop to nobody");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut watch = Watch::default();
+        // As this process's cgroup namespace shows it.
+        let wanted = cgroup_of(pids[0]);
+        assert!(wanted.as_deref().is_some_and(|path| path.ends_with(&name)), "{wanted:?}");
         let ours = |watch: &mut Watch| -> Vec<Holder> {
-            let wanted = Some(format!("/{name}"));
             watch.new_holders(dir.path()).into_iter().filter(|h| h.can_gain_in == wanted).collect()
         };
+        // What this process's bounding set keeps, the children keep.
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let bounding = status.lines().find_map(|line| line.strip_prefix("CapBnd:")).expect("CapBnd");
+        let expected = network_caps(u64::from_str_radix(bounding.trim(), 16).expect("hex")).expect("CAP_NET_RAW");
         let first = ours(&mut watch);
         assert_eq!(first.len(), 1, "{first:?}");
         assert!(pids.contains(&first[0].pid), "{first:?}");
-        assert_eq!(first[0].caps, "CAP_NET_RAW+CAP_NET_ADMIN");
-        assert!(first[0].message().contains("can gain CAP_NET_RAW+CAP_NET_ADMIN"), "{}", first[0].message());
+        assert_eq!(first[0].caps, expected);
+        assert!(first[0].message().contains(&format!("can gain {expected} through")), "{}", first[0].message());
         assert!(ours(&mut watch).is_empty(), "said once");
     }
 

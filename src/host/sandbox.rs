@@ -73,7 +73,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     close_inherited_on_exec()?;
     // Every warning is in the session's audit log, or the command does
     // not start; the socket is closed here, before the exec.
-    warnings.all_kept()?;
+    warnings.all_kept().context("the command is not started")?;
     let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
     let error = std::process::Command::new(program).args(rest).exec();
     bail!("cannot run {program}: {error}")

@@ -25,7 +25,7 @@ use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
 use super::warnings::{self, Warnings};
-use super::{admin, services, tamper, trust};
+use super::{admin, persistence, services, tamper, trust};
 use crate::cli::settings::DecideArgs;
 
 /// `bridle run [OPTIONS] -- CMD ARGS…`
@@ -115,7 +115,7 @@ impl Session {
         if self.target.is_none() {
             let warnings = Warnings::to_audit(&self.audit, &id);
             warnings.warn("the command runs as root and could detach the guardrail; use --user");
-            warnings.all_kept()?;
+            warnings.all_kept().context("the command is not started")?;
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let _watch = watch_policies(self.policy_dir.as_deref(), &self.authorizer, &self.audit)?;
@@ -129,8 +129,19 @@ impl Session {
         tasks.extend(calls::start(&id, principal, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp = super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, &id, &stopped);
         tasks.extend(mcp.await?);
+        let home = PathBuf::from(self.target.as_ref().map_or("/root", |target| target.home.as_str()));
+        let repo = std::env::current_dir().ok().and_then(|cwd| persistence::repository_of(&cwd));
+        let before = persistence::Snapshot::take(&home, repo.as_deref());
         let status = self.run_command(&id, guard.cgroup.path(), &ca).await;
         guard.kill_all().await;
+        // Once nothing of the session is left to change them further.
+        if let Some(message) = persistence::warning(&before.changed(), &home) {
+            let warnings = Warnings::to_audit(&self.audit, &id);
+            warnings.warn(message);
+            if let Err(error) = warnings.all_kept() {
+                eprintln!("bridle: error: {error:#}");
+            }
+        }
         let _ = stop.send(true);
         for task in tasks {
             let _ = task.await;
@@ -177,7 +188,7 @@ impl Session {
         let warnings = Warnings::to_audit(&self.audit, id);
         // A private /tmp covers everything in it whatever the host does.
         let _watch = if self.config.host.private_tmp { None } else { Some(self.watch_covers(cgroup, &warnings)?) };
-        warnings.all_kept()?;
+        warnings.all_kept().context("the command is not started")?;
         let spawned = command.spawn().context("starting the command");
         // Only the sandbox may hold the write end, or the collector never
         // sees the end of it.

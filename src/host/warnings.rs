@@ -132,7 +132,7 @@ impl Warnings {
     /// once this side is closed for writing.
     pub fn all_kept(self) -> anyhow::Result<()> {
         if let Some(error) = self.lost.into_inner().unwrap_or_else(PoisonError::into_inner) {
-            bail!("a warning could not be kept in the audit log ({error}); the command is not started");
+            bail!("a warning could not be kept in the audit log ({error})");
         }
         let KeptIn::Session(mut socket) = self.kept_in else { return Ok(()) };
         socket.shutdown(std::net::Shutdown::Write).context("closing the warnings for writing")?;
@@ -281,6 +281,6 @@ mod tests {
         drop(ours);
         warnings.warn("lost");
         let error = warnings.all_kept().expect_err("no session");
-        assert!(error.to_string().contains("not started"), "{error:#}");
+        assert!(error.to_string().contains("could not be kept"), "{error:#}");
     }
 }

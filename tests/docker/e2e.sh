@@ -211,7 +211,7 @@ for _ in $(seq 1 30); do
     [[ $out =~ \(sleep\)\)\ can\ gain\ CAP_NET_RAW ]] && break
     sleep 1
 done
-expect "a guarded user who can gain CAP_NET_RAW is reported" "first: [0-9]+ \(sleep\)\) can gain CAP_NET_RAW through a setuid" "$out"
+expect "a guarded user who can gain CAP_NET_RAW is reported" "of container [0-9a-f]{12} \(e\.g\. [0-9]+ \(sleep\)\) can gain CAP_NET_RAW through a setuid" "$out"
 docker rm -f "$gain" >/dev/null 2>&1 || true
 
 log "audit log on the volume"

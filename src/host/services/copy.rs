@@ -18,6 +18,7 @@
 //! through to see whether it leads to a socket), or write anywhere but
 //! into the cover it is given.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -59,7 +60,7 @@ pub(super) struct Copier<'a> {
     too_big: usize,
     /// The mount points below the top: one on the same device (a bind
     /// mount) has the same `st_dev` as its parent.
-    mounts: Vec<PathBuf>,
+    mounts: HashSet<PathBuf>,
     warnings: &'a Warnings,
 }
 
@@ -75,7 +76,17 @@ impl<'a> Copier<'a> {
             bytes: 0,
             stopped: false,
             too_big: 0,
-            mounts: super::mountinfo::points_below(top),
+            mounts: match super::mountinfo::read() {
+                Ok(mounts) => super::mountinfo::points_below(&mounts, top),
+                Err(error) => {
+                    let unread = format_args!(
+                        "cannot read /proc/self/mountinfo ({error}): bind mounts below {} are copied",
+                        top.display()
+                    );
+                    warnings.warn(unread);
+                    HashSet::new()
+                }
+            },
             warnings,
         }
     }
@@ -145,20 +156,23 @@ impl<'a> Copier<'a> {
         }
         let owner = (stat.st_uid, stat.st_gid);
         let mode = stat.st_mode & 0o7777;
+        // A bind mount, of a directory or of a file.
+        let bound = self.mounts.contains(&path);
         if kind == SFlag::S_IFDIR {
             let made = own_dir(cover, name, mode, owner)?;
-            let mounted = stat.st_dev != dev || self.mounts.contains(&path);
-            if mounted || !self.may(host, name, AccessFlags::X_OK) {
-                // Another file system mounted here (a container's root, a
-                // USB drive, a bind mount), or out of the user's reach on
-                // the host.
+            // Or another file system mounted here (a container's root, a
+            // USB drive). Only a directory's device tells: on overlayfs a
+            // file reports the device of the layer it is in.
+            if bound || stat.st_dev != dev || !self.may(host, name, AccessFlags::X_OK) {
+                // Not /run's to copy, or out of the user's reach on the
+                // host.
             } else if depth + 1 >= MAX_DEPTH {
                 self.warnings.warn(format_args!("{} is copied empty: deeper than {MAX_DEPTH}", path.display()));
             } else if let Some(opened) = open_dir_at(host, name, &stat)? {
                 self.tree(&opened, &made, &path, &[], depth + 1);
             }
         } else if kind == SFlag::S_IFREG {
-            let bytes = if !self.may(host, name, AccessFlags::R_OK) {
+            let bytes = if bound || !self.may(host, name, AccessFlags::R_OK) {
                 Vec::new()
             } else if stat.st_size as u64 > MAX_FILE {
                 self.too_big += 1;

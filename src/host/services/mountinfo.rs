@@ -1,7 +1,11 @@
 //! `/proc/self/mountinfo`, as the covers read it: which mounts there are,
-//! of what, where ([`Mount`]), and the mount points below a directory
-//! ([`points_below`]).
+//! of what, where ([`Mount`], [`read`]), and the mount points below a
+//! directory ([`points_below`]). Read as bytes: a mount point may have any
+//! name.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 /// The fields of a `/proc/self/mountinfo` line the covers need.
@@ -18,20 +22,29 @@ pub(super) struct Mount {
 
 impl Mount {
     /// `ID PARENT MAJOR:MINOR ROOT POINT …`, paths with `\ooo` escapes.
-    pub fn parse(line: &str) -> Option<Mount> {
-        let mut fields = line.split(' ');
+    pub fn parse(line: &[u8]) -> Option<Mount> {
+        let mut fields = line.split(|byte| *byte == b' ');
         let (id, _, dev, root, point) =
             (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?);
-        let (major, minor) = dev.split_once(':')?;
-        let dev = (major.parse().ok()?, minor.parse().ok()?);
-        Some(Mount { id: id.parse().ok()?, dev, root: unescape(root), point: unescape(point) })
+        let number = |field: &[u8]| std::str::from_utf8(field).ok()?.parse::<u64>().ok();
+        let colon = dev.iter().position(|byte| *byte == b':')?;
+        let dev = (number(&dev[..colon])?, number(&dev[colon + 1..])?);
+        Some(Mount { id: number(id)?, dev, root: unescape(root), point: unescape(point) })
     }
 }
 
+/// Every mount of this mount namespace.
+pub(super) fn read() -> std::io::Result<Vec<Mount>> {
+    std::fs::read("/proc/self/mountinfo").map(|bytes| parse_all(&bytes))
+}
+
+/// The mounts of a mountinfo text; lines that are not one are skipped.
+pub(super) fn parse_all(bytes: &[u8]) -> Vec<Mount> {
+    bytes.split(|byte| *byte == b'\n').filter_map(Mount::parse).collect()
+}
+
 /// A mountinfo path with its octal escapes (`\040` for a space) undone.
-fn unescape(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt as _;
-    let bytes = field.as_bytes();
+fn unescape(bytes: &[u8]) -> PathBuf {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -47,18 +60,12 @@ fn unescape(field: &str) -> PathBuf {
             }
         }
     }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    PathBuf::from(OsStr::from_bytes(&out))
 }
 
-/// The mount points strictly below `top` in this mount namespace (none
-/// when mountinfo cannot be read: the caller's other checks still hold).
-pub(super) fn points_below(top: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
-    text.lines()
-        .filter_map(Mount::parse)
-        .map(|m| m.point)
-        .filter(|point| point != top && point.starts_with(top))
-        .collect()
+/// The mount points of `mounts` strictly below `top`.
+pub(super) fn points_below(mounts: &[Mount], top: &Path) -> HashSet<PathBuf> {
+    mounts.iter().map(|m| m.point.clone()).filter(|point| point != top && point.starts_with(top)).collect()
 }
 
 #[cfg(test)]
@@ -66,21 +73,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_are_read_with_their_escapes_undone() {
-        let mount = Mount::parse("36 35 98:0 /mnt\\0401 /a\\040b\\134c rw,noatime master:1 - ext3 /dev/root rw")
-            .expect("parsed");
+    fn fields_are_read_as_bytes_with_their_escapes_undone() {
+        let line = b"36 35 98:0 /mnt\\0401 /a\\040b\\134c\xff rw,noatime master:1 - ext3 /dev/root rw";
+        let mount = Mount::parse(line).expect("parsed");
         assert_eq!((mount.id, mount.dev), (36, (98, 0)));
         assert_eq!(mount.root, Path::new("/mnt 1"));
-        assert_eq!(mount.point, Path::new("/a b\\c"));
-        assert!(Mount::parse("36 35 nodev / /x").is_none());
-        assert!(Mount::parse("36 35").is_none());
+        assert_eq!(mount.point, Path::new(OsStr::from_bytes(b"/a b\\c\xff")));
+        assert!(Mount::parse(b"36 35 nodev / /x").is_none());
+        assert!(Mount::parse(b"36 35").is_none());
     }
 
     #[test]
-    fn this_namespaces_mount_points_below_a_directory_are_listed() {
-        // /proc is a mount point below /; / itself is not listed.
-        let below = points_below(Path::new("/"));
-        assert!(below.iter().any(|point| point == Path::new("/proc")), "{below:?}");
-        assert!(!below.iter().any(|point| point == Path::new("/")), "{below:?}");
+    fn the_mount_points_below_a_directory_are_those_strictly_below_it() {
+        let mounts =
+            parse_all(b"1 0 8:1 / / rw\n2 1 0:5 / /run rw\n3 2 0:6 / /run/user/1000 rw\n4 1 0:7 / /running rw\n");
+        let below = points_below(&mounts, Path::new("/run"));
+        assert_eq!(below, HashSet::from([PathBuf::from("/run/user/1000")]));
+        // This namespace's own: /proc is below /, and / is not.
+        let here = points_below(&read().expect("mountinfo"), Path::new("/"));
+        assert!(here.contains(Path::new("/proc")) && !here.contains(Path::new("/")), "{here:?}");
     }
 }

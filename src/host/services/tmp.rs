@@ -31,12 +31,17 @@ pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<()>
     let tmp = Path::new("/tmp");
     let host = open_dir(tmp).context("opening /tmp (for [host] private_tmp it must be a directory)")?;
     let meta = host.metadata().context("reading /tmp")?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo");
-    if let (Ok(mountinfo), Some(mount_id)) = (mountinfo, mount_id(&host)) {
+    let mounts = super::mountinfo::read();
+    if let Err(error) = &mounts {
+        warnings.warn(format_args!(
+            "cannot read /proc/self/mountinfo ({error}): the host's /tmp under another name is not looked for"
+        ));
+    }
+    if let (Ok(mounts), Some(mount_id)) = (mounts, mount_id(&host)) {
         // Only where the command sees them: one under a cover (/run's) is
         // not there for it.
         let seen = |path: &PathBuf| std::fs::symlink_metadata(path).is_ok_and(|seen| seen.dev() == meta.dev());
-        for elsewhere in elsewhere(&mountinfo, tmp, mount_id).iter().filter(|path| seen(path)) {
+        for elsewhere in elsewhere(&mounts, tmp, mount_id).iter().filter(|path| seen(path)) {
             warnings.warn(format_args!(
                 "{} holds the host's /tmp under another name: [host] private_tmp covers /tmp only, and what is served \
                  there is in the command's reach",
@@ -93,8 +98,7 @@ fn mount_id(file: &std::fs::File) -> Option<u64> {
 /// same device whose root holds `tmp`'s directory (the whole file system
 /// again) or lies inside it (a bind mount of `/tmp` or of a directory in
 /// it).
-fn elsewhere(mountinfo: &str, tmp: &Path, mount_id: u64) -> Vec<PathBuf> {
-    let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).collect();
+fn elsewhere(mounts: &[Mount], tmp: &Path, mount_id: u64) -> Vec<PathBuf> {
     let Some(on) = mounts.iter().find(|m| m.id == mount_id) else { return Vec::new() };
     // `tmp`'s directory within the file system.
     let Ok(below) = tmp.strip_prefix(&on.point) else { return Vec::new() };
@@ -116,6 +120,7 @@ fn elsewhere(mountinfo: &str, tmp: &Path, mount_id: u64) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::mountinfo::parse_all;
     use super::*;
 
     #[test]
@@ -131,7 +136,7 @@ mod tests {
                          33 22 8:1 /home /home rw - ext4 /dev/sda1 rw\n\
                          34 22 0:40 / /run rw - tmpfs tmpfs rw\n\
                          garbage\n";
-        let found = elsewhere(mountinfo, Path::new("/tmp"), 22);
+        let found = elsewhere(&parse_all(mountinfo.as_bytes()), Path::new("/tmp"), 22);
         let expected = ["/mnt/root/tmp", "/srv/a tmp", "/srv/cache"].map(PathBuf::from);
         assert_eq!(found, expected);
     }
@@ -143,9 +148,9 @@ mod tests {
         let mountinfo = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
                          40 22 0:50 / /tmp rw - tmpfs tmpfs rw\n\
                          41 40 0:50 /x /tmp/y rw - tmpfs tmpfs rw\n";
-        assert!(elsewhere(mountinfo, Path::new("/tmp"), 40).is_empty());
+        assert!(elsewhere(&parse_all(mountinfo.as_bytes()), Path::new("/tmp"), 40).is_empty());
         // Bound again elsewhere, it is.
         let bound = format!("{mountinfo}42 22 0:50 / /var/tmp rw - tmpfs tmpfs rw\n");
-        assert_eq!(elsewhere(&bound, Path::new("/tmp"), 40), [PathBuf::from("/var/tmp")]);
+        assert_eq!(elsewhere(&parse_all(bound.as_bytes()), Path::new("/tmp"), 40), [PathBuf::from("/var/tmp")]);
     }
 }
