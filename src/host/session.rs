@@ -131,11 +131,20 @@ impl Session {
         tasks.extend(mcp.await?);
         let home = PathBuf::from(self.target.as_ref().map_or("/root", |target| target.home.as_str()));
         let repo = std::env::current_dir().ok().and_then(|cwd| persistence::repository_of(&cwd));
-        let before = persistence::Snapshot::take(&home, repo.as_deref());
+        let watched = home.clone();
+        let before = tokio::task::spawn_blocking(move || persistence::Snapshot::take(&watched, repo.as_deref()));
+        let before = before.await.context("recording what runs code outside the guard")?;
         let status = self.run_command(&id, guard.cgroup.path(), &ca).await;
         guard.kill_all().await;
         // Once nothing of the session is left to change them further.
-        if let Some(message) = persistence::warning(&before.changed(), &home) {
+        let changes = match tokio::task::spawn_blocking(move || before.changed()).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                eprintln!("bridle: error: could not look at the files that run code outside the guard: {error}");
+                Vec::new()
+            }
+        };
+        if let Some(message) = persistence::warning(&changes, &home) {
             let warnings = Warnings::to_audit(&self.audit, &id);
             warnings.warn(message);
             if let Err(error) = warnings.all_kept() {
