@@ -199,8 +199,8 @@ impl Session {
         let _watch = if self.config.host.private_tmp { None } else { Some(self.watch_covers(cgroup, &warnings)?) };
         warnings.all_kept().context("the command is not started")?;
         let spawned = command.spawn().context("starting the command");
-        // Only the sandbox may hold the write end, or the collector never
-        // sees the end of it.
+        // Only the sandbox may hold its end, or the collector never sees
+        // the end of its warnings.
         drop(inherited);
         let status = match spawned {
             Ok(child) => self.wait_forwarding_signals(child).await,
