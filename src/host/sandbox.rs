@@ -37,6 +37,10 @@ pub struct SandboxArgs {
     /// A `/tmp` of the command's own, not the host's.
     #[arg(long)]
     pub private_tmp: bool,
+    /// Make the startup files of this home (and of the repository the
+    /// command starts in) read-only ([`super::persistence::lock`]).
+    #[arg(long, value_name = "HOME")]
+    pub lock_startup_files: Option<PathBuf>,
     /// The sandbox's end of the session's socket for warnings (see
     /// [`super::warnings`]); absent, they are said on stderr only.
     #[arg(long)]
@@ -61,6 +65,10 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let (uid, gid) = (args.uid.unwrap_or(0), args.gid.unwrap_or(0));
     let view = super::services::HostView { live_run: &args.live_run, private_tmp: args.private_tmp };
     super::services::hide(uid, gid, user, view, &warnings)?;
+    if let Some(home) = &args.lock_startup_files {
+        let repo = std::env::current_dir().ok().and_then(|cwd| super::persistence::repository_of(&cwd));
+        super::persistence::lock(home, repo.as_deref()).context("[host] lock_startup_files")?;
+    }
     // Bridle's own sockets for the command, and those the config lets it
     // reach, are not news.
     let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();

@@ -129,7 +129,7 @@ impl Session {
         tasks.extend(calls::start(&id, principal, scope, &self.authorizer, approvals, &self.audit, &stopped));
         let mcp = super::mcp::spawn(&self.config, &self.authorizer, &self.guards.approvals, &self.audit, &id, &stopped);
         tasks.extend(mcp.await?);
-        let home = PathBuf::from(self.target.as_ref().map_or("/root", |target| target.home.as_str()));
+        let home = self.home();
         let repo = std::env::current_dir().ok().and_then(|cwd| persistence::repository_of(&cwd));
         let watched = home.clone();
         let before = tokio::task::spawn_blocking(move || persistence::Snapshot::take(&watched, repo.as_deref()));
@@ -170,6 +170,11 @@ impl Session {
         }
     }
 
+    /// The home of the command's user, whose startup files are watched.
+    fn home(&self) -> PathBuf {
+        PathBuf::from(self.target.as_ref().map_or("/root", |target| target.home.as_str()))
+    }
+
     /// Starts the command through `bridle __sandbox-exec` (its warnings
     /// kept in the audit log) and waits for it.
     async fn run_command(&self, id: &str, cgroup: &Path, ca: &CertificateAuthority) -> anyhow::Result<ExitStatus> {
@@ -187,6 +192,11 @@ impl Session {
         }
         if self.config.host.private_tmp {
             command.arg("--private-tmp");
+        }
+        if self.config.host.lock_startup_files {
+            let mut arg = std::ffi::OsString::from("--lock-startup-files=");
+            arg.push(self.home());
+            command.arg(arg);
         }
         let (inherited, collector) = warnings::for_sandbox(&self.audit, id)?;
         inherited.pass_to(&mut command);

@@ -79,6 +79,11 @@ pub struct HostConfig {
     /// the user's serves there (an `ssh-agent`'s `/tmp/ssh-*`, an IDE's
     /// IPC) is in its reach, and nothing it leaves there outlives it.
     pub private_tmp: bool,
+    /// Makes the files that run code later outside the guard (shell and
+    /// login files, ssh's, git's, systemd user units, the repository's
+    /// hooks, …) read-only for the command where they exist, rather than
+    /// only naming their changes when the session ends.
+    pub lock_startup_files: bool,
 }
 
 /// `[policies]`: where the Cedar policy set comes from.

@@ -192,6 +192,8 @@ fn other_rules_are_validated() {
     assert_eq!(live.host.live_run_dirs, [Path::new("postgresql"), Path::new("systemd/journal")]);
     assert!(!live.host.private_tmp, "the host's /tmp unless asked");
     assert!(parse("[host]\nprivate_tmp = true").expect("valid").host.private_tmp);
+    assert!(!live.host.lock_startup_files, "named, not locked, unless asked");
+    assert!(parse("[host]\nlock_startup_files = true").expect("valid").host.lock_startup_files);
 }
 
 const GOOD_MCP: &str = "[[mcp.servers]]\nname = 'demo'\nurl = 'http://127.0.0.1:8000/mcp'\n\n";
