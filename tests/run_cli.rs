@@ -343,6 +343,13 @@ fn locked_startup_files_are_read_only_for_the_command() {
         repo.path().join(".envrc").display()
     );
     assert!(run.stderr.contains(&envrc), "{}", run.all());
+    // Started inside a locked directory, relative paths lead through the
+    // lock too.
+    let inside =
+        "import errno\ntry:\n    open('post-merge', 'w')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n";
+    let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", inside]);
+    let run = Run::from(command.current_dir(repo.path().join(".git/hooks")).output().expect("bridle run"));
+    assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS\n"), "{}", run.all());
     // Outside, the same user writes both: the test can fail.
     let outside = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])

@@ -265,6 +265,12 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
             .with_context(|| format!("making {} read-only for the command", path.display()))?;
         locked += 1;
     }
+    // A working directory inside a locked one is below its bind, and would
+    // reach what is under it by relative paths: enter it again, through
+    // the binds.
+    if let Ok(cwd) = std::env::current_dir() {
+        std::env::set_current_dir(&cwd).with_context(|| format!("entering {} again", cwd.display()))?;
+    }
     Ok(locked)
 }
 
