@@ -19,7 +19,6 @@
 //! symlink leads to (it is the user's, and this runs as root).
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -223,7 +222,6 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
     let paths = files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path));
     let open =
         |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
-    let fd_path = |file: &std::fs::File| PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     let mut locked = 0;
     for path in paths {
         let held = match open(&path) {
@@ -241,7 +239,7 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
             ));
             continue;
         }
-        let at = fd_path(&held);
+        let at = super::services::fd_path(&held);
         mount(Some(at.as_path()), at.as_path(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .with_context(|| format!("binding {} onto itself", path.display()))?;
         // The bind's root, by the path again: the same inode, unless
@@ -261,7 +259,7 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
         if flags.is_ok_and(|flags| flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)) {
             read_only |= MsFlags::MS_NOEXEC;
         }
-        mount(None::<&str>, fd_path(&bound).as_path(), None::<&str>, read_only, None::<&str>)
+        mount(None::<&str>, super::services::fd_path(&bound).as_path(), None::<&str>, read_only, None::<&str>)
             .with_context(|| format!("making {} read-only for the command", path.display()))?;
         locked += 1;
     }

@@ -370,7 +370,7 @@ fn open_dir(dir: &Path) -> std::io::Result<File> {
 
 /// The path that leads to `file` itself, whatever is mounted over its
 /// name since.
-fn fd_path(file: &File) -> PathBuf {
+pub(super) fn fd_path(file: &File) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
