@@ -326,24 +326,79 @@ fn held_requests_with_different_bodies_are_approved_one_by_one() {
     assert!(session.stdout.contains("stolen=403"), "{}", session.all());
 }
 
-/// A WebSocket upgrade is decided like any request, then passed through:
-/// python's `websockets` client talks to the echo upstream through Bridle.
+/// A WebSocket upgrade is decided like any request; python's `websockets`
+/// client (which offers permessage-deflate) then talks to the echo upstream
+/// through Bridle, which withheld the offer so every frame stays readable.
 #[test]
-fn websocket_upgrades_are_decided_then_passed_through() {
+fn websocket_upgrades_are_decided_then_relayed() {
     let net = Net::new("ws");
     let script = r#"python3 -c '
 import asyncio, websockets
 async def main():
     async with websockets.connect("wss://allowed.test/ws") as ws:
+        print("offered:", ws.response_headers.get("x-offered-extensions"))
         await ws.send("hello through bridle")
         print("echo:", await ws.recv())
 asyncio.run(main())
 '"#;
     let run = net.run(script);
     assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("offered: none"), "the extension offer reached the upstream: {}", run.all());
     assert!(run.stdout.contains("echo: hello through bridle"), "{}", run.all());
     let upgrade = net.requests().into_iter().find(|r| r["event"]["detail"]["path"] == "/ws").expect("decided");
     assert_eq!(upgrade["decision"]["effect"], "allow");
     let audit = std::fs::read_to_string(net.audit()).expect("audit");
-    assert!(audit.contains(r#"allowed.test/ws switched to \"websocket\": the connection is relayed"#), "{audit}");
+    assert!(
+        audit.contains(r#"allowed.test/ws switched to \"websocket\": the agent's messages are scanned"#),
+        "{audit}"
+    );
+}
+
+/// The agent's WebSocket messages are unmasked and scanned as one stream:
+/// a key split over two messages is found in the second, which is never
+/// forwarded; the upgrade is decided again with the finding, the deny
+/// closes the connection (1008 with the reason), and an upstream that
+/// turns compression on unasked is a 502.
+#[test]
+fn a_leak_in_websocket_messages_closes_the_connection() {
+    let net = Net::new("wsleak");
+    let script = r#"python3 -c '
+import asyncio, websockets
+async def main():
+    async with websockets.connect("wss://allowed.test/ws") as ws:
+        await ws.send("key=AKIAIOSF")
+        print("echo:", await ws.recv())
+        await ws.send("ODNN7EXAMPLE")
+        try:
+            print("leaked:", await ws.recv())
+        except websockets.ConnectionClosed as closed:
+            print("closed:", closed.rcvd.code, closed.rcvd.reason)
+    try:
+        await websockets.connect("wss://allowed.test/ws-deflate")
+    except Exception as refused:
+        print("deflate:", refused)
+asyncio.run(main())
+'"#;
+    let run = net.run(script);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let out = &run.stdout;
+    assert!(out.contains("echo: key=AKIAIOSF\n"), "{}", run.all());
+    assert!(!out.contains("leaked:"), "the message completing the key was forwarded: {}", run.all());
+    assert!(out.contains("closed: 1008 bridle: the request carries a secret\n"), "{}", run.all());
+    assert!(out.contains("deflate: server rejected WebSocket connection: HTTP 502"), "{}", run.all());
+    let ws: Vec<_> = net.requests().into_iter().filter(|r| r["event"]["detail"]["path"] == "/ws").collect();
+    assert_eq!(ws.len(), 2, "the upgrade, then its re-decision: {ws:?}");
+    assert_eq!(ws[0]["decision"]["effect"], "allow");
+    assert_eq!(ws[1]["decision"]["effect"], "deny");
+    assert_eq!(ws[1]["decision"]["policies"][0], "no-leaks");
+    assert!(ws[1]["event"]["detail"]["dlp"].to_string().contains("aws"), "{:?}", ws[1]);
+    let audit = std::fs::read_to_string(net.audit()).expect("audit");
+    assert!(
+        audit.contains("allowed.test/ws: upgraded connection closed: a message from the agent was denied"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(r#"allowed.test/ws-deflate: the upstream switched to \"websocket\" with extensions"#),
+        "{audit}"
+    );
 }

@@ -127,8 +127,8 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 
 async fn route(mut request: Request<Incoming>, git_root: Option<&Path>) -> Response<Body> {
     let path = request.uri().path().to_owned();
-    if path == "/ws" {
-        return websocket_echo(&mut request);
+    if path == "/ws" || path == "/ws-deflate" {
+        return websocket_echo(&mut request, path == "/ws-deflate");
     }
     if let (Some(root), Some(rest)) = (git_root, path.strip_prefix("/git")) {
         return git_cgi(request, root, rest.to_owned()).await;
@@ -238,11 +238,14 @@ async fn git_cgi(request: Request<Incoming>, root: &Path, path_info: String) -> 
 }
 
 /// RFC 6455's handshake, then every frame echoed back (unmasked, as a
-/// server must).
-fn websocket_echo(request: &mut Request<Incoming>) -> Response<Body> {
+/// server must). The 101 says in `x-offered-extensions` which extensions
+/// the request offered; with `deflate` it accepts permessage-deflate
+/// whether or not it was offered.
+fn websocket_echo(request: &mut Request<Incoming>, deflate: bool) -> Response<Body> {
     let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
         return text(StatusCode::BAD_REQUEST, "not a websocket request".into());
     };
+    let offered = request.headers().get("sec-websocket-extensions").cloned();
     let mut input = key.as_bytes().to_vec();
     input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
@@ -307,6 +310,10 @@ fn websocket_echo(request: &mut Request<Incoming>) -> Response<Body> {
     headers.insert("connection", http::HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = http::HeaderValue::from_str(&base64(digest.as_ref())) {
         headers.insert("sec-websocket-accept", accept);
+    }
+    headers.insert("x-offered-extensions", offered.unwrap_or(http::HeaderValue::from_static("none")));
+    if deflate {
+        headers.insert("sec-websocket-extensions", http::HeaderValue::from_static("permessage-deflate"));
     }
     response
 }

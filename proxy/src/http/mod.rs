@@ -5,7 +5,8 @@
 //! [`git`] (fetch or push, pushed refs), [`publish`] (npm, cargo, PyPI),
 //! [`secrets`] (placeholder → credential injection, misuse), [`scan`] (dlp
 //! kinds in URL, headers and streamed bodies), [`fronting`] (SNI, Host and
-//! `:authority` agree).
+//! `:authority` agree), [`websocket`] (frames after an upgrade, unmasked for
+//! the scanner).
 
 mod codec;
 pub mod fronting;
@@ -14,3 +15,4 @@ mod json_prefix;
 pub mod publish;
 pub mod scan;
 pub mod secrets;
+pub mod websocket;

@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -23,6 +24,7 @@ use super::body::{OnFinding, Prefix, Replay, read_more, read_prefix};
 use super::mcp::{self, Via};
 use super::partial::Watched;
 use super::respond::{bad_gateway, bad_request, forbidden};
+use super::upgraded::{self, Protocol};
 use super::upstream::Upstream;
 use super::{Conn, ProxyBody};
 use crate::decide::Verdict;
@@ -30,6 +32,7 @@ use crate::http::fronting::authority_mismatch;
 use crate::http::git::{RefsParse, git_service, receive_pack_refs};
 use crate::http::publish::publish;
 use crate::http::scan::{BodyScanner, scan_request_head};
+use crate::http::websocket;
 
 /// Largest request head accepted (HTTP/1.1 read buffer).
 const MAX_HEAD: usize = 64 * 1024;
@@ -180,11 +183,12 @@ impl Exchange {
             && described.git.as_ref().is_some_and(|git| git.op == "push")
             && !matches!(receive_pack_refs(&prefix.bytes), RefsParse::Complete(_));
         // After the decision the description is needed again only to decide
-        // a finding in a body still streaming or in trailers, or by an MCP
-        // message (always a POST); otherwise the decision takes it without
-        // a copy.
+        // a finding in a body still streaming or in trailers, in what
+        // follows an upgrade, or by an MCP message (always a POST);
+        // otherwise the decision takes it without a copy.
         let mut kept = (!prefix.complete
             || prefix.frames.iter().any(Frame::is_trailers)
+            || upgrade.is_some()
             || (parts.method == Method::POST && self.conn.inspector.mcp.is_some()))
         .then(|| described.clone());
         let verdict = match (fronting, unreadable_push) {
@@ -229,6 +233,12 @@ impl Exchange {
             secrets.inject(&host, &mut parts.headers);
         }
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        if upgrade.is_some() {
+            // Compressed frames could not be scanned: the upstream is not
+            // offered permessage-deflate (or any extension), so every frame
+            // that follows is plain and a compressed one is an error.
+            parts.headers.remove(websocket::EXTENSIONS);
+        }
         parts.uri = match upstream_uri(&parts.uri, &host, self.conn.tls, self.h2) {
             Ok(uri) => uri,
             Err(reason) => return bad_gateway(&reason),
@@ -254,16 +264,9 @@ impl Exchange {
             Some((inline, McpRequest::End)) => inline.end(&host, &parts.headers),
             Some((_, McpRequest::None)) | None => {}
         }
-        let (decider, pid) = (Arc::clone(&self.conn.decider), self.conn.pid);
+        let upgrade = upgrade.zip(kept.clone());
         let on_finding: OnFinding = match kept {
-            Some(described) => Box::new(move |kinds: Vec<String>| {
-                let mut again = described.clone();
-                again.dlp.extend(kinds);
-                again.dlp.sort();
-                again.dlp.dedup();
-                let verdict = decider.decide_request_now(again, pid);
-                (!verdict.permits()).then(|| verdict.decision.reason.unwrap_or_else(|| "secret in request body".into()))
-            }),
+            Some(described) => self.redecide(described, "secret in request body"),
             // The whole body was scanned before the decision: nothing streams
             // after it, so this is never called; were it, it stops the body.
             None => Box::new(|_| Some("secret in request body".into())),
@@ -272,7 +275,7 @@ impl Exchange {
         let body = Replay::new(prefix, rest, scanner, on_finding);
         let stopped = Arc::clone(&body.stopped);
         let forwarded = Request::from_parts(parts, body.boxed_unsync());
-        let mut response = match self.upstream.send(forwarded).await {
+        let response = match self.upstream.send(forwarded).await {
             Ok(response) => response,
             Err(reason) => {
                 let stop = stopped.lock().ok().and_then(|s| s.clone());
@@ -283,29 +286,10 @@ impl Exchange {
             }
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(agent_side) = upgrade
+            && let Some((agent_side, described)) = upgrade
         {
-            // The decision covered the upgrade, not what follows: say so.
-            let protocol = response.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("?");
-            let message = format!(
-                "{host}{path} switched to {protocol:?}: the connection is relayed from here without \
-                 per-message inspection or leak scanning"
-            );
-            self.conn.decider.notice("info", message);
-            let upstream_side = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                match (agent_side.await, upstream_side.await) {
-                    (Ok(agent), Ok(upstream)) => {
-                        let (mut agent, mut upstream) = (TokioIo::new(agent), TokioIo::new(upstream));
-                        let _ = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await;
-                    }
-                    (agent, upstream) => {
-                        tracing::debug!(agent = agent.is_ok(), upstream = upstream.is_ok(), "upgrade failed");
-                    }
-                }
-            });
-            let (parts, _) = response.into_parts();
-            return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync());
+            let target = format!("{host}{path}");
+            return self.switch(response, agent_side, described, target);
         }
         let (mut parts, body) = response.into_parts();
         // keep-alive and proxy-connection: the rest hyper handles itself.
@@ -327,6 +311,74 @@ impl Exchange {
             return Response::from_parts(parts, body.map_err(|e| -> super::BoxError { e }).boxed_unsync());
         }
         Response::from_parts(parts, body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync())
+    }
+
+    /// A `101` from the upstream: the agent gets it, and what follows is
+    /// relayed with the agent's side scanned ([`upgraded`]).
+    fn switch(
+        &self,
+        mut response: Response<Incoming>,
+        agent_side: OnUpgrade,
+        described: HttpRequest,
+        target: String,
+    ) -> Response<ProxyBody> {
+        let headers = response.headers();
+        let named = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("?");
+        let protocol = match named.trim().eq_ignore_ascii_case("websocket") {
+            true => Protocol::WebSocket,
+            false => Protocol::Opaque,
+        };
+        if let Some(accepted) = headers.get(websocket::EXTENSIONS) {
+            let reason = format!(
+                "{target}: the upstream switched to {named:?} with extensions {accepted:?} that Bridle did not \
+                 offer; their frames could not be inspected"
+            );
+            self.conn.decider.notice("warn", reason.clone());
+            return bad_gateway(&reason);
+        }
+        // The decision covered the upgrade, not each message: say so.
+        let what = match protocol {
+            Protocol::WebSocket => "messages",
+            Protocol::Opaque => "bytes",
+        };
+        let message = format!(
+            "{target} switched to {named:?}: the agent's {what} are scanned for leaks as they go, not \
+             decided one by one"
+        );
+        self.conn.decider.notice("info", message);
+        let upstream_side = hyper::upgrade::on(&mut response);
+        let secret_host = if self.conn.tls { described.host.as_str() } else { "" };
+        let inspector = &self.conn.inspector;
+        let scanner = BodyScanner::new(inspector.secrets.clone(), secret_host, &inspector.canaries);
+        let on_finding = self.redecide(described, "secret in an upgraded connection");
+        let decider = Arc::clone(&self.conn.decider);
+        tokio::spawn(async move {
+            match (agent_side.await, upstream_side.await) {
+                (Ok(agent), Ok(upstream)) => {
+                    let (agent, upstream) = (TokioIo::new(agent), TokioIo::new(upstream));
+                    upgraded::relay(agent, upstream, protocol, scanner, on_finding, decider, target).await;
+                }
+                (agent, upstream) => {
+                    tracing::debug!(agent = agent.is_ok(), upstream = upstream.is_ok(), "upgrade failed");
+                }
+            }
+        });
+        let (parts, _) = response.into_parts();
+        Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync())
+    }
+
+    /// Re-decides `described` with new dlp findings; `Some(reason)` when
+    /// that is a deny (`fallback` if policy gave no reason).
+    fn redecide(&self, described: HttpRequest, fallback: &'static str) -> OnFinding {
+        let (decider, pid) = (Arc::clone(&self.conn.decider), self.conn.pid);
+        Box::new(move |kinds: Vec<String>| {
+            let mut again = described.clone();
+            again.dlp.extend(kinds);
+            again.dlp.sort();
+            again.dlp.dedup();
+            let verdict = decider.decide_request_now(again, pid);
+            (!verdict.permits()).then(|| verdict.decision.reason.unwrap_or_else(|| fallback.into()))
+        })
     }
 
     /// An MCP message (or batch), its HTTP request already allowed: read

@@ -19,7 +19,9 @@
 //! `http.request` decision, then `403` or forwarding with the body streamed
 //! (scanned as it goes) and the response streamed back. A request that
 //! carries MCP ([`mcp`]) goes on through the MCP gateway's inline
-//! sessions, which decide each JSON-RPC message in it.
+//! sessions, which decide each JSON-RPC message in it. After an allowed
+//! upgrade ([`upgraded`]), what the agent sends is scanned for leaks
+//! (WebSocket frames unmasked) before it is forwarded.
 //!
 //! Must never: connect anywhere but the original destination, accept an
 //! upstream certificate that does not verify (that is a `502`, never a
@@ -35,6 +37,7 @@ mod pool;
 mod prefixed;
 mod readahead;
 mod respond;
+mod upgraded;
 mod upstream;
 
 use std::net::SocketAddr;

@@ -1,0 +1,295 @@
+//! A connection after an allowed upgrade (`101 Switching Protocols`):
+//! relayed both ways, every byte the agent sends scanned for leaks before
+//! it is forwarded. WebSocket frames are followed and their payloads
+//! unmasked first (masking would hide a key from any scan of the raw
+//! bytes); another protocol's bytes are scanned as they come.
+//!
+//! A finding re-decides the upgrade's request with the dlp kinds added, as
+//! a finding in a streaming body does. A deny forwards nothing more: the
+//! piece that completed the finding is withheld, the upstream connection is
+//! closed, and a WebSocket agent gets a close frame (1008) naming the
+//! reason when its stream is between frames. A frame Bridle cannot read
+//! (compressed without a negotiated extension) ends the connection too.
+//!
+//! Must never: forward a piece before it is scanned, or leave the upstream
+//! open after a deny.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+
+use super::body::OnFinding;
+use crate::decide::Decider;
+use crate::http::scan::BodyScanner;
+use crate::http::websocket::{Frames, POLICY_VIOLATION, PROTOCOL_ERROR, close_frame};
+
+/// How long the upstream-to-agent copy may take to finish a write once the
+/// agent's side was refused, before the connection is dropped mid-frame.
+const GRACE: Duration = Duration::from_secs(2);
+const CHUNK: usize = 16 * 1024;
+
+/// What the agent switched to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    WebSocket,
+    /// Anything else: its bytes are scanned as a stream.
+    Opaque,
+}
+
+/// How the agent-to-upstream direction ended.
+enum Outbound {
+    /// The agent closed its side (or the connection failed).
+    Ended,
+    /// A finding was denied; the agent gets `POLICY_VIOLATION`.
+    Denied(String),
+    /// A frame that cannot be inspected; the agent gets `PROTOCOL_ERROR`.
+    Unreadable(String),
+}
+
+/// Relays `agent` ⇄ `upstream` until both sides close or a deny ends it;
+/// `target` (host and path) names the connection in notices.
+pub(super) async fn relay<A, U>(
+    agent: A,
+    upstream: U,
+    protocol: Protocol,
+    mut scanner: BodyScanner,
+    mut on_finding: OnFinding,
+    decider: Arc<Decider>,
+    target: String,
+) where
+    A: AsyncRead + AsyncWrite,
+    U: AsyncRead + AsyncWrite,
+{
+    let (mut agent_r, mut agent_w) = tokio::io::split(agent);
+    let (mut upstream_r, mut upstream_w) = tokio::io::split(upstream);
+    let (stop, stopped) = watch::channel(false);
+    // The agent's stream as the agent reads it: a close frame of Bridle's
+    // goes in only between the upstream's frames.
+    let mut inbound = Frames::default();
+    let (outbound, inbound_clean) = tokio::join!(
+        async {
+            let ended = scan_out(&mut agent_r, &mut upstream_w, protocol, &mut scanner, &mut on_finding).await;
+            if !matches!(ended, Outbound::Ended) {
+                let _ = stop.send(true);
+                let _ = upstream_w.shutdown().await;
+            }
+            ended
+        },
+        copy_in(&mut upstream_r, &mut agent_w, protocol, &mut inbound, stopped),
+    );
+    let (code, reason, message) = match outbound {
+        Outbound::Ended => return,
+        Outbound::Denied(reason) => {
+            let message =
+                format!("{target}: upgraded connection closed: a message from the agent was denied: {reason}");
+            (POLICY_VIOLATION, reason, message)
+        }
+        Outbound::Unreadable(problem) => {
+            let message = format!("{target}: upgraded connection closed: the agent sent {problem}");
+            (PROTOCOL_ERROR, format!("Bridle cannot inspect {problem}"), message)
+        }
+    };
+    decider.notice("warn", message);
+    if protocol == Protocol::WebSocket && inbound_clean && inbound.at_boundary() {
+        let frame = close_frame(code, &format!("bridle: {reason}"));
+        let _ = tokio::time::timeout(GRACE, agent_w.write_all(&frame)).await;
+    }
+    let _ = tokio::time::timeout(GRACE, agent_w.shutdown()).await;
+}
+
+/// Agent → upstream: each piece read is scanned (WebSocket payloads
+/// unmasked first) and forwarded only if no finding in it was denied.
+async fn scan_out<A: AsyncRead, U: AsyncWrite>(
+    agent: &mut ReadHalf<A>,
+    upstream: &mut WriteHalf<U>,
+    protocol: Protocol,
+    scanner: &mut BodyScanner,
+    on_finding: &mut OnFinding,
+) -> Outbound {
+    let mut frames = Frames::default();
+    let (mut buf, mut payload) = (vec![0u8; CHUNK], Vec::with_capacity(CHUNK));
+    loop {
+        let n = match agent.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = upstream.shutdown().await;
+                return Outbound::Ended;
+            }
+            Ok(n) => n,
+        };
+        let piece = &buf[..n];
+        let found = match protocol {
+            Protocol::Opaque => scanner.feed(piece),
+            Protocol::WebSocket => {
+                payload.clear();
+                if let Err(problem) = frames.feed(piece, &mut payload) {
+                    return Outbound::Unreadable(problem.to_string());
+                }
+                scanner.feed(&payload)
+            }
+        };
+        if !found.is_empty()
+            && let Some(reason) = on_finding(found)
+        {
+            return Outbound::Denied(reason);
+        }
+        if upstream.write_all(piece).await.is_err() {
+            return Outbound::Ended;
+        }
+    }
+}
+
+/// Upstream → agent, copied as it comes (the agent's own downloads are
+/// not scanned), following WebSocket frames so a close frame can be added.
+/// Stops reading once `stop` is set; returns whether every piece read was
+/// written whole (a write cut off by the grace period leaves a frame open).
+async fn copy_in<U: AsyncRead, A: AsyncWrite>(
+    upstream: &mut ReadHalf<U>,
+    agent: &mut WriteHalf<A>,
+    protocol: Protocol,
+    frames: &mut Frames,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let mut buf = vec![0u8; CHUNK];
+    let mut in_sync = protocol == Protocol::WebSocket;
+    loop {
+        let n = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => return in_sync,
+            read = upstream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = agent.shutdown().await;
+                    return in_sync;
+                }
+                Ok(n) => n,
+            },
+        };
+        if in_sync {
+            in_sync = frames.skip(&buf[..n]).is_ok();
+        }
+        let written = tokio::select! {
+            written = agent.write_all(&buf[..n]) => written.is_ok(),
+            () = async {
+                stopped(&mut stop).await;
+                tokio::time::sleep(GRACE).await;
+            } => false,
+        };
+        if !written {
+            return false;
+        }
+    }
+}
+
+/// Resolves once `stop` is set (never, if its sender is gone unset).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bridle_engine::authorizer::Authorizer;
+    use bridle_engine::policy::{PolicyFile, load_files};
+    use tokio::io::{DuplexStream, duplex};
+
+    use super::*;
+    use crate::http::scan::Canaries;
+
+    struct Ends {
+        /// The agent's end and the upstream's end of the relay.
+        agent: DuplexStream,
+        upstream: DuplexStream,
+        relay: tokio::task::JoinHandle<()>,
+    }
+
+    /// A relay whose every finding is denied.
+    fn start(protocol: Protocol) -> Ends {
+        let (agent, agent_side) = duplex(64 * 1024);
+        let (upstream, upstream_side) = duplex(64 * 1024);
+        let files = vec![PolicyFile { name: "none.cedar".into(), text: String::new() }];
+        let authorizer = Arc::new(Authorizer::new(load_files("test", files).expect("no policies"), 10));
+        let decider = Arc::new(Decider::new(authorizer, None, "test", "agent"));
+        let scanner = BodyScanner::new(None, "up.test", &Canaries::none());
+        let on_finding: OnFinding = Box::new(|kinds| Some(format!("found {}", kinds.join(","))));
+        let relay = tokio::spawn(relay(agent_side, upstream_side, protocol, scanner, on_finding, decider, "t".into()));
+        Ends { agent, upstream, relay }
+    }
+
+    fn client_frame(payload: &[u8]) -> Vec<u8> {
+        let mask = [0x5a, 0x01, 0xc3, 0x7e];
+        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+
+    async fn read_some(io: &mut DuplexStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        let n = io.read(&mut buf).await.expect("read");
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn a_denied_websocket_message_is_withheld_and_the_agent_told_why() {
+        let mut ends = start(Protocol::WebSocket);
+        let clean = client_frame(b"hello");
+        ends.agent.write_all(&clean).await.expect("write");
+        assert_eq!(read_some(&mut ends.upstream).await, clean);
+        // The upstream's answer passes, and leaves its stream between frames.
+        ends.upstream.write_all(&[0x81, 2, b'o', b'k']).await.expect("write");
+        assert_eq!(read_some(&mut ends.agent).await, [0x81, 2, b'o', b'k']);
+        ends.agent.write_all(&client_frame(b"id=AKIAIOSFODNN7EXAMPLE")).await.expect("write");
+        let mut rest = Vec::new();
+        ends.upstream.read_to_end(&mut rest).await.expect("upstream closed");
+        assert!(rest.is_empty(), "nothing of the leaking frame went on: {rest:?}");
+        let mut told = Vec::new();
+        ends.agent.read_to_end(&mut told).await.expect("agent closed");
+        assert_eq!(told, close_frame(POLICY_VIOLATION, "bridle: found aws-access-key-id"));
+        ends.relay.await.expect("relay ended");
+    }
+
+    #[tokio::test]
+    async fn a_compressed_frame_closes_the_connection_with_a_protocol_error() {
+        let mut ends = start(Protocol::WebSocket);
+        let mut compressed = client_frame(b"\xf2\x48\xcd\xc9\xc9\x07\x00");
+        compressed[0] |= 0x40;
+        ends.agent.write_all(&compressed).await.expect("write");
+        let mut rest = Vec::new();
+        ends.upstream.read_to_end(&mut rest).await.expect("upstream closed");
+        assert!(rest.is_empty(), "{rest:?}");
+        let mut told = Vec::new();
+        ends.agent.read_to_end(&mut told).await.expect("agent closed");
+        assert_eq!(&told[..4], [0x88, told[1], 0x03, 0xea], "close 1002: {told:?}");
+        ends.relay.await.expect("relay ended");
+    }
+
+    #[tokio::test]
+    async fn other_protocols_are_scanned_as_a_byte_stream_and_half_close_passes() {
+        let mut ends = start(Protocol::Opaque);
+        ends.agent.write_all(b"PING key=AKIAIOSF").await.expect("write");
+        assert_eq!(read_some(&mut ends.upstream).await, b"PING key=AKIAIOSF");
+        // The agent's half-close reaches the upstream, which may still answer.
+        let mut clean = start(Protocol::Opaque);
+        clean.agent.shutdown().await.expect("shutdown");
+        assert!(read_some(&mut clean.upstream).await.is_empty(), "EOF passed on");
+        clean.upstream.write_all(b"late answer").await.expect("write");
+        assert_eq!(read_some(&mut clean.agent).await, b"late answer");
+        drop(clean.upstream);
+        clean.relay.await.expect("relay ended");
+        // The key completed across two pieces: the second is withheld, and
+        // the agent's connection ends without a frame of Bridle's.
+        ends.agent.write_all(b"ODNN7EXAMPLE").await.expect("write");
+        let mut rest = Vec::new();
+        ends.upstream.read_to_end(&mut rest).await.expect("upstream closed");
+        assert!(rest.is_empty(), "{rest:?}");
+        let mut told = Vec::new();
+        ends.agent.read_to_end(&mut told).await.expect("agent closed");
+        assert!(told.is_empty(), "{told:?}");
+        ends.relay.await.expect("relay ended");
+    }
+}
