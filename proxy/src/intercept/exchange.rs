@@ -38,15 +38,17 @@ use crate::http::websocket;
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Headers that describe one hop, never forwarded as they came
-/// (RFC 9110 §7.6.1). `connection`/`upgrade` go along for upgrades. Names,
-/// not strings: a lookup by string parses it first, on every request.
-static HOP_BY_HOP: [HeaderName; 6] = [
+/// (RFC 9110 §7.6.1; `http2-settings`, RFC 9113's h2c upgrade, too).
+/// `connection`/`upgrade` go along for upgrades. Names, not strings: a
+/// lookup by string parses it first, on every request.
+static HOP_BY_HOP: [HeaderName; 7] = [
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
 ];
 
 struct Exchange {
@@ -109,7 +111,12 @@ impl Exchange {
             self.conn.decider.notice("warn", format!("{} {}: {reason}", request.method(), request.uri().path()));
             return bad_gateway(reason);
         }
-        let upgrade = is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
+        // h2c would carry requests Bridle could not decide one by one (the
+        // "h2c smuggling" past per-request policy): the offer is dropped
+        // and the request goes on as HTTP/1.1. The agent can speak h2 over
+        // TLS, where each stream is decided.
+        let h2c = is_upgrade(request.headers()) && offers(request.headers(), "h2c");
+        let upgrade = (is_upgrade(request.headers()) && !h2c).then(|| hyper::upgrade::on(&mut request));
         let (mut parts, mut incoming) = request.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         let path = parts.uri.path().to_owned();
@@ -124,6 +131,13 @@ impl Exchange {
             }
         };
         let host = host_of(authority.as_deref().or(host_header.as_deref()), &self.conn);
+        if h2c {
+            let message = format!(
+                "{host}{path}: the agent's h2c upgrade was not passed on (requests inside it could not be \
+                 decided one by one); the request went on as HTTP/1.1"
+            );
+            self.conn.decider.notice("info", message);
+        }
 
         let mut prefix =
             match read_prefix(&mut incoming, self.conn.inspector.body_window, self.conn.inspector.body_wait).await {
@@ -534,6 +548,16 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
 }
 
+/// Whether the `Upgrade` header lists `protocol` (any version of it).
+fn offers(headers: &HeaderMap, protocol: &str) -> bool {
+    // Bytes, not `to_str`: a value with one odd byte still names h2c.
+    headers.get_all(header::UPGRADE).iter().any(|value| {
+        String::from_utf8_lossy(value.as_bytes())
+            .split(',')
+            .any(|token| token.split('/').next().unwrap_or_default().trim().eq_ignore_ascii_case(protocol))
+    })
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     // Headers the `Connection` header names are hop-by-hop too.
     let named: Vec<HeaderName> = headers
@@ -592,6 +616,19 @@ mod tests {
         assert!(is_upgrade(&headers));
         strip_hop_by_hop(&mut headers, true);
         assert!(headers.contains_key(header::UPGRADE) && headers.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn an_h2c_offer_is_found_in_any_upgrade_value_and_its_settings_never_forwarded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "Upgrade".parse().expect("value"));
+        headers.insert(header::UPGRADE, "websocket".parse().expect("value"));
+        assert!(!offers(&headers, "h2c"));
+        headers.append(header::UPGRADE, http::HeaderValue::from_bytes(b"foo/1\xff, H2C ").expect("obs-text"));
+        assert!(offers(&headers, "h2c") && offers(&headers, "websocket") && offers(&headers, "foo"));
+        headers.insert("http2-settings", "AAMAAABkAAQAAP__".parse().expect("value"));
+        strip_hop_by_hop(&mut headers, false);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 
     #[test]

@@ -672,3 +672,65 @@ async fn a_leak_in_http2_request_trailers_stops_the_request() {
     let reasons: Vec<Value> = rig.requests().iter().map(|r| r["decision"]["reason"].clone()).collect();
     assert!(reasons.iter().any(|r| r == "the request carries a secret"), "{reasons:?}");
 }
+
+/// An upstream that takes h2c whenever it is offered (as lenient servers
+/// do): `101`, then whatever follows is recorded. Without the offer it
+/// answers `200` and records the rest of the connection too.
+async fn h2c_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&got);
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                    let text = {
+                        let mut got = record.lock().expect("not poisoned");
+                        got.extend_from_slice(&buf[..n]);
+                        String::from_utf8_lossy(&got).to_ascii_lowercase()
+                    };
+                    if !answered && text.contains("\r\n\r\n") {
+                        answered = true;
+                        let answer: &[u8] = match text.contains("upgrade: h2c") {
+                            true => b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+                            false => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                        };
+                        let _ = tcp.write_all(answer).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+/// "h2c smuggling": an upgrade to cleartext HTTP/2 would carry requests
+/// (here one for a forbidden path) past per-request policy inside a
+/// connection Bridle only relays. The offer is not passed on: the upstream
+/// answers the request as HTTP/1.1, and what the agent sends next is read
+/// as HTTP/1.1 too, never relayed.
+#[tokio::test]
+async fn an_h2c_upgrade_is_not_passed_on_so_nothing_is_smuggled_past_policy() {
+    let rig = rig(|_| {}).await;
+    let (upstream, got) = h2c_upstream().await;
+    let mut agent = rig.h.connect_to(upstream).await;
+    let raw = b"GET /h2c HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+        Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n\
+        PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x0f\x01\x05\0\0\0\x01\x82\x86\x04\x06/admin";
+    agent.write_all(raw).await.expect("write");
+    let answer = until_closed(&mut agent).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let got = String::from_utf8_lossy(&got.lock().expect("not poisoned")).to_ascii_lowercase();
+    assert!(got.starts_with("get /h2c http/1.1\r\n"), "{got}");
+    assert!(!got.contains("upgrade") && !got.contains("http2-settings"), "the offer went on: {got}");
+    assert!(!got.contains("pri *") && !got.contains("/admin"), "bytes after the request went on: {got}");
+    assert_eq!(decided(&rig.requests()), [("/h2c".to_owned(), "allow".to_owned())]);
+    assert!(rig.notices().iter().any(|n| n.contains("allowed.test/h2c: the agent's h2c upgrade was not passed on")));
+    rig.still_serving().await;
+}
