@@ -34,6 +34,9 @@ use crate::http::publish::publish;
 use crate::http::scan::{BodyScanner, scan_request_head};
 use crate::http::websocket;
 
+/// Upgrades never passed on: what they carry could not be inspected.
+const NOT_PASSED_ON: [&str; 2] = ["h2c", "TLS"];
+
 /// Largest request head accepted (HTTP/1.1 read buffer).
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -112,11 +115,15 @@ impl Exchange {
             return bad_gateway(reason);
         }
         // h2c would carry requests Bridle could not decide one by one (the
-        // "h2c smuggling" past per-request policy): the offer is dropped
-        // and the request goes on as HTTP/1.1. The agent can speak h2 over
-        // TLS, where each stream is decided.
-        let h2c = is_upgrade(request.headers()) && offers(request.headers(), "h2c");
-        let upgrade = (is_upgrade(request.headers()) && !h2c).then(|| hyper::upgrade::on(&mut request));
+        // "h2c smuggling" past per-request policy), TLS (RFC 2817) bytes it
+        // could not read at all: such an offer is dropped and the request
+        // goes on as HTTP/1.1. The agent can speak h2 over TLS, where each
+        // stream is decided.
+        let dropped = match is_upgrade(request.headers()) {
+            true => NOT_PASSED_ON.iter().find(|protocol| offers(request.headers(), protocol)),
+            false => None,
+        };
+        let upgrade = (is_upgrade(request.headers()) && dropped.is_none()).then(|| hyper::upgrade::on(&mut request));
         let (mut parts, mut incoming) = request.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         let path = parts.uri.path().to_owned();
@@ -131,10 +138,10 @@ impl Exchange {
             }
         };
         let host = host_of(authority.as_deref().or(host_header.as_deref()), &self.conn);
-        if h2c {
+        if let Some(protocol) = dropped {
             let message = format!(
-                "{host}{path}: the agent's h2c upgrade was not passed on (requests inside it could not be \
-                 decided one by one); the request went on as HTTP/1.1"
+                "{host}{path}: the agent's {protocol} upgrade was not passed on (what it would carry could \
+                 not be decided one by one); the request went on as HTTP/1.1"
             );
             self.conn.decider.notice("info", message);
         }

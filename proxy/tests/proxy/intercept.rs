@@ -715,7 +715,7 @@ async fn h2c_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
 /// answers the request as HTTP/1.1, and what the agent sends next is read
 /// as HTTP/1.1 too, never relayed.
 #[tokio::test]
-async fn an_h2c_upgrade_is_not_passed_on_so_nothing_is_smuggled_past_policy() {
+async fn h2c_and_tls_upgrades_are_not_passed_on_so_nothing_is_smuggled_past_policy() {
     let rig = rig(|_| {}).await;
     let (upstream, got) = h2c_upstream().await;
     let mut agent = rig.h.connect_to(upstream).await;
@@ -732,5 +732,10 @@ async fn an_h2c_upgrade_is_not_passed_on_so_nothing_is_smuggled_past_policy() {
     assert!(!got.contains("pri *") && !got.contains("/admin"), "bytes after the request went on: {got}");
     assert_eq!(decided(&rig.requests()), [("/h2c".to_owned(), "allow".to_owned())]);
     assert!(rig.notices().iter().any(|n| n.contains("allowed.test/h2c: the agent's h2c upgrade was not passed on")));
+    // RFC 2817's upgrade to TLS inside the connection would be unreadable.
+    let tls = b"GET /tls HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, close\r\nUpgrade: TLS/1.2\r\n\r\n";
+    let answer = rig.raw_plain(tls).await;
+    assert_eq!(statuses(&answer), [200], "{}", String::from_utf8_lossy(&answer));
+    assert!(rig.notices().iter().any(|n| n.contains("allowed.test/tls: the agent's TLS upgrade was not passed on")));
     rig.still_serving().await;
 }
