@@ -225,6 +225,11 @@ impl BodyScanner {
         }
     }
 
+    /// A scanner for another stream to the same host, nothing seen yet.
+    pub fn fresh(&self) -> BodyScanner {
+        BodyScanner::new(self.secrets.clone(), &self.host, &self.canaries)
+    }
+
     /// Scans the next chunk; returns the kinds not reported before, sorted.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
         let mut kinds = BTreeSet::new();

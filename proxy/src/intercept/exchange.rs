@@ -124,6 +124,7 @@ impl Exchange {
             false => None,
         };
         let upgrade = (is_upgrade(request.headers()) && dropped.is_none()).then(|| hyper::upgrade::on(&mut request));
+        let websocket_asked = upgrade.is_some() && offers(request.headers(), "websocket");
         let (mut parts, mut incoming) = request.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         let path = parts.uri.path().to_owned();
@@ -310,7 +311,7 @@ impl Exchange {
             && let Some((agent_side, described)) = upgrade
         {
             let target = format!("{host}{path}");
-            return self.switch(response, agent_side, described, target);
+            return self.switch(response, (agent_side, websocket_asked), described, target);
         }
         let (mut parts, body) = response.into_parts();
         // keep-alive and proxy-connection: the rest hyper handles itself.
@@ -339,7 +340,7 @@ impl Exchange {
     fn switch(
         &self,
         mut response: Response<Incoming>,
-        agent_side: OnUpgrade,
+        (agent_side, websocket_asked): (OnUpgrade, bool),
         described: HttpRequest,
         target: String,
     ) -> Response<ProxyBody> {
@@ -349,6 +350,13 @@ impl Exchange {
             true => Protocol::WebSocket,
             false => Protocol::Opaque,
         };
+        // The agent will speak what it asked for: WebSocket frames read as
+        // raw bytes would pass masked, so unscanned.
+        if websocket_asked && protocol != Protocol::WebSocket {
+            let reason = format!("{target}: the upstream answered a WebSocket upgrade with {named:?}");
+            self.conn.decider.notice("warn", reason.clone());
+            return bad_gateway(&reason);
+        }
         if let Some(accepted) = headers.get(websocket::EXTENSIONS) {
             let reason = format!(
                 "{target}: the upstream switched to {named:?} with extensions {accepted:?} that Bridle did not \

@@ -4,6 +4,13 @@
 //! unmasked first (masking would hide a key from any scan of the raw
 //! bytes); another protocol's bytes are scanned as they come.
 //!
+//! WebSocket payloads are scanned three ways, so neither framing nor
+//! message boundaries hide a key: the messages as the application reads
+//! them (one by one, so two messages do not glue into one word), all data
+//! run together (a key split over two messages), and control frames'
+//! payloads on their own (a ping between two fragments is not part of the
+//! message it interrupts).
+//!
 //! A finding re-decides the upgrade's request with the dlp kinds added, as
 //! a finding in a streaming body does. A deny forwards nothing more: the
 //! piece that completed the finding is withheld, the upstream connection is
@@ -23,7 +30,7 @@ use tokio::sync::watch;
 use super::body::OnFinding;
 use crate::decide::Decider;
 use crate::http::scan::BodyScanner;
-use crate::http::websocket::{Frames, POLICY_VIOLATION, PROTOCOL_ERROR, close_frame};
+use crate::http::websocket::{Frames, POLICY_VIOLATION, PROTOCOL_ERROR, Payloads, close_frame};
 
 /// How long the upstream-to-agent copy may take to finish a write once the
 /// agent's side was refused, before the connection is dropped mid-frame.
@@ -73,7 +80,9 @@ pub(super) async fn relay<A, U>(
             let ended = scan_out(&mut agent_r, &mut upstream_w, protocol, &mut scanner, &mut on_finding).await;
             if !matches!(ended, Outbound::Ended) {
                 let _ = stop.send(true);
-                let _ = upstream_w.shutdown().await;
+                // Bounded: an upstream that stops reading would hold the
+                // close (TLS close_notify) forever; dropping it closes.
+                let _ = tokio::time::timeout(GRACE, upstream_w.shutdown()).await;
             }
             ended
         },
@@ -109,11 +118,12 @@ async fn scan_out<A: AsyncRead, U: AsyncWrite>(
     on_finding: &mut OnFinding,
 ) -> Outbound {
     let mut frames = Frames::default();
-    let (mut buf, mut payload) = (vec![0u8; CHUNK], Vec::with_capacity(CHUNK));
+    let (mut glued, mut control) = (scanner.fresh(), scanner.fresh());
+    let (mut buf, mut payloads) = (vec![0u8; CHUNK], Payloads::default());
     loop {
         let n = match agent.read(&mut buf).await {
             Ok(0) | Err(_) => {
-                let _ = upstream.shutdown().await;
+                let _ = tokio::time::timeout(GRACE, upstream.shutdown()).await;
                 return Outbound::Ended;
             }
             Ok(n) => n,
@@ -122,11 +132,18 @@ async fn scan_out<A: AsyncRead, U: AsyncWrite>(
         let found = match protocol {
             Protocol::Opaque => scanner.feed(piece),
             Protocol::WebSocket => {
-                payload.clear();
-                if let Err(problem) = frames.feed(piece, &mut payload) {
+                payloads.clear();
+                if let Err(problem) = frames.feed(piece, &mut payloads) {
                     return Outbound::Unreadable(problem.to_string());
                 }
-                scanner.feed(&payload)
+                let mut found = scanner.feed(&payloads.separated());
+                found.extend(glued.feed(&payloads.data));
+                if !payloads.control.is_empty() {
+                    found.extend(control.feed(&payloads.control));
+                }
+                found.sort();
+                found.dedup();
+                found
             }
         };
         if !found.is_empty()
@@ -220,8 +237,13 @@ mod tests {
     }
 
     fn client_frame(payload: &[u8]) -> Vec<u8> {
+        client_frame_op(0x81, payload)
+    }
+
+    /// A masked frame with first byte `fin_opcode` (a payload under 126).
+    fn client_frame_op(fin_opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [0x5a, 0x01, 0xc3, 0x7e];
-        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+        let mut frame = vec![fin_opcode, 0x80 | payload.len() as u8];
         frame.extend_from_slice(&mask);
         frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         frame
@@ -253,6 +275,32 @@ mod tests {
         ends.relay.await.expect("relay ended");
     }
 
+    /// A key behind a word character glued to it by the previous message,
+    /// and one split by a pong between two fragments: both found, whether
+    /// the frames come in one write or many.
+    #[tokio::test]
+    async fn keys_are_found_across_message_and_control_frame_tricks() {
+        let mut glued = client_frame(b"x");
+        glued.extend(client_frame(b"AKIAIOSFODNN7EXAMPLE"));
+        let mut interrupted = client_frame_op(0x01, b"key=AKIAIOSF");
+        interrupted.extend(client_frame_op(0x8a, b"Z"));
+        interrupted.extend(client_frame_op(0x80, b"ODNN7EXAMPLE"));
+        for stream in [glued, interrupted] {
+            for cut in [stream.len(), 5] {
+                let mut ends = start(Protocol::WebSocket);
+                for piece in stream.chunks(cut) {
+                    // A closed relay refuses the rest: that is the point.
+                    let _ = ends.agent.write_all(piece).await;
+                }
+                let mut told = Vec::new();
+                let closed = tokio::time::timeout(Duration::from_secs(5), ends.agent.read_to_end(&mut told)).await;
+                assert!(matches!(closed, Ok(Ok(_))), "the relay did not close: cut {cut}");
+                assert_eq!(told, close_frame(POLICY_VIOLATION, "bridle: found aws-access-key-id"), "cut {cut}");
+                ends.relay.await.expect("relay ended");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_compressed_frame_closes_the_connection_with_a_protocol_error() {
         let mut ends = start(Protocol::WebSocket);
@@ -264,7 +312,7 @@ mod tests {
         assert!(rest.is_empty(), "{rest:?}");
         let mut told = Vec::new();
         ends.agent.read_to_end(&mut told).await.expect("agent closed");
-        assert_eq!(&told[..4], [0x88, told[1], 0x03, 0xea], "close 1002: {told:?}");
+        assert_eq!(&told[..4], [0x88, (told.len() - 2) as u8, 0x03, 0xea], "close 1002: {told:?}");
         ends.relay.await.expect("relay ended");
     }
 
