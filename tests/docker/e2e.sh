@@ -135,7 +135,9 @@ expect "allowed HTTPS request works" '"path": "/v1/ok"' "$out"
 out=$(agent 'curl -sSv --max-time 15 -o /dev/null https://api.allowed.test/v1/ok 2>&1 | grep -i "issuer:"')
 expect "and is intercepted: the agent sees a leaf from Bridle's CA" "issuer: CN=Bridle CA" "$out"
 out=$(agent 'curl -sS --max-time 15 -H "authorization: Bearer $API_TOKEN" https://api.allowed.test/echo')
-expect "credential injection: the upstream gets the real token" '"authorization": "Bearer e2e-real-token-5f1c9a"' "$out"
+real_sha=$(printf %s 'Bearer e2e-real-token-5f1c9a' | sha256sum | cut -d' ' -f1)
+expect "credential injection: the upstream gets the real token" "\"authorization\": \"$real_sha\"" "$out"
+expect "and the agent reads its placeholder where the upstream repeats it" '"authorization": "Bearer bridle-secret-api"' "$out"
 out=$(agent 'env | grep -c e2e-real-token; echo placeholder=$API_TOKEN')
 expect "the agent holds only the placeholder" "^0\$" "$out"
 out=$(agent 'ls -A /etc/bridle; test -e /etc/bridle/ca.key && echo KEY-VISIBLE')

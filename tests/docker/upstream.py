@@ -4,10 +4,12 @@ this container) and the HTTPS/HTTP server behind those names, with a
 certificate from the suite's own test CA. Standard library only.
 
 Every HTTP request is answered with JSON describing it (method, host, path,
-headers), so the suite can see what Bridle forwarded, e.g. that an injected
-credential arrived.
+headers, and each header value's SHA-256), so the suite can see what Bridle
+forwarded: an injected credential arrives (its digest), while the agent
+reads its placeholder where the answer repeats it.
 """
 
+import hashlib
 import json
 import socket
 import socketserver
@@ -79,6 +81,7 @@ class Echo(BaseHTTPRequestHandler):
                 "host": self.headers.get("host"),
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                "headers_sha256": {k.lower(): hashlib.sha256(v.encode()).hexdigest() for k, v in self.headers.items()},
                 "body_bytes": len(body),
             }
         ).encode()

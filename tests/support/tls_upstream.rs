@@ -140,11 +140,25 @@ async fn route(mut request: Request<Incoming>, git_root: Option<&Path>) -> Respo
         return Response::new(Repeat { left, chunk }.boxed());
     }
     match path.as_str() {
+        // Repeats the x-api-key it got (as echo endpoints and error pages
+        // do), with its SHA-256 to prove what arrived; `?encoded` labels
+        // the answer gzip.
         "/echo" => {
             let version = format!("{:?}", request.version());
             let key = request.headers().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+            let sha: String = ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let encoded = request.uri().query() == Some("encoded");
             let size = request.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
-            text(StatusCode::OK, format!("version={version} x-api-key={key} body={size}\n"))
+            let mut response =
+                text(StatusCode::OK, format!("version={version} x-api-key={key} sha256={sha} body={size}\n"));
+            if encoded {
+                response.headers_mut().insert("content-encoding", http::HeaderValue::from_static("gzip"));
+            }
+            response
         }
         _ => {
             let version = format!("{:?}", request.version());

@@ -24,6 +24,8 @@
 //! [`Secrets::real_value_seen`] finds a real value anywhere (dlp kind
 //! `configured-secret`): the agent is never given one, so seeing one means
 //! it leaked. Run both on what the agent sent, before [`Secrets::inject`].
+//! [`Secrets::reflection`] guards the response: an injected value the
+//! upstream sends back reaches the agent as its placeholder.
 //!
 //! Must never: put a value in `Debug` output, an error, a log line or an
 //! event; send a value to a host outside its list; add a header the agent
@@ -39,6 +41,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::codec::{base64_decode, base64_encode};
 use super::fronting::normalize_host;
+
+mod reflection;
+pub use reflection::Reflection;
 
 /// Shortest value accepted: anything shorter would be found in ordinary text.
 pub const MIN_VALUE_LEN: usize = 8;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use bridle_engine::approvals::Merge;
 use bridle_engine::audit::{REDACTED, is_sensitive_header, redact_query};
 use bridle_engine::event::{GitOp, HttpRequest};
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::{Frame, Incoming};
@@ -18,11 +18,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use bridle_mcp_gateway::framing::Line;
-use bridle_mcp_gateway::http::{Inline, McpRequest, RouteError, content_coding, is_event_stream, read_bounded_after};
+use bridle_mcp_gateway::http::{Inline, McpRequest, content_coding, is_event_stream, read_bounded_after};
 
 use super::body::{OnFinding, Prefix, Replay, read_more, read_prefix};
 use super::mcp::{self, Via};
 use super::partial::Watched;
+use super::reflected::{Reflected, Report};
 use super::respond::{bad_gateway, bad_request, forbidden};
 use super::upgraded::{self, Protocol};
 use super::upstream::Upstream;
@@ -249,10 +250,17 @@ impl Exchange {
         let watch =
             self.conn.inspector.mcp.as_ref().filter(|inline| inline.watch_request(&parts.method, &mut parts.headers));
         let watch = watch.map(Arc::clone);
+        let mut reflection = None;
         if let Some(secrets) = &secrets
             && self.conn.tls
         {
-            secrets.inject(&host, &mut parts.headers);
+            let injection = secrets.inject(&host, &mut parts.headers);
+            reflection = secrets.reflection(&injection);
+            if reflection.is_some() {
+                // The answer is checked for the values that went out, which
+                // compression would hide.
+                parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            }
         }
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         if upgrade.is_some() {
@@ -318,6 +326,35 @@ impl Exchange {
         for name in &HOP_BY_HOP[..2] {
             parts.headers.remove(name);
         }
+        let mut body = body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync();
+        if let Some(mut reflection) = reflection {
+            let target = format!("{host}{path}");
+            if let Some(coding) = content_coding(&parts.headers) {
+                let reason = format!(
+                    "{target}: the answer to a request that carried an injected credential came encoded as \
+                     {coding:?} though Bridle asked for none; it cannot be checked for the credential"
+                );
+                self.conn.decider.notice("warn", reason.clone());
+                return bad_gateway(&reason);
+            }
+            let decider = Arc::clone(&self.conn.decider);
+            let mut report: Report = Box::new(move |names: Vec<String>| {
+                let message = format!(
+                    "{target}: the upstream sent back the value of injected secret(s) {}; the agent got the \
+                     placeholder instead",
+                    names.join(", ")
+                );
+                decider.notice("warn", message);
+            });
+            reflection.headers(&mut parts.headers);
+            let found = reflection.newly_found();
+            if !found.is_empty() {
+                report(found);
+            }
+            // A placeholder is not as long as its value.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            body = Reflected::new(body, reflection, report).boxed_unsync();
+        }
         if let Some(inline) = watch
             && parts.status.is_success()
             && is_event_stream(&parts.headers)
@@ -328,11 +365,10 @@ impl Exchange {
                 self.conn.decider.notice("warn", reason.clone());
                 return bad_gateway(&reason);
             }
-            let body = body.map_err(|e| -> RouteError { Box::new(e) }).boxed_unsync();
             let body = inline.event_stream(&host, &path, body);
             return Response::from_parts(parts, body.map_err(|e| -> super::BoxError { e }).boxed_unsync());
         }
-        Response::from_parts(parts, body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync())
+        Response::from_parts(parts, body)
     }
 
     /// A `101` from the upstream: the agent gets it, and what follows is

@@ -36,6 +36,7 @@ mod partial;
 mod pool;
 mod prefixed;
 mod readahead;
+mod reflected;
 mod respond;
 mod upgraded;
 mod upstream;

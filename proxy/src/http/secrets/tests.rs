@@ -337,3 +337,62 @@ fn replace_token_respects_name_boundaries() {
     );
     assert_eq!(replace_token("nothing", token, "V"), None);
 }
+
+fn injected(names: &[&str]) -> Injection {
+    Injection { injected: names.iter().map(|n| (*n).to_owned()).collect() }
+}
+
+/// The body through `reflection`, cut into pieces of `cut` bytes.
+fn reflect(reflection: &mut Reflection, body: &[u8], cut: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(cut) {
+        out.extend_from_slice(&reflection.chunk(piece));
+    }
+    out.extend_from_slice(&reflection.finish());
+    out
+}
+
+#[test]
+fn values_sent_back_become_placeholders_however_the_body_is_cut() {
+    let secrets = secrets();
+    assert!(secrets.reflection(&injected(&[])).is_none(), "nothing injected, nothing to guard");
+    let body = format!("echo: Bearer {GITHUB_VALUE}; again {GITHUB_VALUE}{ANTHROPIC_VALUE} ghp_ then gh");
+    let expected =
+        format!("echo: Bearer bridle-secret-github; again bridle-secret-github{ANTHROPIC_VALUE} ghp_ then gh");
+    for cut in 1..=body.len() {
+        let mut reflection = secrets.reflection(&injected(&["github"])).expect("a guard");
+        assert_eq!(reflect(&mut reflection, body.as_bytes(), cut), expected.as_bytes(), "pieces of {cut}");
+        assert_eq!(reflection.newly_found(), ["github"]);
+        assert!(reflection.newly_found().is_empty(), "reported once");
+    }
+    // Only what was injected into this request is guarded.
+    let mut both = secrets.reflection(&injected(&["github", "anthropic"])).expect("a guard");
+    let out = reflect(&mut both, body.as_bytes(), 7);
+    assert!(!String::from_utf8_lossy(&out).contains(ANTHROPIC_VALUE));
+    assert_eq!(both.newly_found(), ["anthropic", "github"]);
+}
+
+#[test]
+fn only_bytes_that_could_start_a_value_are_held_back() {
+    let secrets = secrets();
+    let mut reflection = secrets.reflection(&injected(&["github"])).expect("a guard");
+    // An event stream's chunk ends in newlines: nothing held, nothing late.
+    assert_eq!(&reflection.chunk(b"data: {\"delta\": \"hi\"}\n\n")[..], b"data: {\"delta\": \"hi\"}\n\n");
+    assert_eq!(&reflection.chunk(b"then ghp_real")[..], b"then ");
+    assert_eq!(&reflection.chunk(b"ly not")[..], b"ghp_really not");
+    assert!(reflection.finish().is_empty());
+    assert!(reflection.newly_found().is_empty());
+}
+
+#[test]
+fn values_in_response_headers_become_placeholders_and_never_show_in_debug() {
+    let secrets = secrets();
+    let mut reflection = secrets.reflection(&injected(&["anthropic"])).expect("a guard");
+    let mut map = headers(&[("x-echo", &format!("key={ANTHROPIC_VALUE}")), ("x-other", "plain")]);
+    reflection.headers(&mut map);
+    assert_eq!(values(&map, "x-echo"), ["key=bridle-secret-anthropic"]);
+    assert_eq!(values(&map, "x-other"), ["plain"]);
+    assert_eq!(reflection.newly_found(), ["anthropic"]);
+    let shown = format!("{reflection:?}");
+    assert!(shown.contains("anthropic") && !shown.contains(ANTHROPIC_VALUE), "{shown}");
+}
