@@ -24,8 +24,8 @@
 //! [`Secrets::real_value_seen`] finds a real value anywhere (dlp kind
 //! `configured-secret`): the agent is never given one, so seeing one means
 //! it leaked. Run both on what the agent sent, before [`Secrets::inject`].
-//! [`Secrets::reflection`] guards the response: an injected value the
-//! upstream sends back reaches the agent as its placeholder.
+//! [`Secrets::reflection`] guards answers from a secret's hosts: a value
+//! the upstream sends back reaches the agent masked.
 //!
 //! Must never: put a value in `Debug` output, an error, a log line or an
 //! event; send a value to a host outside its list; add a header the agent
@@ -83,6 +83,8 @@ pub struct Secrets {
     placeholders: Literals,
     /// Real value of `entries[i]` at index `i`.
     values: Literals,
+    /// How `entries[i]`'s value is found and masked in answers.
+    masks: reflection::Masks,
 }
 
 #[derive(Debug)]
@@ -156,7 +158,8 @@ impl Secrets {
         let entries = config.iter().map(|secret| entry(secret, &env)).collect::<Result<Vec<_>, _>>()?;
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         let values: Vec<&str> = entries.iter().map(|e| e.value.0.as_str()).collect();
-        Ok(Secrets { placeholders: Literals::placeholders(&names)?, values: Literals::new(&values)?, entries })
+        let masks = reflection::Masks::new(&entries);
+        Ok(Secrets { placeholders: Literals::placeholders(&names)?, values: Literals::new(&values)?, masks, entries })
     }
 
     /// Whether no secret is configured.

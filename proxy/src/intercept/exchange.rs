@@ -33,6 +33,7 @@ use crate::http::fronting::authority_mismatch;
 use crate::http::git::{RefsParse, git_service, receive_pack_refs};
 use crate::http::publish::publish;
 use crate::http::scan::{BodyScanner, scan_request_head};
+use crate::http::secrets::Reflection;
 use crate::http::websocket;
 
 /// Upgrades never passed on: what they carry could not be inspected.
@@ -250,17 +251,17 @@ impl Exchange {
         let watch =
             self.conn.inspector.mcp.as_ref().filter(|inline| inline.watch_request(&parts.method, &mut parts.headers));
         let watch = watch.map(Arc::clone);
-        let mut reflection = None;
+        // Answers from a host a secret may go to are checked for its value
+        // (echoed, quoted in an error, stored by an earlier request), which
+        // compression would hide.
+        let reflection = secrets.as_ref().and_then(|secrets| secrets.reflection(&host));
+        if reflection.is_some() {
+            parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        }
         if let Some(secrets) = &secrets
             && self.conn.tls
         {
-            let injection = secrets.inject(&host, &mut parts.headers);
-            reflection = secrets.reflection(&injection);
-            if reflection.is_some() {
-                // The answer is checked for the values that went out, which
-                // compression would hide.
-                parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-            }
+            secrets.inject(&host, &mut parts.headers);
         }
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         if upgrade.is_some() {
@@ -315,45 +316,23 @@ impl Exchange {
                 };
             }
         };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        let (mut parts, body) = response.into_parts();
+        let mut body = body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync();
+        if let Some(reflection) = reflection {
+            body = match self.masked(reflection, &mut parts, body, format!("{host}{path}")) {
+                Ok(body) => body,
+                Err(reason) => return bad_gateway(&reason),
+            };
+        }
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS
             && let Some((agent_side, described)) = upgrade
         {
             let target = format!("{host}{path}");
-            return self.switch(response, (agent_side, websocket_asked), described, target);
+            return self.switch(Response::from_parts(parts, ()), (agent_side, websocket_asked), described, target);
         }
-        let (mut parts, body) = response.into_parts();
         // keep-alive and proxy-connection: the rest hyper handles itself.
         for name in &HOP_BY_HOP[..2] {
             parts.headers.remove(name);
-        }
-        let mut body = body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync();
-        if let Some(mut reflection) = reflection {
-            let target = format!("{host}{path}");
-            if let Some(coding) = content_coding(&parts.headers) {
-                let reason = format!(
-                    "{target}: the answer to a request that carried an injected credential came encoded as \
-                     {coding:?} though Bridle asked for none; it cannot be checked for the credential"
-                );
-                self.conn.decider.notice("warn", reason.clone());
-                return bad_gateway(&reason);
-            }
-            let decider = Arc::clone(&self.conn.decider);
-            let mut report: Report = Box::new(move |names: Vec<String>| {
-                let message = format!(
-                    "{target}: the upstream sent back the value of injected secret(s) {}; the agent got the \
-                     placeholder instead",
-                    names.join(", ")
-                );
-                decider.notice("warn", message);
-            });
-            reflection.headers(&mut parts.headers);
-            let found = reflection.newly_found();
-            if !found.is_empty() {
-                report(found);
-            }
-            // A placeholder is not as long as its value.
-            parts.headers.remove(header::CONTENT_LENGTH);
-            body = Reflected::new(body, reflection, report).boxed_unsync();
         }
         if let Some(inline) = watch
             && parts.status.is_success()
@@ -375,7 +354,7 @@ impl Exchange {
     /// relayed with the agent's side scanned ([`upgraded`]).
     fn switch(
         &self,
-        mut response: Response<Incoming>,
+        mut response: Response<()>,
         (agent_side, websocket_asked): (OnUpgrade, bool),
         described: HttpRequest,
         target: String,
@@ -430,6 +409,39 @@ impl Exchange {
         });
         let (parts, _) = response.into_parts();
         Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync())
+    }
+
+    /// An answer from a host a secret may go to, every value of those
+    /// secrets in it masked ([`Reflection`], reported by name), or why it
+    /// cannot be read (it came encoded: a `502`).
+    fn masked(
+        &self,
+        mut reflection: Reflection,
+        parts: &mut http::response::Parts,
+        body: ProxyBody,
+        target: String,
+    ) -> Result<ProxyBody, String> {
+        if let Some(coding) = encoded(&parts.headers) {
+            let reason = format!(
+                "{target}: the answer came encoded ({coding}) though Bridle asked for none; answers from a \
+                 host a secret may go to are checked for its value, and this one could not be"
+            );
+            self.conn.decider.notice("warn", reason.clone());
+            return Err(reason);
+        }
+        let decider = Arc::clone(&self.conn.decider);
+        let mut report: Report = Box::new(move |names: Vec<String>| {
+            let names = names.join(", ");
+            decider.notice("warn", format!("{target}: the answer held the value of secret(s) {names}; masked"));
+        });
+        // hyper would pass an HTTP/1 reason phrase on as it came.
+        parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+        reflection.headers(&mut parts.headers);
+        let found = reflection.newly_found();
+        if !found.is_empty() {
+            report(found);
+        }
+        Ok(Reflected::new(body, reflection, report).boxed_unsync())
     }
 
     /// Re-decides `described` with new dlp findings; `Some(reason)` when
@@ -597,6 +609,18 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// The content or transfer coding that makes `headers`' body unreadable
+/// as it comes (any but identity, or chunked), in every value given.
+fn encoded(headers: &HeaderMap) -> Option<String> {
+    let tokens = |name: header::HeaderName| {
+        let values = headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        values.flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let content = tokens(header::CONTENT_ENCODING).into_iter().find(|t| !t.is_empty() && t != "identity");
+    let transfer = tokens(header::TRANSFER_ENCODING).into_iter().find(|t| !t.is_empty() && t != "chunked");
+    content.or(transfer)
 }
 
 /// Whether the `Upgrade` header lists `protocol` (any version of it).

@@ -1,132 +1,219 @@
-//! The response to a request Bridle put credentials into: an upstream that
-//! repeats what it got (an echo endpoint, an error that quotes the key)
-//! would hand the agent the real value. Here every occurrence of an
-//! injected value in the response's headers and body becomes its
-//! placeholder again, as the body streams: only a chunk's last bytes that
-//! could be the start of a value are held back for the next chunk.
+//! Answers from a host a secret may go to: an upstream that repeats a value
+//! it got (an echo endpoint, an error that quotes the key, a page that
+//! lists your keys) would hand the agent the real value. Here every
+//! occurrence of such a value in the answer's headers, body and trailers
+//! is masked as the body streams; only a chunk's last bytes that could be
+//! the start of a value wait for the next chunk.
 //!
-//! Must never: show a value in `Debug`, or emit bytes that could complete
-//! a value with the next chunk.
+//! A mask is as long as its value (so `Content-Length` still holds) and
+//! names the secret where it fits (`bridle-secret-api***…`). It is chosen
+//! at load so that it cannot overlap any value: masking never makes a new
+//! occurrence out of a mask and the bytes beside it. Occurrences that
+//! overlap each other are all masked.
+//!
+//! Must never: show a value in `Debug`, or emit bytes of an occurrence of a
+//! value, including bytes a later chunk would complete.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use memchr::memmem::Finder;
 
-use super::{Injection, Secrets};
+use super::{Entry, Secrets};
 
-/// Replaces the values of one response's injected secrets.
-pub struct Reflection {
-    swaps: Vec<Swap>,
-    /// Bytes held back from the last chunk (a possible start of a value).
-    held: Vec<u8>,
-    found: BTreeSet<String>,
-    reported: usize,
+/// Per secret, at the index of its entry: how to find and mask its value.
+pub(super) struct Masks(Vec<Mask>);
+
+struct Mask {
+    value: Finder<'static>,
+    mask: Vec<u8>,
 }
 
-struct Swap {
-    name: String,
-    value: Finder<'static>,
-    placeholder: Bytes,
+/// Counts only: a finder holds its value.
+impl fmt::Debug for Masks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Masks").field("count", &self.0.len()).finish_non_exhaustive()
+    }
+}
+
+impl Masks {
+    pub(super) fn new(entries: &[Entry]) -> Masks {
+        let values: Vec<&[u8]> = entries.iter().map(|e| e.value.0.as_bytes()).collect();
+        let masks = entries
+            .iter()
+            .map(|e| Mask {
+                value: Finder::new(e.value.0.as_bytes()).into_owned(),
+                mask: mask_for(&e.placeholder, e.value.0.len(), &values),
+            })
+            .collect();
+        Masks(masks)
+    }
+}
+
+/// The placeholder padded with `*` to `len` (or only a fill character when
+/// the value is shorter than it), the first that overlaps no value.
+fn mask_for(placeholder: &str, len: usize, values: &[&[u8]]) -> Vec<u8> {
+    let named = (placeholder.len() <= len).then(|| {
+        let mut mask = placeholder.as_bytes().to_vec();
+        mask.resize(len, b'*');
+        mask
+    });
+    let filled = b"*#~%_=".iter().map(|&fill| vec![fill; len]);
+    named.into_iter().chain(filled).find(|mask| values.iter().all(|value| !overlaps(mask, value))).unwrap_or_else(
+        || {
+            // Every value holds each fill character at an edge: cannot happen
+            // with printable keys, but never leave a value's bytes.
+            vec![b' '; len]
+        },
+    )
+}
+
+/// Whether `mask` and `value` could make an occurrence of `value` together
+/// with other bytes: one holds the other, or an end of one is a start of
+/// the other.
+fn overlaps(mask: &[u8], value: &[u8]) -> bool {
+    let contains = |hay: &[u8], needle: &[u8]| memchr::memmem::find(hay, needle).is_some();
+    let shorter = mask.len().min(value.len());
+    contains(mask, value)
+        || contains(value, mask)
+        || (1..shorter).any(|k| mask.ends_with(&value[..k]) || value.ends_with(&mask[..k]))
+}
+
+/// Masks the values of the secrets that may go to one answer's host.
+pub struct Reflection {
+    secrets: Arc<Secrets>,
+    /// Entries whose values are masked.
+    which: Vec<usize>,
+    /// Bytes held back from the last chunk (a possible start of a value)
+    /// as they came, where values are looked for...
+    held: Vec<u8>,
+    /// ...and as they will go, masked where an occurrence that began
+    /// before them covers them.
+    held_out: Vec<u8>,
+    found: BTreeSet<String>,
+    reported: BTreeSet<String>,
 }
 
 /// Names only, never values.
 impl fmt::Debug for Reflection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.swaps.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = self.which.iter().map(|&i| self.secrets.entries[i].name.as_str()).collect();
         f.debug_struct("Reflection").field("secrets", &names).field("found", &self.found).finish_non_exhaustive()
     }
 }
 
 impl Secrets {
-    /// A guard for the response to a request `injection` put values into;
-    /// `None` when it put none.
-    pub fn reflection(&self, injection: &Injection) -> Option<Reflection> {
-        let injected = self.entries.iter().filter(|e| injection.injected.contains(&e.name));
-        let swaps: Vec<Swap> = injected
-            .map(|e| Swap {
-                name: e.name.clone(),
-                value: Finder::new(e.value.0.as_bytes()).into_owned(),
-                placeholder: Bytes::from(e.placeholder.clone()),
-            })
-            .collect();
-        (!swaps.is_empty()).then(|| Reflection { swaps, held: Vec::new(), found: BTreeSet::new(), reported: 0 })
+    /// A guard for an answer from `host`, masking the value of every secret
+    /// that may go there; `None` when none may.
+    pub fn reflection(self: &Arc<Self>, host: &str) -> Option<Reflection> {
+        let host = super::normalize_host(host)?;
+        let which: Vec<usize> = (0..self.entries.len()).filter(|&i| self.entries[i].allows(&host)).collect();
+        (!which.is_empty()).then(|| Reflection {
+            secrets: Arc::clone(self),
+            which,
+            held: Vec::new(),
+            held_out: Vec::new(),
+            found: BTreeSet::new(),
+            reported: BTreeSet::new(),
+        })
     }
 }
 
 impl Reflection {
-    /// Replaces values in every header value.
+    /// Masks values in every header value.
     pub fn headers(&mut self, headers: &mut HeaderMap) {
         for value in headers.values_mut() {
-            let (replaced, names) = replace(&self.swaps, value.as_bytes());
-            if names.is_empty() {
+            let mut bytes = value.as_bytes().to_vec();
+            if !self.mask(value.as_bytes(), &mut bytes) {
                 continue;
             }
-            self.found.extend(names);
-            // Placeholders are header-safe, so the result is too; were it
-            // not, the header goes empty rather than keep the value.
-            *value = HeaderValue::from_bytes(&replaced).unwrap_or_else(|_| HeaderValue::from_static(""));
+            // A mask is visible ASCII, so this parses; were it not, the
+            // header goes empty rather than keep the value.
+            *value = HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| HeaderValue::from_static(""));
         }
     }
 
-    /// The next body chunk, with values replaced; bytes that could start a
-    /// value are held for the next chunk (or [`Reflection::finish`]).
-    pub fn chunk(&mut self, data: &[u8]) -> Bytes {
-        let mut joined = std::mem::take(&mut self.held);
-        joined.extend_from_slice(data);
-        let (replaced, names) = replace(&self.swaps, &joined);
-        self.found.extend(names);
-        let hold = self.swaps.iter().map(|s| open_prefix(&replaced, s.value.needle())).max().unwrap_or(0);
-        let keep = replaced.len() - hold;
-        self.held.extend_from_slice(&replaced[keep..]);
-        let mut out = replaced;
+    /// The next body chunk, masked; bytes that could start a value are
+    /// held for the next chunk (or [`Reflection::finish`]).
+    ///
+    /// Values are looked for in the bytes as they came, so an occurrence is
+    /// found whole whatever was masked around it; every occurrence that
+    /// could still grow into a value is held, so none starts in bytes
+    /// already gone.
+    pub fn chunk(&mut self, data: Bytes) -> Bytes {
+        if self.held.is_empty() && self.open_prefix(&data) == 0 && !self.occurs_in(&data) {
+            return data;
+        }
+        let mut raw = std::mem::take(&mut self.held);
+        raw.extend_from_slice(&data);
+        let mut out = std::mem::take(&mut self.held_out);
+        out.extend_from_slice(&data);
+        self.mask(&raw, &mut out);
+        let keep = raw.len() - self.open_prefix(&raw);
+        self.held.extend_from_slice(&raw[keep..]);
+        self.held_out.extend_from_slice(&out[keep..]);
         out.truncate(keep);
         Bytes::from(out)
     }
 
-    /// What was held back: the body ended, so it cannot be a value.
+    /// What was held back, masked: the body ended, so nothing completes it.
     pub fn finish(&mut self) -> Bytes {
-        Bytes::from(std::mem::take(&mut self.held))
+        let raw = std::mem::take(&mut self.held);
+        let mut out = std::mem::take(&mut self.held_out);
+        self.mask(&raw, &mut out);
+        Bytes::from(out)
     }
 
     /// Names of the secrets found since the last call.
     pub fn newly_found(&mut self) -> Vec<String> {
-        if self.found.len() == self.reported {
-            return Vec::new();
-        }
-        self.reported = self.found.len();
-        self.found.iter().cloned().collect()
+        let new: Vec<String> = self.found.difference(&self.reported).cloned().collect();
+        self.reported.extend(new.iter().cloned());
+        new
     }
-}
 
-/// `haystack` with every value replaced by its placeholder, and the names
-/// of the secrets found. Leftmost match first, so overlapping values go
-/// in text order.
-fn replace(swaps: &[Swap], haystack: &[u8]) -> (Vec<u8>, BTreeSet<String>) {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut names = BTreeSet::new();
-    let mut rest = haystack;
-    loop {
-        let next = swaps.iter().filter_map(|s| s.value.find(rest).map(|at| (at, s))).min_by_key(|(at, _)| *at);
-        let Some((at, swap)) = next else { break };
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(&swap.placeholder);
-        names.insert(swap.name.clone());
-        rest = &rest[at + swap.value.needle().len()..];
+    /// Masks in `out` every occurrence of a value in `raw` (the same bytes
+    /// as they came), overlapping ones too; whether there was one.
+    fn mask(&mut self, raw: &[u8], out: &mut [u8]) -> bool {
+        let mut any = false;
+        for &i in &self.which {
+            let Mask { value, mask } = &self.secrets.masks.0[i];
+            let mut from = 0;
+            while let Some(at) = value.find(&raw[from..]) {
+                let at = from + at;
+                out[at..at + mask.len()].copy_from_slice(mask);
+                from = at + 1;
+                any = true;
+            }
+            if from > 0 {
+                self.found.insert(self.secrets.entries[i].name.clone());
+            }
+        }
+        any
     }
-    out.extend_from_slice(rest);
-    (out, names)
+
+    /// Whether a value occurs in `bytes`.
+    fn occurs_in(&self, bytes: &[u8]) -> bool {
+        self.which.iter().any(|&i| self.secrets.masks.0[i].value.find(bytes).is_some())
+    }
+
+    /// The length of the longest end of `bytes` that is a proper start of
+    /// a value (what the next chunk could complete).
+    fn open_prefix(&self, bytes: &[u8]) -> usize {
+        let starts = self.which.iter().map(|&i| open_prefix(bytes, self.secrets.masks.0[i].value.needle()));
+        starts.max().unwrap_or(0)
+    }
 }
 
 /// The length of the longest end of `bytes` that is a proper start of
-/// `value` (what the next chunk could complete).
+/// `value`.
 fn open_prefix(bytes: &[u8], value: &[u8]) -> usize {
     let Some(&first) = value.first() else { return 0 };
     let window = bytes.len().min(value.len() - 1);
     let tail = &bytes[bytes.len() - window..];
-    // Only where the first byte of the value appears can a start begin.
+    // Only where the value's first byte is can one of its starts begin.
     memchr::memchr_iter(first, tail)
         .map(|at| tail.len() - at)
         .find(|&len| value.starts_with(&tail[tail.len() - len..]))

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::*;
 
@@ -338,61 +339,108 @@ fn replace_token_respects_name_boundaries() {
     assert_eq!(replace_token("nothing", token, "V"), None);
 }
 
-fn injected(names: &[&str]) -> Injection {
-    Injection { injected: names.iter().map(|n| (*n).to_owned()).collect() }
-}
-
 /// The body through `reflection`, cut into pieces of `cut` bytes.
 fn reflect(reflection: &mut Reflection, body: &[u8], cut: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for piece in body.chunks(cut) {
-        out.extend_from_slice(&reflection.chunk(piece));
+        out.extend_from_slice(&reflection.chunk(bytes::Bytes::copy_from_slice(piece)));
     }
     out.extend_from_slice(&reflection.finish());
     out
 }
 
+/// `value`'s mask: its placeholder padded with `*` to its length.
+fn masked(name: &str, value: &str) -> String {
+    format!("bridle-secret-{name}{}", "*".repeat(value.len() - "bridle-secret-".len() - name.len()))
+}
+
 #[test]
-fn values_sent_back_become_placeholders_however_the_body_is_cut() {
-    let secrets = secrets();
-    assert!(secrets.reflection(&injected(&[])).is_none(), "nothing injected, nothing to guard");
+fn values_in_answers_are_masked_however_the_body_is_cut() {
+    let secrets = Arc::new(secrets());
+    assert!(secrets.reflection("example.test").is_none(), "no secret may go there: nothing to guard");
     let body = format!("echo: Bearer {GITHUB_VALUE}; again {GITHUB_VALUE}{ANTHROPIC_VALUE} ghp_ then gh");
-    let expected =
-        format!("echo: Bearer bridle-secret-github; again bridle-secret-github{ANTHROPIC_VALUE} ghp_ then gh");
+    let github = masked("github", GITHUB_VALUE);
+    let expected = format!("echo: Bearer {github}; again {github}{ANTHROPIC_VALUE} ghp_ then gh");
+    assert_eq!(expected.len(), body.len(), "masks keep lengths");
     for cut in 1..=body.len() {
-        let mut reflection = secrets.reflection(&injected(&["github"])).expect("a guard");
+        let mut reflection = secrets.reflection("api.github.com").expect("a guard");
+        assert_eq!(reflection.newly_found(), Vec::<String>::new());
         assert_eq!(reflect(&mut reflection, body.as_bytes(), cut), expected.as_bytes(), "pieces of {cut}");
         assert_eq!(reflection.newly_found(), ["github"]);
         assert!(reflection.newly_found().is_empty(), "reported once");
     }
-    // Only what was injected into this request is guarded.
-    let mut both = secrets.reflection(&injected(&["github", "anthropic"])).expect("a guard");
-    let out = reflect(&mut both, body.as_bytes(), 7);
-    assert!(!String::from_utf8_lossy(&out).contains(ANTHROPIC_VALUE));
-    assert_eq!(both.newly_found(), ["anthropic", "github"]);
+    // Only the secrets that may go to the answer's host are masked.
+    let mut anthropic = secrets.reflection("api.anthropic.com").expect("a guard");
+    let out = String::from_utf8(reflect(&mut anthropic, body.as_bytes(), 7)).expect("text");
+    assert!(out.contains(GITHUB_VALUE) && out.contains(&masked("anthropic", ANTHROPIC_VALUE)), "{out}");
 }
 
 #[test]
 fn only_bytes_that_could_start_a_value_are_held_back() {
-    let secrets = secrets();
-    let mut reflection = secrets.reflection(&injected(&["github"])).expect("a guard");
-    // An event stream's chunk ends in newlines: nothing held, nothing late.
-    assert_eq!(&reflection.chunk(b"data: {\"delta\": \"hi\"}\n\n")[..], b"data: {\"delta\": \"hi\"}\n\n");
-    assert_eq!(&reflection.chunk(b"then ghp_real")[..], b"then ");
-    assert_eq!(&reflection.chunk(b"ly not")[..], b"ghp_really not");
+    let secrets = Arc::new(secrets());
+    let mut reflection = secrets.reflection("api.github.com").expect("a guard");
+    // An event stream's chunk ends in newlines: nothing held, nothing late,
+    // and the same bytes handed on.
+    let event = bytes::Bytes::from_static(b"data: {\"delta\": \"hi\"}\n\n");
+    let out = reflection.chunk(event.clone());
+    assert_eq!(out, event);
+    assert_eq!(out.as_ptr(), event.as_ptr(), "not copied");
+    assert_eq!(&reflection.chunk(bytes::Bytes::from_static(b"then ghp_real"))[..], b"then ");
+    assert_eq!(&reflection.chunk(bytes::Bytes::from_static(b"ly not"))[..], b"ghp_really not");
     assert!(reflection.finish().is_empty());
     assert!(reflection.newly_found().is_empty());
 }
 
+/// One value the start of another, and one whose start is the other's end:
+/// whichever comes, in whatever pieces, none of either is left in clear.
 #[test]
-fn values_in_response_headers_become_placeholders_and_never_show_in_debug() {
-    let secrets = secrets();
-    let mut reflection = secrets.reflection(&injected(&["anthropic"])).expect("a guard");
+fn overlapping_values_are_all_masked() {
+    let config = vec![
+        secret("short", "SHORT", &["h.test"], "x-a", "{value}"),
+        secret("long", "LONG", &["h.test"], "x-b", "{value}"),
+        secret("tail", "TAIL", &["h.test"], "x-c", "{value}"),
+    ];
+    let vars = HashMap::from([("SHORT", "abcdefgh"), ("LONG", "abcdefgh12345678"), ("TAIL", "5678wxyz0")]);
+    let secrets = Arc::new(Secrets::load_with(&config, move |v| vars.get(v).map(OsString::from)).expect("loads"));
+    for body in ["<abcdefgh12345678>", "<abcdefgh>", "<abcdefgh12345678wxyz0>", "abcdefgh12345678wxyz0"] {
+        for cut in 1..=body.len() {
+            let mut reflection = secrets.reflection("h.test").expect("a guard");
+            let out = String::from_utf8(reflect(&mut reflection, body.as_bytes(), cut)).expect("text");
+            assert_eq!(out.len(), body.len());
+            for clear in ["abcd", "1234", "5678", "wxyz"] {
+                assert!(!out.contains(clear), "{clear} of {body:?} in {out:?} (pieces of {cut})");
+            }
+        }
+    }
+}
+
+/// A mask never overlaps a value, so masking cannot make an occurrence
+/// out of it and the bytes beside it: a value that begins with its
+/// placeholder's last letters gets a plain mask.
+#[test]
+fn masks_never_overlap_a_value() {
+    let config = vec![secret("api", "API", &["h.test"], "x-a", "{value}")];
+    // As long as `bridle-secret-api`, so its named mask would end in `i`.
+    let value = "i0123456789abcdef";
+    let secrets = Arc::new(Secrets::load_with(&config, move |_| Some(OsString::from(value))).expect("loads"));
+    let mut reflection = secrets.reflection("h.test").expect("a guard");
+    // The upstream sends the value and then the value's own rest: with the
+    // named mask the agent would read `bridle-secret-ap` + the value.
+    let body = format!("{value}{}", &value[1..]);
+    let out = String::from_utf8(reflect(&mut reflection, body.as_bytes(), body.len())).expect("text");
+    assert!(!out.contains(value), "{out}");
+    assert!(out.starts_with(&"*".repeat(value.len())), "{out}");
+}
+
+#[test]
+fn values_in_answer_headers_are_masked_and_never_show_in_debug() {
+    let secrets = Arc::new(secrets());
+    let mut reflection = secrets.reflection("api.anthropic.com").expect("a guard");
     let mut map = headers(&[("x-echo", &format!("key={ANTHROPIC_VALUE}")), ("x-other", "plain")]);
     reflection.headers(&mut map);
-    assert_eq!(values(&map, "x-echo"), ["key=bridle-secret-anthropic"]);
+    assert_eq!(values(&map, "x-echo"), [format!("key={}", masked("anthropic", ANTHROPIC_VALUE))]);
     assert_eq!(values(&map, "x-other"), ["plain"]);
     assert_eq!(reflection.newly_found(), ["anthropic"]);
-    let shown = format!("{reflection:?}");
+    let shown = format!("{reflection:?} {secrets:?}");
     assert!(shown.contains("anthropic") && !shown.contains(ANTHROPIC_VALUE), "{shown}");
 }
