@@ -42,6 +42,13 @@ when { context.arguments has path && context.arguments.path like "*/.ssh/*" };
 @id("other") @reason("mcp.other.test is approved")
 permit(principal, action, resource in Net::Domain::"mcp.other.test");
 
+@id("account") @reason("mcp.other.test's account tool is allowed")
+permit(principal, action == Mcp::Action::"CallTool", resource)
+when { resource.server == "mcp.other.test" && resource.name == "account" };
+
+@id("other-list") @reason("mcp.other.test's tools may be listed")
+permit(principal, action == Mcp::Action::"ListTools", resource in Mcp::Server::"mcp.other.test");
+
 @id("quiet-while-slow") @reason("nothing else goes out while the slow tool runs")
 forbid(principal, action == Net::Action::"Connect", resource in Net::Domain::"mcp.other.test")
 when { context has mcp && context.mcp.tool == "slow" };
@@ -58,6 +65,9 @@ forbid(principal, action == Net::Action::"Connect", resource in Net::Domain::"mc
 when { context has mcp && context.mcp.server == "demo" && context.mcp.tool == "fetch" };
 "#;
 
+/// A credential the MCP servers hold (and repeat); Bridle's `account` secret.
+const ACCOUNT_KEY: &str = "acct-live-5b8e1f0c9d2a7346";
+
 struct Net {
     name: String,
     dir: tempfile::TempDir,
@@ -70,10 +80,14 @@ impl Net {
         let dir = tempfile::tempdir().expect("tempdir");
         // The HTTPS server's certificate comes from a test CA only Bridle trusts.
         let pki = tls_upstream::TestPki::new(&["mcp.allowed.test"]);
+        // mcp.other.test's servers hold ACCOUNT_KEY (their `account` tool
+        // repeats it): Bridle masks it in every answer from there.
         let config = format!(
-            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{}\"\nupstream_ca_bundle = \"{}\"\n",
+            "[dns]\nupstreams = [\"127.0.0.1:5353\"]\n\n[tls]\nca_dir = \"{}\"\nupstream_ca_bundle = \"{}\"\n\n\
+             [[secrets]]\nname = \"account\"\nfile = \"{}\"\nhosts = [\"mcp.other.test\"]\nheader = \"x-account\"\n",
             dir.path().join("ca").display(),
             dir.path().join("public-ca.pem").display(),
+            dir.path().join("account.key").display(),
         );
         write_files(
             dir.path(),
@@ -83,6 +97,7 @@ impl Net {
                 ("public-ca.pem", &pki.ca_pem),
                 ("server.pem", &pki.cert_pem),
                 ("server.key", &pki.key_pem),
+                ("account.key", ACCOUNT_KEY),
             ],
         );
         net::make_netns(&name);
@@ -110,6 +125,7 @@ impl Net {
         let stderr = std::fs::File::create(self.dir.path().join(format!("server-{port}.stderr"))).expect("stderr");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, &mcp::python(), &mcp::helper("demo_server.py")])
+            .env("DEMO_ACCOUNT_KEY", ACCOUNT_KEY)
             .args(["--log", &log.display().to_string(), "--transport", "streamable-http"])
             .args(["--host", "198.51.100.7", "--port", &port.to_string()])
             .args(extra)
@@ -339,6 +355,26 @@ fn inline_calls_are_decided(net: &Net, transport: &str, url: &str) {
     assert!(pins.exists(), "tools are pinned under the host's name");
     let verify = support::bridle(&["audit", "verify", net.audit().to_str().expect("utf-8")]);
     assert_eq!(verify.code, 0, "{}", verify.all());
+}
+
+/// A credential an MCP server holds and repeats in a tool's answer reaches
+/// the agent masked: the answer comes from a host Bridle's `account` secret
+/// may go to, through the gateway's inline session.
+#[test]
+fn a_secret_an_mcp_server_repeats_reaches_the_agent_masked() {
+    let net = Net::new("mask");
+    let (run, out) = net.client(&[call("account", json!({}))], "--streamable-http", "http://mcp.other.test:8000/mcp");
+    assert_eq!(run.code, 0, "{}", run.all());
+    let mask = format!("bridle-secret-account{}", "*".repeat(ACCOUNT_KEY.len() - "bridle-secret-account".len()));
+    assert_eq!(out[1]["text"], format!("account key {mask}"), "{}", run.all());
+    assert!(!run.all().contains(ACCOUNT_KEY), "{}", run.all());
+    assert!(net.server_log().contains(r#""tool": "account""#), "the call reached the server");
+    let records = net.records();
+    let masked = records
+        .iter()
+        .filter_map(|r| r["message"].as_str())
+        .any(|m| m.contains("mcp.other.test/mcp: the answer held the value of secret(s) account; masked"));
+    assert!(masked, "{records:#?}");
 }
 
 /// While a tool call is in flight, what the agent does carries

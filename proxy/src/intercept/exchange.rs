@@ -257,6 +257,9 @@ impl Exchange {
         let reflection = secrets.as_ref().and_then(|secrets| secrets.reflection(&host));
         if reflection.is_some() {
             parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            // Ranges would hand a stored value over in pieces, none whole.
+            parts.headers.remove(header::RANGE);
+            parts.headers.remove(header::IF_RANGE);
         }
         if let Some(secrets) = &secrets
             && self.conn.tls
@@ -279,6 +282,8 @@ impl Exchange {
             // would be a second opinion.
             parts.headers.remove(header::HOST);
         }
+        // The MCP session's answers carry what the upstream sent: masked
+        // like any other.
         match mcp {
             Some((inline, kind @ (McpRequest::Message | McpRequest::Legacy))) => {
                 // Only POSTs are MCP messages, so their description was kept.
@@ -286,11 +291,14 @@ impl Exchange {
                     return bad_gateway("internal error: an MCP message lost its description");
                 };
                 let target = (host.as_str(), path.as_str(), query.as_str());
-                return self.mcp_message(&inline, kind, target, &parts, prefix, incoming, scanner, described).await;
+                let answer =
+                    self.mcp_message(&inline, kind, target, &parts, prefix, incoming, scanner, described).await;
+                return self.masked_answer(reflection, answer, format!("{host}{path}"));
             }
             Some((inline, McpRequest::Stream)) => {
                 let via = Via::route(self.upstream.recipe(), parts.uri.clone(), &parts.headers);
-                return mcp::answer(inline.stream(&host, &parts.headers, via).await);
+                let answer = mcp::answer(inline.stream(&host, &parts.headers, via).await);
+                return self.masked_answer(reflection, answer, format!("{host}{path}"));
             }
             Some((inline, McpRequest::End)) => inline.end(&host, &parts.headers),
             Some((_, McpRequest::None)) | None => {}
@@ -318,17 +326,22 @@ impl Exchange {
         };
         let (mut parts, body) = response.into_parts();
         let mut body = body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync();
-        if let Some(reflection) = reflection {
-            body = match self.masked(reflection, &mut parts, body, format!("{host}{path}")) {
-                Ok(body) => body,
+        let mut guard = None;
+        if let Some(mut reflection) = reflection {
+            match self.check_answer(&mut reflection, &mut parts, format!("{host}{path}")) {
+                Ok(report) => guard = Some((reflection, report)),
                 Err(reason) => return bad_gateway(&reason),
-            };
+            }
         }
         if parts.status == StatusCode::SWITCHING_PROTOCOLS
             && let Some((agent_side, described)) = upgrade
         {
             let target = format!("{host}{path}");
-            return self.switch(Response::from_parts(parts, ()), (agent_side, websocket_asked), described, target);
+            let response = Response::from_parts(parts, ());
+            return self.switch(response, (agent_side, websocket_asked), described, guard, target);
+        }
+        if let Some((reflection, report)) = guard {
+            body = Reflected::new(body, reflection, report).boxed_unsync();
         }
         // keep-alive and proxy-connection: the rest hyper handles itself.
         for name in &HOP_BY_HOP[..2] {
@@ -357,6 +370,7 @@ impl Exchange {
         mut response: Response<()>,
         (agent_side, websocket_asked): (OnUpgrade, bool),
         described: HttpRequest,
+        guard: Option<(Reflection, Report)>,
         target: String,
     ) -> Response<ProxyBody> {
         let headers = response.headers();
@@ -400,7 +414,8 @@ impl Exchange {
             match (agent_side.await, upstream_side.await) {
                 (Ok(agent), Ok(upstream)) => {
                     let (agent, upstream) = (TokioIo::new(agent), TokioIo::new(upstream));
-                    upgraded::relay(agent, upstream, protocol, scanner, on_finding, decider, target).await;
+                    let scan = upgraded::Scan { scanner, on_finding };
+                    upgraded::relay(agent, upstream, protocol, scan, guard, decider, target).await;
                 }
                 (agent, upstream) => {
                     tracing::debug!(agent = agent.is_ok(), upstream = upstream.is_ok(), "upgrade failed");
@@ -411,16 +426,16 @@ impl Exchange {
         Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync())
     }
 
-    /// An answer from a host a secret may go to, every value of those
-    /// secrets in it masked ([`Reflection`], reported by name), or why it
-    /// cannot be read (it came encoded: a `502`).
-    fn masked(
+    /// The head of an answer from a host a secret may go to, every value of
+    /// those secrets in it masked ([`Reflection`]); what reports the names
+    /// of secrets found (in the head now, in the body later), or why the
+    /// answer cannot be read (it came encoded: a `502`).
+    fn check_answer(
         &self,
-        mut reflection: Reflection,
+        reflection: &mut Reflection,
         parts: &mut http::response::Parts,
-        body: ProxyBody,
         target: String,
-    ) -> Result<ProxyBody, String> {
+    ) -> Result<Report, String> {
         if let Some(coding) = encoded(&parts.headers) {
             let reason = format!(
                 "{target}: the answer came encoded ({coding}) though Bridle asked for none; answers from a \
@@ -441,7 +456,23 @@ impl Exchange {
         if !found.is_empty() {
             report(found);
         }
-        Ok(Reflected::new(body, reflection, report).boxed_unsync())
+        Ok(report)
+    }
+
+    /// `answer` with its head checked and its body masked when there is a
+    /// `reflection` ([`Exchange::check_answer`]).
+    fn masked_answer(
+        &self,
+        reflection: Option<Reflection>,
+        answer: Response<ProxyBody>,
+        target: String,
+    ) -> Response<ProxyBody> {
+        let Some(mut reflection) = reflection else { return answer };
+        let (mut parts, body) = answer.into_parts();
+        match self.check_answer(&mut reflection, &mut parts, target) {
+            Ok(report) => Response::from_parts(parts, Reflected::new(body, reflection, report).boxed_unsync()),
+            Err(reason) => bad_gateway(&reason),
+        }
     }
 
     /// Re-decides `described` with new dlp findings; `Some(reason)` when

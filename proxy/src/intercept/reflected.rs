@@ -88,7 +88,8 @@ impl Body for Reflected {
         self.done && self.trailers.is_none()
     }
 
-    /// Unknown: a value and its placeholder differ in length.
+    /// Unknown: the total is the inner body's, but bytes held back move
+    /// from one frame to the next.
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
     }

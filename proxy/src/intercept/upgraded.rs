@@ -27,9 +27,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
+use bytes::Bytes;
+
 use super::body::OnFinding;
+use super::reflected::Report;
 use crate::decide::Decider;
 use crate::http::scan::BodyScanner;
+use crate::http::secrets::Reflection;
 use crate::http::websocket::{Frames, POLICY_VIOLATION, PROTOCOL_ERROR, Payloads, close_frame};
 
 /// How long the upstream-to-agent copy may take to finish a write once the
@@ -55,14 +59,21 @@ enum Outbound {
     Unreadable(String),
 }
 
-/// Relays `agent` ⇄ `upstream` until both sides close or a deny ends it;
-/// `target` (host and path) names the connection in notices.
+/// How the agent's side is scanned: the scanner, and what a finding means.
+pub(super) struct Scan {
+    pub scanner: BodyScanner,
+    pub on_finding: OnFinding,
+}
+
+/// Relays `agent` ⇄ `upstream` until both sides close or a deny ends it,
+/// masking what comes back by `guard` (the upstream's host is one a secret
+/// may go to); `target` (host and path) names the connection in notices.
 pub(super) async fn relay<A, U>(
     agent: A,
     upstream: U,
     protocol: Protocol,
-    mut scanner: BodyScanner,
-    mut on_finding: OnFinding,
+    Scan { mut scanner, mut on_finding }: Scan,
+    guard: Option<(Reflection, Report)>,
     decider: Arc<Decider>,
     target: String,
 ) where
@@ -86,7 +97,7 @@ pub(super) async fn relay<A, U>(
             }
             ended
         },
-        copy_in(&mut upstream_r, &mut agent_w, protocol, &mut inbound, stopped),
+        copy_in(&mut upstream_r, &mut agent_w, (protocol, &mut inbound), guard, stopped),
     );
     let (code, reason, message) = match outbound {
         Outbound::Ended => return,
@@ -158,14 +169,16 @@ async fn scan_out<A: AsyncRead, U: AsyncWrite>(
 }
 
 /// Upstream → agent, copied as it comes (the agent's own downloads are
-/// not scanned), following WebSocket frames so a close frame can be added.
+/// not scanned for leaks), with a `guard`'s values masked (the bytes as
+/// they come: a value inside one frame's payload, not one split across
+/// frames), following WebSocket frames so a close frame can be added.
 /// Stops reading once `stop` is set; returns whether every piece read was
 /// written whole (a write cut off by the grace period leaves a frame open).
 async fn copy_in<U: AsyncRead, A: AsyncWrite>(
     upstream: &mut ReadHalf<U>,
     agent: &mut WriteHalf<A>,
-    protocol: Protocol,
-    frames: &mut Frames,
+    (protocol, frames): (Protocol, &mut Frames),
+    mut guard: Option<(Reflection, Report)>,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
     let mut buf = vec![0u8; CHUNK];
@@ -176,17 +189,33 @@ async fn copy_in<U: AsyncRead, A: AsyncWrite>(
             () = stopped(&mut stop) => return in_sync,
             read = upstream.read(&mut buf) => match read {
                 Ok(0) | Err(_) => {
+                    // What was held could only begin a value: masked, it goes.
+                    if let Some((reflection, _)) = guard.as_mut() {
+                        let _ = agent.write_all(&reflection.finish()).await;
+                    }
                     let _ = agent.shutdown().await;
                     return in_sync;
                 }
                 Ok(n) => n,
             },
         };
+        let masked;
+        let piece = match guard.as_mut() {
+            None => &buf[..n],
+            Some((reflection, report)) => {
+                masked = reflection.chunk(Bytes::copy_from_slice(&buf[..n]));
+                let found = reflection.newly_found();
+                if !found.is_empty() {
+                    report(found);
+                }
+                &masked[..]
+            }
+        };
         if in_sync {
-            in_sync = frames.skip(&buf[..n]).is_ok();
+            in_sync = frames.skip(piece).is_ok();
         }
         let written = tokio::select! {
-            written = agent.write_all(&buf[..n]) => written.is_ok(),
+            written = agent.write_all(piece) => written.is_ok(),
             () = async {
                 stopped(&mut stop).await;
                 tokio::time::sleep(GRACE).await;
@@ -225,6 +254,10 @@ mod tests {
 
     /// A relay whose every finding is denied.
     fn start(protocol: Protocol) -> Ends {
+        start_guarded(protocol, None)
+    }
+
+    fn start_guarded(protocol: Protocol, guard: Option<(Reflection, Report)>) -> Ends {
         let (agent, agent_side) = duplex(64 * 1024);
         let (upstream, upstream_side) = duplex(64 * 1024);
         let files = vec![PolicyFile { name: "none.cedar".into(), text: String::new() }];
@@ -232,7 +265,8 @@ mod tests {
         let decider = Arc::new(Decider::new(authorizer, None, "test", "agent"));
         let scanner = BodyScanner::new(None, "up.test", &Canaries::none());
         let on_finding: OnFinding = Box::new(|kinds| Some(format!("found {}", kinds.join(","))));
-        let relay = tokio::spawn(relay(agent_side, upstream_side, protocol, scanner, on_finding, decider, "t".into()));
+        let scan = Scan { scanner, on_finding };
+        let relay = tokio::spawn(relay(agent_side, upstream_side, protocol, scan, guard, decider, "t".into()));
         Ends { agent, upstream, relay }
     }
 
@@ -299,6 +333,38 @@ mod tests {
                 ends.relay.await.expect("relay ended");
             }
         }
+    }
+
+    /// From a host a secret may go to, the secret's value in a server frame
+    /// reaches the agent masked, the frame's length unchanged.
+    #[tokio::test]
+    async fn a_value_the_upstream_sends_after_the_upgrade_is_masked() {
+        use bridle_engine::config::{Secret, SecretSource};
+        let value = "wss-token-0123456789abcdef";
+        let secret = Secret {
+            name: "rt".into(),
+            source: SecretSource::Env("RT".into()),
+            hosts: vec!["h.test".into()],
+            header: "authorization".into(),
+            format: "Bearer {value}".into(),
+        };
+        let secrets = crate::http::secrets::Secrets::load_with(&[secret], |_| Some(value.into())).expect("loads");
+        let reflection = Arc::new(secrets).reflection("h.test").expect("a guard");
+        let found = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&found);
+        let report: Report = Box::new(move |names| seen.lock().expect("not poisoned").extend(names));
+        let mut ends = start_guarded(Protocol::WebSocket, Some((reflection, report)));
+        let text = format!("your key is {value}");
+        let mut frame = vec![0x81, text.len() as u8];
+        frame.extend_from_slice(text.as_bytes());
+        ends.upstream.write_all(&frame).await.expect("write");
+        drop(ends.upstream);
+        let mut got = Vec::new();
+        ends.agent.read_to_end(&mut got).await.expect("read");
+        let mask = format!("bridle-secret-rt{}", "*".repeat(value.len() - 16));
+        assert_eq!(&got[..2], &frame[..2]);
+        assert_eq!(String::from_utf8_lossy(&got[2..]), format!("your key is {mask}"));
+        assert_eq!(*found.lock().expect("not poisoned"), ["rt"]);
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@ FastMCP's name since mcp 2), for tests/mcp_cli.rs and tests/mcp_http_cli.rs.
 answers with JSON instead of event streams) or sse (the legacy transport, at
 /sse), on --host (127.0.0.1) :--port; --tls-cert/--tls-key serve
 streamable HTTP over TLS. `slow` reports progress when the caller asks;
-`fetch` makes a connection of the server's own.
+`fetch` makes a connection of the server's own; `account` answers with
+$DEMO_ACCOUNT_KEY (a credential the server holds and repeats).
 
 Every tool call is appended to --log as one JSON line {"event": ..., "tool": ...},
 so a test can prove a denied call never reached the server. --variant picks
@@ -110,6 +111,13 @@ def fetch(url: str) -> str:
         return f"status {error.code}"
     except (OSError, urllib.error.URLError) as error:
         return f"failed: {error}"
+
+
+@app.tool()
+def account() -> str:
+    """The account's API key as the server stored it ($DEMO_ACCOUNT_KEY)."""
+    log("call", "account")
+    return f"account key {os.environ.get('DEMO_ACCOUNT_KEY', 'none')}"
 
 
 @app.tool()

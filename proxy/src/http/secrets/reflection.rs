@@ -5,6 +5,10 @@
 //! is masked as the body streams; only a chunk's last bytes that could be
 //! the start of a value wait for the next chunk.
 //!
+//! Each value is looked for in the forms an answer carries it in: as it
+//! is, JSON-escaped, and in base64 at each alignment (an echo of the Basic
+//! credentials Bridle sent); a header whose name holds one is dropped.
+//!
 //! A mask is as long as its value (so `Content-Length` still holds) and
 //! names the secret where it fits (`bridle-secret-api***…`). It is chosen
 //! at load so that it cannot overlap any value: masking never makes a new
@@ -19,14 +23,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use memchr::memmem::Finder;
 
 use super::{Entry, Secrets};
+use crate::http::codec::base64_encode;
 
-/// Per secret, at the index of its entry: how to find and mask its value.
-pub(super) struct Masks(Vec<Mask>);
+/// Per secret, at the index of its entry: how to find and mask each form
+/// its value can come back in.
+pub(super) struct Masks(Vec<Vec<Mask>>);
 
+/// One form of a value: as it is, JSON-escaped, or in base64 (how Basic
+/// credentials carry it) at each of the three alignments.
 struct Mask {
     value: Finder<'static>,
     mask: Vec<u8>,
@@ -41,22 +49,66 @@ impl fmt::Debug for Masks {
 
 impl Masks {
     pub(super) fn new(entries: &[Entry]) -> Masks {
-        let values: Vec<&[u8]> = entries.iter().map(|e| e.value.0.as_bytes()).collect();
+        let forms: Vec<Vec<Vec<u8>>> = entries.iter().map(|e| forms(e.value.0.as_bytes())).collect();
+        let all: Vec<&[u8]> = forms.iter().flatten().map(Vec::as_slice).collect();
         let masks = entries
             .iter()
-            .map(|e| Mask {
-                value: Finder::new(e.value.0.as_bytes()).into_owned(),
-                mask: mask_for(&e.placeholder, e.value.0.len(), &values),
+            .zip(&forms)
+            .map(|(e, forms)| {
+                let masks = forms.iter().enumerate().map(|(n, form)| Mask {
+                    value: Finder::new(form).into_owned(),
+                    // The value itself names its secret; other forms are filled.
+                    mask: mask_for((n == 0).then_some(e.placeholder.as_str()), form.len(), &all),
+                });
+                masks.collect()
             })
             .collect();
         Masks(masks)
     }
 }
 
+/// `value`, then every other form of it an answer may carry: JSON-escaped
+/// (`\"`, `\\`, `\/`), and the base64 of it at each alignment (only the
+/// characters its bytes alone decide), in both alphabets.
+fn forms(value: &[u8]) -> Vec<Vec<u8>> {
+    let mut forms = vec![value.to_vec()];
+    let mut escaped = Vec::with_capacity(value.len());
+    for &byte in value {
+        if byte == b'"' || byte == b'\\' {
+            escaped.push(b'\\');
+        }
+        escaped.push(byte);
+    }
+    let solidus: Vec<u8> = escaped.iter().flat_map(|&b| if b == b'/' { vec![b'\\', b'/'] } else { vec![b] }).collect();
+    forms.extend([escaped, solidus]);
+    for start in 0..3 {
+        let groups = value.len().saturating_sub(start) / 3;
+        // Fewer than two whole groups would be too short to tell apart.
+        if groups < 2 {
+            continue;
+        }
+        let encoded = base64_encode(&value[start..start + 3 * groups]).into_bytes();
+        let url_safe = encoded.iter().map(|&b| match b {
+            b'+' => b'-',
+            b'/' => b'_',
+            other => other,
+        });
+        let url_safe: Vec<u8> = url_safe.collect();
+        forms.extend([encoded, url_safe]);
+    }
+    let mut unique: Vec<Vec<u8>> = Vec::new();
+    for form in forms {
+        if !unique.contains(&form) {
+            unique.push(form);
+        }
+    }
+    unique
+}
+
 /// The placeholder padded with `*` to `len` (or only a fill character when
-/// the value is shorter than it), the first that overlaps no value.
-fn mask_for(placeholder: &str, len: usize, values: &[&[u8]]) -> Vec<u8> {
-    let named = (placeholder.len() <= len).then(|| {
+/// there is none or it is longer), the first that overlaps no value.
+fn mask_for(placeholder: Option<&str>, len: usize, values: &[&[u8]]) -> Vec<u8> {
+    let named = placeholder.filter(|p| p.len() <= len).map(|placeholder| {
         let mut mask = placeholder.as_bytes().to_vec();
         mask.resize(len, b'*');
         mask
@@ -123,8 +175,13 @@ impl Secrets {
 }
 
 impl Reflection {
-    /// Masks values in every header value.
+    /// Masks values in every header value, and drops a header whose name
+    /// holds one (names are lowercase, so lowercased values are looked for).
     pub fn headers(&mut self, headers: &mut HeaderMap) {
+        let named: Vec<HeaderName> = headers.keys().filter(|name| self.in_name(name.as_str())).cloned().collect();
+        for name in named {
+            headers.remove(&name);
+        }
         for value in headers.values_mut() {
             let mut bytes = value.as_bytes().to_vec();
             if !self.mask(value.as_bytes(), &mut bytes) {
@@ -179,31 +236,51 @@ impl Reflection {
     fn mask(&mut self, raw: &[u8], out: &mut [u8]) -> bool {
         let mut any = false;
         for &i in &self.which {
-            let Mask { value, mask } = &self.secrets.masks.0[i];
-            let mut from = 0;
-            while let Some(at) = value.find(&raw[from..]) {
-                let at = from + at;
-                out[at..at + mask.len()].copy_from_slice(mask);
-                from = at + 1;
-                any = true;
-            }
-            if from > 0 {
-                self.found.insert(self.secrets.entries[i].name.clone());
+            for Mask { value, mask } in &self.secrets.masks.0[i] {
+                let mut from = 0;
+                while let Some(at) = value.find(&raw[from..]) {
+                    let at = from + at;
+                    out[at..at + mask.len()].copy_from_slice(mask);
+                    from = at + 1;
+                }
+                if from > 0 {
+                    any = true;
+                    self.found.insert(self.secrets.entries[i].name.clone());
+                }
             }
         }
         any
     }
 
+    /// Whether a header name holds a form of a value, lowercased.
+    fn in_name(&mut self, name: &str) -> bool {
+        for &i in &self.which {
+            let forms = self.secrets.masks.0[i].iter();
+            if forms
+                .map(|form| form.value.needle().to_ascii_lowercase())
+                .any(|form| name.as_bytes().windows(form.len()).any(|w| w == form))
+            {
+                self.found.insert(self.secrets.entries[i].name.clone());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Every form of every guarded value.
+    fn forms(&self) -> impl Iterator<Item = &Mask> {
+        self.which.iter().flat_map(|&i| self.secrets.masks.0[i].iter())
+    }
+
     /// Whether a value occurs in `bytes`.
     fn occurs_in(&self, bytes: &[u8]) -> bool {
-        self.which.iter().any(|&i| self.secrets.masks.0[i].value.find(bytes).is_some())
+        self.forms().any(|form| form.value.find(bytes).is_some())
     }
 
     /// The length of the longest end of `bytes` that is a proper start of
     /// a value (what the next chunk could complete).
     fn open_prefix(&self, bytes: &[u8]) -> usize {
-        let starts = self.which.iter().map(|&i| open_prefix(bytes, self.secrets.masks.0[i].value.needle()));
-        starts.max().unwrap_or(0)
+        self.forms().map(|form| open_prefix(bytes, form.value.needle())).max().unwrap_or(0)
     }
 }
 

@@ -444,3 +444,34 @@ fn values_in_answer_headers_are_masked_and_never_show_in_debug() {
     let shown = format!("{reflection:?} {secrets:?}");
     assert!(shown.contains("anthropic") && !shown.contains(ANTHROPIC_VALUE), "{shown}");
 }
+
+/// An echo of the Basic credentials Bridle sent, a JSON string of a value
+/// that needs escaping, and a header named after a value: none gives the
+/// value away.
+#[test]
+fn encoded_forms_and_header_names_are_masked_too() {
+    let config = vec![secret("git", "GIT", &["h.test"], "authorization", "{value}")];
+    let value = r#"p4ss"w/rd\2025xyz"#;
+    let secrets = Arc::new(Secrets::load_with(&config, move |_| Some(OsString::from(value))).expect("loads"));
+    for user in ["u", "us", "use"] {
+        let basic = super::base64_encode(format!("{user}:{value}").as_bytes());
+        let mut reflection = secrets.reflection("h.test").expect("a guard");
+        let out = String::from_utf8(reflect(&mut reflection, format!("Basic {basic}").as_bytes(), 5)).expect("text");
+        let decoded = super::base64_decode(out.trim_start_matches("Basic ")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&decoded).contains("w/rd"), "{user}: {out}");
+        assert_eq!(reflection.newly_found(), ["git"], "{user}");
+    }
+    let json = serde_json::json!({ "token": value }).to_string();
+    let mut reflection = secrets.reflection("h.test").expect("a guard");
+    let out = String::from_utf8(reflect(&mut reflection, json.as_bytes(), 3)).expect("text");
+    assert!(!out.contains("w/rd"), "{out}");
+    let name = HeaderName::from_bytes(format!("x-{}", "1234567890abcdef").as_bytes()).expect("name");
+    let config = vec![secret("hex", "HEX", &["h.test"], "x-k", "{value}")];
+    let hex = Arc::new(Secrets::load_with(&config, |_| Some(OsString::from("1234567890ABCDEF"))).expect("loads"));
+    let mut map = headers(&[("x-fine", "1")]);
+    map.insert(name, HeaderValue::from_static("1"));
+    let mut reflection = hex.reflection("h.test").expect("a guard");
+    reflection.headers(&mut map);
+    assert_eq!(map.len(), 1, "{map:?}");
+    assert_eq!(reflection.newly_found(), ["hex"]);
+}
