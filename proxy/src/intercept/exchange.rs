@@ -436,6 +436,20 @@ impl Exchange {
         parts: &mut http::response::Parts,
         target: String,
     ) -> Result<Report, String> {
+        // Masked first: the coding named below is the upstream's text.
+        // hyper would pass an HTTP/1 reason phrase on as it came.
+        parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+        reflection.headers(&mut parts.headers);
+        let found = reflection.newly_found();
+        let decider = Arc::clone(&self.conn.decider);
+        let notice_target = target.clone();
+        let mut report: Report = Box::new(move |names: Vec<String>| {
+            let names = names.join(", ");
+            decider.notice("warn", format!("{notice_target}: the answer held the value of secret(s) {names}; masked"));
+        });
+        if !found.is_empty() {
+            report(found);
+        }
         if let Some(coding) = encoded(&parts.headers) {
             let reason = format!(
                 "{target}: the answer came encoded ({coding}) though Bridle asked for none; answers from a \
@@ -443,18 +457,6 @@ impl Exchange {
             );
             self.conn.decider.notice("warn", reason.clone());
             return Err(reason);
-        }
-        let decider = Arc::clone(&self.conn.decider);
-        let mut report: Report = Box::new(move |names: Vec<String>| {
-            let names = names.join(", ");
-            decider.notice("warn", format!("{target}: the answer held the value of secret(s) {names}; masked"));
-        });
-        // hyper would pass an HTTP/1 reason phrase on as it came.
-        parts.extensions.remove::<hyper::ext::ReasonPhrase>();
-        reflection.headers(&mut parts.headers);
-        let found = reflection.newly_found();
-        if !found.is_empty() {
-            report(found);
         }
         Ok(report)
     }

@@ -40,6 +40,9 @@ use crate::http::websocket::{Frames, POLICY_VIOLATION, PROTOCOL_ERROR, Payloads,
 /// agent's side was refused, before the connection is dropped mid-frame.
 const GRACE: Duration = Duration::from_secs(2);
 const CHUNK: usize = 16 * 1024;
+/// How long bytes held back (they could begin a secret's value) wait for
+/// more on a stream without frames before they go, masked.
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 /// What the agent switched to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,9 +172,10 @@ async fn scan_out<A: AsyncRead, U: AsyncWrite>(
 }
 
 /// Upstream → agent, copied as it comes (the agent's own downloads are
-/// not scanned for leaks), with a `guard`'s values masked (the bytes as
-/// they come: a value inside one frame's payload, not one split across
-/// frames), following WebSocket frames so a close frame can be added.
+/// not scanned for leaks), with a `guard`'s values masked (within one
+/// WebSocket frame; on another protocol, within what comes without a pause
+/// of [`IDLE_FLUSH`]), following WebSocket frames so a close frame can be
+/// added.
 /// Stops reading once `stop` is set; returns whether every piece read was
 /// written whole (a write cut off by the grace period leaves a frame open).
 async fn copy_in<U: AsyncRead, A: AsyncWrite>(
@@ -183,8 +187,13 @@ async fn copy_in<U: AsyncRead, A: AsyncWrite>(
 ) -> bool {
     let mut buf = vec![0u8; CHUNK];
     let mut in_sync = protocol == Protocol::WebSocket;
+    // The frames as they come (before bytes are held back for masking): a
+    // value is only looked for within one frame, so what is held is let go
+    // at a frame's end, and an interactive stream never waits on it.
+    let (mut raw_frames, mut raw_in_sync) = (Frames::default(), protocol == Protocol::WebSocket);
     loop {
-        let n = tokio::select! {
+        let holding = guard.as_ref().is_some_and(|(reflection, _)| reflection.holding());
+        let step = tokio::select! {
             biased;
             () = stopped(&mut stop) => return in_sync,
             read = upstream.read(&mut buf) => match read {
@@ -196,20 +205,34 @@ async fn copy_in<U: AsyncRead, A: AsyncWrite>(
                     let _ = agent.shutdown().await;
                     return in_sync;
                 }
-                Ok(n) => n,
+                Ok(n) => Some(n),
             },
+            // Without frames, held bytes go once the stream pauses.
+            () = tokio::time::sleep(IDLE_FLUSH), if holding && !raw_in_sync => None,
         };
-        let masked;
-        let piece = match guard.as_mut() {
-            None => &buf[..n],
-            Some((reflection, report)) => {
-                masked = reflection.chunk(Bytes::copy_from_slice(&buf[..n]));
+        let masked: Vec<u8>;
+        let piece = match (step, guard.as_mut()) {
+            (Some(n), None) => &buf[..n],
+            (Some(n), Some((reflection, report))) => {
+                let mut out = reflection.chunk(Bytes::copy_from_slice(&buf[..n])).to_vec();
+                if raw_in_sync {
+                    raw_in_sync = raw_frames.skip(&buf[..n]).is_ok();
+                    if raw_in_sync && raw_frames.at_boundary() {
+                        out.extend_from_slice(&reflection.finish());
+                    }
+                }
                 let found = reflection.newly_found();
                 if !found.is_empty() {
                     report(found);
                 }
+                masked = out;
                 &masked[..]
             }
+            (None, Some((reflection, _))) => {
+                masked = reflection.finish().to_vec();
+                &masked[..]
+            }
+            (None, None) => continue,
         };
         if in_sync {
             in_sync = frames.skip(piece).is_ok();
@@ -335,12 +358,11 @@ mod tests {
         }
     }
 
-    /// From a host a secret may go to, the secret's value in a server frame
-    /// reaches the agent masked, the frame's length unchanged.
-    #[tokio::test]
-    async fn a_value_the_upstream_sends_after_the_upgrade_is_masked() {
+    const VALUE: &str = "wss-token-0123456789abcdef";
+
+    /// A relay whose answers are guarded for `VALUE`; what it reports.
+    fn start_masking(protocol: Protocol) -> (Ends, Arc<std::sync::Mutex<Vec<String>>>) {
         use bridle_engine::config::{Secret, SecretSource};
-        let value = "wss-token-0123456789abcdef";
         let secret = Secret {
             name: "rt".into(),
             source: SecretSource::Env("RT".into()),
@@ -348,23 +370,59 @@ mod tests {
             header: "authorization".into(),
             format: "Bearer {value}".into(),
         };
-        let secrets = crate::http::secrets::Secrets::load_with(&[secret], |_| Some(value.into())).expect("loads");
+        let secrets = crate::http::secrets::Secrets::load_with(&[secret], |_| Some(VALUE.into())).expect("loads");
         let reflection = Arc::new(secrets).reflection("h.test").expect("a guard");
         let found = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&found);
         let report: Report = Box::new(move |names| seen.lock().expect("not poisoned").extend(names));
-        let mut ends = start_guarded(Protocol::WebSocket, Some((reflection, report)));
-        let text = format!("your key is {value}");
+        (start_guarded(protocol, Some((reflection, report))), found)
+    }
+
+    fn server_frame(text: &str) -> Vec<u8> {
         let mut frame = vec![0x81, text.len() as u8];
         frame.extend_from_slice(text.as_bytes());
-        ends.upstream.write_all(&frame).await.expect("write");
+        frame
+    }
+
+    /// From a host a secret may go to, the secret's value in a server frame
+    /// reaches the agent masked (also when it comes in two reads), the
+    /// frame's length unchanged.
+    #[tokio::test]
+    async fn a_value_the_upstream_sends_after_the_upgrade_is_masked() {
+        let (mut ends, found) = start_masking(Protocol::WebSocket);
+        let frame = server_frame(&format!("your key is {VALUE}"));
+        let (first, second) = frame.split_at(20);
+        ends.upstream.write_all(first).await.expect("write");
+        ends.upstream.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ends.upstream.write_all(second).await.expect("write");
         drop(ends.upstream);
         let mut got = Vec::new();
         ends.agent.read_to_end(&mut got).await.expect("read");
-        let mask = format!("bridle-secret-rt{}", "*".repeat(value.len() - 16));
+        let mask = format!("bridle-secret-rt{}", "*".repeat(VALUE.len() - 16));
         assert_eq!(&got[..2], &frame[..2]);
         assert_eq!(String::from_utf8_lossy(&got[2..]), format!("your key is {mask}"));
         assert_eq!(*found.lock().expect("not poisoned"), ["rt"]);
+    }
+
+    /// Bytes that could begin the value are held only while more can come:
+    /// a frame that ends in them, or a pause in a stream without frames,
+    /// lets them go at once (a terminal's echo does not wait).
+    #[tokio::test]
+    async fn held_bytes_go_at_a_frame_end_or_a_pause() {
+        let (mut ends, _) = start_masking(Protocol::WebSocket);
+        let frame = server_frame("typed: wss");
+        ends.upstream.write_all(&frame).await.expect("write");
+        let mut got = vec![0u8; frame.len()];
+        let read = tokio::time::timeout(Duration::from_secs(2), ends.agent.read_exact(&mut got)).await;
+        assert!(matches!(read, Ok(Ok(_))), "the frame's end was held");
+        assert_eq!(got, frame);
+        let (mut ends, _) = start_masking(Protocol::Opaque);
+        ends.upstream.write_all(b"$ echo w").await.expect("write");
+        let mut got = vec![0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(2), ends.agent.read_exact(&mut got)).await;
+        assert!(matches!(read, Ok(Ok(_))), "the pause did not let the held byte go");
+        assert_eq!(&got, b"$ echo w");
     }
 
     #[tokio::test]

@@ -69,7 +69,8 @@ impl Masks {
 
 /// `value`, then every other form of it an answer may carry: JSON-escaped
 /// (`\"`, `\\`, `\/`), and the base64 of it at each alignment (only the
-/// characters its bytes alone decide), in both alphabets.
+/// characters its bytes alone decide: the whole 3-byte groups, so up to
+/// two bytes at each end stay readable), in both alphabets.
 fn forms(value: &[u8]) -> Vec<Vec<u8>> {
     let mut forms = vec![value.to_vec()];
     let mut escaped = Vec::with_capacity(value.len());
@@ -79,8 +80,7 @@ fn forms(value: &[u8]) -> Vec<Vec<u8>> {
         }
         escaped.push(byte);
     }
-    let solidus: Vec<u8> = escaped.iter().flat_map(|&b| if b == b'/' { vec![b'\\', b'/'] } else { vec![b] }).collect();
-    forms.extend([escaped, solidus]);
+    forms.extend([solidus(&escaped), escaped]);
     for start in 0..3 {
         let groups = value.len().saturating_sub(start) / 3;
         // Fewer than two whole groups would be too short to tell apart.
@@ -94,7 +94,7 @@ fn forms(value: &[u8]) -> Vec<Vec<u8>> {
             other => other,
         });
         let url_safe: Vec<u8> = url_safe.collect();
-        forms.extend([encoded, url_safe]);
+        forms.extend([solidus(&encoded), encoded, url_safe]);
     }
     let mut unique: Vec<Vec<u8>> = Vec::new();
     for form in forms {
@@ -103,6 +103,18 @@ fn forms(value: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     unique
+}
+
+/// `bytes` with every `/` escaped as `\/` (PHP's JSON encoder does).
+fn solidus(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        if byte == b'/' {
+            out.push(b'\\');
+        }
+        out.push(byte);
+    }
+    out
 }
 
 /// The placeholder padded with `*` to `len` (or only a fill character when
@@ -270,6 +282,11 @@ impl Reflection {
     /// Every form of every guarded value.
     fn forms(&self) -> impl Iterator<Item = &Mask> {
         self.which.iter().flat_map(|&i| self.secrets.masks.0[i].iter())
+    }
+
+    /// Whether bytes are held back, waiting for the next chunk.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// Whether a value occurs in `bytes`.
