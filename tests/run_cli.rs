@@ -1101,6 +1101,47 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     assert!(!Path::new(&left).exists(), "what the command left in its /tmp outlived the session");
 }
 
+/// `[host] cover_sockets`: the sockets the user serves outside `/run`
+/// that the command could open (an ssh `ControlMaster`'s in a directory of
+/// the user's, an agent's in `/tmp`) are covered in its view: a connect to
+/// them, or to a symlink that leads there, is refused, and they are named
+/// as covered, not as reachable. The host's own view is untouched.
+#[test]
+fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
+    let net = TestNet::new("cover");
+    let tag = std::process::id();
+    let dir = tempfile::Builder::new().prefix("bridle-test-cm-").tempdir_in("/var/tmp").expect("a directory");
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
+    let master = format!("{}/cm-git@host:22", dir.path().display());
+    let in_tmp = format!("/tmp/bridle-test-cover-{tag}.sock");
+    let link = format!("/var/tmp/bridle-test-cover-link-{tag}");
+    let _planted = Planted { dirs: Vec::new(), files: vec![PathBuf::from(&link)] };
+    std::os::unix::fs::symlink(&master, &link).expect("a link to the socket");
+    let _service = UserService::start(&net.name, 65534, &[&master, &in_tmp]);
+    let script = format!("{PY_REACH}for p in ['{master}', '{in_tmp}', '{link}']:\n    print(reach(p))\n");
+    let outside = || {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &net.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["/usr/bin/python3", "-c", &script])
+            .output()
+            .expect("reach the sockets outside the session");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Outside the session the same user reaches them: the test can fail.
+    assert_eq!(outside(), "ran\nran\nran\n");
+    let config = net.dir.path().join("bridle.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[host]\ncover_sockets = true\n");
+    std::fs::write(&config, text).expect("config");
+    let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(run.stdout, "ECONNREFUSED\nECONNREFUSED\nECONNREFUSED\n", "{}", run.all());
+    let covered = run.stderr.lines().find(|line| line.contains("are covered for the command")).unwrap_or_default();
+    assert!(covered.contains(&master) && covered.contains(&in_tmp), "{}", run.all());
+    assert!(!run.stderr.contains("what serves them acts for it"), "none is left reachable: {}", run.all());
+    assert_eq!(outside(), "ran\nran\nran\n", "the host's view is untouched");
+}
+
 /// A service the user starts after the session did, in a directory that
 /// did not exist before it, binds under the session's cover all the same:
 /// the session made the directory on the host, as the service would have.

@@ -4,16 +4,20 @@
 //! on its host, gpg's dirmngr fetches keys, an IDE's IPC runs what it is
 //! told), and no kernel hook this side of BPF LSM or Landlock's
 //! `RESOLVE_UNIX` can decide a connect by what it reaches: a path is
-//! whatever its symlinks make it. So the command is not stopped, but the
-//! person running it is told, by name, with the ways out (`--user`, and
-//! `[host] private_tmp` for those in `/tmp`), and the session's audit log
-//! keeps it ([`super::warnings`]).
+//! whatever its symlinks make it. So by default the command is not
+//! stopped, but the person running it is told, by name, with the ways out
+//! (`--user`, `[host] private_tmp` for those in `/tmp`, `[host]
+//! cover_sockets`), and the session's audit log keeps it
+//! ([`super::warnings`]). With `[host] cover_sockets`, [`cover`] puts a
+//! mount over each socket found (on the socket itself, so every path to
+//! it is covered) before the report, which then names none of them.
 //!
 //! Asked in the command's own mount namespace (its covers in place) with
 //! its user's file system ids, just before it starts: a socket it cannot
 //! see or may not open is not named.
 //!
-//! Never: connect to what is found, or stop the command for it.
+//! Never: connect to what is found, or (without `cover_sockets`) stop the
+//! command for it.
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt as _;
@@ -68,12 +72,33 @@ fn served(table: &[u8]) -> BTreeSet<PathBuf> {
 /// one group is `gid`) can open here, leaving out those under `allowed`
 /// (Bridle's own, the configured live directories).
 pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
-    let Ok(table) = std::fs::read("/proc/net/unix") else { return };
+    let reachable = reachable(uid, gid, allowed);
+    if reachable.is_empty() {
+        return;
+    }
+    let named = names(&reachable);
+    // The way out for sockets in /tmp (an ssh-agent's, an IDE's) costs
+    // less than another account.
+    let in_tmp = reachable.iter().any(|path| path.starts_with("/tmp"));
+    warnings.warn(format_args!(
+        "the command can connect to {} socket(s) served outside the session, and what serves them acts for it \
+         unguarded: {}. For an agent you do not trust, run it as an account of its own (--user) that those sockets \
+         do not let in{}, or cover them ([host] cover_sockets = true)",
+        reachable.len(),
+        named,
+        if in_tmp { ", give it a /tmp of its own ([host] private_tmp = true)" } else { "" }
+    ));
+}
+
+/// The sockets served outside the session that `uid` (whose one group is
+/// `gid`) can open here, leaving out those under `allowed`.
+fn reachable(uid: u32, gid: u32, allowed: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(table) = std::fs::read("/proc/net/unix") else { return Vec::new() };
     // Compared as the command sees them: `/var/run/postgresql` is
     // `/run/postgresql`.
     let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let allowed: Vec<PathBuf> = allowed.iter().map(|dir| canonical(dir)).collect();
-    let reachable: Vec<PathBuf> = served(&table)
+    served(&table)
         .into_iter()
         .filter(|path| {
             let parent = path.parent().map(canonical).unwrap_or_default();
@@ -81,25 +106,68 @@ pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
         })
         .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket()))
         .filter(|path| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path.as_path(), AccessFlags::W_OK, true))
-        .collect();
-    if reachable.is_empty() {
-        return;
+        .collect()
+}
+
+/// The first [`NAMED`] paths, then how many more.
+fn names(paths: &[PathBuf]) -> String {
+    let mut named: Vec<String> = paths.iter().take(NAMED).map(|path| path.display().to_string()).collect();
+    if paths.len() > NAMED {
+        named.push(format!("and {} more", paths.len() - NAMED));
     }
-    let mut named: Vec<String> = reachable.iter().take(NAMED).map(|path| path.display().to_string()).collect();
-    if reachable.len() > NAMED {
-        named.push(format!("and {} more", reachable.len() - NAMED));
+    named.join(", ")
+}
+
+/// `[host] cover_sockets`: overmounts each socket [`report`] would name
+/// with `/dev/null`, read-only and `nodev`, in the command's mount
+/// namespace: a connect there finds no socket (`ECONNREFUSED`), and the
+/// device cannot be opened. The mount goes onto the socket itself (through
+/// a descriptor opened without following a last symlink, checked to be a
+/// socket), so every path that leads to it is covered, symlinks included.
+/// A socket bound after this, or another hard link to one, is not. An
+/// error but a socket gone meanwhile refuses to start the command.
+pub fn cover(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+
+    use anyhow::Context as _;
+    use nix::mount::{MsFlags, mount};
+
+    let open =
+        |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
+    let mut covered = Vec::new();
+    for path in reachable(uid, gid, allowed) {
+        let socket = match open(&path) {
+            Ok(socket) => socket,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error).with_context(|| format!("opening {} to cover it", path.display())),
+        };
+        // Swapped for something else since it was listed: nothing to cover
+        // (and the report after this names it if it is a socket again).
+        if !socket.metadata().is_ok_and(|meta| meta.file_type().is_socket()) {
+            continue;
+        }
+        let at = super::services::fd_path(&socket);
+        mount(Some("/dev/null"), at.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .with_context(|| format!("covering {}", path.display()))?;
+        let cover = open(&path).with_context(|| format!("opening the cover of {}", path.display()))?;
+        let sealed = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        mount(None::<&str>, super::services::fd_path(&cover).as_path(), None::<&str>, sealed, None::<&str>)
+            .with_context(|| format!("sealing the cover of {}", path.display()))?;
+        covered.push(path);
     }
-    // The way out for sockets in /tmp (an ssh-agent's, an IDE's) costs
-    // less than another account.
-    let in_tmp = reachable.iter().any(|path| path.starts_with("/tmp"));
-    warnings.warn(format_args!(
-        "the command can connect to {} socket(s) served outside the session, and what serves them acts for it \
-         unguarded: {}. For an agent you do not trust, run it as an account of its own (--user) that those sockets \
-         do not let in{}",
-        reachable.len(),
-        named.join(", "),
-        if in_tmp { ", or give it a /tmp of its own ([host] private_tmp = true)" } else { "" }
-    ));
+    if !covered.is_empty() {
+        warnings.warn(format_args!(
+            "{} socket(s) served outside the session are covered for the command ([host] cover_sockets): {}",
+            covered.len(),
+            names(&covered)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

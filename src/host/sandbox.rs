@@ -41,6 +41,10 @@ pub struct SandboxArgs {
     /// command starts in) read-only ([`super::persistence::lock`]).
     #[arg(long, value_name = "HOME")]
     pub lock_startup_files: Option<PathBuf>,
+    /// Cover the sockets served outside the session that the command could
+    /// connect to ([`super::reachable::cover`]).
+    #[arg(long)]
+    pub cover_sockets: bool,
     /// The sandbox's end of the session's socket for warnings (see
     /// [`super::warnings`]); absent, they are said on stderr only.
     #[arg(long)]
@@ -73,6 +77,9 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     // reach, are not news.
     let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();
     allowed.push(PathBuf::from(bridle_mcp_gateway::report::SOCKET_DIR));
+    if args.cover_sockets {
+        super::reachable::cover(uid, gid, &allowed, &warnings).context("[host] cover_sockets")?;
+    }
     super::reachable::report(uid, gid, &allowed, &warnings);
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;

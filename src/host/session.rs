@@ -193,6 +193,9 @@ impl Session {
         if self.config.host.private_tmp {
             command.arg("--private-tmp");
         }
+        if self.config.host.cover_sockets {
+            command.arg("--cover-sockets");
+        }
         if self.config.host.lock_startup_files {
             let mut arg = std::ffi::OsString::from("--lock-startup-files=");
             arg.push(self.home());

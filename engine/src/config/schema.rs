@@ -84,6 +84,11 @@ pub struct HostConfig {
     /// hooks, …) read-only for the command where they exist, rather than
     /// only naming their changes when the session ends.
     pub lock_startup_files: bool,
+    /// Covers every socket served outside the session that the command
+    /// could still connect to when it starts (an ssh `ControlMaster` under
+    /// `~/.ssh`, an ssh-agent or IDE socket in `/tmp`), rather than only
+    /// naming them: each is overmounted, so a connect to it is refused.
+    pub cover_sockets: bool,
 }
 
 /// `[policies]`: where the Cedar policy set comes from.

@@ -194,6 +194,8 @@ fn other_rules_are_validated() {
     assert!(parse("[host]\nprivate_tmp = true").expect("valid").host.private_tmp);
     assert!(!live.host.lock_startup_files, "named, not locked, unless asked");
     assert!(parse("[host]\nlock_startup_files = true").expect("valid").host.lock_startup_files);
+    assert!(!live.host.cover_sockets, "named, not covered, unless asked");
+    assert!(parse("[host]\ncover_sockets = true").expect("valid").host.cover_sockets);
 }
 
 const GOOD_MCP: &str = "[[mcp.servers]]\nname = 'demo'\nurl = 'http://127.0.0.1:8000/mcp'\n\n";
