@@ -1117,7 +1117,13 @@ fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
     let link = format!("/var/tmp/bridle-test-cover-link-{tag}");
     let _planted = Planted { dirs: Vec::new(), files: vec![PathBuf::from(&link)] };
     std::os::unix::fs::symlink(&master, &link).expect("a link to the socket");
-    let _service = UserService::start(&net.name, 65534, &[&master, &in_tmp]);
+    // As ssh makes a ControlMaster's: bound under a temporary name, linked
+    // to the ControlPath, the first name removed (so the kernel's table
+    // names a file that is gone).
+    let bound = format!("{master}.Xq3fT2bZ");
+    let _service = UserService::start(&net.name, 65534, &[&bound, &in_tmp]);
+    std::fs::hard_link(&bound, &master).expect("link the ControlPath");
+    std::fs::remove_file(&bound).expect("remove the temporary name");
     let script = format!("{PY_REACH}for p in ['{master}', '{in_tmp}', '{link}']:\n    print(reach(p))\n");
     let outside = || {
         let output = Command::new("ip")

@@ -94,19 +94,36 @@ pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
 /// `gid`) can open here, leaving out those under `allowed`.
 fn reachable(uid: u32, gid: u32, allowed: &[PathBuf]) -> Vec<PathBuf> {
     let Ok(table) = std::fs::read("/proc/net/unix") else { return Vec::new() };
+    let may = |path: &PathBuf| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path, AccessFlags::W_OK, true);
+    socket_files(&table, allowed).into_iter().filter(may).collect()
+}
+
+/// The socket files of the sockets `table` (`/proc/net/unix`) lists as
+/// served, outside `allowed`. A socket whose bound name is gone was
+/// renamed or hard-linked elsewhere: ssh binds its `ControlMaster` under a
+/// temporary name, links it to the `ControlPath` and removes the first, so
+/// every socket file in that name's directory stands for it (one that no
+/// longer serves anything costs nothing to name or cover).
+fn socket_files(table: &[u8], allowed: &[PathBuf]) -> Vec<PathBuf> {
     // Compared as the command sees them: `/var/run/postgresql` is
     // `/run/postgresql`.
     let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let allowed: Vec<PathBuf> = allowed.iter().map(|dir| canonical(dir)).collect();
-    served(&table)
-        .into_iter()
-        .filter(|path| {
-            let parent = path.parent().map(canonical).unwrap_or_default();
-            !allowed.iter().any(|dir| parent.starts_with(dir))
-        })
-        .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket()))
-        .filter(|path| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path.as_path(), AccessFlags::W_OK, true))
-        .collect()
+    let is_socket = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
+    let mut files = BTreeSet::new();
+    for path in served(table) {
+        let Some(parent) = path.parent() else { continue };
+        if allowed.iter().any(|dir| canonical(parent).starts_with(dir)) {
+            continue;
+        }
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.file_type().is_socket()) {
+            files.insert(path);
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(parent) else { continue };
+        files.extend(entries.flatten().map(|entry| entry.path()).filter(|entry| is_socket(entry)));
+    }
+    files.into_iter().collect()
 }
 
 /// The first [`NAMED`] paths, then how many more.
@@ -118,24 +135,31 @@ fn names(paths: &[PathBuf]) -> String {
     named.join(", ")
 }
 
-/// `[host] cover_sockets`: overmounts each socket [`report`] would name
-/// with `/dev/null`, read-only and `nodev`, in the command's mount
-/// namespace: a connect there finds no socket (`ECONNREFUSED`), and the
-/// device cannot be opened. The mount goes onto the socket itself (through
-/// a descriptor opened without following a last symlink, checked to be a
-/// socket), so every path that leads to it is covered, symlinks included.
-/// A socket bound after this, or another hard link to one, is not. An
-/// error but a socket gone meanwhile refuses to start the command.
-pub fn cover(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
-    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+/// `[host] cover_sockets`: overmounts the file of every socket served
+/// outside `allowed` ([`socket_files`]: whoever may open it now) with
+/// `/dev/null`, read-only and `nodev`, in the command's mount namespace: a
+/// connect there finds no socket (`ECONNREFUSED`), and the device cannot
+/// be opened. The mount goes onto the socket itself (through a descriptor
+/// opened without following a last symlink, checked to be a socket), so
+/// the paths and symlinks that lead to it there are covered. A socket
+/// bound after this, or another hard link to one outside the directory it
+/// was bound in, is not. An error but a socket gone meanwhile refuses to
+/// start the command.
+pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 
-    use anyhow::Context as _;
+    use anyhow::{Context as _, bail};
     use nix::mount::{MsFlags, mount};
 
     let open =
         |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
+    let table = std::fs::read("/proc/net/unix").context("reading /proc/net/unix for the sockets to cover")?;
+    let null = std::fs::metadata("/dev/null").context("/dev/null")?.rdev();
+    // Every one, not only those the command's user may open now: their
+    // owner could open them up, and a cover where none was needed costs
+    // nothing.
     let mut covered = Vec::new();
-    for path in reachable(uid, gid, allowed) {
+    for path in socket_files(&table, allowed) {
         let socket = match open(&path) {
             Ok(socket) => socket,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
@@ -150,6 +174,11 @@ pub fn cover(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) -> an
         mount(Some("/dev/null"), at.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .with_context(|| format!("covering {}", path.display()))?;
         let cover = open(&path).with_context(|| format!("opening the cover of {}", path.display()))?;
+        // The path may lead elsewhere by now (the user's processes change
+        // their own directories): seal only the cover just made.
+        if !cover.metadata().is_ok_and(|meta| meta.file_type().is_char_device() && meta.rdev() == null) {
+            bail!("{} changed while it was covered", path.display());
+        }
         let sealed = MsFlags::MS_REMOUNT
             | MsFlags::MS_BIND
             | MsFlags::MS_RDONLY

@@ -78,7 +78,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();
     allowed.push(PathBuf::from(bridle_mcp_gateway::report::SOCKET_DIR));
     if args.cover_sockets {
-        super::reachable::cover(uid, gid, &allowed, &warnings).context("[host] cover_sockets")?;
+        super::reachable::cover(&allowed, &warnings).context("[host] cover_sockets")?;
     }
     super::reachable::report(uid, gid, &allowed, &warnings);
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
