@@ -19,7 +19,7 @@
 //! symlink leads to (it is the user's, and this runs as root).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use super::warnings::Warnings;
@@ -220,11 +220,9 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
     use nix::mount::{MsFlags, mount};
     let (files, trees) = watched(home, repo);
     let paths = files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path));
-    let open =
-        |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
     let mut locked = 0;
     for path in paths {
-        let held = match open(&path) {
+        let held = match super::services::hold(&path) {
             Ok(held) => held,
             Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(error) => {
@@ -244,7 +242,7 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
             .with_context(|| format!("binding {} onto itself", path.display()))?;
         // The bind's root, by the path again: the same inode, unless
         // another process of the user's swapped the path meanwhile.
-        let bound = open(&path).with_context(|| format!("opening {} again", path.display()))?;
+        let bound = super::services::hold(&path).with_context(|| format!("opening {} again", path.display()))?;
         let again = bound.metadata().with_context(|| format!("reading {}", path.display()))?;
         anyhow::ensure!(
             (again.dev(), again.ino()) == (meta.dev(), meta.ino()),

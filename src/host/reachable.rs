@@ -146,13 +146,11 @@ fn names(paths: &[PathBuf]) -> String {
 /// was bound in, is not. An error but a socket gone meanwhile refuses to
 /// start the command.
 pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 
     use anyhow::{Context as _, bail};
     use nix::mount::{MsFlags, mount};
 
-    let open =
-        |path: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path);
     let table = std::fs::read("/proc/net/unix").context("reading /proc/net/unix for the sockets to cover")?;
     let null = std::fs::metadata("/dev/null").context("/dev/null")?.rdev();
     // Every one, not only those the command's user may open now: their
@@ -160,7 +158,7 @@ pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
     // nothing.
     let mut covered = Vec::new();
     for path in socket_files(&table, allowed) {
-        let socket = match open(&path) {
+        let socket = match super::services::hold(&path) {
             Ok(socket) => socket,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
             Err(error) => return Err(error).with_context(|| format!("opening {} to cover it", path.display())),
@@ -173,7 +171,7 @@ pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
         let at = super::services::fd_path(&socket);
         mount(Some("/dev/null"), at.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .with_context(|| format!("covering {}", path.display()))?;
-        let cover = open(&path).with_context(|| format!("opening the cover of {}", path.display()))?;
+        let cover = super::services::hold(&path).with_context(|| format!("opening the cover of {}", path.display()))?;
         // The path may lead elsewhere by now (the user's processes change
         // their own directories): seal only the cover just made.
         if !cover.metadata().is_ok_and(|meta| meta.file_type().is_char_device() && meta.rdev() == null) {

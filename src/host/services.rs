@@ -178,8 +178,7 @@ pub fn prepare(uid: u32, gid: u32, user: &str, warnings: &Warnings) -> anyhow::R
     let mut dirs = Vec::new();
     for (dir, owner) in candidates(uid, user) {
         open_or_make(&dir, owner, uid, gid)?;
-        let held = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(&dir);
-        let held = held.ok();
+        let held = hold(&dir).ok();
         let expected = if owner == Owner::User { uid } else { 0 };
         if let Some(meta) = held.as_ref().and_then(|held| held.metadata().ok())
             && meta.uid() != expected
@@ -368,6 +367,13 @@ fn open_dir(dir: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir)
 }
 
+/// What is at `path` itself, held without being opened (`O_PATH`) and
+/// never through a last symlink: its identity, and (by [`fd_path`]) a way
+/// back to it whatever is mounted over its name later.
+pub(super) fn hold(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)
+}
+
 /// The path that leads to `file` itself, whatever is mounted over its
 /// name since.
 pub(super) fn fd_path(file: &File) -> PathBuf {
@@ -407,9 +413,7 @@ mod tests {
         std::fs::create_dir(&dir).expect("mkdir");
         let late = parent.path().join("avahi-daemon");
         let record = || {
-            let held = |path: &Path| {
-                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path).ok()
-            };
+            let held = |path: &Path| hold(path).ok();
             Covered { dirs: vec![(dir.clone(), held(&dir)), (late.clone(), held(&late))] }
         };
         let covered = record();
