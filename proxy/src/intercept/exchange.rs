@@ -23,7 +23,7 @@ use bridle_mcp_gateway::http::{Inline, McpRequest, content_coding, is_event_stre
 use super::body::{OnFinding, Prefix, Replay, read_more, read_prefix};
 use super::mcp::{self, Via};
 use super::partial::Watched;
-use super::reflected::{Reflected, Report};
+use super::reflected::{Guard, Reflected, Report};
 use super::respond::{bad_gateway, bad_request, forbidden};
 use super::upgraded::{self, Protocol};
 use super::upstream::Upstream;
@@ -327,9 +327,9 @@ impl Exchange {
         let (mut parts, body) = response.into_parts();
         let mut body = body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync();
         let mut guard = None;
-        if let Some(mut reflection) = reflection {
-            match self.check_answer(&mut reflection, &mut parts, format!("{host}{path}")) {
-                Ok(report) => guard = Some((reflection, report)),
+        if let Some(reflection) = reflection {
+            match self.check_answer(reflection, &mut parts, format!("{host}{path}")) {
+                Ok(checked) => guard = Some(checked),
                 Err(reason) => return bad_gateway(&reason),
             }
         }
@@ -340,8 +340,8 @@ impl Exchange {
             let response = Response::from_parts(parts, ());
             return self.switch(response, (agent_side, websocket_asked), described, guard, target);
         }
-        if let Some((reflection, report)) = guard {
-            body = Reflected::new(body, reflection, report).boxed_unsync();
+        if let Some(guard) = guard {
+            body = Reflected::new(body, guard).boxed_unsync();
         }
         // keep-alive and proxy-connection: the rest hyper handles itself.
         for name in &HOP_BY_HOP[..2] {
@@ -370,7 +370,7 @@ impl Exchange {
         mut response: Response<()>,
         (agent_side, websocket_asked): (OnUpgrade, bool),
         described: HttpRequest,
-        guard: Option<(Reflection, Report)>,
+        guard: Option<Guard>,
         target: String,
     ) -> Response<ProxyBody> {
         let headers = response.headers();
@@ -427,29 +427,26 @@ impl Exchange {
     }
 
     /// The head of an answer from a host a secret may go to, every value of
-    /// those secrets in it masked ([`Reflection`]); what reports the names
-    /// of secrets found (in the head now, in the body later), or why the
-    /// answer cannot be read (it came encoded: a `502`).
+    /// those secrets in it masked ([`Reflection`]); the guard that masks
+    /// the rest and reports the secrets found by name, or why the answer
+    /// cannot be read (it came encoded: a `502`).
     fn check_answer(
         &self,
-        reflection: &mut Reflection,
+        reflection: Reflection,
         parts: &mut http::response::Parts,
         target: String,
-    ) -> Result<Report, String> {
-        // Masked first: the coding named below is the upstream's text.
-        // hyper would pass an HTTP/1 reason phrase on as it came.
-        parts.extensions.remove::<hyper::ext::ReasonPhrase>();
-        reflection.headers(&mut parts.headers);
-        let found = reflection.newly_found();
+    ) -> Result<Guard, String> {
         let decider = Arc::clone(&self.conn.decider);
         let notice_target = target.clone();
-        let mut report: Report = Box::new(move |names: Vec<String>| {
+        let report: Report = Box::new(move |names: Vec<String>| {
             let names = names.join(", ");
             decider.notice("warn", format!("{notice_target}: the answer held the value of secret(s) {names}; masked"));
         });
-        if !found.is_empty() {
-            report(found);
-        }
+        let mut guard = Guard::new(reflection, report);
+        // Masked first: the coding named below is the upstream's text.
+        // hyper would pass an HTTP/1 reason phrase on as it came.
+        parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+        guard.headers(&mut parts.headers);
         if let Some(coding) = encoded(&parts.headers) {
             let reason = format!(
                 "{target}: the answer came encoded ({coding}) though Bridle asked for none; answers from a \
@@ -458,7 +455,7 @@ impl Exchange {
             self.conn.decider.notice("warn", reason.clone());
             return Err(reason);
         }
-        Ok(report)
+        Ok(guard)
     }
 
     /// `answer` with its head checked and its body masked when there is a
@@ -469,10 +466,10 @@ impl Exchange {
         answer: Response<ProxyBody>,
         target: String,
     ) -> Response<ProxyBody> {
-        let Some(mut reflection) = reflection else { return answer };
+        let Some(reflection) = reflection else { return answer };
         let (mut parts, body) = answer.into_parts();
-        match self.check_answer(&mut reflection, &mut parts, target) {
-            Ok(report) => Response::from_parts(parts, Reflected::new(body, reflection, report).boxed_unsync()),
+        match self.check_answer(reflection, &mut parts, target) {
+            Ok(guard) => Response::from_parts(parts, Reflected::new(body, guard).boxed_unsync()),
             Err(reason) => bad_gateway(&reason),
         }
     }

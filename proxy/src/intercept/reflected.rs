@@ -15,18 +15,41 @@ use crate::http::secrets::Reflection;
 /// Told the names of secrets found in the response (headers or body).
 pub(super) type Report = Box<dyn FnMut(Vec<String>) + Send>;
 
-pub(super) struct Reflected {
-    inner: ProxyBody,
+/// A [`Reflection`] that tells `report` the secrets each step found: what
+/// every path back to the agent (a body, an upgraded stream) masks with.
+pub(super) struct Guard {
     reflection: Reflection,
     report: Report,
-    /// Trailers that wait for the held bytes to go first.
-    trailers: Option<HeaderMap>,
-    done: bool,
 }
 
-impl Reflected {
-    pub fn new(inner: ProxyBody, reflection: Reflection, report: Report) -> Self {
-        Reflected { inner, reflection, report, trailers: None, done: false }
+impl Guard {
+    pub fn new(reflection: Reflection, report: Report) -> Self {
+        Guard { reflection, report }
+    }
+
+    /// [`Reflection::headers`], reported.
+    pub fn headers(&mut self, headers: &mut HeaderMap) {
+        self.reflection.headers(headers);
+        self.report_new();
+    }
+
+    /// [`Reflection::chunk`], reported.
+    pub fn chunk(&mut self, data: Bytes) -> Bytes {
+        let out = self.reflection.chunk(data);
+        self.report_new();
+        out
+    }
+
+    /// [`Reflection::finish`], reported.
+    pub fn finish(&mut self) -> Bytes {
+        let out = self.reflection.finish();
+        self.report_new();
+        out
+    }
+
+    /// Whether bytes are held back, waiting for the next chunk.
+    pub fn holding(&self) -> bool {
+        self.reflection.holding()
     }
 
     fn report_new(&mut self) {
@@ -34,6 +57,20 @@ impl Reflected {
         if !found.is_empty() {
             (self.report)(found);
         }
+    }
+}
+
+pub(super) struct Reflected {
+    inner: ProxyBody,
+    guard: Guard,
+    /// Trailers that wait for the held bytes to go first.
+    trailers: Option<HeaderMap>,
+    done: bool,
+}
+
+impl Reflected {
+    pub fn new(inner: ProxyBody, guard: Guard) -> Self {
+        Reflected { inner, guard, trailers: None, done: false }
     }
 }
 
@@ -55,14 +92,13 @@ impl Body for Reflected {
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
                 None => {
                     this.done = true;
-                    let held = this.reflection.finish();
+                    let held = this.guard.finish();
                     return Poll::Ready((!held.is_empty()).then(|| Ok(Frame::data(held))));
                 }
             };
             let frame = match frame.into_data() {
                 Ok(data) => {
-                    let out = this.reflection.chunk(data);
-                    this.report_new();
+                    let out = this.guard.chunk(data);
                     if out.is_empty() {
                         // All of it may start a value: wait for more.
                         continue;
@@ -72,10 +108,9 @@ impl Body for Reflected {
                 Err(frame) => frame,
             };
             let Ok(mut trailers) = frame.into_trailers() else { continue };
-            this.reflection.headers(&mut trailers);
-            this.report_new();
+            this.guard.headers(&mut trailers);
             this.done = true;
-            let held = this.reflection.finish();
+            let held = this.guard.finish();
             if held.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
@@ -143,7 +178,7 @@ mod tests {
         let found = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&found);
         let report: Report = Box::new(move |names| seen.lock().expect("not poisoned").extend(names));
-        let mut reflected = Reflected::new(body, reflection(), report);
+        let mut reflected = Reflected::new(body, Guard::new(reflection(), report));
         let mut out = Vec::new();
         while let Some(frame) = reflected.frame().await {
             out.push(frame.expect("no error"));
@@ -166,7 +201,8 @@ mod tests {
         let found = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&found);
         let report: Report = Box::new(move |names| seen.lock().expect("not poisoned").extend(names));
-        let collected = Reflected::new(body, reflection(), report).collect().await.expect("no error").to_bytes();
+        let reflected = Reflected::new(body, Guard::new(reflection(), report));
+        let collected = reflected.collect().await.expect("no error").to_bytes();
         let mask = format!("bridle-secret-api{}", "*".repeat(VALUE.len() - 17));
         assert_eq!(String::from_utf8_lossy(&collected), format!("{mask} and {mask}"));
         assert_eq!(*found.lock().expect("not poisoned"), ["api"]);

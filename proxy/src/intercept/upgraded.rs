@@ -30,10 +30,9 @@ use tokio::sync::watch;
 use bytes::Bytes;
 
 use super::body::OnFinding;
-use super::reflected::Report;
+use super::reflected::Guard;
 use crate::decide::Decider;
 use crate::http::scan::BodyScanner;
-use crate::http::secrets::Reflection;
 use crate::http::websocket::{Frames, POLICY_VIOLATION, PROTOCOL_ERROR, Payloads, close_frame};
 
 /// How long the upstream-to-agent copy may take to finish a write once the
@@ -76,7 +75,7 @@ pub(super) async fn relay<A, U>(
     upstream: U,
     protocol: Protocol,
     Scan { mut scanner, mut on_finding }: Scan,
-    guard: Option<(Reflection, Report)>,
+    guard: Option<Guard>,
     decider: Arc<Decider>,
     target: String,
 ) where
@@ -182,7 +181,7 @@ async fn copy_in<U: AsyncRead, A: AsyncWrite>(
     upstream: &mut ReadHalf<U>,
     agent: &mut WriteHalf<A>,
     (protocol, frames): (Protocol, &mut Frames),
-    mut guard: Option<(Reflection, Report)>,
+    mut guard: Option<Guard>,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
     let mut buf = vec![0u8; CHUNK];
@@ -192,15 +191,15 @@ async fn copy_in<U: AsyncRead, A: AsyncWrite>(
     // at a frame's end, and an interactive stream never waits on it.
     let (mut raw_frames, mut raw_in_sync) = (Frames::default(), protocol == Protocol::WebSocket);
     loop {
-        let holding = guard.as_ref().is_some_and(|(reflection, _)| reflection.holding());
+        let holding = guard.as_ref().is_some_and(Guard::holding);
         let step = tokio::select! {
             biased;
             () = stopped(&mut stop) => return in_sync,
             read = upstream.read(&mut buf) => match read {
                 Ok(0) | Err(_) => {
                     // What was held could only begin a value: masked, it goes.
-                    if let Some((reflection, _)) = guard.as_mut() {
-                        let _ = agent.write_all(&reflection.finish()).await;
+                    if let Some(guard) = guard.as_mut() {
+                        let _ = agent.write_all(&guard.finish()).await;
                     }
                     let _ = agent.shutdown().await;
                     return in_sync;
@@ -213,23 +212,19 @@ async fn copy_in<U: AsyncRead, A: AsyncWrite>(
         let masked: Vec<u8>;
         let piece = match (step, guard.as_mut()) {
             (Some(n), None) => &buf[..n],
-            (Some(n), Some((reflection, report))) => {
-                let mut out = reflection.chunk(Bytes::copy_from_slice(&buf[..n])).to_vec();
+            (Some(n), Some(guard)) => {
+                let mut out = guard.chunk(Bytes::copy_from_slice(&buf[..n])).to_vec();
                 if raw_in_sync {
                     raw_in_sync = raw_frames.skip(&buf[..n]).is_ok();
                     if raw_in_sync && raw_frames.at_boundary() {
-                        out.extend_from_slice(&reflection.finish());
+                        out.extend_from_slice(&guard.finish());
                     }
-                }
-                let found = reflection.newly_found();
-                if !found.is_empty() {
-                    report(found);
                 }
                 masked = out;
                 &masked[..]
             }
-            (None, Some((reflection, _))) => {
-                masked = reflection.finish().to_vec();
+            (None, Some(guard)) => {
+                masked = guard.finish().to_vec();
                 &masked[..]
             }
             (None, None) => continue,
@@ -267,6 +262,7 @@ mod tests {
 
     use super::*;
     use crate::http::scan::Canaries;
+    use crate::intercept::reflected::Report;
 
     struct Ends {
         /// The agent's end and the upstream's end of the relay.
@@ -280,7 +276,7 @@ mod tests {
         start_guarded(protocol, None)
     }
 
-    fn start_guarded(protocol: Protocol, guard: Option<(Reflection, Report)>) -> Ends {
+    fn start_guarded(protocol: Protocol, guard: Option<Guard>) -> Ends {
         let (agent, agent_side) = duplex(64 * 1024);
         let (upstream, upstream_side) = duplex(64 * 1024);
         let files = vec![PolicyFile { name: "none.cedar".into(), text: String::new() }];
@@ -375,7 +371,7 @@ mod tests {
         let found = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&found);
         let report: Report = Box::new(move |names| seen.lock().expect("not poisoned").extend(names));
-        (start_guarded(protocol, Some((reflection, report))), found)
+        (start_guarded(protocol, Some(Guard::new(reflection, report))), found)
     }
 
     fn server_frame(text: &str) -> Vec<u8> {

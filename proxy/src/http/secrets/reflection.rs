@@ -37,6 +37,8 @@ pub(super) struct Masks(Vec<Vec<Mask>>);
 /// credentials carry it) at each of the three alignments.
 struct Mask {
     value: Finder<'static>,
+    /// The form lowercased, as it would show in a header name.
+    lower: Finder<'static>,
     mask: Vec<u8>,
 }
 
@@ -57,6 +59,7 @@ impl Masks {
             .map(|(e, forms)| {
                 let masks = forms.iter().enumerate().map(|(n, form)| Mask {
                     value: Finder::new(form).into_owned(),
+                    lower: Finder::new(&form.to_ascii_lowercase()).into_owned(),
                     // The value itself names its secret; other forms are filled.
                     mask: mask_for((n == 0).then_some(e.placeholder.as_str()), form.len(), &all),
                 });
@@ -73,14 +76,8 @@ impl Masks {
 /// two bytes at each end stay readable), in both alphabets.
 fn forms(value: &[u8]) -> Vec<Vec<u8>> {
     let mut forms = vec![value.to_vec()];
-    let mut escaped = Vec::with_capacity(value.len());
-    for &byte in value {
-        if byte == b'"' || byte == b'\\' {
-            escaped.push(b'\\');
-        }
-        escaped.push(byte);
-    }
-    forms.extend([solidus(&escaped), escaped]);
+    let escaped = escape(value, b"\"\\");
+    forms.extend([escape(&escaped, b"/"), escaped]);
     for start in 0..3 {
         let groups = value.len().saturating_sub(start) / 3;
         // Fewer than two whole groups would be too short to tell apart.
@@ -94,7 +91,7 @@ fn forms(value: &[u8]) -> Vec<Vec<u8>> {
             other => other,
         });
         let url_safe: Vec<u8> = url_safe.collect();
-        forms.extend([solidus(&encoded), encoded, url_safe]);
+        forms.extend([escape(&encoded, b"/"), encoded, url_safe]);
     }
     let mut unique: Vec<Vec<u8>> = Vec::new();
     for form in forms {
@@ -105,11 +102,12 @@ fn forms(value: &[u8]) -> Vec<Vec<u8>> {
     unique
 }
 
-/// `bytes` with every `/` escaped as `\/` (PHP's JSON encoder does).
-fn solidus(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` with a backslash before each of `these` (JSON's `\"` and
+/// `\\`; `\/`, which PHP's JSON encoder writes).
+fn escape(bytes: &[u8], these: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     for &byte in bytes {
-        if byte == b'/' {
+        if these.contains(&byte) {
             out.push(b'\\');
         }
         out.push(byte);
@@ -248,7 +246,7 @@ impl Reflection {
     fn mask(&mut self, raw: &[u8], out: &mut [u8]) -> bool {
         let mut any = false;
         for &i in &self.which {
-            for Mask { value, mask } in &self.secrets.masks.0[i] {
+            for Mask { value, mask, .. } in &self.secrets.masks.0[i] {
                 let mut from = 0;
                 while let Some(at) = value.find(&raw[from..]) {
                     let at = from + at;
@@ -267,11 +265,7 @@ impl Reflection {
     /// Whether a header name holds a form of a value, lowercased.
     fn in_name(&mut self, name: &str) -> bool {
         for &i in &self.which {
-            let forms = self.secrets.masks.0[i].iter();
-            if forms
-                .map(|form| form.value.needle().to_ascii_lowercase())
-                .any(|form| name.as_bytes().windows(form.len()).any(|w| w == form))
-            {
+            if self.secrets.masks.0[i].iter().any(|form| form.lower.find(name.as_bytes()).is_some()) {
                 self.found.insert(self.secrets.entries[i].name.clone());
                 return true;
             }
