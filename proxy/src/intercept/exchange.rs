@@ -644,23 +644,22 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 /// The content or transfer coding that makes `headers`' body unreadable
 /// as it comes (any but identity, or chunked), in every value given.
 fn encoded(headers: &HeaderMap) -> Option<String> {
-    let tokens = |name: header::HeaderName| {
-        let values = headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        values.flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>()).collect::<Vec<_>>()
-    };
-    let content = tokens(header::CONTENT_ENCODING).into_iter().find(|t| !t.is_empty() && t != "identity");
-    let transfer = tokens(header::TRANSFER_ENCODING).into_iter().find(|t| !t.is_empty() && t != "chunked");
-    content.or(transfer)
+    let content = tokens(headers, header::CONTENT_ENCODING).into_iter().find(|t| !t.is_empty() && t != "identity");
+    content.or_else(|| tokens(headers, header::TRANSFER_ENCODING).into_iter().find(|t| !t.is_empty() && t != "chunked"))
 }
 
 /// Whether the `Upgrade` header lists `protocol` (any version of it).
 fn offers(headers: &HeaderMap, protocol: &str) -> bool {
-    // Bytes, not `to_str`: a value with one odd byte still names h2c.
-    headers.get_all(header::UPGRADE).iter().any(|value| {
-        String::from_utf8_lossy(value.as_bytes())
-            .split(',')
-            .any(|token| token.split('/').next().unwrap_or_default().trim().eq_ignore_ascii_case(protocol))
-    })
+    let tokens = tokens(headers, header::UPGRADE);
+    tokens.iter().any(|token| token.split('/').next().unwrap_or_default().trim().eq_ignore_ascii_case(protocol))
+}
+
+/// The comma-separated tokens of every `name` header, trimmed and
+/// lowercased. Bytes, not `to_str`: a value with one odd byte still names
+/// what it names (h2c, gzip).
+fn tokens(headers: &HeaderMap, name: HeaderName) -> Vec<String> {
+    let values = headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    values.flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>()).collect()
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
