@@ -1026,12 +1026,13 @@ impl Drop for Planted {
     }
 }
 
-/// `[host] private_tmp`: the command's `/tmp` is an empty one of its
-/// own. A socket the user's other processes serve there (an ssh-agent's)
-/// is out of its reach and not named as reachable, the host's files there
-/// are not its, and what it leaves there is gone with the session. Its
-/// `TMPDIR` in `/tmp` is made for it; the host's `/tmp` mounted under
-/// another name is named; Bridle's CA bundle in `/tmp` is refused.
+/// `[host] private_tmp`: the command's `/tmp` and `/var/tmp` are empty
+/// ones of its own. A socket the user's other processes serve there (an
+/// ssh-agent's) is out of its reach and not named as reachable, the host's
+/// files there are not its, and what it leaves there is gone with the
+/// session. Its `TMPDIR` in `/tmp` is made for it; the host's `/tmp`
+/// mounted under another name is named; Bridle's CA bundle in `/tmp` or
+/// `/var/tmp` is refused.
 #[test]
 fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     let net = TestNet::new("ptmp");
@@ -1040,9 +1041,11 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     let cwd = format!("/tmp/bridle-test-cwd-{tag}");
     let host_file = format!("/tmp/bridle-test-hostfile-{tag}");
     let left = format!("/tmp/bridle-test-left-{tag}");
+    let var_host_file = format!("/var/tmp/bridle-test-hostfile-{tag}");
+    let var_left = format!("/var/tmp/bridle-test-left-{tag}");
     let _planted = Planted {
         dirs: [&agent_dir, &cwd].map(PathBuf::from).to_vec(),
-        files: [&host_file, &left].map(PathBuf::from).to_vec(),
+        files: [&host_file, &left, &var_host_file, &var_left].map(PathBuf::from).to_vec(),
     };
     for dir in [&agent_dir, &cwd] {
         std::fs::create_dir(dir).expect("a directory in /tmp");
@@ -1051,6 +1054,7 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     std::os::unix::fs::chown(&agent_dir, Some(65534), Some(65534)).expect("chown");
     std::fs::set_permissions(&agent_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::write(&host_file, "the host's\n").expect("a file in the host's /tmp");
+    std::fs::write(&var_host_file, "the host's\n").expect("a file in the host's /var/tmp");
     let socket = format!("{agent_dir}/agent.sock");
     let _agent = UserService::start(&net.name, 65534, &[&socket]);
     // Outside the session the same user reaches it: the test can fail.
@@ -1066,14 +1070,17 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     let ca_line = format!("ca_dir = \"{}\"", net.dir.path().join("ca").display());
     assert!(text.contains(&ca_line), "{text}");
     let with_ca = |dir: &Path| text.replace(&ca_line, &format!("ca_dir = \"{}\"", dir.display()));
-    // Bridle's CA bundle in /tmp would be out of the command's sight too.
-    let in_tmp = tempfile::Builder::new().prefix("bridle-test-ca-").tempdir_in("/tmp").expect("a CA directory");
-    std::fs::write(&config, with_ca(in_tmp.path())).expect("config");
-    let refused = net.run(&["--user", "nobody"], &["true"]);
-    assert_ne!(refused.code, 0, "{}", refused.all());
-    let why = "is in /tmp, which [host] private_tmp hides from the command";
-    assert!(refused.stderr.contains(why), "{}", refused.all());
-    let ca = tempfile::Builder::new().prefix("bridle-test-ca-").tempdir_in("/var/tmp").expect("a CA directory");
+    // Bridle's CA bundle in /tmp or /var/tmp would be out of the
+    // command's sight too.
+    for hidden in ["/tmp", "/var/tmp"] {
+        let in_tmp = tempfile::Builder::new().prefix("bridle-test-ca-").tempdir_in(hidden).expect("a CA directory");
+        std::fs::write(&config, with_ca(in_tmp.path())).expect("config");
+        let refused = net.run(&["--user", "nobody"], &["true"]);
+        assert_ne!(refused.code, 0, "{}", refused.all());
+        let why = format!("is in {hidden}, which [host] private_tmp hides from the command");
+        assert!(refused.stderr.contains(&why), "{}", refused.all());
+    }
+    let ca = tempfile::Builder::new().prefix("bridle-test-ca-").tempdir_in("/var/lib").expect("a CA directory");
     std::fs::write(&config, with_ca(ca.path())).expect("config");
     // A TMPDIR in /tmp (as libpam-tmpdir sets it) is made in the new one.
     let tmpdir = format!("/tmp/user/{tag}");
@@ -1087,6 +1094,9 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
          open('{left}', 'w').write('left behind')\n\
          print('tmp=' + repr(sorted(os.listdir('/tmp'))))\n\
          print('mode=' + oct(os.stat('/tmp').st_mode & 0o7777))\n\
+         print('var_host_file=' + str(os.path.exists('{var_host_file}')))\n\
+         open('{var_left}', 'w').write('left behind')\n\
+         print('var_tmp=' + repr(os.listdir('/var/tmp')) + ' ' + oct(os.stat('/var/tmp').st_mode & 0o7777))\n\
          print('cwd=' + os.getcwd())\n\
          import tempfile\n\
          made = os.path.dirname(tempfile.mkstemp()[1])\n\
@@ -1096,7 +1106,8 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     let run = Run::from(command.current_dir(&cwd).env("TMPDIR", &tmpdir).output().expect("bridle run"));
     assert_eq!(run.code, 0, "{}", run.all());
     let expected = format!(
-        "agent=ENOENT\nhost_file=False\ntmp=['bridle-test-left-{tag}', 'user']\nmode=0o1777\ncwd=/\ntmpdir={tmpdir} 0o700 65534\n"
+        "agent=ENOENT\nhost_file=False\ntmp=['bridle-test-left-{tag}', 'user']\nmode=0o1777\nvar_host_file=False\n\
+         var_tmp=['bridle-test-left-{tag}'] 0o1777\ncwd=/\ntmpdir={tmpdir} 0o700 65534\n"
     );
     assert_eq!(run.stdout, expected, "{}", run.all());
     let moved = format!("the working directory {cwd} is covered from the command; it starts in /");
@@ -1106,6 +1117,8 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     assert!(run.stderr.contains(&elsewhere), "{}", run.all());
     assert!(!run.stderr.contains("/run/bridle-test-tmp"), "{}", run.all());
     assert!(!Path::new(&left).exists(), "what the command left in its /tmp outlived the session");
+    assert!(!Path::new(&var_left).exists(), "what the command left in its /var/tmp outlived the session");
+    assert!(Path::new(&var_host_file).exists(), "the host's /var/tmp was touched");
 }
 
 /// `[host] cover_sockets`: the sockets the user serves outside `/run`

@@ -34,7 +34,7 @@ pub struct SandboxArgs {
     /// A directory of `/run` the command sees as the host's (repeated).
     #[arg(long)]
     pub live_run: Vec<PathBuf>,
-    /// A `/tmp` of the command's own, not the host's.
+    /// A `/tmp` and `/var/tmp` of the command's own, not the host's.
     #[arg(long)]
     pub private_tmp: bool,
     /// Make the startup files of this home (and of the repository the

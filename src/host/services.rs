@@ -28,10 +28,11 @@
 //! cannot unmount them. The rest of the file system is the host's as
 //! before.
 //!
-//! With `[host] private_tmp`, all of `/tmp` is covered instead, by an
-//! empty tmpfs of the command's own ([`tmp`]): no socket any process of the
-//! user's serves there is in reach (an `ssh-agent`'s, an IDE's). Only root
-//! can replace `/tmp` itself, so it needs no watch.
+//! With `[host] private_tmp`, all of `/tmp` is covered instead, and
+//! `/var/tmp` too, each by an empty tmpfs of the command's own ([`tmp`]):
+//! no socket any process of the user's serves there is in reach (an
+//! `ssh-agent`'s, an IDE's). Only root can replace `/tmp` or `/var/tmp`
+//! itself, so they need no watch.
 //!
 //! A cover in `/tmp` lasts as long as the directory it was mounted on: one
 //! removed and made again on the host (a tmux server started again after
@@ -93,13 +94,15 @@ fn candidates(uid: u32, user: &str) -> Vec<(PathBuf, Owner)> {
 pub struct HostView<'a> {
     /// Directories of `/run` that are the host's (`live_run_dirs`).
     pub live_run: &'a [PathBuf],
-    /// A `/tmp` of its own rather than the host's (`private_tmp`).
+    /// A `/tmp` and `/var/tmp` of its own rather than the host's
+    /// (`private_tmp`).
     pub private_tmp: bool,
 }
 
 /// Enters a mount namespace of this process's own (inherited by the exec
 /// and its children) with a `/run` of its own and, in `/tmp`, either the
-/// user's directories covered or (`view.private_tmp`) all of it; `user` is
+/// user's directories covered or (`view.private_tmp`) all of it, and of
+/// `/var/tmp`; `user` is
 /// the name of `uid`. A user's directory in `/tmp` that does not exist yet
 /// is made first, on the host, as its service would make it. Needs
 /// `CAP_SYS_ADMIN`: call it before dropping root.
@@ -118,8 +121,7 @@ pub fn hide(uid: u32, gid: u32, user: &str, view: HostView<'_>, warnings: &Warni
     run::rebuild(uid, gid, view.live_run, warnings)?;
     let mut covered = vec![PathBuf::from("/run")];
     if view.private_tmp {
-        tmp::own(uid, gid, warnings)?;
-        covered.push(PathBuf::from("/tmp"));
+        covered.extend(tmp::own(uid, gid, warnings)?);
     } else {
         covered.extend(cover_in_tmp(uid, gid, user, warnings)?);
     }

@@ -302,14 +302,14 @@ impl Session {
 }
 
 /// With `[host] private_tmp` the CA bundle the trust variables name must
-/// not be in the `/tmp` the command no longer sees: every TLS client in it
-/// would fail, none saying why.
+/// not be in the `/tmp` or `/var/tmp` the command no longer sees: every TLS
+/// client in it would fail, none saying why.
 fn refuse_hidden_bundle(ca_dir: &Path) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(ca_dir).unwrap_or_else(|_| ca_dir.to_path_buf());
-    if dir.starts_with("/tmp") {
+    if let Some(hidden) = ["/tmp", "/var/tmp"].into_iter().find(|hidden| dir.starts_with(hidden)) {
         bail!(
-            "[tls] ca_dir {} is in /tmp, which [host] private_tmp hides from the command: its tools could not read \
-             Bridle's CA bundle there; put ca_dir elsewhere",
+            "[tls] ca_dir {} is in {hidden}, which [host] private_tmp hides from the command: its tools could not \
+             read Bridle's CA bundle there; put ca_dir elsewhere",
             ca_dir.display()
         );
     }

@@ -74,10 +74,11 @@ pub struct HostConfig {
     /// sockets. The services there act for the command outside Bridle's
     /// guard.
     pub live_run_dirs: Vec<PathBuf>,
-    /// Gives the command a `/tmp` of its own (an empty tmpfs, gone when the
-    /// session ends) instead of the host's: no socket another process of
-    /// the user's serves there (an `ssh-agent`'s `/tmp/ssh-*`, an IDE's
-    /// IPC) is in its reach, and nothing it leaves there outlives it.
+    /// Gives the command a `/tmp` and a `/var/tmp` of its own (empty tmpfs,
+    /// gone when the session ends) instead of the host's: no socket another
+    /// process of the user's serves there (an `ssh-agent`'s `/tmp/ssh-*`,
+    /// an IDE's IPC) is in its reach, and nothing it leaves there outlives
+    /// it.
     pub private_tmp: bool,
     /// Makes the files that run code later outside the guard (shell and
     /// login files, ssh's, git's, systemd user units, the repository's

@@ -1,18 +1,20 @@
-//! The command's own `/tmp` (`[host] private_tmp`): an empty tmpfs over
-//! the host's, so that no socket another process of the user's serves
-//! there (an `ssh-agent`'s `/tmp/ssh-*`, an IDE's IPC) and none of the
-//! user's files there are in its reach, and nothing it leaves there
-//! outlives the session.
+//! The command's own `/tmp` and `/var/tmp` (`[host] private_tmp`, as
+//! systemd's `PrivateTmp=`): an empty tmpfs over each of the host's, so
+//! that no socket another process of the user's serves there (an
+//! `ssh-agent`'s `/tmp/ssh-*`, an IDE's IPC) and none of the user's files
+//! there are in its reach, and nothing it leaves there outlives the
+//! session.
 //!
-//! It keeps the host's `noexec` where the host's `/tmp` has it, and makes
-//! the command's `TMPDIR` when that names a directory in it (Debian's
+//! Each keeps the host's `noexec` where the host's has it, and the
+//! command's `TMPDIR` is made when it names a directory in one (Debian's
 //! `libpam-tmpdir` sets `/tmp/user/<uid>`). What it cannot cover is the
-//! host's `/tmp` under another name: the same files mounted elsewhere too
-//! (a bind mount, the root file system mounted a second time). Those are
-//! named in a warning.
+//! host's `/tmp` or `/var/tmp` under another name: the same files mounted
+//! elsewhere too (a bind mount, the root file system mounted a second
+//! time). Those are named in a warning.
 //!
-//! Never: follow a symlink to `/tmp` (the session then does not start),
-//! or touch the host's `/tmp`.
+//! Never: follow a symlink to `/tmp` (the session then does not start) or
+//! from `/var/tmp` (one that leads out of `/tmp` is named, and left), or
+//! touch the host's directories.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -24,61 +26,105 @@ use super::mountinfo::Mount;
 use super::{fd_path, open_cover, open_dir};
 use crate::host::warnings::Warnings;
 
-/// Mounts the command's `/tmp` over the host's, in the private mount
-/// namespace [`super::hide`] entered, and makes `TMPDIR` in it for
-/// `uid`:`gid`.
-pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<()> {
-    let tmp = Path::new("/tmp");
-    let host = open_dir(tmp).context("opening /tmp (for [host] private_tmp it must be a directory)")?;
-    let meta = host.metadata().context("reading /tmp")?;
+/// The directories given a tmpfs of the command's own.
+const PRIVATE: [&str; 2] = ["/tmp", "/var/tmp"];
+
+/// Mounts the command's `/tmp` and `/var/tmp` over the host's, in the
+/// private mount namespace [`super::hide`] entered, and makes `TMPDIR` in
+/// them for `uid`:`gid`. Returns the directories covered.
+pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<Vec<PathBuf>> {
+    let mut covered = Vec::new();
+    for dir in PRIVATE.map(Path::new) {
+        let required = dir == Path::new("/tmp");
+        let host = match open_dir(dir) {
+            Ok(host) => host,
+            Err(error) if required => {
+                return Err(error).context("opening /tmp (for [host] private_tmp it must be a directory)");
+            }
+            // A host without /var/tmp has nothing to cover.
+            Err(error) if error.raw_os_error() == Some(libc::ENOENT) => continue,
+            // A /var/tmp that links into /tmp is covered with it.
+            Err(_) if leads_into(dir, Path::new("/tmp")) => continue,
+            Err(error) => {
+                warnings.warn(format_args!(
+                    "{} cannot be given a tmpfs of the command's own ({error}; a symlink is not followed): the \
+                     host's is in its reach",
+                    dir.display()
+                ));
+                continue;
+            }
+        };
+        cover(dir, &host, warnings)?;
+        covered.push(dir.to_path_buf());
+    }
+    make_tmpdir(&covered, uid, gid)?;
+    Ok(covered)
+}
+
+/// Whether `link` resolves to `dir` or a path in it.
+fn leads_into(link: &Path, dir: &Path) -> bool {
+    std::fs::canonicalize(link).is_ok_and(|target| target.starts_with(dir))
+}
+
+/// Mounts a tmpfs over `dir` (opened as `host`), naming where the host's
+/// files of `dir` are mounted again.
+fn cover(dir: &Path, host: &std::fs::File, warnings: &Warnings) -> anyhow::Result<()> {
+    let meta = host.metadata().with_context(|| format!("reading {}", dir.display()))?;
     let mounts = super::mountinfo::read();
     if let Err(error) = &mounts {
         warnings.warn(format_args!(
-            "cannot read /proc/self/mountinfo ({error}): the host's /tmp under another name is not looked for"
+            "cannot read /proc/self/mountinfo ({error}): the host's {} under another name is not looked for",
+            dir.display()
         ));
     }
-    if let (Ok(mounts), Some(mount_id)) = (mounts, mount_id(&host)) {
+    if let (Ok(mounts), Some(mount_id)) = (mounts, mount_id(host)) {
         // Only where the command sees them: one under a cover (/run's) is
         // not there for it.
         let seen = |path: &PathBuf| std::fs::symlink_metadata(path).is_ok_and(|seen| seen.dev() == meta.dev());
-        for elsewhere in elsewhere(&mounts, tmp, mount_id).iter().filter(|path| seen(path)) {
+        for elsewhere in elsewhere(&mounts, dir, mount_id).iter().filter(|path| seen(path)) {
             warnings.warn(format_args!(
-                "{} holds the host's /tmp under another name: [host] private_tmp covers /tmp only, and what is served \
-                 there is in the command's reach",
-                elsewhere.display()
+                "{} holds the host's {} under another name: [host] private_tmp covers /tmp and /var/tmp only, and \
+                 what is served there is in the command's reach",
+                elsewhere.display(),
+                dir.display()
             ));
         }
     }
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    let host_flags = nix::sys::statvfs::fstatvfs(&host).context("reading /tmp's mount flags")?.flags();
+    let host_flags =
+        nix::sys::statvfs::fstatvfs(host).with_context(|| format!("reading {}'s mount flags", dir.display()))?.flags();
     if host_flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
         flags |= MsFlags::MS_NOEXEC;
     }
-    mount(Some("tmpfs"), fd_path(&host).as_path(), Some("tmpfs"), flags, Some("mode=1777"))
-        .context("giving the command a /tmp of its own")?;
-    open_cover(tmp, &host)?;
-    make_tmpdir(uid, gid)
+    mount(Some("tmpfs"), fd_path(host).as_path(), Some("tmpfs"), flags, Some("mode=1777"))
+        .with_context(|| format!("giving the command a {} of its own", dir.display()))?;
+    open_cover(dir, host)?;
+    Ok(())
 }
 
 /// Makes `TMPDIR` (the command's, since this process has its environment)
-/// when it names a directory in `/tmp`: the leaf the user's, 0700, as
-/// `libpam-tmpdir` makes it; anything above it root's. The tmpfs is new
-/// and nothing but this process has written to it, so no link is in the
-/// way.
-fn make_tmpdir(uid: u32, gid: u32) -> anyhow::Result<()> {
+/// when it names a directory in one of the `covered` tmpfs: the leaf the
+/// user's, 0700, as `libpam-tmpdir` makes it; anything above it root's.
+/// The tmpfs is new and nothing but this process has written to it, so no
+/// link is in the way.
+fn make_tmpdir(covered: &[PathBuf], uid: u32, gid: u32) -> anyhow::Result<()> {
     let Some(dir) = std::env::var_os("TMPDIR").map(PathBuf::from) else { return Ok(()) };
-    let inside = dir.strip_prefix("/tmp").ok().filter(|rest| !rest.as_os_str().is_empty());
-    let Some(inside) = inside else { return Ok(()) };
+    let inside = covered.iter().find_map(|tmp| {
+        let rest = dir.strip_prefix(tmp).ok().filter(|rest| !rest.as_os_str().is_empty())?;
+        Some((tmp, rest))
+    });
+    let Some((tmp, inside)) = inside else { return Ok(()) };
     if !inside.components().all(|part| matches!(part, std::path::Component::Normal(_))) {
         return Ok(());
     }
     // Modes set, not left to the umask (`sudo` may pass on 077).
-    let mut made = PathBuf::from("/tmp");
+    let mut made = tmp.clone();
     for part in inside.components() {
         made.push(part);
-        std::fs::create_dir(&made).with_context(|| format!("making {} in the command's /tmp", made.display()))?;
+        std::fs::create_dir(&made)
+            .with_context(|| format!("making {} in the command's {}", made.display(), tmp.display()))?;
         std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("opening {} in the command's /tmp", made.display()))?;
+            .with_context(|| format!("opening {} in the command's {}", made.display(), tmp.display()))?;
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), Some(gid)))
