@@ -157,6 +157,10 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
         curl -sS -o /dev/null -w 'download=%{http_code} %{size_download}\n' https://allowed.test/bytes/67108864
         python3 -c "import requests; print('requests', requests.get('https://api.allowed.test/py').text.strip())"
         node -e "fetch('https://api.allowed.test/node').then(r => r.text()).then(t => console.log('node', t.trim()))"
+        curl -sS https://api.allowed.test/cipher
+        s_client() { openssl s_client -connect api.allowed.test:443 -servername api.allowed.test "$@" </dev/null; }
+        s_client 2>/dev/null | grep -m1 'Cipher is'
+        s_client -ciphersuites TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384 2>/dev/null | grep -m1 'Cipher is'
     "#;
     let run = net.run(script);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -179,6 +183,11 @@ fn https_requests_are_intercepted_and_decided_one_by_one() {
     assert!(out.contains("download=200 67108864\n"), "{}", run.all());
     assert!(out.contains("requests ok /py HTTP/1.1"), "{}", run.all());
     assert!(out.contains("node ok /node HTTP/1.1"), "{}", run.all());
+    // AES-128-GCM on both legs (cheaper than OpenSSL's first choice,
+    // AES-256-GCM), unless the agent asks for ChaCha20 first.
+    assert!(out.contains("cipher=Some(TLS13_AES_128_GCM_SHA256)\n"), "{}", run.all());
+    assert!(out.contains("New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256\n"), "{}", run.all());
+    assert!(out.contains("New, TLSv1.3, Cipher is TLS_CHACHA20_POLY1305_SHA256\n"), "{}", run.all());
 
     let requests = net.requests();
     let admin = requests.iter().find(|r| r["event"]["detail"]["path"] == "/admin").expect("admin audited");

@@ -100,8 +100,10 @@ pub fn start(netns: &str, addrs: Vec<SocketAddr>, pki: &TestPki, git_root: Optio
                         let git_root = Arc::clone(&git_root);
                         tokio::spawn(async move {
                             let Ok(tls) = acceptor.accept(tcp).await else { return };
-                            let service = hyper::service::service_fn(move |request| {
+                            let suite = tls.get_ref().1.negotiated_cipher_suite().map(|suite| suite.suite());
+                            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                                 let git_root = Arc::clone(&git_root);
+                                request.extensions_mut().insert(Suite(suite));
                                 async move { Ok::<_, Infallible>(route(request, git_root.as_deref()).await) }
                             });
                             let _ = auto::Builder::new(TokioExecutor::new())
@@ -118,6 +120,10 @@ pub fn start(netns: &str, addrs: Vec<SocketAddr>, pki: &TestPki, git_root: Optio
     ready_rx.recv().expect("test upstream ready");
     TlsUpstream { stop: Some(stop), thread: Some(thread) }
 }
+
+/// The cipher suite the connection a request came on negotiated.
+#[derive(Clone, Copy)]
+struct Suite(Option<rustls::CipherSuite>);
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
@@ -140,6 +146,10 @@ async fn route(mut request: Request<Incoming>, git_root: Option<&Path>) -> Respo
         return Response::new(Repeat { left, chunk }.boxed());
     }
     match path.as_str() {
+        "/cipher" => {
+            let suite = request.extensions().get::<Suite>().and_then(|suite| suite.0);
+            text(StatusCode::OK, format!("cipher={suite:?}\n"))
+        }
         // Repeats the x-api-key it got (as echo endpoints and error pages
         // do), with its SHA-256 to prove what arrived; `?encoded` labels
         // the answer gzip.

@@ -43,8 +43,7 @@ impl UpstreamTls {
     pub fn new(roots: RootCertStore) -> Self {
         let roots = Arc::new(roots);
         let config = |alpn: &[&[u8]]| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = ClientConfig::builder_with_provider(provider)
+            let mut config = ClientConfig::builder_with_provider(crate::tls::provider())
                 .with_safe_default_protocol_versions()
                 .map(|b| b.with_root_certificates(Arc::clone(&roots)).with_no_client_auth())
                 // The ring provider supports the default versions; a failure
@@ -217,7 +216,7 @@ async fn accept_agent(
             return None;
         }
     };
-    let mut server = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut server = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .ok()?
         .with_no_client_auth()
@@ -226,6 +225,7 @@ async fn accept_agent(
     server.alpn_protocols = chosen.iter().cloned().collect();
     let accepted = timeout(limit, async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), Prefixed::new(first, client)).await?;
+        server.ignore_client_order = crate::tls::provider::prefers_own_order(start.client_hello().cipher_suites());
         start.into_stream(Arc::new(server)).await
     })
     .await;

@@ -15,6 +15,7 @@ pub mod error;
 mod files;
 pub mod leaf;
 mod pem;
+pub mod provider;
 pub mod roots;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ mod tests;
 pub use ca::CertificateAuthority;
 pub use error::TlsError;
 pub use leaf::{LeafCache, LeafName};
+pub use provider::provider;
 pub use roots::{
     BUNDLE_FILE, CA_CERT_FILE, SYSTEM_BUNDLE, TRUST_ENV_VARS, client_config, export_trust, upstream_roots,
     write_trust_bundle,

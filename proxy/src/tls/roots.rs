@@ -58,10 +58,10 @@ pub fn upstream_roots(bundle: Option<&Path>) -> Result<RootCertStore, TlsError> 
     Ok(roots)
 }
 
-/// A client configuration for upstream connections: rustls with ring, safe
-/// default protocol versions, no client certificate, verifying against `roots`.
+/// A client configuration for upstream connections: rustls with ring
+/// ([`super::provider`]: AES-128-GCM first), safe default protocol versions, no client certificate, verifying against `roots`.
 pub fn client_config(roots: impl Into<Arc<RootCertStore>>, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = ClientConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
         // ring's default provider supports both default versions; only a
         // hand-made provider without cipher suites could fail here.
