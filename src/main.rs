@@ -71,6 +71,10 @@ enum Command {
     /// drop privileges, exec).
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec(host::SandboxArgs),
+    /// Internal: cover, in a guarded command's mount namespace, the sockets
+    /// served since it started (`[host] cover_sockets`).
+    #[command(name = "__cover-sockets", hide = true)]
+    CoverSockets(host::CoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => cli::approvals::answer(args, true),
         Command::Deny(args) => cli::approvals::answer(args, false),
         Command::SandboxExec(args) => host::sandbox_exec(args),
+        Command::CoverSockets(args) => host::cover_sockets_in(args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bridle: {}", describe(&error));

@@ -57,6 +57,14 @@ impl TestNet {
         TestNet { name, servers, dir }
     }
 
+    /// Appends `[host]` settings (`lines`) to the session's config.
+    fn set_host(&self, lines: &str) {
+        let config = self.dir.path().join("bridle.toml");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str(&format!("\n[host]\n{lines}\n"));
+        std::fs::write(&config, text).expect("config");
+    }
+
     fn audit(&self) -> std::path::PathBuf {
         self.dir.path().join("audit.jsonl")
     }
@@ -321,10 +329,7 @@ fn a_hook_the_command_leaves_in_its_repository_is_named() {
 #[test]
 fn locked_startup_files_are_read_only_for_the_command() {
     let net = TestNet::new("lock");
-    let config = net.dir.path().join("bridle.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("\n[host]\nlock_startup_files = true\n");
-    std::fs::write(&config, text).expect("config");
+    net.set_host("lock_startup_files = true");
     let repo = tempfile::Builder::new().prefix("bridle-test-locked-").tempdir_in("/tmp").expect("a repository");
     sh(&["git", "init", "-q", &path(repo.path())]);
     sh(&["chown", "-R", "65534:65534", &path(repo.path())]);
@@ -1121,6 +1126,15 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
     assert!(Path::new(&var_host_file).exists(), "the host's /var/tmp was touched");
 }
 
+/// A directory of `nobody`'s in /var/tmp (named `prefix…`), and an ssh
+/// `ControlPath` in it.
+fn control_path(prefix: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/var/tmp").expect("a directory");
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
+    let master = format!("{}/cm-git@host:22", dir.path().display());
+    (dir, master)
+}
+
 /// `[host] cover_sockets`: the sockets the user serves outside `/run`
 /// that the command could open (an ssh `ControlMaster`'s in a directory of
 /// the user's, an agent's in `/tmp`) are covered in its view: a connect to
@@ -1130,9 +1144,7 @@ fn a_private_tmp_keeps_what_the_user_serves_in_tmp_out_of_reach() {
 fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
     let net = TestNet::new("cover");
     let tag = std::process::id();
-    let dir = tempfile::Builder::new().prefix("bridle-test-cm-").tempdir_in("/var/tmp").expect("a directory");
-    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
-    let master = format!("{}/cm-git@host:22", dir.path().display());
+    let (_dir, master) = control_path("bridle-test-cm-");
     let in_tmp = format!("/tmp/bridle-test-cover-{tag}.sock");
     let link = format!("/var/tmp/bridle-test-cover-link-{tag}");
     let _planted = Planted { dirs: Vec::new(), files: vec![PathBuf::from(&link)] };
@@ -1155,10 +1167,7 @@ fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
     };
     // Outside the session the same user reaches them: the test can fail.
     assert_eq!(outside(), "ran\nran\nran\n");
-    let config = net.dir.path().join("bridle.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("\n[host]\ncover_sockets = true\n");
-    std::fs::write(&config, text).expect("config");
+    net.set_host("cover_sockets = true");
     let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(run.stdout, "ECONNREFUSED\nECONNREFUSED\nECONNREFUSED\n", "{}", run.all());
@@ -1166,6 +1175,56 @@ fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
     assert!(covered.contains(&master) && covered.contains(&in_tmp), "{}", run.all());
     assert!(!run.stderr.contains("what serves them acts for it"), "none is left reachable: {}", run.all());
     assert_eq!(outside(), "ran\nran\nran\n", "the host's view is untouched");
+}
+
+/// `[host] cover_sockets` covers a socket served after the command
+/// started too (an ssh `ControlMaster` opened meanwhile), and one served
+/// again at a covered path (a new master after the old one exited: the old
+/// cover went with the old file): a period of the session's watch later a
+/// connect to it is refused, and it is named as covered, on stderr and in
+/// the audit log. The host's view is untouched.
+#[test]
+fn cover_sockets_covers_sockets_served_after_the_command_started() {
+    let net = TestNet::new("coverlate");
+    let tag = std::process::id();
+    let (_dir, master) = control_path("bridle-test-cmlate-");
+    let step = |name: &str| format!("/tmp/bridle-test-{name}-{tag}");
+    let files = [step("ready-again"), step("go"), step("go-again")];
+    let _planted = Planted { dirs: Vec::new(), files: files.iter().map(PathBuf::from).collect() };
+    let [ready_again, go, go_again] = files;
+    net.set_host("cover_sockets = true");
+    // Told the socket is served, it waits a period of the watch (250 ms)
+    // and more, and reaches for it; then says so, and again.
+    let script = when_told(
+        &go,
+        &format!(
+            "time.sleep(1.5)\nprint('late=' + reach('{master}'))\nopen('{ready_again}', 'w').close()\n{}",
+            when_told(&go_again, &format!("time.sleep(1.5)\nprint('again=' + reach('{master}'))\n"))
+        ),
+    );
+    let guarded = net.started("nobody", &script);
+    let service = UserService::start(&net.name, 65534, &[&master]);
+    assert_eq!(reach(&master), "ran\n", "outside the session it is reached: the test can fail");
+    std::fs::write(&go, "").expect("tell the command");
+    let there = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        Path::new(&ready_again).exists()
+    });
+    assert!(there, "the command did not reach the second step");
+    // The master exits and a new one binds the same path.
+    drop(service);
+    let _service = UserService::start(&net.name, 65534, &[&master]);
+    let run = tell_and_wait(guarded, &go_again);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("late=ECONNREFUSED\nagain=ECONNREFUSED\n"), "{}", run.all());
+    let said = "socket(s) served outside the session since it started are covered for the command";
+    let covered: Vec<&str> = run.stderr.lines().filter(|line| line.contains(said) && line.contains(&master)).collect();
+    assert_eq!(covered.len(), 2, "{}", run.all());
+    let records = records(&net.audit());
+    let id = session_id(&records).expect("start notice");
+    let kept = warnings_kept(&records, &id);
+    assert_eq!(kept.iter().filter(|kept| kept.contains(said) && kept.contains(&master)).count(), 2, "{kept:?}");
+    assert_eq!(reach(&master), "ran\n", "the host's view is untouched");
 }
 
 /// A service the user starts after the session did, in a directory that

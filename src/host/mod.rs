@@ -33,6 +33,7 @@ pub use admin::{down, ready, status};
 pub use appliance::{UpArgs, up};
 pub(crate) use egress::watch_policies;
 pub(crate) use mcp::gateway_runtime;
+pub use reachable::later::{CoverArgs, cover_in as cover_sockets_in};
 pub use sandbox::{SandboxArgs, exec as sandbox_exec};
 pub use session::{RunArgs, run};
 

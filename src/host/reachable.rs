@@ -10,7 +10,8 @@
 //! cover_sockets`), and the session's audit log keeps it
 //! ([`super::warnings`]). With `[host] cover_sockets`, [`cover`] puts a
 //! mount over each socket found (on the socket itself, so every path to
-//! it is covered) before the report, which then names none of them.
+//! it is covered) before the report, which then names none of them; and
+//! the session covers those served later within a period ([`later`]).
 //!
 //! Asked in the command's own mount namespace (its covers in place) with
 //! its user's file system ids, just before it starts: a socket it cannot
@@ -28,6 +29,8 @@ use nix::unistd::AccessFlags;
 
 use super::warnings::Warnings;
 
+pub mod later;
+
 /// How many sockets are named before the rest are counted.
 const NAMED: usize = 8;
 
@@ -44,6 +47,12 @@ const UNCONNECTED: u32 = 1;
 /// `/proc/net/unix`'s bytes: `Num RefCount Protocol Flags Type St Inode`,
 /// then the path after one space, as bound (any bytes but a newline).
 fn served(table: &[u8]) -> BTreeSet<PathBuf> {
+    served_sockets(table).into_iter().map(|(path, _)| path).collect()
+}
+
+/// [`served`], each path with its socket's inode (another socket bound at
+/// the same path has another).
+fn served_sockets(table: &[u8]) -> BTreeSet<(PathBuf, u64)> {
     let mut paths = BTreeSet::new();
     for line in table.split(|byte| *byte == b'\n').skip(1) {
         let mut fields = Vec::new();
@@ -57,15 +66,24 @@ fn served(table: &[u8]) -> BTreeSet<PathBuf> {
             fields.push(&rest[..end]);
             rest = &rest[end..];
         }
-        let [_, _, _, flags, kind, state, _] = fields.as_slice() else { continue };
+        let [_, _, _, flags, kind, state, inode] = fields.as_slice() else { continue };
         let number = |field: &[u8]| std::str::from_utf8(field).ok().and_then(|text| u32::from_str_radix(text, 16).ok());
         let (Some(flags), Some(kind), Some(state)) = (number(flags), number(kind), number(state)) else { continue };
+        let inode = std::str::from_utf8(inode).ok().and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
         let Some(path) = rest.strip_prefix(b" ").filter(|path| path.first() == Some(&b'/')) else { continue };
         if flags & LISTENING != 0 || (kind == DATAGRAM && state == UNCONNECTED) {
-            paths.insert(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+            paths.insert((PathBuf::from(std::ffi::OsStr::from_bytes(path)), inode));
         }
     }
     paths
+}
+
+/// The directories whose sockets are no news: Bridle's own for the
+/// command, and the `live_run` ones of `/run` the config lets it reach.
+pub fn allowed(live_run: &[PathBuf]) -> Vec<PathBuf> {
+    let mut allowed: Vec<PathBuf> = live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();
+    allowed.push(PathBuf::from(bridle_mcp_gateway::report::SOCKET_DIR));
+    allowed
 }
 
 /// Warns which sockets served outside the session `uid` (whose
@@ -142,10 +160,26 @@ fn names(paths: &[PathBuf]) -> String {
 /// be opened. The mount goes onto the socket itself (through a descriptor
 /// opened without following a last symlink, checked to be a socket), so
 /// the paths and symlinks that lead to it there are covered. A socket
-/// bound after this, or another hard link to one outside the directory it
-/// was bound in, is not. An error but a socket gone meanwhile refuses to
-/// start the command.
+/// bound after this is covered by [`later`]; another hard link to one
+/// outside the directory it was bound in is not. An error but a socket
+/// gone meanwhile refuses to start the command.
 pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
+    let covered = cover_served(allowed)?;
+    if !covered.is_empty() {
+        warnings.warn(format_args!(
+            "{} socket(s) served outside the session are covered for the command ([host] cover_sockets): {}",
+            covered.len(),
+            names(&covered)
+        ));
+    }
+    Ok(())
+}
+
+/// What [`cover`] does, in this process's mount namespace: returns the
+/// sockets it covered. One covered already is a `/dev/null` by now, not a
+/// socket, and is left alone: so this is also how sockets served since
+/// are covered ([`later`]).
+fn cover_served(allowed: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 
     use anyhow::{Context as _, bail};
@@ -187,14 +221,7 @@ pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
             .with_context(|| format!("sealing the cover of {}", path.display()))?;
         covered.push(path);
     }
-    if !covered.is_empty() {
-        warnings.warn(format_args!(
-            "{} socket(s) served outside the session are covered for the command ([host] cover_sockets): {}",
-            covered.len(),
-            names(&covered)
-        ));
-    }
-    Ok(())
+    Ok(covered)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! children ever do escapes redirection.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -75,8 +75,7 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     }
     // Bridle's own sockets for the command, and those the config lets it
     // reach, are not news.
-    let mut allowed: Vec<PathBuf> = args.live_run.iter().map(|dir| Path::new("/run").join(dir)).collect();
-    allowed.push(PathBuf::from(bridle_mcp_gateway::report::SOCKET_DIR));
+    let allowed = super::reachable::allowed(&args.live_run);
     if args.cover_sockets {
         super::reachable::cover(&allowed, &warnings).context("[host] cover_sockets")?;
     }

@@ -307,6 +307,29 @@ pub struct Watch {
     thread: Option<JoinHandle<()>>,
 }
 
+impl Watch {
+    /// Calls `tick` every `period_ms` on a thread of its own, named `name`,
+    /// until the watch drops.
+    pub(super) fn every(period_ms: u16, name: &str, mut tick: impl FnMut() + Send + 'static) -> anyhow::Result<Watch> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd as _;
+        let (wake, woken) = std::os::unix::net::UnixStream::pair().context("making the watch's stop pipe")?;
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+            loop {
+                let mut fds = [PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(period_ms));
+                // The other end closed: the session is over.
+                if fds[0].any().unwrap_or(true) {
+                    return;
+                }
+                tick();
+            }
+        });
+        let thread = thread.with_context(|| format!("starting {name}"))?;
+        Ok(Watch { wake: Some(wake), thread: Some(thread) })
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         drop(self.wake.take());

@@ -25,7 +25,7 @@ use super::control;
 use super::egress::{Egress, Guards, LateOrigins, Ports, follow_generations, watch_policies};
 use super::user::{self, Target};
 use super::warnings::{self, Warnings};
-use super::{admin, persistence, services, tamper, trust};
+use super::{admin, persistence, reachable, services, tamper, trust};
 use crate::cli::settings::DecideArgs;
 
 /// `bridle run [OPTIONS] -- CMD ARGS…`
@@ -216,7 +216,21 @@ impl Session {
         // the end of its warnings.
         drop(inherited);
         let status = match spawned {
-            Ok(child) => self.wait_forwarding_signals(child).await,
+            Ok(mut child) => {
+                let sockets = match (self.config.host.cover_sockets, child.id()) {
+                    (true, Some(pid)) => self.watch_sockets(pid, cgroup, id).map(Some),
+                    _ => Ok(None),
+                };
+                match sockets {
+                    Ok(_sockets) => self.wait_forwarding_signals(child).await,
+                    // Sockets served later would be in its reach unsaid.
+                    Err(error) => {
+                        admin::kill_cgroup(cgroup);
+                        let _ = child.wait().await;
+                        Err(error.context("[host] cover_sockets: the command was stopped"))
+                    }
+                }
+            }
             Err(error) => Err(error),
         };
         // Every warning in the audit log before the session says it ended.
@@ -250,29 +264,45 @@ impl Session {
         let (uid, gid, user) =
             self.target.as_ref().map_or((0, 0, "root"), |target| (target.uid, target.gid, target.name.as_str()));
         let covered = services::prepare(uid, gid, user, warnings)?;
+        let mut end = self.ending(cgroup);
+        covered.watch(warnings, move |dir| {
+            end(format!(
+                "{} is another directory on the host than when the session started (a service made it, or made it \
+                 again): what it serves would be in the command's reach, so the session is ended",
+                dir.display()
+            ));
+        })
+    }
+
+    /// `[host] cover_sockets` for sockets served after the command
+    /// (`pid`) started ([`reachable::later`]).
+    fn watch_sockets(&self, pid: u32, cgroup: &Path, id: &str) -> anyhow::Result<services::Watch> {
+        let allowed = reachable::allowed(&self.config.host.live_run_dirs);
+        let mut end = self.ending(cgroup);
+        let failed = move |reason: String| end(format!("{reason}; the session is ended"));
+        reachable::later::watch(pid, cgroup, allowed, Warnings::to_audit(&self.audit, id), failed)
+    }
+
+    /// Ends the session for a watch: each call kills its processes (and
+    /// again while the watch runs, for one that joins the cgroup after the
+    /// first kill); the first also says why, on stderr and in the audit log.
+    fn ending(&self, cgroup: &Path) -> impl FnMut(String) + Send + 'static {
         let audit = Arc::clone(&self.audit);
         let cgroup = cgroup.to_path_buf();
         let mut said = false;
-        covered.watch(warnings, move |dir| {
-            // Killed first, said after; and again while the watch runs, for
-            // a command that joins the cgroup after the first kill.
+        move |message| {
             if !admin::kill_cgroup(&cgroup) {
                 tracing::error!(cgroup = %cgroup.display(), "processes remain in the session cgroup");
             }
             if std::mem::replace(&mut said, true) {
                 return;
             }
-            let message = format!(
-                "{} is another directory on the host than when the session started (a service made it, or made it \
-                 again): what it serves would be in the command's reach, so the session is ended",
-                dir.display()
-            );
             eprintln!("bridle: error: {message}");
             let entry = AuditEntry::Notice { component: "run".into(), level: "error".into(), message };
             if let Err(error) = audit.append(entry) {
                 tracing::error!(%error, "could not audit the end of a session");
             }
-        })
+        }
     }
 
     /// The command's environment: only the forwarded variables, plus who it

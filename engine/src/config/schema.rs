@@ -86,9 +86,10 @@ pub struct HostConfig {
     /// only naming their changes when the session ends.
     pub lock_startup_files: bool,
     /// Covers every socket served outside the session that the command
-    /// could still connect to when it starts (an ssh `ControlMaster` under
-    /// `~/.ssh`, an ssh-agent or IDE socket in `/tmp`), rather than only
-    /// naming them: each is overmounted, so a connect to it is refused.
+    /// could still connect to (an ssh `ControlMaster` under `~/.ssh`, an
+    /// ssh-agent or IDE socket in `/tmp`), rather than only naming them:
+    /// each is overmounted, so a connect to it is refused; those served
+    /// after the command starts within about 250 ms.
     pub cover_sockets: bool,
 }
 
