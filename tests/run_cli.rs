@@ -1182,27 +1182,46 @@ fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
 /// again at a covered path (a new master after the old one exited: the old
 /// cover went with the old file): a period of the session's watch later a
 /// connect to it is refused, and it is named as covered, on stderr and in
-/// the audit log. The host's view is untouched.
+/// the audit log. The cover reaches a mount namespace the command made
+/// itself before (`unshare -Urm`), which cannot unmount it; the command's
+/// own socket stays its own. The host's view is untouched.
 #[test]
 fn cover_sockets_covers_sockets_served_after_the_command_started() {
     let net = TestNet::new("coverlate");
     let tag = std::process::id();
     let (_dir, master) = control_path("bridle-test-cmlate-");
     let step = |name: &str| format!("/tmp/bridle-test-{name}-{tag}");
-    let files = [step("ready-again"), step("go"), step("go-again")];
+    let files = [step("ready-again"), step("go"), step("go-again"), step("own.sock"), step("nested.py")];
     let _planted = Planted { dirs: Vec::new(), files: files.iter().map(PathBuf::from).collect() };
-    let [ready_again, go, go_again] = files;
+    let [ready_again, go, go_again, own, nested] = files;
     net.set_host("cover_sockets = true");
-    // Told the socket is served, it waits a period of the watch (250 ms)
-    // and more, and reaches for it; then says so, and again.
-    let script = when_told(
-        &go,
-        &format!(
-            "time.sleep(1.5)\nprint('late=' + reach('{master}'))\nopen('{ready_again}', 'w').close()\n{}",
-            when_told(&go_again, &format!("time.sleep(1.5)\nprint('again=' + reach('{master}'))\n"))
-        ),
+    let nested_script = when_told(
+        &go_again,
+        &format!("time.sleep(1.5)\nos.system('umount {master} 2>/dev/null')\nprint('nested=' + reach('{master}'))\n"),
     );
-    let guarded = net.started("nobody", &script);
+    std::fs::write(&nested, nested_script).expect("the nested namespace's script");
+    // It serves a socket of its own and makes a namespace of its own; told
+    // the socket is served, it waits a period of the watch (250 ms) and
+    // more, and reaches for it; then says so, and again.
+    let script = format!(
+        "import subprocess\nown = socket.socket(socket.AF_UNIX)\nown.bind('{own}')\nown.listen(8)\n\
+         nested = subprocess.Popen(['unshare', '-Urm', '--propagation', 'unchanged', '/usr/bin/python3', '{nested}'], \
+         stdout=subprocess.PIPE)\n{}",
+        when_told(
+            &go,
+            &format!(
+                "time.sleep(1.5)\nprint('late=' + reach('{master}'))\nopen('{ready_again}', 'w').close()\n{}",
+                when_told(
+                    &go_again,
+                    &format!(
+                        "time.sleep(1.5)\nprint('again=' + reach('{master}'))\nmine = socket.socket(socket.AF_UNIX)\n\
+                         mine.connect('{own}')\nprint('own=connected')\nprint(nested.communicate()[0].decode().strip())\n"
+                    )
+                )
+            )
+        )
+    );
+    let guarded = net.started("nobody", &format!("{PY_REACH}{script}"));
     let service = UserService::start(&net.name, 65534, &[&master]);
     assert_eq!(reach(&master), "ran\n", "outside the session it is reached: the test can fail");
     std::fs::write(&go, "").expect("tell the command");
@@ -1216,10 +1235,12 @@ fn cover_sockets_covers_sockets_served_after_the_command_started() {
     let _service = UserService::start(&net.name, 65534, &[&master]);
     let run = tell_and_wait(guarded, &go_again);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains("late=ECONNREFUSED\nagain=ECONNREFUSED\n"), "{}", run.all());
+    let expected = "late=ECONNREFUSED\nagain=ECONNREFUSED\nown=connected\nnested=ECONNREFUSED\n";
+    assert_eq!(run.stdout, expected, "{}", run.all());
     let said = "socket(s) served outside the session since it started are covered for the command";
-    let covered: Vec<&str> = run.stderr.lines().filter(|line| line.contains(said) && line.contains(&master)).collect();
+    let covered: Vec<&str> = run.stderr.lines().filter(|line| line.contains(said)).collect();
     assert_eq!(covered.len(), 2, "{}", run.all());
+    assert!(covered.iter().all(|line| line.contains(&master) && !line.contains(&own)), "{}", run.all());
     let records = records(&net.audit());
     let id = session_id(&records).expect("start notice");
     let kept = warnings_kept(&records, &id);

@@ -43,15 +43,11 @@ const DATAGRAM: u32 = 2;
 const UNCONNECTED: u32 = 1;
 
 /// The paths of the sockets bound in this network namespace that take
-/// connections (listening) or datagrams (unconnected), from
-/// `/proc/net/unix`'s bytes: `Num RefCount Protocol Flags Type St Inode`,
-/// then the path after one space, as bound (any bytes but a newline).
-fn served(table: &[u8]) -> BTreeSet<PathBuf> {
-    served_sockets(table).into_iter().map(|(path, _)| path).collect()
-}
-
-/// [`served`], each path with its socket's inode (another socket bound at
-/// the same path has another).
+/// connections (listening) or datagrams (unconnected), each with its
+/// socket's inode (another socket bound at the same path has another),
+/// from `/proc/net/unix`'s bytes: `Num RefCount Protocol Flags Type St
+/// Inode`, then the path after one space, as bound (any bytes but a
+/// newline).
 fn served_sockets(table: &[u8]) -> BTreeSet<(PathBuf, u64)> {
     let mut paths = BTreeSet::new();
     for line in table.split(|byte| *byte == b'\n').skip(1) {
@@ -113,30 +109,37 @@ pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
 fn reachable(uid: u32, gid: u32, allowed: &[PathBuf]) -> Vec<PathBuf> {
     let Ok(table) = std::fs::read("/proc/net/unix") else { return Vec::new() };
     let may = |path: &PathBuf| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path, AccessFlags::W_OK, true);
-    socket_files(&table, allowed).into_iter().filter(may).collect()
+    socket_files(&table, allowed, &BTreeSet::new()).into_iter().filter(may).collect()
 }
 
 /// The socket files of the sockets `table` (`/proc/net/unix`) lists as
-/// served, outside `allowed`. A socket whose bound name is gone was
+/// served, outside `allowed`, but for those whose inode is in `own` (the
+/// command's own sockets, [`later`]). A socket whose bound name is gone was
 /// renamed or hard-linked elsewhere: ssh binds its `ControlMaster` under a
 /// temporary name, links it to the `ControlPath` and removes the first, so
 /// every socket file in that name's directory stands for it (one that no
 /// longer serves anything costs nothing to name or cover).
-fn socket_files(table: &[u8], allowed: &[PathBuf]) -> Vec<PathBuf> {
+fn socket_files(table: &[u8], allowed: &[PathBuf], own: &BTreeSet<u64>) -> Vec<PathBuf> {
     // Compared as the command sees them: `/var/run/postgresql` is
     // `/run/postgresql`.
     let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let allowed: Vec<PathBuf> = allowed.iter().map(|dir| canonical(dir)).collect();
     let is_socket = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
     let mut files = BTreeSet::new();
-    for path in served(table) {
+    for (path, _) in served_sockets(table).into_iter().filter(|(_, inode)| !own.contains(inode)) {
         let Some(parent) = path.parent() else { continue };
         if allowed.iter().any(|dir| canonical(parent).starts_with(dir)) {
             continue;
         }
-        if std::fs::metadata(&path).is_ok_and(|meta| meta.file_type().is_socket()) {
-            files.insert(path);
-            continue;
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                files.insert(path);
+                continue;
+            }
+            // Something else stands at the name now (a cover): the socket
+            // is not renamed, and what else is in its directory is not it.
+            Ok(_) => continue,
+            Err(_) => {}
         }
         let Ok(entries) = std::fs::read_dir(parent) else { continue };
         files.extend(entries.flatten().map(|entry| entry.path()).filter(|entry| is_socket(entry)));
@@ -164,7 +167,7 @@ fn names(paths: &[PathBuf]) -> String {
 /// outside the directory it was bound in is not. An error but a socket
 /// gone meanwhile refuses to start the command.
 pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
-    let covered = cover_served(allowed)?;
+    let covered = cover_served(allowed, &BTreeSet::new())?;
     if !covered.is_empty() {
         warnings.warn(format_args!(
             "{} socket(s) served outside the session are covered for the command ([host] cover_sockets): {}",
@@ -179,7 +182,7 @@ pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
 /// sockets it covered. One covered already is a `/dev/null` by now, not a
 /// socket, and is left alone: so this is also how sockets served since
 /// are covered ([`later`]).
-fn cover_served(allowed: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+fn cover_served(allowed: &[PathBuf], own: &BTreeSet<u64>) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 
     use anyhow::{Context as _, bail};
@@ -191,7 +194,7 @@ fn cover_served(allowed: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     // owner could open them up, and a cover where none was needed costs
     // nothing.
     let mut covered = Vec::new();
-    for path in socket_files(&table, allowed) {
+    for path in socket_files(&table, allowed, own) {
         let socket = match super::services::hold(&path) {
             Ok(socket) => socket,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
@@ -240,7 +243,9 @@ mod tests {
             0000000000000000: 00000002 00000000 00010000 0005 01   444 /tmp/a  dir/seq.sock\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 55555 /tmp/\xff.sock\n\
             garbage\n";
-        let paths: Vec<PathBuf> = served(table).into_iter().collect();
+        let served = served_sockets(table);
+        assert!(served.contains(&(PathBuf::from("/home/u/.ssh/cm-git@host:22"), 20921)), "{served:?}");
+        let paths: Vec<PathBuf> = served.into_iter().map(|(path, _)| path).collect();
         let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff.sock"));
         let expected = ["/home/u/.ssh/cm-git@host:22", "/run/systemd/journal/dev-log", "/tmp/a  dir/seq.sock"];
         let mut expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();

@@ -80,6 +80,9 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         super::reachable::cover(&allowed, &warnings).context("[host] cover_sockets")?;
     }
     super::reachable::report(uid, gid, &allowed, &warnings);
+    if args.cover_sockets {
+        super::reachable::later::share_later_covers()?;
+    }
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }

@@ -399,6 +399,13 @@ pub(super) fn hold(path: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)
 }
 
+/// The id of the mount `file` is on (`mnt_id` in its fdinfo): unlike its
+/// `st_dev`, always the one mountinfo shows (btrfs subvolumes differ).
+pub(super) fn mount_id(file: &File) -> Option<u64> {
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).ok()?;
+    fdinfo.lines().find_map(|line| line.strip_prefix("mnt_id:")).and_then(|id| id.trim().parse().ok())
+}
+
 /// The path that leads to `file` itself, whatever is mounted over its
 /// name since.
 pub(super) fn fd_path(file: &File) -> PathBuf {

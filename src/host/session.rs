@@ -201,7 +201,17 @@ impl Session {
             arg.push(self.home());
             command.arg(arg);
         }
-        let (inherited, collector) = warnings::for_sandbox(&self.audit, id)?;
+        // Held once the sandbox is set up, before the command runs.
+        let namespace = Arc::new(reachable::later::Namespace::default());
+        let set_up = {
+            let (namespace, wanted) = (Arc::clone(&namespace), self.config.host.cover_sockets);
+            move || {
+                if wanted {
+                    namespace.hold();
+                }
+            }
+        };
+        let (inherited, collector) = warnings::for_sandbox(&self.audit, id, set_up)?;
         inherited.pass_to(&mut command);
         command.arg("--").args(&self.command).env_clear().envs(self.environment(ca)?);
         if self.config.host.private_tmp {
@@ -217,9 +227,12 @@ impl Session {
         drop(inherited);
         let status = match spawned {
             Ok(mut child) => {
-                let sockets = match (self.config.host.cover_sockets, child.id()) {
-                    (true, Some(pid)) => self.watch_sockets(pid, cgroup, id).map(Some),
-                    _ => Ok(None),
+                if let Some(pid) = child.id() {
+                    namespace.spawned(pid);
+                }
+                let sockets = match self.config.host.cover_sockets {
+                    true => self.watch_sockets(namespace, cgroup, id).map(Some),
+                    false => Ok(None),
                 };
                 match sockets {
                     Ok(_sockets) => self.wait_forwarding_signals(child).await,
@@ -274,13 +287,18 @@ impl Session {
         })
     }
 
-    /// `[host] cover_sockets` for sockets served after the command
-    /// (`pid`) started ([`reachable::later`]).
-    fn watch_sockets(&self, pid: u32, cgroup: &Path, id: &str) -> anyhow::Result<services::Watch> {
+    /// `[host] cover_sockets` for sockets served after the command started
+    /// (in `namespace`, [`reachable::later`]).
+    fn watch_sockets(
+        &self,
+        namespace: Arc<reachable::later::Namespace>,
+        cgroup: &Path,
+        id: &str,
+    ) -> anyhow::Result<services::Watch> {
         let allowed = reachable::allowed(&self.config.host.live_run_dirs);
         let mut end = self.ending(cgroup);
         let failed = move |reason: String| end(format!("{reason}; the session is ended"));
-        reachable::later::watch(pid, cgroup, allowed, Warnings::to_audit(&self.audit, id), failed)
+        reachable::later::watch(namespace, cgroup, allowed, Warnings::to_audit(&self.audit, id), failed)
     }
 
     /// Ends the session for a watch: each call kills its processes (and

@@ -160,13 +160,19 @@ fn notice(session: &str, message: &str) -> AuditEntry {
 /// The session's end of the sandbox's warnings: a socket pair, one end
 /// for the sandbox ([`Inherited`]), the other read by a thread that
 /// appends each line to the audit log, then answers whether all were.
-pub fn for_sandbox(log: &Arc<AuditLog>, session: &str) -> anyhow::Result<(Inherited, Collector)> {
+/// `set_up` runs before that answer, once the sandbox has closed its end:
+/// its setup is done, and it waits for the answer to exec the command.
+pub fn for_sandbox(
+    log: &Arc<AuditLog>,
+    session: &str,
+    set_up: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<(Inherited, Collector)> {
     let (ours, theirs) = UnixStream::pair().context("making the warnings socket")?;
     let log = Arc::clone(log);
     let session = session.to_owned();
     let thread = std::thread::Builder::new()
         .name("bridle-warnings".into())
-        .spawn(move || collect(ours, &log, &session))
+        .spawn(move || collect(ours, &log, &session, set_up))
         .context("starting the warnings reader")?;
     Ok((Inherited { theirs: OwnedFd::from(theirs) }, Collector { thread }))
 }
@@ -213,7 +219,7 @@ impl Collector {
     }
 }
 
-fn collect(socket: UnixStream, log: &AuditLog, session: &str) {
+fn collect(socket: UnixStream, log: &AuditLog, session: &str, set_up: impl FnOnce()) {
     let mut reader = BufReader::new(&socket);
     let mut line = Vec::new();
     let mut all_kept = true;
@@ -239,6 +245,7 @@ fn collect(socket: UnixStream, log: &AuditLog, session: &str) {
             all_kept = false;
         }
     }
+    set_up();
     // The sandbox waits for this (and is gone if it failed early).
     let _ = (&socket).write_all(&[if all_kept { ALL_KEPT } else { NOT_KEPT }]);
 }
@@ -266,7 +273,7 @@ mod tests {
     fn the_command_starts_only_once_the_session_kept_every_warning() {
         let log_dir = tempfile::tempdir().expect("tempdir");
         let log = Arc::new(AuditLog::open(log_dir.path().join("audit.jsonl"), Default::default()).expect("log"));
-        let (inherited, collector) = for_sandbox(&log, "run-7").expect("pair");
+        let (inherited, collector) = for_sandbox(&log, "run-7", || {}).expect("pair");
         let warnings = Warnings::to_session(inherited.theirs.into_raw_fd()).expect("the session's socket");
         warnings.warn("one\nline");
         warnings.all_kept().expect("kept");

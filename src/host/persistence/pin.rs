@@ -20,7 +20,7 @@
 //! be replaced), or pin `/`.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -39,10 +39,13 @@ pub(super) fn renamable_ancestors<'a>(locked: impl IntoIterator<Item = &'a Path>
             if parent.as_os_str().is_empty() || !seen.insert(dir.to_path_buf()) {
                 continue;
             }
-            let (Ok(own), Ok(above)) = (std::fs::symlink_metadata(dir), std::fs::symlink_metadata(parent)) else {
+            // The parent as the kernel resolves it (a home that links to
+            // another disk is that disk's directory); `dir` itself, a
+            // symlink included (it can be replaced: pin says so).
+            let (Ok(own), Ok(above)) = (std::fs::symlink_metadata(dir), std::fs::metadata(parent)) else {
                 continue;
             };
-            if own.dev() == above.dev() && could_rename(&own, &above, uid) {
+            if !is_mount_root(dir, parent) && could_rename(&own, &above, uid) {
                 found.insert(dir.to_path_buf());
             }
         }
@@ -50,6 +53,19 @@ pub(super) fn renamable_ancestors<'a>(locked: impl IntoIterator<Item = &'a Path>
     let mut dirs: Vec<PathBuf> = found.into_iter().collect();
     dirs.sort_by_key(|dir| dir.components().count());
     dirs
+}
+
+/// Whether `dir` is the root of a mount other than its parent's (which no
+/// rename can move), by mount id: a btrfs subvolume has a device of its
+/// own but is no mount, and renames like a directory.
+fn is_mount_root(dir: &Path, parent: &Path) -> bool {
+    let resolved = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(parent);
+    let id = |file: Option<std::fs::File>| file.as_ref().and_then(crate::host::services::mount_id);
+    match (id(crate::host::services::hold(dir).ok()), id(resolved.ok())) {
+        (Some(own), Some(above)) => own != above,
+        // Unknown: pinned, which costs at most a needless mount.
+        _ => false,
+    }
 }
 
 /// Whether `uid` could rename the entry `own` in the directory `parent`,
@@ -109,6 +125,14 @@ mod tests {
 
     fn chmod(path: &Path, mode: u32) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_mounts_root_is_told_from_a_directory() {
+        assert!(is_mount_root(Path::new("/proc"), Path::new("/")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("sub");
+        assert!(!is_mount_root(&dir.path().join("sub"), dir.path()));
     }
 
     #[test]

@@ -2,52 +2,61 @@
 //! started: an ssh `ControlMaster` opened meanwhile, a service started, one
 //! bound again at the same path (its cover went with the old file).
 //!
-//! The session looks at the command's `/proc/<pid>/net/unix` every
-//! [`PERIOD_MS`] ([`watch`]); when a socket served outside the session
-//! appears there that it has not seen, it runs `bridle __cover-sockets`
-//! ([`cover_in`]): a fresh single-threaded process (`setns` into a mount
-//! namespace refuses a threaded one) that enters the command's mount
-//! namespace and covers there what is served and not yet covered, as the
-//! sandbox did at the start. So a socket served later is out of the
-//! command's reach within about a period; until then it is in reach,
-//! which is what the warning says.
+//! The session holds the command's mount namespace from the moment the
+//! sandbox has set it up and waits to exec ([`Namespace`]), before the
+//! command could make another, and looks at the sockets table every
+//! [`PERIOD_MS`] ([`watch`]). When a socket served outside the session
+//! appears there that it has not seen (a new path or inode, or a bound
+//! name gone, as ssh removes a `ControlMaster`'s first name), and it is
+//! not one of the command's own (a socket a process of the session's
+//! cgroup holds: its tmux, its `ssh -M`), it runs `bridle
+//! __cover-sockets` ([`cover_in`]): a fresh single-threaded process
+//! (`setns` into a mount namespace refuses a threaded one) that enters the
+//! held namespace and covers there what is served and not yet covered, as
+//! the sandbox did at the start. The sandbox made that namespace's mounts
+//! shared among its own ([`share_later_covers`]), so a cover reaches the
+//! mount namespaces the command makes itself (`unshare -Urm`) as well. So
+//! a socket served later is out of the command's reach within about a
+//! period; until then it is in reach, which is what the warning says.
 //!
-//! Fail closed: a socket that cannot be covered ends the session (its
-//! processes killed, said, audited), as a covered directory replaced on
-//! the host does ([`super::super::services`]).
+//! Fail closed: a socket that cannot be covered, or a namespace that could
+//! not be held, ends the session (its processes killed, said, audited),
+//! as a covered directory replaced on the host does.
 //!
-//! Never: mount anything in a namespace that is not the command's (the
-//! pid is checked to be in the session's cgroup, and its namespace to be
-//! another than Bridle's own), or read what a socket serves.
+//! Never: mount anything in a namespace other than the one the sandbox
+//! set up (held before the command runs, and checked to be another than
+//! Bridle's own), cover a socket of the command's own, or read what a
+//! socket serves.
 
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 
 use super::{names, served_sockets};
 use crate::host::services::Watch;
 use crate::host::warnings::Warnings;
 
-/// How often the command's sockets table is read.
+/// How often the sockets table is read.
 pub const PERIOD_MS: u16 = 250;
-
-/// `__cover-sockets`' exit code when the command's namespace is not there
-/// to enter (not made yet, or the command gone): nothing done, try again.
-const NOT_READY: u8 = 3;
 
 /// Arguments of the internal `__cover-sockets` step.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoverArgs {
-    /// A process of the session: its mount namespace is entered.
+    /// The command's mount namespace (a `/proc/<pid>/fd/<n>` of the
+    /// session's, which holds it).
     #[arg(long)]
-    pub pid: u32,
-    /// The session's cgroup v2 directory, which `--pid` must be in.
+    pub namespace: PathBuf,
+    /// The session's cgroup v2 directory: the sockets its processes hold
+    /// are the command's own, and left alone.
     #[arg(long)]
     pub cgroup: PathBuf,
     /// A directory whose sockets are left alone (repeated).
@@ -55,27 +64,18 @@ pub struct CoverArgs {
     pub allowed: Vec<PathBuf>,
 }
 
-/// Covers, in the mount namespace of `--pid`, every socket served outside
-/// `--allowed` that is not covered yet, and prints each covered path on a
-/// line of its own. Exits [`NOT_READY`] when `--pid` is not a process of
-/// the session's cgroup or has not left Bridle's mount namespace yet.
+/// Covers, in the mount namespace `--namespace`, every socket served
+/// outside `--allowed` and not the command's own that is not covered yet,
+/// and prints each covered path on a line of its own.
 pub fn cover_in(args: CoverArgs) -> anyhow::Result<ExitCode> {
-    let not_ready = Ok(ExitCode::from(NOT_READY));
-    let Ok(namespace) = std::fs::File::open(format!("/proc/{}/ns/mnt", args.pid)) else { return not_ready };
-    // Checked after the namespace is held: a pid taken again since by a
-    // process outside the session is not let through.
-    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{}/cgroup", args.pid)) else { return not_ready };
-    if !in_cgroup(&cgroups, &args.cgroup) {
-        return not_ready;
-    }
-    let own = std::fs::metadata("/proc/self/ns/mnt").context("reading Bridle's mount namespace")?;
-    let theirs = namespace.metadata().context("reading the command's mount namespace")?;
-    if (own.dev(), own.ino()) == (theirs.dev(), theirs.ino()) {
-        return not_ready;
-    }
+    let namespace = File::open(&args.namespace)
+        .with_context(|| format!("opening the command's mount namespace ({})", args.namespace.display()))?;
+    ensure!(!is_own(&namespace)?, "{} is Bridle's own mount namespace, not the command's", args.namespace.display());
+    // Read here, where /proc and the cgroup tree are the host's.
+    let own = session_sockets(&args.cgroup);
     nix::sched::setns(namespace.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
         .context("entering the command's mount namespace")?;
-    let covered = super::cover_served(&args.allowed)?;
+    let covered = super::cover_served(&args.allowed, &own)?;
     let mut out = std::io::stdout().lock();
     for path in covered {
         out.write_all(path.as_os_str().as_bytes()).and_then(|()| out.write_all(b"\n")).context("writing stdout")?;
@@ -83,20 +83,100 @@ pub fn cover_in(args: CoverArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `/proc/<pid>/cgroup` (`cgroups`) puts the process in the cgroup
-/// v2 directory `dir` (its path below the mount ends `dir`).
-fn in_cgroup(cgroups: &str, dir: &Path) -> bool {
-    cgroups.lines().filter_map(|line| line.strip_prefix("0::/")).any(|below| !below.is_empty() && dir.ends_with(below))
+/// Whether `namespace` is this process's own mount namespace.
+fn is_own(namespace: &File) -> anyhow::Result<bool> {
+    let own = std::fs::metadata("/proc/self/ns/mnt").context("reading Bridle's mount namespace")?;
+    let theirs = namespace.metadata().context("reading the command's mount namespace")?;
+    Ok((own.dev(), own.ino()) == (theirs.dev(), theirs.ino()))
 }
 
-/// Watches the sockets served in the network namespace of the command
-/// (`pid`, in `cgroup`) until the returned [`Watch`] drops, and has each
-/// one served outside `allowed` that was not there at the last look
-/// covered in the command's mount namespace; those covered are said and
-/// audited through `warnings`. When one cannot be covered, calls `failed`
-/// with why, and again every period after.
+/// The inodes of the sockets the processes of `cgroup` (and the cgroups
+/// below it) hold: the command's own, which it may serve itself.
+fn session_sockets(cgroup: &Path) -> BTreeSet<u64> {
+    let mut inodes = BTreeSet::new();
+    let mut dirs = vec![cgroup.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines() {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            let links = fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok());
+            inodes.extend(links.filter_map(|link| socket_inode(&link)));
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+    }
+    inodes
+}
+
+/// The inode of a descriptor's link that names a socket (`socket:[N]`).
+fn socket_inode(link: &Path) -> Option<u64> {
+    link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The command's mount namespace as the sandbox left it, held by the
+/// session from then on: the sandbox's pid once it is spawned
+/// ([`Namespace::spawned`]), then the namespace once the sandbox is set up
+/// ([`Namespace::hold`], from the warnings' `set_up`).
+#[derive(Debug, Default)]
+pub struct Namespace {
+    pid: OnceLock<u32>,
+    held: OnceLock<Result<File, String>>,
+}
+
+impl Namespace {
+    pub fn spawned(&self, pid: u32) {
+        let _ = self.pid.set(pid);
+    }
+
+    /// Holds the sandbox's mount namespace; called once its setup is done
+    /// and before it may exec the command.
+    pub fn hold(&self) {
+        let held = self.open().map_err(|error| format!("{error:#}"));
+        let _ = self.held.set(held);
+    }
+
+    fn open(&self) -> anyhow::Result<File> {
+        // The pid is set as the spawn returns, long before the sandbox is
+        // set up; a moment is waited for all the same.
+        let mut pid = self.pid.get();
+        for _ in 0..100 {
+            if pid.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            pid = self.pid.get();
+        }
+        let pid = pid.context("the sandbox's pid was not known when it was set up")?;
+        let namespace = File::open(format!("/proc/{pid}/ns/mnt")).context("opening the sandbox's mount namespace")?;
+        ensure!(!is_own(&namespace)?, "the sandbox did not leave Bridle's mount namespace");
+        Ok(namespace)
+    }
+}
+
+/// Makes every mount of this (the command's new, private) namespace
+/// shared: a peer group of its own, not the host's, whose copies in the
+/// mount namespaces the command makes later are its slaves. So a cover
+/// [`watch`] makes here reaches those too; none made there comes back.
+pub fn share_later_covers() -> anyhow::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SHARED, None::<&str>)
+        .context("sharing the command's mounts with the namespaces it makes")
+}
+
+/// A served socket as the watch compares it: its bound name, its inode,
+/// and whether that name still leads somewhere (ssh removes a
+/// `ControlMaster`'s first name once it linked the `ControlPath`).
+type Seen = (PathBuf, u64, bool);
+
+/// Watches the sockets served in the session's network namespace until
+/// the returned [`Watch`] drops, and has each one served outside `allowed`
+/// that was not there at the last look, and is not the command's own,
+/// covered in the command's mount namespace (`namespace`, once held);
+/// those covered are said and audited through `warnings`. When one cannot
+/// be covered, or the namespace could not be held, calls `failed` with
+/// why, and again every period after.
 pub fn watch(
-    pid: u32,
+    namespace: Arc<Namespace>,
     cgroup: &Path,
     allowed: Vec<PathBuf>,
     warnings: Warnings,
@@ -106,40 +186,52 @@ pub fn watch(
     let cgroup = cgroup.to_path_buf();
     let canonical: Vec<PathBuf> =
         allowed.iter().map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())).collect();
-    let outside = move |path: &Path| !canonical.iter().any(|dir| path.starts_with(dir));
-    let mut seen = BTreeSet::new();
+    let outside = move |path: &Path| {
+        let parent = path.parent().map(|parent| std::fs::canonicalize(parent).unwrap_or_else(|_| parent.into()));
+        !parent.is_some_and(|parent| canonical.iter().any(|dir| parent.starts_with(dir)))
+    };
+    let mut seen: BTreeSet<Seen> = BTreeSet::new();
     Watch::every(PERIOD_MS, "bridle-sockets", move || {
-        // Gone: the session is ending.
-        let Ok(table) = std::fs::read(format!("/proc/{pid}/net/unix")) else { return };
-        let now: BTreeSet<(PathBuf, u64)> =
-            served_sockets(&table).into_iter().filter(|(path, _)| outside(path)).collect();
-        if now.is_subset(&seen) {
-            seen = now;
-            return;
-        }
-        match cover_later(&exe, pid, &cgroup, &allowed) {
-            Ok(Some(covered)) => {
-                if !covered.is_empty() {
-                    warnings.warn(format_args!(
+        let held = match namespace.held.get() {
+            None => return,
+            Some(Err(error)) => return failed(format!("cannot hold the command's mount namespace ({error})")),
+            Some(Ok(held)) => held,
+        };
+        let Ok(table) = std::fs::read("/proc/self/net/unix") else { return };
+        let now: BTreeSet<Seen> = served_sockets(&table)
+            .into_iter()
+            .filter(|(path, _)| outside(path))
+            .map(|(path, inode)| {
+                let named = std::fs::symlink_metadata(&path).is_ok();
+                (path, inode, named)
+            })
+            .collect();
+        let fresh: Vec<u64> = now.difference(&seen).map(|(_, inode, _)| *inode).collect();
+        if !fresh.is_empty() {
+            let own = session_sockets(&cgroup);
+            if !fresh.iter().all(|inode| own.contains(inode)) {
+                let at = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd()));
+                match cover_later(&exe, &at, &cgroup, &allowed) {
+                    Ok(covered) if covered.is_empty() => {}
+                    Ok(covered) => warnings.warn(format_args!(
                         "{} socket(s) served outside the session since it started are covered for the command \
                          ([host] cover_sockets): {}",
                         covered.len(),
                         names(&covered)
-                    ));
+                    )),
+                    Err(error) => return failed(format!("{error:#}")),
                 }
-                seen = now;
             }
-            Ok(None) => {}
-            Err(error) => failed(format!("{error:#}")),
         }
+        seen = now;
     })
 }
 
-/// Runs `__cover-sockets` for the command `pid`: the paths it covered, or
-/// `None` when the command's namespace was not there to enter.
-fn cover_later(exe: &Path, pid: u32, cgroup: &Path, allowed: &[PathBuf]) -> anyhow::Result<Option<Vec<PathBuf>>> {
+/// Runs `__cover-sockets` in the mount namespace `namespace` leads to:
+/// the paths it covered.
+fn cover_later(exe: &Path, namespace: &Path, cgroup: &Path, allowed: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut command = Command::new(exe);
-    command.arg("__cover-sockets").arg("--pid").arg(pid.to_string()).arg("--cgroup").arg(cgroup);
+    command.arg("__cover-sockets").arg("--namespace").arg(namespace).arg("--cgroup").arg(cgroup);
     for dir in allowed {
         command.arg("--allowed").arg(dir);
     }
@@ -148,25 +240,16 @@ fn cover_later(exe: &Path, pid: u32, cgroup: &Path, allowed: &[PathBuf]) -> anyh
         .stdin(Stdio::null())
         .output()
         .context("running bridle __cover-sockets to cover sockets served since the session started")?;
-    match output.status.code() {
-        Some(0) => Ok(Some(
-            output
-                .stdout
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(|line| PathBuf::from(std::ffi::OsStr::from_bytes(line)))
-                .collect(),
-        )),
-        Some(code) if code == i32::from(NOT_READY) => Ok(None),
-        _ => {
-            let said = String::from_utf8_lossy(&output.stderr);
-            bail!(
-                "a socket served since the session started could not be covered for the command ({}): {}",
-                output.status,
-                said.trim()
-            )
-        }
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "a socket served since the session started could not be covered for the command ({}): {}",
+            output.status,
+            said.trim()
+        );
     }
+    let lines = output.stdout.split(|byte| *byte == b'\n').filter(|line| !line.is_empty());
+    Ok(lines.map(|line| PathBuf::from(std::ffi::OsStr::from_bytes(line))).collect())
 }
 
 #[cfg(test)]
@@ -174,17 +257,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_process_of_the_sessions_cgroup_is_entered() {
-        let session = Path::new("/sys/fs/cgroup/bridle/run-42");
-        assert!(in_cgroup("0::/bridle/run-42\n", session));
-        // Hybrid hosts list v1 hierarchies too; only v2's line counts.
-        assert!(in_cgroup(
-            "12:pids:/user.slice\n0::/bridle/run-42\n",
-            Path::new("/sys/fs/cgroup/unified/bridle/run-42")
-        ));
-        assert!(!in_cgroup("0::/user.slice/session-3.scope\n", session));
-        assert!(!in_cgroup("0::/bridle/run-4\n", session), "component by component, not a prefix");
-        assert!(!in_cgroup("0::/\n", session));
-        assert!(!in_cgroup("", session));
+    fn a_descriptor_names_a_socket_by_its_inode() {
+        assert_eq!(socket_inode(Path::new("socket:[123456]")), Some(123_456));
+        assert_eq!(socket_inode(Path::new("pipe:[123456]")), None);
+        assert_eq!(socket_inode(Path::new("/tmp/socket:[1]")), None);
+        assert_eq!(socket_inode(Path::new("socket:[x]")), None);
+    }
+
+    #[test]
+    fn the_sockets_of_the_sessions_processes_are_found_in_its_cgroups() {
+        // This test's own process stands in for a session's: a cgroup
+        // tree whose procs file (in a subdirectory, as nested cgroups are)
+        // names it.
+        let tree = tempfile::tempdir().expect("tempdir");
+        let nested = tree.path().join("nested");
+        std::fs::create_dir(&nested).expect("nested");
+        std::fs::write(tree.path().join("cgroup.procs"), "").expect("procs");
+        std::fs::write(nested.join("cgroup.procs"), format!("{}\n", std::process::id())).expect("procs");
+        let listener = std::os::unix::net::UnixListener::bind(tree.path().join("s")).expect("bind");
+        let fd = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).expect("link");
+        let inode = socket_inode(&fd).expect("a socket");
+        assert!(session_sockets(tree.path()).contains(&inode));
+        assert!(!session_sockets(&tree.path().join("missing")).contains(&inode));
     }
 }

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use nix::mount::{MsFlags, mount};
 
 use super::mountinfo::Mount;
-use super::{fd_path, open_cover, open_dir};
+use super::{fd_path, mount_id, open_cover, open_dir};
 use crate::host::warnings::Warnings;
 
 /// The directories given a tmpfs of the command's own.
@@ -34,7 +34,10 @@ const PRIVATE: [&str; 2] = ["/tmp", "/var/tmp"];
 /// them for `uid`:`gid`. Returns the directories covered.
 pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<Vec<PathBuf>> {
     let mut covered = Vec::new();
-    for dir in PRIVATE.map(Path::new) {
+    // Where each leads, read before /tmp is covered (a /var/tmp that links
+    // into it could not be followed after).
+    let targets = PRIVATE.map(|dir| std::fs::canonicalize(dir).ok());
+    for (dir, target) in PRIVATE.map(Path::new).into_iter().zip(targets) {
         let required = dir == Path::new("/tmp");
         let host = match open_dir(dir) {
             Ok(host) => host,
@@ -44,7 +47,7 @@ pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<Vec
             // A host without /var/tmp has nothing to cover.
             Err(error) if error.raw_os_error() == Some(libc::ENOENT) => continue,
             // A /var/tmp that links into /tmp is covered with it.
-            Err(_) if leads_into(dir, Path::new("/tmp")) => continue,
+            Err(_) if target.is_some_and(|target| target.starts_with("/tmp")) => continue,
             Err(error) => {
                 warnings.warn(format_args!(
                     "{} cannot be given a tmpfs of the command's own ({error}; a symlink is not followed): the \
@@ -61,11 +64,6 @@ pub(super) fn own(uid: u32, gid: u32, warnings: &Warnings) -> anyhow::Result<Vec
     Ok(covered)
 }
 
-/// Whether `link` resolves to `dir` or a path in it.
-fn leads_into(link: &Path, dir: &Path) -> bool {
-    std::fs::canonicalize(link).is_ok_and(|target| target.starts_with(dir))
-}
-
 /// Mounts a tmpfs over `dir` (opened as `host`), naming where the host's
 /// files of `dir` are mounted again.
 fn cover(dir: &Path, host: &std::fs::File, warnings: &Warnings) -> anyhow::Result<()> {
@@ -78,9 +76,13 @@ fn cover(dir: &Path, host: &std::fs::File, warnings: &Warnings) -> anyhow::Resul
         ));
     }
     if let (Ok(mounts), Some(mount_id)) = (mounts, mount_id(host)) {
-        // Only where the command sees them: one under a cover (/run's) is
-        // not there for it.
-        let seen = |path: &PathBuf| std::fs::symlink_metadata(path).is_ok_and(|seen| seen.dev() == meta.dev());
+        // Only where the command sees them (one under a cover, /run's, is
+        // not there for it), and not one given a tmpfs of its own here (a
+        // /var/tmp that is a bind of /tmp).
+        let seen = |path: &PathBuf| {
+            !PRIVATE.iter().any(|private| path.starts_with(private))
+                && std::fs::symlink_metadata(path).is_ok_and(|seen| seen.dev() == meta.dev())
+        };
         for elsewhere in elsewhere(&mounts, dir, mount_id).iter().filter(|path| seen(path)) {
             warnings.warn(format_args!(
                 "{} holds the host's {} under another name: [host] private_tmp covers /tmp and /var/tmp only, and \
@@ -129,14 +131,6 @@ fn make_tmpdir(covered: &[PathBuf], uid: u32, gid: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), Some(gid)))
         .with_context(|| format!("giving TMPDIR {} to the command's user", dir.display()))
-}
-
-/// The id of the mount `file` is on (`mnt_id` in its fdinfo): unlike its
-/// `st_dev`, always the one mountinfo shows (btrfs subvolumes differ).
-fn mount_id(file: &std::fs::File) -> Option<u64> {
-    use std::os::fd::AsRawFd as _;
-    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).ok()?;
-    fdinfo.lines().find_map(|line| line.strip_prefix("mnt_id:")).and_then(|id| id.trim().parse().ok())
 }
 
 /// The paths where `/proc/self/mountinfo` shows the files of `tmp` (on
