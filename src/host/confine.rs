@@ -15,8 +15,9 @@
 //!   abstract address and any other service of the user's run what they
 //!   are sent outside the guard; [`super::services`] covers their
 //!   socket files); where the kernel lacks it, a loud warning;
-//! - seccomp filters that fail `TIOCSTI` and `TIOCLINUX` ioctls and
-//!   `io_uring_setup` with EPERM, and sockets of every family but Unix,
+//! - seccomp filters that fail `TIOCSTI` and `TIOCLINUX` ioctls,
+//!   `io_uring_setup` and every call that changes what is mounted where
+//!   ([`MOUNT_CALLS`]) with EPERM, and sockets of every family but Unix,
 //!   IPv4, IPv6, netlink and the kernel's crypto with EAFNOSUPPORT. The
 //!   cgroup hooks see inet sockets only, and the other families reach out
 //!   without them: `AF_VSOCK` to the hypervisor host, Bluetooth and CAN
@@ -75,6 +76,27 @@ fn scope_to_own_processes(warnings: &Warnings) {
     warnings.warn(format_args!("{warning}, outside Bridle's guard"));
 }
 
+/// The calls that change what is mounted where, failed with EPERM. The
+/// Landlock domain refuses `mount(2)`, `umount2` and `pivot_root` already
+/// (where the kernel has it), but not the new mount API, and in a user and
+/// mount namespace of its own the command would hold `CAP_SYS_ADMIN` over
+/// its mounts: with `open_tree(OPEN_TREE_CLONE)` or `mount_setattr` it
+/// could keep a copy of a directory that covers made later (`[host]
+/// cover_sockets`) never reach. `open_tree_attr` (Linux 6.15) is 467 on
+/// every architecture, and not in `libc` yet.
+const MOUNT_CALLS: [libc::c_long; 10] = [
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    467,
+];
+
 /// The socket families the command may make: Unix sockets stay on the
 /// host, inet sockets are the redirector's (its `sock_create` hook refuses
 /// every kind but TCP, MPTCP and UDP, an SMC socket asked of `AF_INET`
@@ -83,8 +105,8 @@ fn scope_to_own_processes(warnings: &Warnings) {
 const SOCKET_FAMILIES: [libc::c_int; 5] =
     [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK, libc::AF_ALG];
 
-/// The seccomp part, three filters: `ioctl(fd, TIOCSTI | TIOCLINUX, …)` and
-/// `io_uring_setup` → EPERM; `socket()` of a family not in
+/// The seccomp part, three filters: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,
+/// `io_uring_setup` and [`MOUNT_CALLS`] → EPERM; `socket()` of a family not in
 /// [`SOCKET_FAMILIES`], and `socketpair()` of any but `AF_UNIX` (TIPC makes
 /// pairs too) → EAFNOSUPPORT, as if the kernel had no such family, which
 /// programs take in their stride; on x86_64, x32 system calls → the
@@ -99,7 +121,9 @@ fn deny_injection_and_vsock() -> anyhow::Result<()> {
     };
     let ioctls = [libc::TIOCSTI, libc::TIOCLINUX].map(|request| rule(vec![arg(1, SeccompCmpOp::Eq, request)]));
     let ioctls = ioctls.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    install(vec![(libc::SYS_ioctl, ioctls), (libc::SYS_io_uring_setup, Vec::new())], libc::EPERM)?;
+    let mut denied = vec![(libc::SYS_ioctl, ioctls), (libc::SYS_io_uring_setup, Vec::new())];
+    denied.extend(MOUNT_CALLS.map(|call| (call, Vec::new())));
+    install(denied, libc::EPERM)?;
     // One rule each: a family unlike every allowed one.
     let families = SOCKET_FAMILIES.map(|family| arg(0, SeccompCmpOp::Ne, family as u64));
     let pairs = vec![arg(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)];

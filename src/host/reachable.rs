@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::FileTypeExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::AccessFlags;
@@ -125,6 +125,13 @@ fn socket_files(table: &[u8], allowed: &[PathBuf], own: &BTreeSet<u64>) -> Vec<P
     let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let allowed: Vec<PathBuf> = allowed.iter().map(|dir| canonical(dir)).collect();
     let is_socket = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
+    // A cover of Bridle's: `/dev/null` itself, which the command cannot
+    // make (no device nodes, and a hard link cannot leave /dev's file
+    // system); a symlink to it is not one.
+    let null = std::fs::metadata("/dev/null").ok().map(|null| null.rdev());
+    let is_cover = |path: &Path| {
+        std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_char_device() && Some(meta.rdev()) == null)
+    };
     let mut files = BTreeSet::new();
     for (path, _) in served_sockets(table).into_iter().filter(|(_, inode)| !own.contains(inode)) {
         let Some(parent) = path.parent() else { continue };
@@ -136,10 +143,11 @@ fn socket_files(table: &[u8], allowed: &[PathBuf], own: &BTreeSet<u64>) -> Vec<P
                 files.insert(path);
                 continue;
             }
-            // Something else stands at the name now (a cover): the socket
-            // is not renamed, and what else is in its directory is not it.
-            Ok(_) => continue,
-            Err(_) => {}
+            // Covered: the socket is not renamed, and what else is in its
+            // directory is not it. Anything else at the name (a file made
+            // where a renamed socket was bound) does not stop the search.
+            Ok(_) if is_cover(&path) => continue,
+            _ => {}
         }
         let Ok(entries) = std::fs::read_dir(parent) else { continue };
         files.extend(entries.flatten().map(|entry| entry.path()).filter(|entry| is_socket(entry)));
@@ -167,7 +175,7 @@ fn names(paths: &[PathBuf]) -> String {
 /// outside the directory it was bound in is not. An error but a socket
 /// gone meanwhile refuses to start the command.
 pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
-    let covered = cover_served(allowed, &BTreeSet::new())?;
+    let covered = cover_served(allowed)?;
     if !covered.is_empty() {
         warnings.warn(format_args!(
             "{} socket(s) served outside the session are covered for the command ([host] cover_sockets): {}",
@@ -179,22 +187,30 @@ pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
 }
 
 /// What [`cover`] does, in this process's mount namespace: returns the
-/// sockets it covered. One covered already is a `/dev/null` by now, not a
-/// socket, and is left alone: so this is also how sockets served since
-/// are covered ([`later`]).
-fn cover_served(allowed: &[PathBuf], own: &BTreeSet<u64>) -> anyhow::Result<Vec<PathBuf>> {
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+/// sockets it covered.
+fn cover_served(allowed: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context as _;
+    let table = std::fs::read("/proc/net/unix").context("reading /proc/net/unix for the sockets to cover")?;
+    cover_files(socket_files(&table, allowed, &BTreeSet::new()).into_iter().map(|path| (path, None)))
+}
 
+/// Covers each of `files` that is a socket in this process's mount
+/// namespace and, where an identity (`st_dev`, `st_ino`) is given, that
+/// very file: a path that leads elsewhere here than where it was listed
+/// (the command's own copy of a directory) is left alone. One covered
+/// already is a `/dev/null` by now, not a socket, and is left alone too:
+/// so this is also how sockets served since are covered ([`later`]).
+/// Returns those it covered.
+fn cover_files(files: impl IntoIterator<Item = (PathBuf, Option<(u64, u64)>)>) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::{Context as _, bail};
     use nix::mount::{MsFlags, mount};
 
-    let table = std::fs::read("/proc/net/unix").context("reading /proc/net/unix for the sockets to cover")?;
     let null = std::fs::metadata("/dev/null").context("/dev/null")?.rdev();
     // Every one, not only those the command's user may open now: their
     // owner could open them up, and a cover where none was needed costs
     // nothing.
     let mut covered = Vec::new();
-    for path in socket_files(&table, allowed, own) {
+    for (path, identity) in files {
         let socket = match super::services::hold(&path) {
             Ok(socket) => socket,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
@@ -202,7 +218,10 @@ fn cover_served(allowed: &[PathBuf], own: &BTreeSet<u64>) -> anyhow::Result<Vec<
         };
         // Swapped for something else since it was listed: nothing to cover
         // (and the report after this names it if it is a socket again).
-        if !socket.metadata().is_ok_and(|meta| meta.file_type().is_socket()) {
+        let is_it = |meta: &std::fs::Metadata| {
+            meta.file_type().is_socket() && identity.is_none_or(|identity| identity == (meta.dev(), meta.ino()))
+        };
+        if !socket.metadata().is_ok_and(|meta| is_it(&meta)) {
             continue;
         }
         let at = super::services::fd_path(&socket);
@@ -230,6 +249,31 @@ fn cover_served(allowed: &[PathBuf], own: &BTreeSet<u64>) -> anyhow::Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ssh binds a `ControlMaster` at a first name, links it to the
+    /// `ControlPath` and removes the first: the table names a path that is
+    /// gone, or (made again by the command) not the socket; its directory's
+    /// socket files stand for it, but for the command's own.
+    #[test]
+    fn a_renamed_socket_is_found_in_its_directory_whatever_stands_at_its_first_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, control) = (dir.path().join("cm.Xq3f"), dir.path().join("cm-git@host:22"));
+        let _master = std::os::unix::net::UnixListener::bind(&first).expect("bind");
+        std::fs::hard_link(&first, &control).expect("link");
+        std::fs::remove_file(&first).expect("unlink");
+        let table = format!(
+            "Num RefCount Protocol Flags Type St Inode Path\n\
+             0000000000000000: 00000002 00000000 00010000 0001 01 4242 {}\n",
+            first.display()
+        );
+        let none = BTreeSet::new();
+        assert_eq!(socket_files(table.as_bytes(), &[], &none), std::slice::from_ref(&control));
+        std::fs::write(&first, "planted").expect("a file at the first name");
+        assert_eq!(socket_files(table.as_bytes(), &[], &none), std::slice::from_ref(&control));
+        // The command's own socket, and one in an allowed directory: left.
+        assert!(socket_files(table.as_bytes(), &[], &BTreeSet::from([4242])).is_empty());
+        assert!(socket_files(table.as_bytes(), &[dir.path().to_path_buf()], &none).is_empty());
+    }
 
     #[test]
     fn only_bound_paths_that_take_connections_or_datagrams_are_served() {

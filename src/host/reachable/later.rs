@@ -11,11 +11,15 @@
 //! not one of the command's own (a socket a process of the session's
 //! cgroup holds: its tmux, its `ssh -M`), it runs `bridle
 //! __cover-sockets` ([`cover_in`]): a fresh single-threaded process
-//! (`setns` into a mount namespace refuses a threaded one) that enters the
-//! held namespace and covers there what is served and not yet covered, as
-//! the sandbox did at the start. The sandbox made that namespace's mounts
+//! (`setns` into a mount namespace refuses a threaded one) that lists the
+//! socket files where their owners bound them, enters the held namespace
+//! and covers there each that is the same file (not the command's own
+//! copy at that path) and not yet covered, as the sandbox did at the
+//! start. The sandbox made that namespace's mounts
 //! shared among its own ([`share_later_covers`]), so a cover reaches the
-//! mount namespaces the command makes itself (`unshare -Urm`) as well. So
+//! mount namespaces the command makes itself (`unshare -Urm`) as well
+//! (where it cannot make them private or clone a directory out of reach:
+//! the mount calls are denied it, [`crate::host::confine`]). So
 //! a socket served later is out of the command's reach within about a
 //! period; until then it is in reach, which is what the warning says.
 //!
@@ -48,6 +52,9 @@ use crate::host::warnings::Warnings;
 /// How often the sockets table is read.
 pub const PERIOD_MS: u16 = 250;
 
+/// How long `__cover-sockets` may take (it takes milliseconds).
+const HELPER_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Arguments of the internal `__cover-sockets` step.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoverArgs {
@@ -71,11 +78,23 @@ pub fn cover_in(args: CoverArgs) -> anyhow::Result<ExitCode> {
     let namespace = File::open(&args.namespace)
         .with_context(|| format!("opening the command's mount namespace ({})", args.namespace.display()))?;
     ensure!(!is_own(&namespace)?, "{} is Bridle's own mount namespace, not the command's", args.namespace.display());
-    // Read here, where /proc and the cgroup tree are the host's.
+    // Listed here, where paths lead where the sockets' owners bound them:
+    // the table first, then the command's own sockets (one bound between
+    // the two is found as its own), then each file's identity, so that a
+    // path that leads to another file in the command's view (its own copy
+    // of a directory) is not covered there.
+    let table = std::fs::read("/proc/self/net/unix").context("reading /proc/self/net/unix")?;
     let own = session_sockets(&args.cgroup);
+    let files: Vec<(PathBuf, Option<(u64, u64)>)> = super::socket_files(&table, &args.allowed, &own)
+        .into_iter()
+        .filter_map(|path| {
+            let meta = std::fs::metadata(&path).ok()?;
+            Some((path, Some((meta.dev(), meta.ino()))))
+        })
+        .collect();
     nix::sched::setns(namespace.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
         .context("entering the command's mount namespace")?;
-    let covered = super::cover_served(&args.allowed, &own)?;
+    let covered = super::cover_files(files)?;
     let mut out = std::io::stdout().lock();
     for path in covered {
         out.write_all(path.as_os_str().as_bytes()).and_then(|()| out.write_all(b"\n")).context("writing stdout")?;
@@ -197,7 +216,10 @@ pub fn watch(
             Some(Err(error)) => return failed(format!("cannot hold the command's mount namespace ({error})")),
             Some(Ok(held)) => held,
         };
-        let Ok(table) = std::fs::read("/proc/self/net/unix") else { return };
+        let table = match std::fs::read("/proc/self/net/unix") {
+            Ok(table) => table,
+            Err(error) => return failed(format!("cannot read /proc/self/net/unix ({error})")),
+        };
         let now: BTreeSet<Seen> = served_sockets(&table)
             .into_iter()
             .filter(|(path, _)| outside(path))
@@ -235,11 +257,25 @@ fn cover_later(exe: &Path, namespace: &Path, cgroup: &Path, allowed: &[PathBuf])
     for dir in allowed {
         command.arg("--allowed").arg(dir);
     }
-    let output = command
+    let mut child = command
         .env_clear()
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("running bridle __cover-sockets to cover sockets served since the session started")?;
+    // A path on a file system that hangs (NFS, FUSE) must not stop the
+    // watch: past the deadline the helper is killed, and that is a failure.
+    let deadline = std::time::Instant::now() + HELPER_DEADLINE;
+    while child.try_wait().context("waiting for bridle __cover-sockets")?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("covering sockets served since the session started took over {HELPER_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().context("reading bridle __cover-sockets")?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);
         bail!(
