@@ -139,7 +139,9 @@ fn socket_inode(link: &Path) -> Option<u64> {
 #[derive(Debug, Default)]
 pub struct Namespace {
     pid: OnceLock<u32>,
-    held: OnceLock<Result<File, String>>,
+    /// `None` inside: the sandbox ended before it was set up (its own
+    /// error says why, and there is no command to guard).
+    held: OnceLock<Result<Option<File>, String>>,
 }
 
 impl Namespace {
@@ -154,7 +156,7 @@ impl Namespace {
         let _ = self.held.set(held);
     }
 
-    fn open(&self) -> anyhow::Result<File> {
+    fn open(&self) -> anyhow::Result<Option<File>> {
         // The pid is set as the spawn returns, long before the sandbox is
         // set up; a moment is waited for all the same.
         let mut pid = self.pid.get();
@@ -166,9 +168,17 @@ impl Namespace {
             pid = self.pid.get();
         }
         let pid = pid.context("the sandbox's pid was not known when it was set up")?;
-        let namespace = File::open(format!("/proc/{pid}/ns/mnt")).context("opening the sandbox's mount namespace")?;
+        let namespace = File::open(format!("/proc/{pid}/ns/mnt"));
+        // Its end of the warnings closed because it exited (a zombie until
+        // the session reaps it): nothing was set up, nothing will run.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let exited = state.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']));
+        if exited {
+            return Ok(None);
+        }
+        let namespace = namespace.context("opening the sandbox's mount namespace")?;
         ensure!(!is_own(&namespace)?, "the sandbox did not leave Bridle's mount namespace");
-        Ok(namespace)
+        Ok(Some(namespace))
     }
 }
 
@@ -214,7 +224,8 @@ pub fn watch(
         let held = match namespace.held.get() {
             None => return,
             Some(Err(error)) => return failed(format!("cannot hold the command's mount namespace ({error})")),
-            Some(Ok(held)) => held,
+            Some(Ok(None)) => return,
+            Some(Ok(Some(held))) => held,
         };
         let table = match std::fs::read("/proc/self/net/unix") {
             Ok(table) => table,
