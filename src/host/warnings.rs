@@ -127,6 +127,11 @@ impl Warnings {
         let _ = writeln!(std::io::stderr(), "bridle: warning: {message}");
     }
 
+    /// The first warning's failure to be kept, if one was not.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Whether every warning is in the audit log; the command must not
     /// start otherwise. Through the session's socket, that is its answer
     /// once this side is closed for writing.

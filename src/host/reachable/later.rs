@@ -202,8 +202,8 @@ type Seen = (PathBuf, u64, bool);
 /// that was not there at the last look, and is not the command's own,
 /// covered in the command's mount namespace (`namespace`, once held);
 /// those covered are said and audited through `warnings`. When one cannot
-/// be covered, or the namespace could not be held, calls `failed` with
-/// why, and again every period after.
+/// be covered or audited, or the namespace could not be held, calls
+/// `failed` with why, and again every period after.
 pub fn watch(
     namespace: Arc<Namespace>,
     cgroup: &Path,
@@ -253,6 +253,10 @@ pub fn watch(
                         names(&covered)
                     )),
                     Err(error) => return failed(format!("{error:#}")),
+                }
+                // What was covered must be on record, or the session ends.
+                if let Some(error) = warnings.lost() {
+                    return failed(format!("a cover could not be kept in the audit log ({error})"));
                 }
             }
         }
