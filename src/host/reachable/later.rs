@@ -32,7 +32,7 @@
 //! Bridle's own), cover a socket of the command's own, or read what a
 //! socket serves.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsFd as _, AsRawFd as _};
@@ -219,6 +219,10 @@ pub fn watch(
         let parent = path.parent().map(|parent| std::fs::canonicalize(parent).unwrap_or_else(|_| parent.into()));
         !parent.is_some_and(|parent| canonical.iter().any(|dir| parent.starts_with(dir)))
     };
+    // Whether each path served is outside `allowed`, resolved once while
+    // it is served (a busy desktop serves a thousand sockets); the helper
+    // resolves again what it covers.
+    let mut resolved: HashMap<PathBuf, bool> = HashMap::new();
     let mut seen: BTreeSet<Seen> = BTreeSet::new();
     Watch::every(PERIOD_MS, "bridle-sockets", move || {
         let held = match namespace.held.get() {
@@ -231,14 +235,16 @@ pub fn watch(
             Ok(table) => table,
             Err(error) => return failed(format!("cannot read /proc/self/net/unix ({error})")),
         };
-        let now: BTreeSet<Seen> = served_sockets(&table)
-            .into_iter()
-            .filter(|(path, _)| outside(path))
-            .map(|(path, inode)| {
-                let named = std::fs::symlink_metadata(&path).is_ok();
-                (path, inode, named)
-            })
-            .collect();
+        let served = served_sockets(&table);
+        let paths: HashSet<&PathBuf> = served.iter().map(|(path, _)| path).collect();
+        resolved.retain(|path, _| paths.contains(path));
+        let mut now: BTreeSet<Seen> = BTreeSet::new();
+        for (path, inode) in &served {
+            if *resolved.entry(path.clone()).or_insert_with(|| outside(path)) {
+                let named = std::fs::symlink_metadata(path).is_ok();
+                now.insert((path.clone(), *inode, named));
+            }
+        }
         let fresh: Vec<u64> = now.difference(&seen).map(|(_, inode, _)| *inode).collect();
         if !fresh.is_empty() {
             let own = session_sockets(&cgroup);
