@@ -227,10 +227,8 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
         files.into_iter().map(|(path, _)| path).chain(trees.into_iter().map(|(path, _, _)| path)).collect();
     // First the directories above what will be locked, so that the locks
     // are made in the pinned tree the command sees.
-    let lockable = paths.iter().filter(|path| {
-        std::fs::symlink_metadata(path).is_ok_and(|meta| (meta.is_file() || meta.is_dir()) && meta.uid() == uid)
-    });
-    pin::pin(&pin::renamable_ancestors(lockable.map(PathBuf::as_path), uid), warnings)?;
+    let to_lock = paths.iter().filter(|path| std::fs::symlink_metadata(path).is_ok_and(|meta| lockable(&meta, uid)));
+    pin::pin(&pin::renamable_ancestors(to_lock.map(PathBuf::as_path), uid), warnings)?;
     let mut locked = 0;
     for path in &paths {
         let held = match super::services::hold(path) {
@@ -241,7 +239,7 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
             }
         };
         let meta = held.metadata().with_context(|| format!("reading {}", path.display()))?;
-        if meta.file_type().is_symlink() || !(meta.is_file() || meta.is_dir()) || meta.uid() != uid {
+        if !lockable(&meta, uid) {
             warnings.warn(format_args!(
                 "{} is a symlink, or not a file or directory of the command's user: it is watched, not locked",
                 path.display()
@@ -279,6 +277,12 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
         std::env::set_current_dir(&cwd).with_context(|| format!("entering {} again", cwd.display()))?;
     }
     Ok(locked)
+}
+
+/// Whether what `meta` describes (not followed) may be locked: a file or
+/// directory of `uid`'s own, not a symlink.
+fn lockable(meta: &std::fs::Metadata, uid: u32) -> bool {
+    (meta.is_file() || meta.is_dir()) && meta.uid() == uid
 }
 
 /// The repository `dir` is in: the nearest directory at or above it that

@@ -120,22 +120,17 @@ fn reachable(uid: u32, gid: u32, allowed: &[PathBuf]) -> Vec<PathBuf> {
 /// every socket file in that name's directory stands for it (one that no
 /// longer serves anything costs nothing to name or cover).
 fn socket_files(table: &[u8], allowed: &[PathBuf], own: &BTreeSet<u64>) -> Vec<PathBuf> {
-    // Compared as the command sees them: `/var/run/postgresql` is
-    // `/run/postgresql`.
-    let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let allowed: Vec<PathBuf> = allowed.iter().map(|dir| canonical(dir)).collect();
+    let allowed = Allowed::new(allowed);
     let is_socket = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
     // A cover of Bridle's: `/dev/null` itself, which the command cannot
     // make (no device nodes, and a hard link cannot leave /dev's file
     // system); a symlink to it is not one.
     let null = std::fs::metadata("/dev/null").ok().map(|null| null.rdev());
-    let is_cover = |path: &Path| {
-        std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_char_device() && Some(meta.rdev()) == null)
-    };
+    let is_cover = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| is_null(&meta, null));
     let mut files = BTreeSet::new();
     for (path, _) in served_sockets(table).into_iter().filter(|(_, inode)| !own.contains(inode)) {
         let Some(parent) = path.parent() else { continue };
-        if allowed.iter().any(|dir| canonical(parent).starts_with(dir)) {
+        if allowed.holds(&path) {
             continue;
         }
         match std::fs::metadata(&path) {
@@ -153,6 +148,33 @@ fn socket_files(table: &[u8], allowed: &[PathBuf], own: &BTreeSet<u64>) -> Vec<P
         files.extend(entries.flatten().map(|entry| entry.path()).filter(|entry| is_socket(entry)));
     }
     files.into_iter().collect()
+}
+
+/// The directories whose sockets are left alone, compared as the command
+/// sees them (`/var/run/postgresql` is `/run/postgresql`).
+struct Allowed(Vec<PathBuf>);
+
+impl Allowed {
+    fn new(dirs: &[PathBuf]) -> Allowed {
+        Allowed(dirs.iter().map(|dir| canonical(dir)).collect())
+    }
+
+    /// Whether the socket bound at `path` is in one of them.
+    fn holds(&self, path: &Path) -> bool {
+        let Some(parent) = path.parent() else { return false };
+        let parent = canonical(parent);
+        self.0.iter().any(|dir| parent.starts_with(dir))
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether `meta` is `/dev/null`'s device (`null`, its `st_rdev`): what a
+/// cover of Bridle's is.
+fn is_null(meta: &std::fs::Metadata, null: Option<u64>) -> bool {
+    meta.file_type().is_char_device() && Some(meta.rdev()) == null
 }
 
 /// The first [`NAMED`] paths, then how many more.
@@ -230,7 +252,7 @@ fn cover_files(files: impl IntoIterator<Item = (PathBuf, Option<(u64, u64)>)>) -
         let cover = super::services::hold(&path).with_context(|| format!("opening the cover of {}", path.display()))?;
         // The path may lead elsewhere by now (the user's processes change
         // their own directories): seal only the cover just made.
-        if !cover.metadata().is_ok_and(|meta| meta.file_type().is_char_device() && meta.rdev() == null) {
+        if !cover.metadata().is_ok_and(|meta| is_null(&meta, Some(null))) {
             bail!("{} changed while it was covered", path.display());
         }
         let sealed = MsFlags::MS_REMOUNT

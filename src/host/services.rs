@@ -232,40 +232,29 @@ impl Covered {
     /// (what it kills may not have started yet). Without inotify it warns
     /// and looks every period only.
     pub fn watch(self, warnings: &Warnings, mut ended: impl FnMut(&Path) + Send + 'static) -> anyhow::Result<Watch> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd as _;
         let inotify = self.inotify().map_err(|error| {
             warnings.warn(format_args!("{error:#}; covered directories are looked at every {WATCH_PERIOD_MS} ms only"));
         });
-        let (wake, woken) = std::os::unix::net::UnixStream::pair().context("making the watch's stop pipe")?;
-        let thread = std::thread::Builder::new().name("bridle-covers".into()).spawn(move || {
-            let mut found: Option<PathBuf> = None;
-            loop {
-                let mut fds = vec![PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
-                if let Ok((inotify, _)) = &inotify {
-                    fds.push(PollFd::new(inotify.as_fd(), PollFlags::POLLIN));
-                }
-                let _ = poll(&mut fds, PollTimeout::from(WATCH_PERIOD_MS));
-                // The other end closed: the session is over.
-                if fds[0].any().unwrap_or(true) {
-                    return;
-                }
-                if let Ok((inotify, watches)) = &inotify {
-                    while let Ok(events) = inotify.read_events() {
-                        if events.is_empty() {
-                            break;
-                        }
-                        found = found.or_else(|| self.made(watches, &events));
+        let wakes_on = match &inotify {
+            Ok((inotify, _)) => Some(inotify.as_fd().try_clone_to_owned().context("watching the covers' inotify")?),
+            Err(()) => None,
+        };
+        let mut found: Option<PathBuf> = None;
+        Watch::every(WATCH_PERIOD_MS, "bridle-covers", wakes_on, move || {
+            if let Ok((inotify, watches)) = &inotify {
+                while let Ok(events) = inotify.read_events() {
+                    if events.is_empty() {
+                        break;
                     }
-                }
-                found = found.or_else(|| self.changed().map(Path::to_path_buf));
-                if let Some(dir) = &found {
-                    ended(dir);
+                    found = found.take().or_else(|| self.made(watches, &events));
                 }
             }
-        });
-        let thread = thread.context("starting the covers' watch")?;
-        Ok(Watch { wake: Some(wake), thread: Some(thread) })
+            found = found.take().or_else(|| self.changed().map(Path::to_path_buf));
+            if let Some(dir) = &found {
+                ended(dir);
+            }
+        })
     }
 
     /// inotify on each covered directory's parent that exists.
@@ -308,15 +297,24 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Calls `tick` every `period_ms` on a thread of its own, named `name`,
-    /// until the watch drops.
-    pub(super) fn every(period_ms: u16, name: &str, mut tick: impl FnMut() + Send + 'static) -> anyhow::Result<Watch> {
+    /// Calls `tick` every `period_ms`, and as soon as `wakes_on` (an
+    /// inotify) is readable, on a thread of its own named `name`, until the
+    /// watch drops.
+    pub(super) fn every(
+        period_ms: u16,
+        name: &str,
+        wakes_on: Option<std::os::fd::OwnedFd>,
+        mut tick: impl FnMut() + Send + 'static,
+    ) -> anyhow::Result<Watch> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd as _;
         let (wake, woken) = std::os::unix::net::UnixStream::pair().context("making the watch's stop pipe")?;
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
             loop {
-                let mut fds = [PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
+                let mut fds = vec![PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
+                if let Some(fd) = &wakes_on {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
                 let _ = poll(&mut fds, PollTimeout::from(period_ms));
                 // The other end closed: the session is over.
                 if fds[0].any().unwrap_or(true) {

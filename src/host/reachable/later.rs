@@ -213,18 +213,13 @@ pub fn watch(
 ) -> anyhow::Result<Watch> {
     let exe = std::env::current_exe().context("locating the bridle executable")?;
     let cgroup = cgroup.to_path_buf();
-    let canonical: Vec<PathBuf> =
-        allowed.iter().map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())).collect();
-    let outside = move |path: &Path| {
-        let parent = path.parent().map(|parent| std::fs::canonicalize(parent).unwrap_or_else(|_| parent.into()));
-        !parent.is_some_and(|parent| canonical.iter().any(|dir| parent.starts_with(dir)))
-    };
-    // Whether each path served is outside `allowed`, resolved once while
+    let inside = super::Allowed::new(&allowed);
+    // Whether each path served is inside `allowed`, resolved once while
     // it is served (a busy desktop serves a thousand sockets); the helper
     // resolves again what it covers.
     let mut resolved: HashMap<PathBuf, bool> = HashMap::new();
     let mut seen: BTreeSet<Seen> = BTreeSet::new();
-    Watch::every(PERIOD_MS, "bridle-sockets", move || {
+    Watch::every(PERIOD_MS, "bridle-sockets", None, move || {
         let held = match namespace.held.get() {
             None => return,
             Some(Err(error)) => return failed(format!("cannot hold the command's mount namespace ({error})")),
@@ -240,7 +235,7 @@ pub fn watch(
         resolved.retain(|path, _| paths.contains(path));
         let mut now: BTreeSet<Seen> = BTreeSet::new();
         for (path, inode) in &served {
-            if *resolved.entry(path.clone()).or_insert_with(|| outside(path)) {
+            if !*resolved.entry(path.clone()).or_insert_with(|| inside.holds(path)) {
                 let named = std::fs::symlink_metadata(path).is_ok();
                 now.insert((path.clone(), *inode, named));
             }
