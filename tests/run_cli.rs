@@ -1184,14 +1184,18 @@ fn cover_sockets_puts_the_users_own_sockets_out_of_reach() {
 /// connect to it is refused, and it is named as covered, on stderr and in
 /// the audit log. The cover reaches a mount namespace the command made
 /// itself before (`unshare -Urm`), which cannot unmount it; the command's
-/// own socket stays its own. The host's view is untouched.
+/// own socket stays its own, though it sits beside a master whose first
+/// name is gone. The host's view is untouched.
 #[test]
 fn cover_sockets_covers_sockets_served_after_the_command_started() {
     let net = TestNet::new("coverlate");
     let tag = std::process::id();
     let (dir, master) = control_path("bridle-test-cmlate-");
     let step = |name: &str| format!("/tmp/bridle-test-{name}-{tag}");
-    let files = [step("ready-again"), step("go"), step("go-again"), step("own.sock"), step("nested.py")];
+    // The command's own socket sits beside the master's: only the master's
+    // file is taken for the master once its first name is gone.
+    let own = format!("{}/own.sock", dir.path().display());
+    let files = [step("ready-again"), step("go"), step("go-again"), own, step("nested.py")];
     let _planted = Planted { dirs: Vec::new(), files: files.iter().map(PathBuf::from).collect() };
     let [ready_again, go, go_again, own, nested] = files;
     net.set_host("cover_sockets = true");
@@ -1228,7 +1232,12 @@ fn cover_sockets_covers_sockets_served_after_the_command_started() {
         )
     );
     let guarded = net.started("nobody", &format!("{PY_REACH}{script}"));
-    let service = UserService::start(&net.name, 65534, &[&master]);
+    // Served as ssh serves a ControlMaster: bound under a temporary name,
+    // linked to the ControlPath, the first name removed.
+    let bound = format!("{master}.Xq3fT2bZ");
+    let service = UserService::start(&net.name, 65534, &[&bound]);
+    std::fs::hard_link(&bound, &master).expect("link the ControlPath");
+    std::fs::remove_file(&bound).expect("remove the temporary name");
     assert_eq!(reach(&master), "ran\n", "outside the session it is reached: the test can fail");
     std::fs::write(&go, "").expect("tell the command");
     let there = (0..200).any(|_| {
@@ -1238,6 +1247,7 @@ fn cover_sockets_covers_sockets_served_after_the_command_started() {
     assert!(there, "the command did not reach the second step");
     // The master exits and a new one binds the same path.
     drop(service);
+    std::fs::remove_file(&master).expect("the old master's file");
     let _service = UserService::start(&net.name, 65534, &[&master]);
     let run = tell_and_wait(guarded, &go_again);
     assert_eq!(run.code, 0, "{}", run.all());

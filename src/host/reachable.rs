@@ -20,7 +20,7 @@
 //! Never: connect to what is found, or (without `cover_sockets`) stop the
 //! command for it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use nix::unistd::AccessFlags;
 
 use super::warnings::Warnings;
 
+mod diag;
 pub mod later;
 
 /// How many sockets are named before the rest are counted.
@@ -109,45 +110,77 @@ pub fn report(uid: u32, gid: u32, allowed: &[PathBuf], warnings: &Warnings) {
 fn reachable(uid: u32, gid: u32, allowed: &[PathBuf]) -> Vec<PathBuf> {
     let Ok(table) = std::fs::read("/proc/net/unix") else { return Vec::new() };
     let may = |path: &PathBuf| super::access::user_may(uid, gid, nix::fcntl::AT_FDCWD, path, AccessFlags::W_OK, true);
-    socket_files(&table, allowed, &BTreeSet::new()).into_iter().filter(may).collect()
+    socket_files(&table, bound_files().as_ref(), allowed, &BTreeSet::new()).into_iter().filter(may).collect()
 }
 
 /// The socket files of the sockets `table` (`/proc/net/unix`) lists as
 /// served, outside `allowed`, but for those whose inode is in `own` (the
-/// command's own sockets, [`later`]). A socket whose bound name is gone was
-/// renamed or hard-linked elsewhere: ssh binds its `ControlMaster` under a
-/// temporary name, links it to the `ControlPath` and removes the first, so
-/// every socket file in that name's directory stands for it (one that no
-/// longer serves anything costs nothing to name or cover).
-fn socket_files(table: &[u8], allowed: &[PathBuf], own: &BTreeSet<u64>) -> Vec<PathBuf> {
+/// command's own sockets, [`later`]). `bound` gives each socket's file
+/// ([`diag::bound_files`], read after the table). A socket whose bound name
+/// leads elsewhere was renamed or hard-linked away: ssh binds its
+/// `ControlMaster` under a temporary name, links it to the `ControlPath`
+/// and removes the first, so its file is looked for among that name's
+/// directory's entries. Without `bound` (a kernel that cannot tell), every
+/// socket file in that directory stands for it (one that no longer serves
+/// anything costs nothing to name or cover), but a cover of Bridle's at the
+/// name, which says the socket there is not renamed.
+fn socket_files(
+    table: &[u8],
+    bound: Option<&HashMap<u64, u32>>,
+    allowed: &[PathBuf],
+    own: &BTreeSet<u64>,
+) -> Vec<PathBuf> {
     let allowed = Allowed::new(allowed);
-    let is_socket = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
+    let socket_ino = |path: &Path| {
+        std::fs::symlink_metadata(path).ok().filter(|meta| meta.file_type().is_socket()).map(|meta| meta.ino())
+    };
     // A cover of Bridle's: `/dev/null` itself, which the command cannot
     // make (no device nodes, and a hard link cannot leave /dev's file
     // system); a symlink to it is not one.
     let null = std::fs::metadata("/dev/null").ok().map(|null| null.rdev());
     let is_cover = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| is_null(&meta, null));
     let mut files = BTreeSet::new();
-    for (path, _) in served_sockets(table).into_iter().filter(|(_, inode)| !own.contains(inode)) {
+    for (path, inode) in served_sockets(table).into_iter().filter(|(_, inode)| !own.contains(inode)) {
         let Some(parent) = path.parent() else { continue };
         if allowed.holds(&path) {
             continue;
         }
+        // Which file is the socket's: that very one, or (not knowing) any.
+        let file = match bound.map(|bound| bound.get(&inode)) {
+            // Closed since the table was read: nothing to find.
+            Some(None) => continue,
+            Some(Some(&bound)) => Some(bound),
+            None => None,
+        };
+        let is_it = |ino: u64| file.is_none_or(|bound| diag::is(bound, ino));
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.file_type().is_socket() => {
+            Ok(meta) if meta.file_type().is_socket() && is_it(meta.ino()) => {
                 files.insert(path);
                 continue;
             }
             // Covered: the socket is not renamed, and what else is in its
-            // directory is not it. Anything else at the name (a file made
-            // where a renamed socket was bound) does not stop the search.
-            Ok(_) if is_cover(&path) => continue,
+            // directory is not it (where its file is known, another link to
+            // it there is looked for all the same). Anything else at the
+            // name (a file made where a renamed socket was bound) does not
+            // stop the search.
+            Ok(_) if file.is_none() && is_cover(&path) => continue,
             _ => {}
         }
         let Ok(entries) = std::fs::read_dir(parent) else { continue };
-        files.extend(entries.flatten().map(|entry| entry.path()).filter(|entry| is_socket(entry)));
+        let entries = entries.flatten().map(|entry| entry.path());
+        files.extend(entries.filter(|entry| socket_ino(entry).is_some_and(is_it)));
     }
     files.into_iter().collect()
+}
+
+/// Each bound socket's file ([`diag::bound_files`]), or `None` where the
+/// kernel cannot tell (then [`socket_files`] guesses wider).
+fn bound_files() -> Option<HashMap<u64, u32>> {
+    diag::bound_files()
+        .inspect_err(
+            |error| tracing::debug!(%error, "no socket diagnostics: a renamed socket is looked for by directory"),
+        )
+        .ok()
 }
 
 /// The directories whose sockets are left alone, compared as the command
@@ -213,7 +246,8 @@ pub fn cover(allowed: &[PathBuf], warnings: &Warnings) -> anyhow::Result<()> {
 fn cover_served(allowed: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::Context as _;
     let table = std::fs::read("/proc/net/unix").context("reading /proc/net/unix for the sockets to cover")?;
-    cover_files(socket_files(&table, allowed, &BTreeSet::new()).into_iter().map(|path| (path, None)))
+    let bound = bound_files();
+    cover_files(socket_files(&table, bound.as_ref(), allowed, &BTreeSet::new()).into_iter().map(|path| (path, None)))
 }
 
 /// Covers each of `files` that is a socket in this process's mount
@@ -274,8 +308,10 @@ mod tests {
 
     /// ssh binds a `ControlMaster` at a first name, links it to the
     /// `ControlPath` and removes the first: the table names a path that is
-    /// gone, or (made again by the command) not the socket; its directory's
-    /// socket files stand for it, but for the command's own.
+    /// gone, or (made again by the command) not the socket. Its file is
+    /// found in that directory by its inode, and nothing else there is
+    /// taken for it (the command's own socket beside it); not knowing the
+    /// inode, every socket file there stands for it.
     #[test]
     fn a_renamed_socket_is_found_in_its_directory_whatever_stands_at_its_first_name() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -283,18 +319,26 @@ mod tests {
         let _master = std::os::unix::net::UnixListener::bind(&first).expect("bind");
         std::fs::hard_link(&first, &control).expect("link");
         std::fs::remove_file(&first).expect("unlink");
+        let own = dir.path().join("own.sock");
+        let _own = std::os::unix::net::UnixListener::bind(&own).expect("bind");
         let table = format!(
             "Num RefCount Protocol Flags Type St Inode Path\n\
              0000000000000000: 00000002 00000000 00010000 0001 01 4242 {}\n",
             first.display()
         );
+        let ino = std::fs::metadata(&control).expect("control").ino() as u32;
+        let bound = HashMap::from([(4242, ino)]);
         let none = BTreeSet::new();
-        assert_eq!(socket_files(table.as_bytes(), &[], &none), std::slice::from_ref(&control));
+        assert_eq!(socket_files(table.as_bytes(), Some(&bound), &[], &none), std::slice::from_ref(&control));
+        assert_eq!(socket_files(table.as_bytes(), None, &[], &none), [control.clone(), own.clone()]);
         std::fs::write(&first, "planted").expect("a file at the first name");
-        assert_eq!(socket_files(table.as_bytes(), &[], &none), std::slice::from_ref(&control));
-        // The command's own socket, and one in an allowed directory: left.
-        assert!(socket_files(table.as_bytes(), &[], &BTreeSet::from([4242])).is_empty());
-        assert!(socket_files(table.as_bytes(), &[dir.path().to_path_buf()], &none).is_empty());
+        assert_eq!(socket_files(table.as_bytes(), Some(&bound), &[], &none), std::slice::from_ref(&control));
+        assert_eq!(socket_files(table.as_bytes(), None, &[], &none), [control.clone(), own]);
+        // Closed since the table was read, the command's own socket, and
+        // one in an allowed directory: left.
+        assert!(socket_files(table.as_bytes(), Some(&HashMap::new()), &[], &none).is_empty());
+        assert!(socket_files(table.as_bytes(), Some(&bound), &[], &BTreeSet::from([4242])).is_empty());
+        assert!(socket_files(table.as_bytes(), Some(&bound), &[dir.path().to_path_buf()], &none).is_empty());
     }
 
     #[test]

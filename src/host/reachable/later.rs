@@ -85,7 +85,8 @@ pub fn cover_in(args: CoverArgs) -> anyhow::Result<ExitCode> {
     // of a directory) is not covered there.
     let table = std::fs::read("/proc/self/net/unix").context("reading /proc/self/net/unix")?;
     let own = session_sockets(&args.cgroup);
-    let files: Vec<(PathBuf, Option<(u64, u64)>)> = super::socket_files(&table, &args.allowed, &own)
+    let bound = super::bound_files();
+    let files: Vec<(PathBuf, Option<(u64, u64)>)> = super::socket_files(&table, bound.as_ref(), &args.allowed, &own)
         .into_iter()
         .filter_map(|path| {
             let meta = std::fs::metadata(&path).ok()?;
