@@ -73,8 +73,17 @@ const READ_CHUNK: usize = 4096;
 /// Reads from `io` until the first bytes are classified, the window closes,
 /// the client stops sending, or `max_bytes` are read.
 pub async fn detect<R: AsyncRead + Unpin>(io: &mut R, limits: DetectLimits) -> io::Result<Detected> {
+    detect_after(Vec::new(), io, limits).await
+}
+
+/// [`detect`], with `bytes` already read from `io` (a client that spoke
+/// after a silence).
+pub async fn detect_after<R: AsyncRead + Unpin>(
+    mut bytes: Vec<u8>,
+    io: &mut R,
+    limits: DetectLimits,
+) -> io::Result<Detected> {
     let deadline = Instant::now() + limits.window;
-    let mut bytes = Vec::new();
     let mut chunk = [0u8; READ_CHUNK];
     loop {
         if let Some(protocol) = classify(&bytes, limits.max_bytes) {
@@ -106,6 +115,16 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
             Parse::Invalid(reason) => Some(Protocol::Malformed { tls: true, reason }),
         };
     }
+    // An SSLv2-format ClientHello (a 2-byte record header with the high
+    // bit set, then message type 1): servers that still take one would
+    // hold TLS Bridle cannot read, so it is never opaque.
+    if first & 0x80 != 0 {
+        return match bytes.get(2) {
+            None => None,
+            Some(1) => Some(Protocol::Malformed { tls: true, reason: "SSLv2-format ClientHello" }),
+            Some(_) => Some(Protocol::Opaque),
+        };
+    }
     // RFC 9112 §2.2: servers skip empty lines before a request line, so
     // detection must too, or "\r\nGET …" would pass as opaque and be
     // spliced past inspection.
@@ -121,10 +140,11 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
     }
 }
 
-/// How many bytes of CR and LF precede a request line (bounded: a client
-/// sending only line ends is not an HTTP client).
+/// How many bytes of CR and LF precede a request line: all of them, as
+/// servers skip them all (a client sending nothing else reaches the
+/// detection bound or window, and is malformed).
 pub fn leading_blank_lines(bytes: &[u8]) -> usize {
-    bytes.iter().take(16).take_while(|&&b| b == b'\r' || b == b'\n').count()
+    bytes.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
 }
 
 /// The verdict when reading stopped with the bytes still unclassified.

@@ -7,20 +7,40 @@
 use super::Parse;
 use super::tls::host_name;
 
-/// Request methods that mark a plain HTTP/1.x client.
+/// Methods that mark a line as an HTTP request even without a version
+/// (HTTP/0.9's `GET /path`, which some servers still answer).
 const METHODS: [&[u8]; 9] = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH"];
-const LONGEST_METHOD: usize = 7;
 
 /// The `Host` (lowercased, port stripped) of the request head at the start
 /// of `bytes`; `None` inside `Done` when the request has no Host header.
+///
+/// What is HTTP is what a server might take for it, not only what a
+/// well-behaved client sends: a first line that names an HTTP version
+/// anywhere, or starts with a standard method, is HTTP-shaped, and is
+/// either a request line Bridle reads exactly as hyper (and the upstream)
+/// will, or `Invalid`. Only a line that no server would read as a request
+/// (an SSH banner, a Redis command) is `NotThis`: spliced, where an
+/// extension method (`PROPFIND`), HTTP/2 in the clear (`PRI * HTTP/2.0`) or
+/// a lower-case `post` would otherwise have carried requests past
+/// per-request policy.
 pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<String>> {
-    match method(bytes) {
-        Parse::Done(()) => {}
-        Parse::NeedMore => return Parse::NeedMore,
-        Parse::NotThis => return Parse::NotThis,
-        Parse::Invalid(reason) => return Parse::Invalid(reason),
-    }
     let window = &bytes[..bytes.len().min(max_bytes)];
+    let Some(line_end) = window.iter().position(|&b| b == b'\n') else {
+        return if !line_so_far(window) {
+            Parse::NotThis
+        } else if bytes.len() >= max_bytes {
+            Parse::Invalid("HTTP request line larger than the bound")
+        } else {
+            Parse::NeedMore
+        };
+    };
+    let line = window[..line_end].strip_suffix(b"\r").unwrap_or(&window[..line_end]);
+    if !http_shaped(line) {
+        return Parse::NotThis;
+    }
+    if let Err(reason) = request_line(line) {
+        return Parse::Invalid(reason);
+    }
     let Some(end) = find(window, b"\r\n\r\n") else {
         return if bytes.len() >= max_bytes {
             Parse::Invalid("HTTP request head larger than the bound")
@@ -31,23 +51,54 @@ pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<Strin
     parse_head(&window[..end])
 }
 
-/// Whether the bytes start with `METHOD SP`.
-fn method(bytes: &[u8]) -> Parse<()> {
-    let token_len = bytes.iter().take(LONGEST_METHOD + 1).take_while(|b| b.is_ascii_uppercase()).count();
-    match bytes.get(token_len) {
-        Some(b' ') if METHODS.contains(&&bytes[..token_len]) => Parse::Done(()),
-        None if METHODS.iter().any(|m| m.starts_with(bytes)) => Parse::NeedMore,
-        _ => Parse::NotThis,
+/// Whether `bytes` (no line end yet) could still become a request line: a
+/// token's character first, then text. Binary protocols fail at once.
+fn line_so_far(bytes: &[u8]) -> bool {
+    let text = |b: &u8| matches!(b, b'\t' | b'\r' | b' '..=b'~') || *b >= 0x80;
+    bytes.first().is_some_and(is_tchar) && bytes.iter().all(text)
+}
+
+/// Whether a whole first line is one a server might read as a request.
+fn http_shaped(line: &[u8]) -> bool {
+    let versioned = line.windows(5).any(|w| w.eq_ignore_ascii_case(b"HTTP/"));
+    let method = METHODS.iter().any(|m| line.starts_with(m) && matches!(line.get(m.len()), Some(b' ' | b'\t')));
+    versioned || method
+}
+
+/// `METHOD SP target SP HTTP/1.x`, exactly: a method in upper case (servers
+/// differ on whether `post` is `POST`), a target without controls, and a
+/// version hyper serves.
+fn request_line(line: &[u8]) -> Result<(), &'static str> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("request line is not METHOD SP target SP version");
+    };
+    if method.is_empty() || !method.iter().all(is_tchar) {
+        return Err("request method is not a token");
     }
+    if method.iter().any(u8::is_ascii_lowercase) {
+        return Err("request method not in upper case");
+    }
+    if target.is_empty() || target.iter().any(|&b| b < 0x21 || b == 0x7f) {
+        return Err("request target is empty or has control characters");
+    }
+    if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
+        return Err("request line does not end in HTTP/1.0 or HTTP/1.1 (HTTP/2 in the clear is not inspected)");
+    }
+    Ok(())
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
 }
 
 /// Parses the request line and header lines (`head` ends before CRLFCRLF).
 fn parse_head(head: &[u8]) -> Parse<Option<String>> {
     let mut lines = head.split(|&b| b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let request_line = lines.next().unwrap_or_default();
-    if !(request_line.ends_with(b" HTTP/1.1") || request_line.ends_with(b" HTTP/1.0")) {
-        return Parse::Invalid("request line does not end in HTTP/1.0 or HTTP/1.1");
-    }
+    // The request line was read by `request_line`.
+    let _ = lines.next();
     let mut host = None;
     for line in lines {
         let Some((name, value)) = header(line) else {
@@ -72,8 +123,7 @@ fn parse_head(head: &[u8]) -> Parse<Option<String>> {
 fn header(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = line.iter().position(|&b| b == b':')?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
-    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    if name.is_empty() || !name.iter().all(token) {
+    if name.is_empty() || !name.iter().all(is_tchar) {
         return None;
     }
     Some((name, value.trim_ascii()))

@@ -166,7 +166,40 @@ fn http_prefixes_wait_and_ambiguous_heads_are_malformed() {
     assert!(malformed(b"GET / HTTP/2.0\r\n\r\n"));
     assert!(malformed(b"GET / HTTP/1.1\r\nHost: a.test:99999999\r\n\r\n"));
     assert!(matches!(classify(b"GET / HTTP/1.1\r\nX: y", 10), Some(Protocol::Malformed { tls: false, .. })));
-    assert_eq!(classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", MAX), Some(Protocol::Opaque));
+    assert!(malformed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "h2 in the clear is not inspected");
+}
+
+/// Whatever a server might read as a request is HTTP (decided per
+/// request) or malformed (refused when inspecting), never opaque (spliced
+/// past inspection): extension methods, any number of blank lines first,
+/// methods in lower case, HTTP/0.9 and other versions.
+#[test]
+fn what_a_server_would_take_for_a_request_is_never_opaque() {
+    let host = Some(Protocol::Http { host: Some("a.test".into()) });
+    assert_eq!(classify(b"PROPFIND /x HTTP/1.1\r\nHost: a.test\r\n\r\n", MAX), host);
+    assert_eq!(classify(b"QUERY-X_1 /x HTTP/1.0\r\nHost: a.test\r\n\r\n", MAX), host);
+    let blank = [&b"\r\n".repeat(40)[..], b"GET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n"].concat();
+    assert_eq!(classify(&blank, MAX), host);
+    assert_eq!(classify(&b"\r\n".repeat(40), MAX), None, "only blank lines: wait (bound, window)");
+    let malformed = |bytes: &[u8]| matches!(classify(bytes, MAX), Some(Protocol::Malformed { tls: false, .. }));
+    assert!(malformed(b"post /x HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    assert!(malformed(b"Post /x HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    assert!(malformed(b"GET /admin\r\n"), "HTTP/0.9");
+    assert!(malformed(b"GET\t/admin HTTP/1.1\r\n\r\n"));
+    assert!(malformed(b"GET  /admin HTTP/1.1\r\n\r\n"));
+    assert!(malformed(b"GET /admin http/1.1\r\n\r\n"));
+    assert!(malformed(b"GET /admin HTTP/1.2\r\n\r\n"));
+    assert!(malformed(b"X /a\x01b HTTP/1.1\r\n\r\n"));
+    // Lines no server reads as a request stay opaque, at once.
+    assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"*1\r\n$4\r\nPING\r\n", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"PING\r\n", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"\x00\x00\x00\x08\x04\xd2\x16\x2f", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"PROPFIND /x", MAX), None, "a request line on its way");
+    // An SSLv2-format hello (RFC 6101 appendix E.2) is TLS Bridle cannot read.
+    assert!(malformed_tls(b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10"));
+    assert_eq!(classify(b"\x80\x2e", MAX), None);
+    assert_eq!(classify(b"\x80\x2e\x07", MAX), Some(Protocol::Opaque));
 }
 
 fn limits(window_ms: u64) -> DetectLimits {

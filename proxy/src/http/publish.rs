@@ -18,7 +18,8 @@
 //!   in what cargo sends), then the `.crate`. The name is reported as sent.
 //! - **PyPI** (twine, uv, poetry, maturin): `POST` of `multipart/form-data`
 //!   to `<prefix>/legacy/` (upload.pypi.org, test.pypi.org, any host), or to
-//!   any path when the form says it is an upload (`:action` = `file_upload`,
+//!   any path when the form says it is an upload (an `:action` =
+//!   `file_upload`, whatever other `:action` fields say,
 //!   or the upload-only `filetype`/`pyversion`/`metadata_version` fields,
 //!   or an uploader's user agent). The `name` field is reported normalized
 //!   as PyPI compares names (PEP 503: lowercase, runs of `-_.` become `-`),
@@ -132,9 +133,13 @@ fn pypi(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<String> {
     }
     let fields = boundary.map(|b| form_fields(body, &b)).unwrap_or_default();
     let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-    match field(":action") {
-        Some("file_upload") | None => {}
-        Some(_) => return None, // legacy actions PyPI no longer serves
+    // Legacy actions PyPI no longer serves are not uploads, but only where
+    // no `:action` says `file_upload`: a server may read the last of
+    // several, or one in the query string. On `/legacy/` (where PyPI
+    // serves nothing else) every POST form counts.
+    let mut actions = fields.iter().filter(|(n, _)| n == ":action").map(|(_, v)| v.as_str()).peekable();
+    if !legacy && actions.peek().is_some() && !actions.any(|action| action == "file_upload") {
+        return None;
     }
     let upload_fields = [":action", "filetype", "pyversion", "metadata_version"].iter().any(|f| field(f).is_some());
     if !(legacy || upload_fields || agent_is(headers, &PYPI_AGENTS)) {

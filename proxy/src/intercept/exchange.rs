@@ -131,12 +131,12 @@ impl Exchange {
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().unwrap_or_default().to_owned();
-        let host_header = match single_host(&parts.headers) {
+        let host_header = match single_host(&parts.headers).and_then(|host| upper_case(&parts.method).map(|()| host)) {
             Ok(host_header) => host_header,
             Err(problem) => {
                 let host = host_of(authority.as_deref(), &self.conn);
                 let described = self.describe(&parts, &host, &path, &query, &Prefix::default());
-                self.conn.decider.deny_request(described, format!("{problem} (RFC 9112 §3.2)"), self.conn.pid);
+                self.conn.decider.deny_request(described, problem.to_owned(), self.conn.pid);
                 return bad_request(problem);
             }
         };
@@ -603,9 +603,20 @@ fn single_host(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
     let mut values = headers.get_all(header::HOST).iter();
     let Some(first) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err("several Host headers");
+        return Err("several Host headers (RFC 9112 §3.2)");
     }
-    first.to_str().map(|v| Some(v.to_owned())).map_err(|_| "a Host header that is not visible ASCII")
+    first.to_str().map(|v| Some(v.to_owned())).map_err(|_| "a Host header that is not visible ASCII (RFC 9112 §3.2)")
+}
+
+/// A method in lower case (`post`) is another method to hyper and to
+/// Bridle's git and publish detection, and the same method to servers
+/// that fold case: refused, so no request is described as one thing and
+/// served as another.
+fn upper_case(method: &Method) -> Result<(), &'static str> {
+    match method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        true => Err("a request method in lower case (RFC 9110 §9.1: methods are case-sensitive)"),
+        false => Ok(()),
+    }
 }
 
 /// Lowercase host without port or trailing dot; the SNI, else the original
@@ -749,9 +760,9 @@ mod tests {
         headers.insert(header::HOST, "allowed.test".parse().expect("value"));
         assert_eq!(single_host(&headers), Ok(Some("allowed.test".into())));
         headers.append(header::HOST, "evil.test".parse().expect("value"));
-        assert_eq!(single_host(&headers), Err("several Host headers"));
+        assert_eq!(single_host(&headers), Err("several Host headers (RFC 9112 §3.2)"));
         headers.insert(header::HOST, http::HeaderValue::from_bytes(b"evil.test\xff").expect("obs-text"));
-        assert_eq!(single_host(&headers), Err("a Host header that is not visible ASCII"));
+        assert_eq!(single_host(&headers), Err("a Host header that is not visible ASCII (RFC 9112 §3.2)"));
     }
 
     #[test]

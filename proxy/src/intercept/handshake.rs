@@ -254,12 +254,45 @@ async fn accept_agent(
 async fn not_declared_http(
     conn: Conn,
     mut agent: tokio_rustls::server::TlsStream<Prefixed<TcpStream>>,
-    upstream: UpstreamStream,
+    mut upstream: UpstreamStream,
     name: ServerName<'static>,
     limit: Duration,
 ) -> Option<(TcpStream, Vec<u8>)> {
+    use crate::detect::{Protocol, detect, detect_after};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
     let limits = crate::detect::DetectLimits { window: conn.inspector.body_wait, max_bytes: 64 * 1024 };
-    let Ok(inside) = crate::detect::detect(&mut agent, limits).await else { return None };
+    let Ok(mut inside) = detect(&mut agent, limits).await else { return None };
+    let mut greeting = Vec::new();
+    if inside.protocol == Protocol::ServerSpeaksFirst {
+        // Silence is no proof of a protocol whose server speaks first
+        // (IMAPS, SMTPS): the agent may wait out the window and then send
+        // HTTP. Whoever speaks first says which (both reads are cancel
+        // safe: what the other side sent stays in its TLS session).
+        let (mut theirs, mut ours) = (vec![0; 16 * 1024], vec![0; 16 * 1024]);
+        let first = timeout(conn.inspector.header_timeout, async {
+            tokio::select! {
+                read = upstream.read(&mut theirs) => read.map(|n| (true, n)),
+                read = agent.read(&mut ours) => read.map(|n| (false, n)),
+            }
+        })
+        .await;
+        match first {
+            Ok(Ok((true, n))) if n > 0 => greeting = theirs[..n].to_vec(),
+            Ok(Ok((false, n))) if n > 0 => match detect_after(ours[..n].to_vec(), &mut agent, limits).await {
+                Ok(late) => inside = late,
+                Err(_) => return None,
+            },
+            _ => {
+                let message = format!(
+                    "TLS to {}: neither side spoke within {:?}; closed",
+                    conn.dst, conn.inspector.header_timeout
+                );
+                conn.decider.notice("info", message);
+                return None;
+            }
+        }
+    }
     match inside.protocol {
         crate::detect::Protocol::Http { .. } => {
             let upstream = upstream_tls(&conn, Start::Handshake(Box::new(upstream)), false, name, limit);
@@ -279,8 +312,7 @@ async fn not_declared_http(
                     conn.dst
                 ),
             );
-            let mut upstream = upstream;
-            if tokio::io::AsyncWriteExt::write_all(&mut upstream, &inside.bytes).await.is_ok() {
+            if agent.write_all(&greeting).await.is_ok() && upstream.write_all(&inside.bytes).await.is_ok() {
                 let _ = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await;
             }
         }

@@ -532,21 +532,51 @@ async fn slowloris_request_head_is_cut_off_by_the_header_timeout() {
     rig.still_serving().await;
 }
 
-/// What should hold once `server.rs` stops splicing, with an Inspector
-/// wired in, connections whose first bytes it could not classify as HTTP
-/// or TLS (refuse them, or keep detecting): today both halves fail, and
-/// this is how an agent walks past per-request policy on an allowed host.
+/// Whatever the upstream would take for a request is decided per request
+/// or refused, never spliced past inspection on an allowed host: blank
+/// lines before the request line (servers skip any number), an extension
+/// method with a request pipelined behind it, HTTP/2 in the clear, HTTP/0.9
+/// and a method in lower case (which servers may read as `POST`); and
+/// silence past the detection window, then TLS.
 #[tokio::test]
-async fn http_that_detection_misses_is_not_spliced_past_inspection() {
+async fn http_that_detection_could_miss_is_not_spliced_past_inspection() {
     let rig = rig(|_| {}).await;
     // The resolver answered allowed.test with this IP, so a connection
     // named by nothing better is decided as allowed.test and permitted.
-    // A CRLF before the request line: detection calls it opaque, hyper
-    // upstream skips it (RFC 9112 §2.2) and would serve the admin page.
-    let answer = rig.raw_plain(b"\r\nGET /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n").await;
-    assert!(rig.plain_seen.requests().is_empty(), "uninspected: {}", String::from_utf8_lossy(&answer));
+    for blank in [1, 9, 300] {
+        let raw =
+            [&b"\r\n".repeat(blank)[..], b"GET /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n"];
+        let answer = rig.raw_plain(&raw.concat()).await;
+        assert_eq!(statuses(&answer), [403], "{blank} blank lines: {}", String::from_utf8_lossy(&answer));
+    }
+    let pipelined = b"PROPFIND /dav HTTP/1.1\r\nHost: allowed.test\r\n\r\n\
+        GET /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n";
+    let answer = rig.raw_plain(pipelined).await;
+    assert_eq!(statuses(&answer), [200, 403], "{}", String::from_utf8_lossy(&answer));
+    let refused: [&[u8]; 3] = [
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET /admin\r\n",
+        b"post /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in refused {
+        let answer = rig.raw_plain(raw).await;
+        assert!(answer.is_empty(), "{:?} got {}", String::from_utf8_lossy(raw), String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(rig.plain_seen.requests(), ["PROPFIND /dav 0 allowed.test"]);
+    let notices = rig.notices();
+    for reason in ["HTTP/2 in the clear", "not METHOD SP target SP version", "not in upper case"] {
+        assert!(
+            notices.iter().any(|n| n.contains("malformed first bytes") && n.contains(reason)),
+            "{reason}: {notices:?}"
+        );
+    }
+    // Inside TLS, where hyper reads `post` as a method of its own: a 400.
+    let answer = rig.raw_tls(b"post /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(statuses(&answer), [400], "{}", String::from_utf8_lossy(&answer));
+    let last = rig.requests().pop().expect("the lower-case request decided");
+    assert!(last["decision"]["reason"].as_str().is_some_and(|r| r.contains("lower case")), "{last}");
     // Silence past the detection window, then TLS: server-speaks-first to
-    // detection, so an agent that trusts the real upstream talks to it
+    // detection, so an agent that trusts the real upstream would talk to it
     // directly, past per-request policy and leak scanning.
     let mut tcp = rig.h.connect_to(rig.tls).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -555,6 +585,25 @@ async fn http_that_detection_misses_is_not_spliced_past_inspection() {
     let name = rustls::pki_types::ServerName::try_from("allowed.test").expect("name");
     let direct = tokio_rustls::TlsConnector::from(agent::config(roots, H1)).connect(name, &mut tcp).await;
     assert!(direct.is_err(), "the agent reached the upstream's own certificate through the proxy");
+    assert!(rig.tls_seen.requests().is_empty(), "{:?}", rig.tls_seen.requests());
+    rig.still_serving().await;
+}
+
+/// TLS that offers no HTTP protocol (no ALPN, on a port other than 443) is
+/// decrypted and looked at; an agent silent there past the window, then
+/// sending a request, is served as HTTP and decided, not relayed as a
+/// protocol whose server speaks first.
+#[tokio::test]
+async fn http_sent_late_inside_tls_without_alpn_is_decided() {
+    let rig = rig(|inspector| inspector.body_wait = Duration::from_millis(200)).await;
+    let mut agent = agent::tls(&rig.h, rig.tls, "allowed.test", &[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.write_all(b"GET /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n").await.expect("write");
+    agent.flush().await.expect("flush");
+    let answer = until_closed(&mut agent).await;
+    assert_eq!(statuses(&answer), [403], "{}", String::from_utf8_lossy(&answer));
+    assert!(rig.tls_seen.requests().is_empty(), "{:?}", rig.tls_seen.requests());
+    rig.still_serving().await;
 }
 
 /// Nothing ties a plain-HTTP request to a host but the address it was

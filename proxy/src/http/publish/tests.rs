@@ -167,10 +167,16 @@ fn pypi_forms_by_hand() {
         (&[("metadata_version", "2.4"), ("name", "uv-style")], found("pypi", "uv-style")),
         (&[(":action", "remove_pkg"), ("name", "x")], None),
         (&[("name", "x"), ("comment", "hello")], None),
+        // A server may read the last `:action`: any upload is an upload.
+        (&[(":action", "submit"), (":action", "file_upload"), ("name", "x")], found("pypi", "x")),
     ];
     for (fields, want) in cases {
         assert_eq!(publish(&Method::POST, "pypi.test", "/simple/upload", &quoted, &form(fields)), *want, "{fields:?}");
     }
+    // On /legacy/, PyPI's upload endpoint, whatever `:action` says (the
+    // query string may say file_upload).
+    let submit = form(&[(":action", "submit"), ("name", "x")]);
+    assert_eq!(publish(&Method::POST, "upload.pypi.org", "/legacy/", &quoted, &submit), found("pypi", "x"));
     let file_first = b"--XyZ\r\nContent-Disposition: form-data; name=\"content\"; filename=\"name\"\r\n\r\nPK\r\n--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nreal\r\n--XyZ--";
     assert_eq!(publish(&Method::POST, "p.test", "/legacy/", &quoted, file_first), found("pypi", "real"));
 }
