@@ -555,7 +555,9 @@ print("setns=" + run(["nsenter", "--net=/proc/1/ns/net", "true"]))
 
 /// The agent runs as the invoking user, beside that user's other
 /// processes: it may not ptrace or signal them (code would run outside
-/// the guard), nor push keystrokes into the terminal it was started from.
+/// the guard), nor push keystrokes into the terminal it was started from,
+/// nor have the kernel run its key helper (`request_key`: a DNS lookup as
+/// root, outside the cgroup).
 #[test]
 fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
     let net = TestNet::new("confine");
@@ -575,17 +577,26 @@ fn the_agent_cannot_reach_its_users_other_processes_or_terminal() {
          params = ctypes.create_string_buffer(120)\n\
          r = libc.syscall(425, 1, params)\n\
          print('io_uring=' + ('ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]))\n\
+         r = libc.syscall({request_key}, b'dns_resolver', b'exfil.example.test', b'', -4)\n\
+         print('request_key=' + ('ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]))\n\
          child = os.fork()\n\
          if child == 0:\n    os.execvp('sleep', ['sleep', '30'])\n\
          print('own_child=' + outcome(lambda: os.kill(child, 9)))\n",
-        pid = neighbour.id()
+        pid = neighbour.id(),
+        request_key = libc::SYS_request_key,
     );
     let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &script]);
     let _ = neighbour.kill();
     let _ = neighbour.wait();
     assert_eq!(run.code, 0, "{}", run.all());
-    let expected =
-        [("kill", "EPERM"), ("ptrace", "EPERM"), ("tiocsti", "EPERM"), ("io_uring", "EPERM"), ("own_child", "ok")];
+    let expected = [
+        ("kill", "EPERM"),
+        ("ptrace", "EPERM"),
+        ("tiocsti", "EPERM"),
+        ("io_uring", "EPERM"),
+        ("request_key", "EPERM"),
+        ("own_child", "ok"),
+    ];
     for (what, want) in expected {
         assert!(run.stdout.contains(&format!("{what}={want}\n")), "{what}: {}", run.all());
     }
@@ -1301,8 +1312,9 @@ fn a_service_started_after_the_session_is_out_of_its_reach_too() {
     assert!(run.stdout.contains("late=ENOENT\n"), "{}", run.all());
 }
 
-/// Policies the command itself could rewrite are no guard: Bridle refuses
-/// to start, naming what the command could change and how.
+/// Policies the command itself could rewrite are no guard, nor an audit
+/// log it could replace: Bridle refuses to start, naming what the command
+/// could change and how.
 #[test]
 fn policies_or_a_config_the_agent_could_rewrite_are_refused() {
     let net = TestNet::new("tamper");
@@ -1319,6 +1331,15 @@ fn policies_or_a_config_the_agent_could_rewrite_are_refused() {
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("the config") && run.stderr.contains("writable by everyone"), "{}", run.all());
     let _ = Command::new("chmod").arg("644").arg(&config).status();
+
+    // Root writes the audit log: one the command could replace (or link
+    // elsewhere) would be forged, or written through.
+    std::fs::write(net.audit(), "").expect("an audit log");
+    std::os::unix::fs::chown(net.audit(), Some(65534), Some(65534)).expect("chown");
+    let run = net.run(&["--user", "nobody"], &["true"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("the audit log") && run.stderr.contains("owned by uid 65534"), "{}", run.all());
+    std::os::unix::fs::chown(net.audit(), Some(0), Some(0)).expect("chown back");
     assert_eq!(net.run(&["--user", "nobody"], &["true"]).code, 0, "root's files pass");
 }
 

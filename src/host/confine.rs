@@ -97,6 +97,14 @@ const MOUNT_CALLS: [libc::c_long; 10] = [
     467,
 ];
 
+/// The kernel's key management: `request_key` with callout data makes the
+/// kernel run `/sbin/request-key` as root, outside the session's cgroup,
+/// and keyutils' stock rules resolve a `dns_resolver` key's name (any name
+/// the command chose) through the host's resolver: a DNS channel out past
+/// Bridle. Keyrings are not namespaced either (the user's Kerberos tickets
+/// sit there). Docker's default profile denies the three too.
+const KEY_CALLS: [libc::c_long; 3] = [libc::SYS_add_key, libc::SYS_request_key, libc::SYS_keyctl];
+
 /// The socket families the command may make: Unix sockets stay on the
 /// host, inet sockets are the redirector's (its `sock_create` hook refuses
 /// every kind but TCP, MPTCP and UDP, an SMC socket asked of `AF_INET`
@@ -106,7 +114,7 @@ const SOCKET_FAMILIES: [libc::c_int; 5] =
     [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK, libc::AF_ALG];
 
 /// The seccomp part, three filters: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,
-/// `io_uring_setup` and [`MOUNT_CALLS`] → EPERM; `socket()` of a family not in
+/// `io_uring_setup`, [`MOUNT_CALLS`] and [`KEY_CALLS`] → EPERM; `socket()` of a family not in
 /// [`SOCKET_FAMILIES`], and `socketpair()` of any but `AF_UNIX` (TIPC makes
 /// pairs too) → EAFNOSUPPORT, as if the kernel had no such family, which
 /// programs take in their stride; on x86_64, x32 system calls → the
@@ -123,6 +131,7 @@ fn deny_injection_and_vsock() -> anyhow::Result<()> {
     let ioctls = ioctls.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let mut denied = vec![(libc::SYS_ioctl, ioctls), (libc::SYS_io_uring_setup, Vec::new())];
     denied.extend(MOUNT_CALLS.map(|call| (call, Vec::new())));
+    denied.extend(KEY_CALLS.map(|call| (call, Vec::new())));
     install(denied, libc::EPERM)?;
     // One rule each: a family unlike every allowed one.
     let families = SOCKET_FAMILIES.map(|family| arg(0, SeccompCmpOp::Ne, family as u64));

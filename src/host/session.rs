@@ -69,6 +69,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         inputs.extend(config.policies.overrides.clone().map(|dir| ("the policy overrides", dir)));
         inputs.extend(config.tls.upstream_ca_bundle.clone().map(|file| ("the upstream CA bundle", file)));
         inputs.push(("Bridle's CA directory", config.tls.ca_dir.clone()));
+        // Root writes there: a directory the command could swap would have
+        // Bridle write through its links, and keep a log it forged.
+        inputs.push(("the audit log", args.audit.clone().unwrap_or_else(|| config.audit.path.clone())));
         tamper::refuse_changeable(target, &inputs)?;
     }
     let secrets = Guards::secrets(&config)?;

@@ -1,6 +1,7 @@
 //! What the guarded command must not be able to change: the files Bridle
 //! takes its rules and its trust from (the config, the policy directories,
-//! the upstream CA bundle, Bridle's CA directory). The command runs as a
+//! the upstream CA bundle, Bridle's CA directory), and the audit log it
+//! writes as root. The command runs as a
 //! real user; were any of those writable by that user (owned by it, or
 //! writable by its group or by everyone, or under a directory it could
 //! rename), a compromised agent could rewrite the policies it is held to:
@@ -24,8 +25,8 @@ pub fn refuse_changeable(target: &Target, inputs: &[(&str, PathBuf)]) -> anyhow:
         if let Some(why) = changeable(target, path) {
             bail!(
                 "{what} {} can be changed by {} (uid {}), as whom the command runs: {why}; a compromised agent \
-                 could rewrite the rules it is held to. Keep it where only root can write (e.g. under /etc/bridle), \
-                 or run the command as another user (--user)",
+                 could rewrite the rules it is held to, or the record of what it did. Keep it where only root can \
+                 write (e.g. under /etc/bridle or /var/lib/bridle), or run the command as another user (--user)",
                 path.display(),
                 target.name,
                 target.uid,

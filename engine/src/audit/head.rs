@@ -92,10 +92,17 @@ fn replace(log: &Path, on_disk: &OnDisk) -> Result<(), AuditError> {
     let mut text =
         serde_json::to_vec(on_disk).map_err(|source| AuditError::Serialize { what: "checkpoint", source })?;
     text.push(b'\n');
+    // Made anew, never opened through what stands at its name (a link
+    // there would have Bridle, as root, truncate where it leads).
+    match fs::remove_file(&tmp) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(AuditError::io(&tmp, "remove stale checkpoint")(error));
+        }
+        _ => {}
+    }
     let mut file = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(AuditError::io(&tmp, "create checkpoint"))?;
@@ -127,5 +134,20 @@ mod tests {
         assert_eq!(read(&log).expect("read"), None);
         fs::remove_file(path_for(&log)).expect("remove");
         assert_eq!(read_head(&log).expect("read"), Head::Missing);
+    }
+
+    /// A link planted at the temporary name is replaced, not written
+    /// through: where it leads is left as it was.
+    #[test]
+    fn a_checkpoint_is_never_written_through_a_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("audit.jsonl");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me\n").expect("victim");
+        std::os::unix::fs::symlink(&victim, sidecar(&log, ".head.tmp")).expect("link");
+        let checkpoint = Checkpoint { seq: 7, hash: Hash::of(b"y") };
+        write(&log, checkpoint).expect("write");
+        assert_eq!(read(&log).expect("read"), Some(checkpoint));
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "keep me\n");
     }
 }

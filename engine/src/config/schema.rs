@@ -216,7 +216,12 @@ impl AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("bridle-audit/audit.jsonl"), fsync_interval_ms: 50, index: true, redact: Vec::new() }
+        Self {
+            path: PathBuf::from("/var/lib/bridle/audit/audit.jsonl"),
+            fsync_interval_ms: 50,
+            index: true,
+            redact: Vec::new(),
+        }
     }
 }
 

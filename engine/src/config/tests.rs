@@ -264,7 +264,7 @@ fn empty_file_gives_the_defaults() {
     assert_eq!(config.dns.deny_response, DenyResponse::Refused);
     assert_eq!(config.dns.cache_size, 10_000);
     assert_eq!(config.console.bind, SocketAddr::from(([127, 0, 0, 1], 18080)));
-    assert_eq!(config.audit.path, Path::new("/proj/bridle-audit/audit.jsonl"));
+    assert_eq!(config.audit.path, Path::new("/var/lib/bridle/audit/audit.jsonl"));
     assert_eq!(config.audit.fsync_interval_ms, 50);
     assert!(config.audit.index && config.audit.redact.is_empty());
     assert_eq!(config.engine.decision_cache_size, 100_000);
