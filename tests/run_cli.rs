@@ -1343,6 +1343,43 @@ fn policies_or_a_config_the_agent_could_rewrite_are_refused() {
     assert_eq!(net.run(&["--user", "nobody"], &["true"]).code, 0, "root's files pass");
 }
 
+/// Where the user owns cgroups (a desktop's systemd user slices, where
+/// `bridle run` itself may run), the command cannot write them: cgroup v2
+/// asks who may write `cgroup.procs` and `cgroup.kill`, not who owns the
+/// processes, so it could move Bridle into a cgroup of its own and kill it.
+#[test]
+fn the_command_cannot_write_the_cgroups_its_user_owns() {
+    let net = TestNet::new("cgroupro");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = mountinfo
+        .lines()
+        .find(|line| line.split(" - ").nth(1).is_some_and(|rest| rest.starts_with("cgroup2 ")))
+        .and_then(|line| line.split(' ').nth(4))
+        .expect("a cgroup2 mount");
+    let delegated = PathBuf::from(format!("{mount}/bridle-test-delegated-{}", std::process::id()));
+    std::fs::create_dir(&delegated).expect("a cgroup");
+    let _planted = Planted { dirs: vec![delegated.clone()], files: Vec::new() };
+    // As systemd delegates one: the directory and its procs files are the user's.
+    for file in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+        std::os::unix::fs::chown(delegated.join(file), Some(65534), Some(65534)).expect("chown");
+    }
+    let make = format!(
+        "import errno, os\ntry:\n    os.mkdir('{}/x'); os.rmdir('{}/x'); print('made')\n\
+         except OSError as e:\n    print(errno.errorcode[e.errno])\n",
+        delegated.display(),
+        delegated.display()
+    );
+    let outside = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", &make])
+        .output()
+        .expect("outside the session");
+    let said = String::from_utf8_lossy(&outside.stderr);
+    assert_eq!(String::from_utf8_lossy(&outside.stdout), "made\n", "the user may, outside: the test can fail ({said})");
+    let run = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", &make]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(run.stdout, "EROFS\n", "{}", run.all());
+}
+
 /// A guarded agent that listens is not reachable from outside: the packet
 /// filter passes only loopback peers, so the handshake never completes.
 #[test]

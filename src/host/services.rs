@@ -100,7 +100,8 @@ pub struct HostView<'a> {
 }
 
 /// Enters a mount namespace of this process's own (inherited by the exec
-/// and its children) with a `/run` of its own and, in `/tmp`, either the
+/// and its children), its cgroup file systems read-only
+/// ([`cgroups_read_only`]), with a `/run` of its own and, in `/tmp`, either the
 /// user's directories covered or (`view.private_tmp`) all of it, and of
 /// `/var/tmp`; `user` is
 /// the name of `uid`. A user's directory in `/tmp` that does not exist yet
@@ -112,6 +113,7 @@ pub fn hide(uid: u32, gid: u32, user: &str, view: HostView<'_>, warnings: &Warni
     // namespace (on systemd hosts `/` is shared by default).
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("making the command's mounts private")?;
+    cgroups_read_only()?;
     // The user's groups from here on (as `drop_to` sets them again): the
     // copy of /run asks the kernel what the user may read. (Root, when it
     // is the target, keeps its own.)
@@ -134,6 +136,36 @@ pub fn hide(uid: u32, gid: u32, user: &str, view: HostView<'_>, warnings: &Warni
         std::env::set_current_dir("/").context("leaving a covered working directory")?;
         warnings
             .warn(format_args!("the working directory {} is covered from the command; it starts in /", cwd.display()));
+    }
+    Ok(())
+}
+
+/// Makes every cgroup file system read-only for the command. Where the
+/// user owns cgroups (a desktop's systemd user slices, in one of which
+/// `bridle run` itself may have been started), the command could move
+/// Bridle into a cgroup of its own and kill or freeze it (`cgroup.kill`,
+/// `cgroup.freeze`: cgroup v2 asks who may write those files, not who
+/// owns the processes moved), or the user's other programs. Its own
+/// cgroup is root's, and nothing it runs needs to write cgroups.
+fn cgroups_read_only() -> anyhow::Result<()> {
+    let mounts = mountinfo::read().context("reading the command's mounts")?;
+    for cgroups in mounts.iter().filter(|mount| mount.kind == b"cgroup2" || mount.kind == b"cgroup") {
+        let point = cgroups.point.as_path();
+        // A remount sets every flag of the bind: keep the ones it has.
+        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+        let had = nix::sys::statvfs::statvfs(point).map(|fs| fs.flags()).unwrap_or(nix::sys::statvfs::FsFlags::empty());
+        for (has, keep) in [
+            (nix::sys::statvfs::FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        ] {
+            if had.contains(has) {
+                flags |= keep;
+            }
+        }
+        mount(None::<&str>, point, None::<&str>, flags, None::<&str>).with_context(|| {
+            format!("making the cgroup file system at {} read-only for the command", point.display())
+        })?;
     }
     Ok(())
 }

@@ -18,10 +18,13 @@ pub(super) struct Mount {
     pub root: PathBuf,
     /// Where it is mounted.
     pub point: PathBuf,
+    /// The file system type (`cgroup2`, `tmpfs`), after the ` - `.
+    pub kind: Vec<u8>,
 }
 
 impl Mount {
-    /// `ID PARENT MAJOR:MINOR ROOT POINT …`, paths with `\ooo` escapes.
+    /// `ID PARENT MAJOR:MINOR ROOT POINT OPTIONS [OPTIONAL…] - TYPE …`,
+    /// paths with `\ooo` escapes.
     pub fn parse(line: &[u8]) -> Option<Mount> {
         let mut fields = line.split(|byte| *byte == b' ');
         let (id, _, dev, root, point) =
@@ -29,7 +32,8 @@ impl Mount {
         let number = |field: &[u8]| std::str::from_utf8(field).ok()?.parse::<u64>().ok();
         let colon = dev.iter().position(|byte| *byte == b':')?;
         let dev = (number(&dev[..colon])?, number(&dev[colon + 1..])?);
-        Some(Mount { id: number(id)?, dev, root: unescape(root), point: unescape(point) })
+        let kind = fields.skip_while(|field| *field != b"-").nth(1).unwrap_or_default().to_vec();
+        Some(Mount { id: number(id)?, dev, root: unescape(root), point: unescape(point), kind })
     }
 }
 
@@ -79,6 +83,9 @@ mod tests {
         assert_eq!((mount.id, mount.dev), (36, (98, 0)));
         assert_eq!(mount.root, Path::new("/mnt 1"));
         assert_eq!(mount.point, Path::new(OsStr::from_bytes(b"/a b\\c\xff")));
+        assert_eq!(mount.kind, b"ext3");
+        let cgroups = Mount::parse(b"41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw");
+        assert_eq!(cgroups.expect("parsed").kind, b"cgroup2");
         assert!(Mount::parse(b"36 35 nodev / /x").is_none());
         assert!(Mount::parse(b"36 35").is_none());
     }
