@@ -1380,6 +1380,68 @@ fn the_command_cannot_write_the_cgroups_its_user_owns() {
     assert_eq!(run.stdout, "EROFS\n", "{}", run.all());
 }
 
+/// An enforcement part the kernel lacks is a refusal, not a footnote:
+/// where Landlock is missing (here: `landlock_create_ruleset` failed with
+/// ENOSYS by a seccomp filter Bridle starts under, as on a kernel built
+/// without it), the command is not started, and the error (on stderr and
+/// in the audit log) says how to run it anyway; with `--degraded` it runs,
+/// and the audit log says what the command can do for want of it.
+#[test]
+#[expect(unsafe_code, reason = "pre_exec: the filter is installed between fork and exec")]
+fn without_landlock_the_command_starts_only_when_degraded() {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    use std::os::unix::process::CommandExt as _;
+    let net = TestNet::new("nolandlock");
+    let arch = std::env::consts::ARCH.try_into().expect("seccomp architecture");
+    let no_landlock =
+        [libc::SYS_landlock_create_ruleset, libc::SYS_landlock_add_rule, libc::SYS_landlock_restrict_self];
+    let filter = SeccompFilter::new(
+        no_landlock.into_iter().map(|call| (call, Vec::new())).collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .expect("filter");
+    let program: BpfProgram = filter.try_into().expect("compiled");
+    let without_landlock = |extra: &[&str]| {
+        let mut command = net.command(extra, &["/usr/bin/python3", "-c", "print('ran')"]);
+        let program = program.clone();
+        // SAFETY: between fork and exec only the seccomp(2) call is made,
+        // on a program built before the fork.
+        unsafe {
+            command.pre_exec(move || seccompiler::apply_filter(&program).map_err(std::io::Error::other));
+        }
+        Run::from(command.output().expect("run nsenter"))
+    };
+    let refused = without_landlock(&["--user", "nobody"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(refused.stdout.is_empty(), "the command ran: {}", refused.all());
+    assert!(
+        refused.stderr.contains("this kernel has no Landlock") && refused.stderr.contains("--degraded"),
+        "{}",
+        refused.all()
+    );
+    let degraded = without_landlock(&["--user", "nobody", "--degraded"]);
+    assert_eq!((degraded.code, degraded.stdout.as_str()), (0, "ran\n"), "{}", degraded.all());
+    // The second session's: the audit log holds both.
+    let records = records(&net.audit());
+    let first = session_id(&records).expect("start notice");
+    let rest: Vec<serde_json::Value> = records
+        .iter()
+        .skip_while(|r| !r["message"].as_str().is_some_and(|m| m.contains(&first)))
+        .skip(1)
+        .cloned()
+        .collect();
+    let id = session_id(&rest).expect("the degraded session's start notice");
+    let kept = warnings_kept(&records, &id);
+    assert!(kept.iter().any(|kept| kept.contains("no Landlock") && kept.contains("--degraded")), "{kept:?}");
+    let refused = warnings_kept(&records, &first);
+    assert!(
+        refused.iter().any(|kept| kept.starts_with("the command was not started") && kept.contains("no Landlock")),
+        "{refused:?}"
+    );
+}
+
 /// A guarded agent that listens is not reachable from outside: the packet
 /// filter passes only loopback peers, so the handshake never completes.
 #[test]

@@ -14,10 +14,11 @@
 //!   of them bound (the X server's `@/tmp/.X11-unix/X0`, a D-Bus bus on an
 //!   abstract address and any other service of the user's run what they
 //!   are sent outside the guard; [`super::services`] covers their
-//!   socket files); where the kernel lacks it, a loud warning;
+//!   socket files); where the kernel lacks it, the command is not started
+//!   (an enforcement part missing), unless `--degraded`: then a warning;
 //! - seccomp filters that fail `TIOCSTI` and `TIOCLINUX` ioctls,
-//!   `io_uring_setup` and every call that changes what is mounted where
-//!   ([`MOUNT_CALLS`]) with EPERM, and sockets of every family but Unix,
+//!   `io_uring_setup`, every call that changes what is mounted where
+//!   ([`MOUNT_CALLS`]) and the key calls ([`KEY_CALLS`]) with EPERM, and sockets of every family but Unix,
 //!   IPv4, IPv6, netlink and the kernel's crypto with EAFNOSUPPORT. The
 //!   cgroup hooks see inet sockets only, and the other families reach out
 //!   without them: `AF_VSOCK` to the hypervisor host, Bluetooth and CAN
@@ -42,8 +43,17 @@ use seccompiler::{
 };
 
 /// Applies both to this process (inherited by the exec and every child).
-pub fn confine(warnings: &Warnings) -> anyhow::Result<()> {
-    scope_to_own_processes(warnings);
+/// Where the kernel cannot scope the command to its own processes, refuses
+/// (an enforcement part missing), unless `degraded`: then it is said.
+pub fn confine(degraded: bool, warnings: &Warnings) -> anyhow::Result<()> {
+    if let Some(missing) = scope_to_own_processes() {
+        anyhow::ensure!(
+            degraded,
+            "{missing}; Bridle refuses to start the command without it. Pass --degraded to run it anyway, with this \
+             said in the audit log, or use a kernel with Landlock's scoping (Linux 6.12+, lsm=landlock)"
+        );
+        warnings.warn(format_args!("{missing}, outside Bridle's guard (--degraded)"));
+    }
     deny_injection_and_vsock()
 }
 
@@ -52,8 +62,8 @@ const UNCONFINED: &str = ": the command can ptrace and signal your other process
                           covers from it (your session's, and system ones that look names up) through \
                           /proc/<pid>/root of processes outside, and connect to the abstract sockets they serve";
 
-/// The Landlock part; never fatal (older kernels lack it), but said.
-fn scope_to_own_processes(warnings: &Warnings) {
+/// The Landlock part: what the command can do for want of it, if any.
+fn scope_to_own_processes() -> Option<String> {
     let status = Ruleset::default()
         // A right no unprivileged process has (making block devices),
         // handled with no rule: it makes a Landlock domain on every ABI, and
@@ -63,17 +73,16 @@ fn scope_to_own_processes(warnings: &Warnings) {
         .and_then(|ruleset| ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket))
         .and_then(|ruleset| ruleset.create())
         .and_then(|ruleset| ruleset.restrict_self());
-    let warning = match status {
-        Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => return,
-        Ok(status) if status.ruleset == RulesetStatus::PartiallyEnforced => {
+    match status {
+        Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => None,
+        Ok(status) if status.ruleset == RulesetStatus::PartiallyEnforced => Some(
             "this kernel's Landlock has no scoping (ABI 6, Linux 6.12): the command can signal your other \
              processes and connect to the abstract sockets they serve"
-                .to_owned()
-        }
-        Ok(_) => "this kernel has no Landlock".to_owned() + UNCONFINED,
-        Err(error) => format!("Landlock failed ({error})") + UNCONFINED,
-    };
-    warnings.warn(format_args!("{warning}, outside Bridle's guard"));
+                .to_owned(),
+        ),
+        Ok(_) => Some("this kernel has no Landlock".to_owned() + UNCONFINED),
+        Err(error) => Some(format!("Landlock failed ({error})") + UNCONFINED),
+    }
 }
 
 /// The calls that change what is mounted where, failed with EPERM. The

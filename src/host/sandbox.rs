@@ -45,6 +45,10 @@ pub struct SandboxArgs {
     /// connect to ([`super::reachable::cover`]).
     #[arg(long)]
     pub cover_sockets: bool,
+    /// Start the command where the kernel cannot confine it fully
+    /// ([`super::confine`]), with a warning, instead of refusing.
+    #[arg(long)]
+    pub degraded: bool,
     /// The sandbox's end of the session's socket for warnings (see
     /// [`super::warnings`]); absent, they are said on stderr only.
     #[arg(long)]
@@ -54,12 +58,27 @@ pub struct SandboxArgs {
     pub command: Vec<String>,
 }
 
-/// Joins the cgroup, drops privileges and execs; returns only on failure.
+/// Joins the cgroup, drops privileges and execs; returns only on failure
+/// (kept in the session's audit log too, where it happened before the
+/// exec).
 pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let warnings = match args.warnings_fd {
         Some(fd) => Warnings::to_session(fd)?,
         None => Warnings::said_only(),
     };
+    if let Err(error) = set_up(&args, &warnings) {
+        return Err(warnings.not_started(error));
+    }
+    // Every warning is in the session's audit log, or the command does
+    // not start; the socket is closed here, before the exec.
+    warnings.all_kept().context("the command is not started")?;
+    let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
+    let error = std::process::Command::new(program).args(rest).exec();
+    bail!("cannot run {program}: {error}")
+}
+
+/// What [`exec`] does before the exec.
+fn set_up(args: &SandboxArgs, warnings: &Warnings) -> anyhow::Result<()> {
     let procs = args.cgroup.join("cgroup.procs");
     std::fs::write(&procs, std::process::id().to_string())
         .with_context(|| format!("joining the session cgroup ({})", procs.display()))?;
@@ -68,32 +87,27 @@ pub fn exec(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let user = args.user_name.as_deref().unwrap_or("root");
     let (uid, gid) = (args.uid.unwrap_or(0), args.gid.unwrap_or(0));
     let view = super::services::HostView { live_run: &args.live_run, private_tmp: args.private_tmp };
-    super::services::hide(uid, gid, user, view, &warnings)?;
+    super::services::hide(uid, gid, user, view, warnings)?;
     if let Some(home) = &args.lock_startup_files {
         let repo = std::env::current_dir().ok().and_then(|cwd| super::persistence::repository_of(&cwd));
-        super::persistence::lock(home, repo.as_deref(), uid, &warnings).context("[host] lock_startup_files")?;
+        super::persistence::lock(home, repo.as_deref(), uid, warnings).context("[host] lock_startup_files")?;
     }
     // Bridle's own sockets for the command, and those the config lets it
     // reach, are not news.
     let allowed = super::reachable::allowed(&args.live_run);
     if args.cover_sockets {
-        super::reachable::cover(&allowed, &warnings).context("[host] cover_sockets")?;
+        super::reachable::cover(&allowed, warnings).context("[host] cover_sockets")?;
     }
-    super::reachable::report(uid, gid, &allowed, &warnings);
+    super::reachable::report(uid, gid, &allowed, warnings);
     if args.cover_sockets {
         super::reachable::later::share_later_covers()?;
     }
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         drop_to(Uid::from_raw(uid), Gid::from_raw(gid))?;
     }
-    super::confine::confine(&warnings)?;
+    super::confine::confine(args.degraded, warnings)?;
     close_inherited_on_exec()?;
-    // Every warning is in the session's audit log, or the command does
-    // not start; the socket is closed here, before the exec.
-    warnings.all_kept().context("the command is not started")?;
-    let Some((program, rest)) = args.command.split_first() else { bail!("no command given") };
-    let error = std::process::Command::new(program).args(rest).exec();
-    bail!("cannot run {program}: {error}")
+    Ok(())
 }
 
 /// Marks every descriptor past stdio close-on-exec: one that Bridle

@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// Allow the command to run as root (it could then undo the guardrail).
     #[arg(long)]
     pub allow_root: bool,
+    /// Start the command even where this kernel cannot confine it fully
+    /// (no Landlock, or Landlock without scoping: Linux before 6.12), with a
+    /// warning; without it, Bridle refuses to start there.
+    #[arg(long)]
+    pub degraded: bool,
     /// Audit log (default: the config's [audit] path).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
@@ -78,7 +83,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
     let guards = Guards::new(&config, secrets, &audit);
     let runtime = super::runtime()?;
-    let session = Session { config, authorizer, audit, guards, policy_dir, target, command: args.command };
+    let session = Session {
+        config,
+        authorizer,
+        audit,
+        guards,
+        policy_dir,
+        target,
+        degraded: args.degraded,
+        command: args.command,
+    };
     runtime.block_on(session.run())
 }
 
@@ -96,6 +110,7 @@ pub(super) fn open_audit(config: &Config, path: Option<&Path>, secrets: &Secrets
 }
 
 struct Session {
+    degraded: bool,
     config: Config,
     authorizer: Arc<Authorizer>,
     audit: Arc<AuditLog>,
@@ -198,6 +213,9 @@ impl Session {
         }
         if self.config.host.cover_sockets {
             command.arg("--cover-sockets");
+        }
+        if self.degraded {
+            command.arg("--degraded");
         }
         if self.config.host.lock_startup_files {
             let mut arg = std::ffi::OsString::from("--lock-startup-files=");

@@ -107,11 +107,25 @@ impl Warnings {
     /// Keeps `message`, then says it on stderr.
     pub fn warn(&self, message: impl Display) {
         let message = message.to_string();
+        self.keep(&message);
+        // Said even where stderr is gone; it is kept already.
+        let _ = writeln!(std::io::stderr(), "bridle: warning: {message}");
+    }
+
+    /// Keeps why the command is not started, and waits until it is in the
+    /// audit log; gives `error` back, for whoever says it on stderr.
+    pub fn not_started(self, error: anyhow::Error) -> anyhow::Error {
+        self.keep(&format!("the command was not started: {error:#}"));
+        if let Err(lost) = self.all_kept() {
+            tracing::error!(error = %format!("{lost:#}"), "why the command was not started is not in the audit log");
+        }
+        error
+    }
+
+    fn keep(&self, message: &str) {
         let kept = match &self.kept_in {
             KeptIn::Stderr => Ok(()),
-            KeptIn::Audit { log, session } => {
-                log.append(notice(session, &message)).map(drop).map_err(|e| e.to_string())
-            }
+            KeptIn::Audit { log, session } => log.append(notice(session, message)).map(drop).map_err(|e| e.to_string()),
             KeptIn::Session(socket) => {
                 // One line per warning: a newline inside one would split it.
                 let line = message.replace('\n', " ") + "\n";
@@ -123,8 +137,6 @@ impl Warnings {
             tracing::error!(%error, "could not keep a warning in the audit log");
             self.lost.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
         }
-        // Said even where stderr is gone; it is kept already.
-        let _ = writeln!(std::io::stderr(), "bridle: warning: {message}");
     }
 
     /// The first warning's failure to be kept, if one was not.
