@@ -1442,6 +1442,23 @@ fn without_landlock_the_command_starts_only_when_degraded() {
     );
 }
 
+/// Bridle raises its own open-files limit to the hard one (a proxy holds
+/// several descriptors per connection, and sudo on a desktop leaves 1024);
+/// the command gets the limit Bridle was started with.
+#[test]
+fn bridle_raises_its_open_files_limit_and_the_command_keeps_its_own() {
+    let net = TestNet::new("nofile");
+    let script = "import os, resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))\n\
+                  limits = open('/proc/%d/limits' % os.getppid()).read().splitlines()\n\
+                  print([' '.join(l.split()[3:5]) for l in limits if l.startswith('Max open files')][0])\n";
+    let inner = net.command(&["--user", "nobody"], &["/usr/bin/python3", "-c", script]);
+    let mut command = Command::new("prlimit");
+    command.arg("--nofile=1024:4096").arg("--").arg(inner.get_program()).args(inner.get_args()).env_remove("SUDO_UID");
+    let run = Run::from(command.output().expect("run prlimit"));
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(run.stdout, "(1024, 4096)\n4096 4096\n", "the command's, then Bridle's: {}", run.all());
+}
+
 /// A guarded agent that listens is not reachable from outside: the packet
 /// filter passes only loopback peers, so the handshake never completes.
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bridle_engine::audit::AuditLog;
 use bridle_engine::authorizer::Authorizer;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, field};
 
@@ -39,12 +40,17 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// The most bytes read while detecting (ClientHello or HTTP head).
     pub max_header_bytes: usize,
+    /// The most connections open at once (shared with the proxies bound
+    /// [`alongside`](Proxy::alongside)); past it a new one is refused at
+    /// once, so an agent opening connections without end exhausts neither
+    /// Bridle's descriptors nor its memory, and the others are still served.
+    pub max_connections: usize,
 }
 
 impl ProxyConfig {
     /// Defaults on `listen`: 1 s detection window (short, because
     /// server-speaks-first clients wait it out), 10 s connect, 10 min idle,
-    /// 64 KiB of first bytes.
+    /// 64 KiB of first bytes, 10,000 connections.
     pub fn new(listen: SocketAddr) -> Self {
         ProxyConfig {
             listen,
@@ -52,6 +58,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -61,6 +68,8 @@ impl ProxyConfig {
 pub struct Proxy {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
 }
 
 /// What every connection task reads.
@@ -106,7 +115,15 @@ impl Proxy {
             pipes: PipePool::new(),
             inspector: None,
         });
-        Ok(Proxy { listener, shared })
+        let connections = Arc::new(Semaphore::new(shared.config.max_connections.min(Semaphore::MAX_PERMITS)));
+        Ok(Proxy { listener, shared, connections })
+    }
+
+    /// Counts this proxy's connections against `other`'s limit: the IPv4
+    /// and IPv6 listeners of one session hold one budget.
+    pub fn alongside(mut self, other: &Proxy) -> Self {
+        self.connections = Arc::clone(&other.connections);
+        self
     }
 
     /// The address actually bound (the port, when `listen` asked for 0).
@@ -133,14 +150,25 @@ impl Proxy {
     /// open (their sockets close; nothing is left half-proxied).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut tasks = JoinSet::new();
+        let mut over = Overflow::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((client, peer)) => {
-                        tasks.spawn(serve(Arc::clone(&self.shared), client, peer));
-                    }
+                    Ok((client, peer)) => match Arc::clone(&self.connections).try_acquire_owned() {
+                        Ok(permit) => {
+                            let shared = Arc::clone(&self.shared);
+                            tasks.spawn(async move {
+                                serve(shared, client, peer).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            refuse(client);
+                            over.refused(&self.shared);
+                        }
+                    },
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -154,6 +182,33 @@ impl Proxy {
             }
         }
         tasks.shutdown().await;
+    }
+}
+
+/// Connections refused at the limit, said at most once a minute.
+#[derive(Default)]
+struct Overflow {
+    refused: u64,
+    said: Option<tokio::time::Instant>,
+}
+
+impl Overflow {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn refused(&mut self, shared: &Shared) {
+        self.refused += 1;
+        if self.said.is_some_and(|said| said.elapsed() < Self::EVERY) {
+            return;
+        }
+        self.said = Some(tokio::time::Instant::now());
+        let (max, refused) = (shared.config.max_connections, std::mem::take(&mut self.refused));
+        shared.decider.notice(
+            "warn",
+            format!(
+                "{refused} connection(s) refused: {max} are open ([proxy] max_connections); \
+                 an agent opening connections without end, or a limit too low"
+            ),
+        );
     }
 }
 

@@ -89,6 +89,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let policy_dir = args.decide.policy_dir()?;
     let authorizer = Arc::new(Authorizer::new(args.decide.load()?, config.engine.decision_cache_size));
     let secrets = Guards::secrets(&config)?;
+    super::raise_open_files()?;
     join_host_cgroup_namespace()?;
     // Before any socket exists and before any thread: everything this
     // process does from here is exempt from redirection.

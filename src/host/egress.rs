@@ -88,6 +88,7 @@ impl Egress {
             proxy_config.peek_timeout = config.proxy.peek_timeout();
             proxy_config.connect_timeout = config.proxy.connect_timeout();
             proxy_config.idle_timeout = config.proxy.idle_timeout();
+            proxy_config.max_connections = super::connection_limit(config.proxy.max_connections);
             let origins = Arc::clone(&origins) as Arc<dyn OriginalDestinations>;
             let inspector = Arc::clone(&inspector);
             let approvals = Arc::clone(&guards.approvals);
@@ -112,7 +113,7 @@ impl Egress {
         let dns6_listen = SocketAddr::from((Ipv6Addr::LOCALHOST, dns.local_addr().port()));
         let proxy6_listen = SocketAddr::from((Ipv6Addr::LOCALHOST, proxy.local_addr().port()));
         let (dns6, proxy6) = match (dns.bind_alongside(dns6_listen).await, bind_proxy(proxy6_listen).await) {
-            (Ok(dns6), Ok(proxy6)) => (Some(dns6), Some(proxy6)),
+            (Ok(dns6), Ok(proxy6)) => (Some(dns6), Some(proxy6.alongside(&proxy))),
             (dns6, proxy6) => {
                 let why = [dns6.err().map(|e| e.to_string()), proxy6.err().map(|e| e.to_string())];
                 let why: Vec<String> = why.into_iter().flatten().collect();

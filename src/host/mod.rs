@@ -37,6 +37,42 @@ pub use reachable::later::{CoverArgs, cover_in as cover_sockets_in};
 pub use sandbox::{SandboxArgs, exec as sandbox_exec};
 pub use session::{RunArgs, run};
 
+/// Descriptors one proxied connection may hold: the agent's socket, the
+/// upstream's, and a pipe each way while splicing.
+const FILES_PER_CONNECTION: u64 = 6;
+/// Descriptors kept for everything else (resolver, audit, console, helpers).
+const FILES_KEPT: u64 = 1024;
+
+/// Raises this process's soft limit on open files to its hard limit (a
+/// proxy holds several per connection; sudo on a desktop leaves 1024), and
+/// returns the soft limit it had, which the command gets back.
+pub(crate) fn raise_open_files() -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-files limit")?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising the open-files limit")?;
+    }
+    Ok(soft)
+}
+
+/// `configured`, or fewer connections where the open-files limit would run
+/// out before them.
+pub(crate) fn connection_limit(configured: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else { return configured };
+    let fits = usize::try_from(soft.saturating_sub(FILES_KEPT) / FILES_PER_CONNECTION).unwrap_or(usize::MAX).max(1);
+    if fits < configured {
+        tracing::warn!(
+            configured,
+            fits,
+            open_files = soft,
+            "[proxy] max_connections lowered to what the open-files limit allows"
+        );
+    }
+    configured.min(fits)
+}
+
 /// The async runtime a session or the appliance runs on: two workers are
 /// plenty for a proxy that splices in the kernel, and leave the agent room.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -49,6 +49,9 @@ pub struct SandboxArgs {
     /// ([`super::confine`]), with a warning, instead of refusing.
     #[arg(long)]
     pub degraded: bool,
+    /// The soft open-files limit the command gets (Bridle's own was raised).
+    #[arg(long)]
+    pub open_files: Option<u64>,
     /// The sandbox's end of the session's socket for warnings (see
     /// [`super::warnings`]); absent, they are said on stderr only.
     #[arg(long)]
@@ -83,6 +86,11 @@ fn set_up(args: &SandboxArgs, warnings: &Warnings) -> anyhow::Result<()> {
     std::fs::write(&procs, std::process::id().to_string())
         .with_context(|| format!("joining the session cgroup ({})", procs.display()))?;
     nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
+    if let Some(soft) = args.open_files {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-files limit")?;
+        setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).context("giving the command its open-files limit")?;
+    }
     // Root's own services are covered when root is the target.
     let user = args.user_name.as_deref().unwrap_or("root");
     let (uid, gid) = (args.uid.unwrap_or(0), args.gid.unwrap_or(0));

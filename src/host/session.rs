@@ -79,6 +79,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         inputs.push(("the audit log", args.audit.clone().unwrap_or_else(|| config.audit.path.clone())));
         tamper::refuse_changeable(target, &inputs)?;
     }
+    let open_files = super::raise_open_files()?;
     let secrets = Guards::secrets(&config)?;
     let audit = open_audit(&config, args.audit.as_deref(), &secrets)?;
     let guards = Guards::new(&config, secrets, &audit);
@@ -91,6 +92,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         policy_dir,
         target,
         degraded: args.degraded,
+        open_files,
         command: args.command,
     };
     runtime.block_on(session.run())
@@ -111,6 +113,9 @@ pub(super) fn open_audit(config: &Config, path: Option<&Path>, secrets: &Secrets
 
 struct Session {
     degraded: bool,
+    /// The open-files limit Bridle was started with, which the command
+    /// gets back ([`super::raise_open_files`]).
+    open_files: u64,
     config: Config,
     authorizer: Arc<Authorizer>,
     audit: Arc<AuditLog>,
@@ -217,6 +222,7 @@ impl Session {
         if self.degraded {
             command.arg("--degraded");
         }
+        command.arg(format!("--open-files={}", self.open_files));
         if self.config.host.lock_startup_files {
             let mut arg = std::ffi::OsString::from("--lock-startup-files=");
             arg.push(self.home());

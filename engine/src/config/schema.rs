@@ -248,7 +248,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// `[proxy]`: the transparent proxy's timeouts.
+/// `[proxy]`: the transparent proxy's timeouts and connection limit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySection {
@@ -261,6 +261,10 @@ pub struct ProxySection {
     /// A spliced connection with no traffic either way is closed after this
     /// many seconds; 0 never closes it.
     pub idle_timeout_secs: u64,
+    /// The most connections the proxy holds at once (at least 1); past it
+    /// new ones are refused. Lowered to what Bridle's open-files limit
+    /// allows.
+    pub max_connections: usize,
 }
 
 impl ProxySection {
@@ -279,7 +283,7 @@ impl ProxySection {
 
 impl Default for ProxySection {
     fn default() -> Self {
-        Self { peek_timeout_ms: 1000, connect_timeout_ms: 10_000, idle_timeout_secs: 600 }
+        Self { peek_timeout_ms: 1000, connect_timeout_ms: 10_000, idle_timeout_secs: 600, max_connections: 10_000 }
     }
 }
 

@@ -167,6 +167,7 @@ fn other_rules_are_validated() {
         ("[audit]\nredact = ['tok', '']", "audit.redact[1]", 2, "must not be empty"),
         ("[engine]\nask_timeout_secs = 0", "engine.ask_timeout_secs", 2, "at least 1"),
         ("[proxy]\npeek_timeout_ms = 0", "proxy.peek_timeout_ms", 2, "1 to 10000"),
+        ("[proxy]\nmax_connections = 0", "proxy.max_connections", 2, "at least 1"),
         ("[tls]\nleaf_cache_size = 0", "tls.leaf_cache_size", 2, "at least 1"),
         ("[dlp]\ncanaries = ['long-enough', '']", "dlp.canaries[1]", 2, "at least 8 characters"),
         ("[dlp]\ncanaries = ['short']", "dlp.canaries[0]", 2, "at least 8 characters"),

@@ -150,6 +150,9 @@ fn check_proxy(proxy: &ProxySection) -> Checked {
     if proxy.connect_timeout_ms == 0 {
         return fail(at("proxy").key("connect_timeout_ms"), "must be at least 1");
     }
+    if proxy.max_connections == 0 {
+        return fail(at("proxy").key("max_connections"), "must be at least 1");
+    }
     Ok(())
 }
 

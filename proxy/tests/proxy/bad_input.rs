@@ -76,3 +76,36 @@ async fn slowloris_hello_is_decided_within_the_window() {
     still_serving(&h).await;
     h.stop().await;
 }
+
+/// An agent opening connections without end meets the limit: past
+/// `max_connections` a new one is refused at once and said in the audit
+/// log; those open are untouched, and once they close the next is served.
+#[tokio::test]
+async fn connections_past_the_limit_are_refused_and_said() {
+    let h = Harness::start(POLICY, |c| {
+        c.max_connections = 2;
+        c.peek_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let dst = upstream(b"", b"").await;
+    let held = [h.connect_to(dst).await, h.connect_to(dst).await];
+    // Accepted, and waiting in detection (they send nothing).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut past = h.connect_to(dst).await;
+    assert!(closed_at_once(&mut past).await, "a third connection was served");
+    let notices: Vec<String> = h
+        .records()
+        .into_iter()
+        .filter(|r| r["type"] == "notice")
+        .filter_map(|r| r["message"].as_str().map(str::to_owned))
+        .collect();
+    assert!(notices.iter().any(|n| n.starts_with("1 connection(s) refused: 2 are open")), "{notices:?}");
+    for mut open in held {
+        let mut buf = [0u8; 1];
+        let still = tokio::time::timeout(Duration::from_millis(100), open.read(&mut buf)).await;
+        assert!(still.is_err(), "a connection within the limit was closed");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    still_serving(&h).await;
+    h.stop().await;
+}
