@@ -115,15 +115,14 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
             Parse::Invalid(reason) => Some(Protocol::Malformed { tls: true, reason }),
         };
     }
-    // An SSLv2-format ClientHello (a 2-byte record header with the high
-    // bit set, then message type 1): servers that still take one would
-    // hold TLS Bridle cannot read, so it is never opaque.
+    // An SSLv2-format ClientHello: servers that still take one would hold
+    // TLS Bridle cannot read, so it is never opaque.
     if first & 0x80 != 0 {
-        return match bytes.get(2) {
-            None => None,
-            Some(1) => Some(Protocol::Malformed { tls: true, reason: "SSLv2-format ClientHello" }),
-            Some(_) => Some(Protocol::Opaque),
-        };
+        match tls::sslv2_hello(bytes) {
+            Parse::NeedMore => return None,
+            Parse::Done(()) => return Some(Protocol::Malformed { tls: true, reason: "SSLv2-format ClientHello" }),
+            Parse::NotThis | Parse::Invalid(_) => {}
+        }
     }
     // RFC 9112 §2.2: servers skip empty lines before a request line, so
     // detection must too, or "\r\nGET …" would pass as opaque and be

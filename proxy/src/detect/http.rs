@@ -22,13 +22,19 @@ const METHODS: [&[u8]; 9] = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONN
 /// (an SSH banner, a Redis command) is `NotThis`: spliced, where an
 /// extension method (`PROPFIND`), HTTP/2 in the clear (`PRI * HTTP/2.0`) or
 /// a lower-case `post` would otherwise have carried requests past
-/// per-request policy.
+/// per-request policy. Until the first line ends nothing is decided, but
+/// for a first word no server takes for a method (a binary protocol's
+/// bytes), so how the agent splits its writes changes nothing.
 pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<String>> {
     let window = &bytes[..bytes.len().min(max_bytes)];
-    let Some(line_end) = window.iter().position(|&b| b == b'\n') else {
-        return if !line_so_far(window) {
-            Parse::NotThis
-        } else if bytes.len() >= max_bytes {
+    let start = window.iter().position(|b| !is_space(b)).unwrap_or(window.len());
+    let word = window[start..].split(is_space).next().unwrap_or_default();
+    if !word.iter().all(is_tchar) {
+        return Parse::NotThis;
+    }
+    let line_end = window.iter().position(|&b| b == b'\n');
+    let Some(line_end) = line_end else {
+        return if bytes.len() >= max_bytes {
             Parse::Invalid("HTTP request line larger than the bound")
         } else {
             Parse::NeedMore
@@ -51,17 +57,21 @@ pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<Strin
     parse_head(&window[..end])
 }
 
-/// Whether `bytes` (no line end yet) could still become a request line: a
-/// token's character first, then text. Binary protocols fail at once.
-fn line_so_far(bytes: &[u8]) -> bool {
-    let text = |b: &u8| matches!(b, b'\t' | b'\r' | b' '..=b'~') || *b >= 0x80;
-    bytes.first().is_some_and(is_tchar) && bytes.iter().all(text)
+/// White space to some request-line parser: Python's `str.split` also
+/// splits at `\x0b`, `\x0c` and `\x1c`-`\x1f`, and, decoding Latin-1, at
+/// `\x85` and `\xa0`.
+fn is_space(b: &u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, 0x0b | 0x1c..=0x1f | 0x85 | 0xa0)
 }
 
-/// Whether a whole first line is one a server might read as a request.
+/// Whether a whole first line is one a server might read as a request: it
+/// names an HTTP version, or starts (after any white space) with a
+/// standard method, then white space (HTTP/0.9's `GET /path`).
 fn http_shaped(line: &[u8]) -> bool {
     let versioned = line.windows(5).any(|w| w.eq_ignore_ascii_case(b"HTTP/"));
-    let method = METHODS.iter().any(|m| line.starts_with(m) && matches!(line.get(m.len()), Some(b' ' | b'\t')));
+    let start = line.iter().position(|b| !is_space(b)).unwrap_or(line.len());
+    let rest = &line[start..];
+    let method = METHODS.iter().any(|m| rest.starts_with(m) && rest.get(m.len()).is_some_and(is_space));
     versioned || method
 }
 

@@ -196,10 +196,23 @@ fn what_a_server_would_take_for_a_request_is_never_opaque() {
     assert_eq!(classify(b"PING\r\n", MAX), Some(Protocol::Opaque));
     assert_eq!(classify(b"\x00\x00\x00\x08\x04\xd2\x16\x2f", MAX), Some(Protocol::Opaque));
     assert_eq!(classify(b"PROPFIND /x", MAX), None, "a request line on its way");
-    // An SSLv2-format hello (RFC 6101 appendix E.2) is TLS Bridle cannot read.
-    assert!(malformed_tls(b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10"));
-    assert_eq!(classify(b"\x80\x2e", MAX), None);
-    assert_eq!(classify(b"\x80\x2e\x07", MAX), Some(Protocol::Opaque));
+    // An SSLv2-format hello (RFC 6101 appendix E.2) is TLS Bridle cannot
+    // read; msgpack-rpc and Thrift compact, whose first bytes look alike,
+    // are not one.
+    let sslv2 = [&b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10"[..], &[0x11; 0x15], &[0x22; 0x10]].concat();
+    assert!(malformed_tls(&sslv2));
+    assert_eq!(classify(&sslv2[..6], MAX), None);
+    assert_eq!(classify(b"\x94\x00\x01\xa8nvim_cmd\x91\xa0", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"\x82\x21\x01\x04ping\x00\x00\x00\x00\x00", MAX), Some(Protocol::Opaque));
+    // A byte servers take for white space, before the method, or the line
+    // sent in pieces: still HTTP-shaped, so decided or refused.
+    assert!(malformed(b"\xa0GET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    assert!(malformed(b" GET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    assert!(malformed(b"\x0bGET /admin\r\n"));
+    assert_eq!(classify(b"get some-key\r\n", MAX), Some(Protocol::Opaque), "memcached's text protocol");
+    for piece in [&b" "[..], b"\xa0", b"GET\x0c/adm", b"\tGET"] {
+        assert_eq!(classify(piece, MAX), None, "{piece:?} waits for its line's end");
+    }
 }
 
 fn limits(window_ms: u64) -> DetectLimits {

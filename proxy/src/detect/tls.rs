@@ -18,6 +18,31 @@ const MAX_RECORD: usize = 1 << 14;
 const RECORD_HEADER: usize = 5;
 const HANDSHAKE_HEADER: usize = 4;
 
+/// Whether `bytes` start with an SSLv2-format ClientHello (RFC 6101
+/// appendix E.2): a 2-byte record length with the high bit set, message
+/// type 1, a version (2.0, or SSL 3.0 to TLS 1.3 offered this way), then
+/// the cipher specs (3 bytes each), session id (0 or 16 bytes) and
+/// challenge (16 to 32 bytes), whose lengths add up to the record's. As
+/// exact as that, so a binary protocol whose first byte has the high bit
+/// set (msgpack, Thrift) is not taken for one.
+pub(super) fn sslv2_hello(bytes: &[u8]) -> Parse<()> {
+    const HEAD: usize = 11;
+    let Some(head) = bytes.get(..HEAD) else { return Parse::NeedMore };
+    let word = |at: usize| usize::from(u16::from_be_bytes([head[at], head[at + 1]]));
+    let length = word(0) & 0x7fff;
+    let version = (head[3], head[4]);
+    let (specs, session, challenge) = (word(5), word(7), word(9));
+    let shaped = head[0] & 0x80 != 0
+        && head[2] == CLIENT_HELLO
+        && (version == (0, 2) || (version.0 == 3 && version.1 <= 4))
+        && specs > 0
+        && specs % 3 == 0
+        && (session == 0 || session == 16)
+        && (16..=32).contains(&challenge)
+        && length == HEAD - 2 + specs + session + challenge;
+    if shaped { Parse::Done(()) } else { Parse::NotThis }
+}
+
 /// The SNI of the ClientHello at the start of `bytes` (`None` when it has
 /// no server_name extension).
 pub(super) fn client_hello_sni(bytes: &[u8], max_bytes: usize) -> Parse<Option<String>> {

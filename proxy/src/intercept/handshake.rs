@@ -270,7 +270,8 @@ async fn not_declared_http(
         // HTTP. Whoever speaks first says which (both reads are cancel
         // safe: what the other side sent stays in its TLS session).
         let (mut theirs, mut ours) = (vec![0; 16 * 1024], vec![0; 16 * 1024]);
-        let first = timeout(conn.inspector.header_timeout, async {
+        let idle = conn.inspector.idle_timeout;
+        let first = timeout(if idle.is_zero() { Duration::MAX } else { idle }, async {
             tokio::select! {
                 read = upstream.read(&mut theirs) => read.map(|n| (true, n)),
                 read = agent.read(&mut ours) => read.map(|n| (false, n)),
@@ -284,10 +285,7 @@ async fn not_declared_http(
                 Err(_) => return None,
             },
             _ => {
-                let message = format!(
-                    "TLS to {}: neither side spoke within {:?}; closed",
-                    conn.dst, conn.inspector.header_timeout
-                );
+                let message = format!("TLS to {}: neither side spoke within {idle:?}; closed", conn.dst);
                 conn.decider.notice("info", message);
                 return None;
             }

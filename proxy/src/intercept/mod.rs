@@ -87,6 +87,9 @@ pub struct Inspector {
     /// runs from when the connection is ready for the next request, so it
     /// also bounds how long an idle keep-alive connection is held.
     pub header_timeout: Duration,
+    /// How long decrypted TLS that is not HTTP waits for either side to
+    /// speak first (zero: as long as it takes), as the plain relay does.
+    pub idle_timeout: Duration,
     /// Upstream connections reused across agent connections.
     pub pool: Arc<Pool>,
     /// MCP found in requests is decided message by message here; without
@@ -96,7 +99,7 @@ pub struct Inspector {
 
 impl Inspector {
     /// Defaults: 64 KiB body window, 2 s to fill it, 10 s handshakes, 30 s
-    /// for a request head.
+    /// for a request head, 10 min for a first word.
     pub fn new(leaves: Arc<LeafCache>, upstream: UpstreamTls) -> Self {
         Inspector {
             leaves,
@@ -107,6 +110,7 @@ impl Inspector {
             body_wait: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
             pool: Arc::new(Pool::default()),
             mcp: None,
         }

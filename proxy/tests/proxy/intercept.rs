@@ -606,6 +606,36 @@ async fn http_sent_late_inside_tls_without_alpn_is_decided() {
     rig.still_serving().await;
 }
 
+/// Decrypted TLS that is not HTTP, whose server speaks first (IMAPS,
+/// SMTPS): the agent waits for the greeting, which Bridle relays between
+/// the two TLS sessions, audited as not inspected.
+#[tokio::test]
+async fn decrypted_tls_whose_server_speaks_first_is_relayed() {
+    let rig = rig(|inspector| inspector.body_wait = Duration::from_millis(200)).await;
+    let greeter = upstreams::greeting(loopback(), rig.ca.leaf(&["allowed.test"]), b"* OK ready\r\n").await;
+    rig.h.origins.insert_name(greeter.ip(), "allowed.test");
+    let mut agent = agent::tls(&rig.h, greeter, "allowed.test", &[b"imap"]).await;
+    let mut greeting = [0u8; 12];
+    tokio::time::timeout(PROMPT, tokio::io::AsyncReadExt::read_exact(&mut agent, &mut greeting))
+        .await
+        .expect("greeted in time")
+        .expect("greeting");
+    assert_eq!(&greeting, b"* OK ready\r\n");
+    agent.write_all(b"a1 NOOP\r\n").await.expect("write");
+    agent.flush().await.expect("flush");
+    let mut echoed = [0u8; 9];
+    tokio::time::timeout(PROMPT, tokio::io::AsyncReadExt::read_exact(&mut agent, &mut echoed))
+        .await
+        .expect("echoed in time")
+        .expect("echo");
+    assert_eq!(&echoed, b"a1 NOOP\r\n");
+    assert!(
+        rig.notices().iter().any(|n| n.contains("not HTTP: relayed") && n.contains("not inspected")),
+        "{:?}",
+        rig.notices()
+    );
+}
+
 /// Nothing ties a plain-HTTP request to a host but the address it was
 /// sent to: each request's Host (and absolute-form authority) must be a
 /// name Bridle's resolver answered with that address, on every request of

@@ -125,6 +125,36 @@ pub async fn https(addr: SocketAddr, cert: ServerCert) -> (SocketAddr, Arc<Seen>
     (addr, seen)
 }
 
+/// A TLS server that speaks first (as IMAPS does): it writes `greeting`,
+/// then echoes what it is sent. No ALPN.
+pub async fn greeting(addr: SocketAddr, cert: ServerCert, greeting: &'static [u8]) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(cert.chain, cert.key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind(addr).await.expect("bind the greeting upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                if tokio::io::AsyncWriteExt::write_all(&mut tls, greeting).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::AsyncWriteExt::flush(&mut tls).await;
+                let (mut read, mut write) = tokio::io::split(tls);
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    addr
+}
+
 /// Plain HTTP/1.1 on 127.0.0.1.
 pub async fn http() -> (SocketAddr, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the HTTP upstream");
