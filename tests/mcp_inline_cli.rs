@@ -111,6 +111,9 @@ impl Net {
         // which is sticky: it can replace neither the config nor the
         // policies, or Bridle would refuse to guard it.
         std::fs::create_dir_all(net.dir.path().join("ca")).expect("Bridle's CA directory, root's");
+        // And the audit log's: root writes it, so it may not sit where the
+        // agent can make or swap files.
+        std::fs::create_dir_all(net.dir.path().join("audit")).expect("the audit log's directory, root's");
         let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(net.dir.path()).status();
         let _ = Command::new("chmod").arg("1777").arg(net.dir.path()).status();
         let _ = Command::new("chmod").arg("a+rw").arg(net.dir.path().join("server.log")).status();
@@ -150,7 +153,7 @@ impl Net {
     }
 
     fn audit(&self) -> PathBuf {
-        self.dir.path().join("audit.jsonl")
+        self.dir.path().join("audit/audit.jsonl")
     }
 
     /// The SDK client, as `nobody` under `bridle run`, with `steps` against

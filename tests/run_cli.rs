@@ -1267,13 +1267,19 @@ fn cover_sockets_covers_sockets_served_after_the_command_started() {
     let expected = "late=ECONNREFUSED\nagain=ECONNREFUSED\nown=connected\nopen_tree=EPERM\nnested=ECONNREFUSED\n";
     assert_eq!(run.stdout, expected, "{}", run.all());
     let said = "socket(s) served outside the session since it started are covered for the command";
+    // Twice at least: the master, then the one served again (once more
+    // if a look fell between the first master's bind and its link).
     let covered: Vec<&str> = run.stderr.lines().filter(|line| line.contains(said)).collect();
-    assert_eq!(covered.len(), 2, "{}", run.all());
+    assert!(covered.len() >= 2, "{}", run.all());
     assert!(covered.iter().all(|line| line.contains(&master) && !line.contains(&own)), "{}", run.all());
     let records = records(&net.audit());
     let id = session_id(&records).expect("start notice");
     let kept = warnings_kept(&records, &id);
-    assert_eq!(kept.iter().filter(|kept| kept.contains(said) && kept.contains(&master)).count(), 2, "{kept:?}");
+    assert_eq!(
+        kept.iter().filter(|kept| kept.contains(said) && kept.contains(&master)).count(),
+        covered.len(),
+        "{kept:?}"
+    );
     assert_eq!(reach(&master), "ran\n", "the host's view is untouched");
 }
 
@@ -1457,6 +1463,28 @@ fn bridle_raises_its_open_files_limit_and_the_command_keeps_its_own() {
     let run = Run::from(command.output().expect("run prlimit"));
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(run.stdout, "(1024, 4096)\n4096 4096\n", "the command's, then Bridle's: {}", run.all());
+}
+
+/// The audit log is a hash chain with one writer: a session started while
+/// another writes the same log audits to one of its own beside it, says
+/// where, and both chains verify.
+#[test]
+fn a_session_beside_another_on_the_same_log_gets_a_log_of_its_own() {
+    let net = TestNet::new("twolog");
+    let go = format!("/tmp/bridle-test-go-{}", std::process::id());
+    let first = net.started("nobody", &when_told(&go, "print('first')\n"));
+    let second = net.run(&["--user", "nobody"], &["/usr/bin/python3", "-c", "print('second')"]);
+    let first = tell_and_wait(first, &go);
+    assert_eq!((first.code, first.stdout.as_str()), (0, "first\n"), "{}", first.all());
+    assert_eq!((second.code, second.stdout.as_str()), (0, "second\n"), "{}", second.all());
+    let said = second.stderr.lines().find(|line| line.contains("is in use by another session")).unwrap_or_default();
+    let own = said.rsplit("auditing to ").next().unwrap_or_default().trim();
+    assert!(own.ends_with(".jsonl") && own != path(&net.audit()), "{}", second.all());
+    for log in [path(&net.audit()), own.to_string()] {
+        let verify = support::bridle(&["audit", "verify", &log]);
+        assert_eq!(verify.code, 0, "{log}: {}", verify.all());
+        assert!(records(Path::new(&log)).iter().any(|r| r["type"] == "notice"), "{log} holds its session");
+    }
 }
 
 /// A guarded agent that listens is not reachable from outside: the packet

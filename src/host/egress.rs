@@ -199,6 +199,7 @@ fn inspector(config: &Config, ca: &Arc<CertificateAuthority>, guards: &Guards) -
     inspector.secrets = (!guards.secrets.is_empty()).then(|| Arc::clone(&guards.secrets));
     inspector.canaries = Canaries::new(&config.dlp.canaries).context("[dlp] canaries")?;
     inspector.handshake_timeout = config.proxy.connect_timeout();
+    inspector.idle_timeout = config.proxy.idle_timeout();
     Ok(inspector)
 }
 

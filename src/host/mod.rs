@@ -40,18 +40,23 @@ pub use session::{RunArgs, run};
 /// Descriptors one proxied connection may hold: the agent's socket, the
 /// upstream's, and a pipe each way while splicing.
 const FILES_PER_CONNECTION: u64 = 6;
-/// Descriptors kept for everything else (resolver, audit, console, helpers).
+/// Descriptors kept for everything else (resolver, audit, console,
+/// helpers): a quarter of the limit, at most this many.
 const FILES_KEPT: u64 = 1024;
 
 /// Raises this process's soft limit on open files to its hard limit (a
 /// proxy holds several per connection; sudo on a desktop leaves 1024), and
-/// returns the soft limit it had, which the command gets back.
+/// returns the soft limit it had, which the command gets back. A limit that
+/// cannot be raised stays as it was (the proxy then holds fewer
+/// connections, [`connection_limit`]).
 pub(crate) fn raise_open_files() -> anyhow::Result<u64> {
     use anyhow::Context as _;
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-files limit")?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising the open-files limit")?;
+    if soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(%error, soft, hard, "cannot raise the open-files limit; the proxy holds fewer connections");
     }
     Ok(soft)
 }
@@ -61,7 +66,8 @@ pub(crate) fn raise_open_files() -> anyhow::Result<u64> {
 pub(crate) fn connection_limit(configured: usize) -> usize {
     use nix::sys::resource::{Resource, getrlimit};
     let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else { return configured };
-    let fits = usize::try_from(soft.saturating_sub(FILES_KEPT) / FILES_PER_CONNECTION).unwrap_or(usize::MAX).max(1);
+    let kept = FILES_KEPT.min(soft / 4);
+    let fits = usize::try_from(soft.saturating_sub(kept) / FILES_PER_CONNECTION).unwrap_or(usize::MAX).max(1);
     if fits < configured {
         tracing::warn!(
             configured,

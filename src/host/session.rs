@@ -10,7 +10,7 @@ use std::process::{ExitCode, ExitStatus};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use bridle_engine::audit::{AuditEntry, AuditLog, AuditOptions};
+use bridle_engine::audit::{AuditEntry, AuditError, AuditLog, AuditOptions};
 use bridle_engine::authorizer::Authorizer;
 use bridle_engine::config::Config;
 use bridle_proxy::http::secrets::Secrets;
@@ -107,7 +107,17 @@ pub(super) fn open_audit(config: &Config, path: Option<&Path>, secrets: &Secrets
         config.audit.redact.iter().map(|value| ("audit.redact".to_string(), value.clone())).collect();
     redact.extend(secrets.audit_redactions());
     let options = AuditOptions { fsync_interval: config.audit.fsync_interval(), index: config.audit.index, redact };
-    let log = AuditLog::open(path, options).with_context(|| format!("opening the audit log {}", path.display()))?;
+    // A log has one writer (it is a hash chain): a session beside another
+    // that writes the same log gets a log of its own beside it, as `mcp
+    // wrap` does.
+    let log = match AuditLog::open(path, options.clone()) {
+        Err(AuditError::InUse { .. }) => {
+            let own = path.with_extension(format!("{}.jsonl", std::process::id()));
+            eprintln!("bridle: {} is in use by another session; auditing to {}", path.display(), own.display());
+            AuditLog::open(&own, options).with_context(|| format!("opening the audit log {}", own.display()))?
+        }
+        opened => opened.with_context(|| format!("opening the audit log {}", path.display()))?,
+    };
     Ok(Arc::new(log))
 }
 
@@ -158,7 +168,7 @@ impl Session {
         let before = tokio::task::spawn_blocking(move || persistence::Snapshot::take(&watched, repo.as_deref()));
         let before = before.await.context("recording what runs code outside the guard")?;
         let status = self.run_command(&id, guard.cgroup.path(), &ca).await;
-        guard.kill_all().await;
+        let emptied = guard.kill_all().await;
         // Once nothing of the session is left to change them further.
         let changes = match tokio::task::spawn_blocking(move || before.changed()).await {
             Ok(changes) => changes,
@@ -179,6 +189,22 @@ impl Session {
             let _ = task.await;
         }
         let _ = follow.await;
+        if !emptied {
+            // Detached, they would run on unguarded: the pinned programs
+            // stay, and keep their connects failing (no proxy answers).
+            let cgroup = guard.cgroup.path().display().to_string();
+            self.notice(format!(
+                "session {id}: processes remain in {cgroup} after SIGKILL; its programs stay attached, so their \
+                 connects keep failing; `bridle down` removes them once the processes are gone"
+            ));
+            self.audit.sync().context("syncing the audit log")?;
+            // Dropped, the guard tries once more, and keeps the pins
+            // unless the processes are gone by then.
+            drop(guard);
+            bail!(
+                "processes of the session remain in {cgroup} after SIGKILL; the guard stays attached (`bridle down`)"
+            );
+        }
         guard.teardown()?;
         let status = status?;
         self.notice(format!("session {id} ended: {status}"));
@@ -422,12 +448,14 @@ impl Guard {
 
     /// Kills everything left in the cgroup (double-forked daemons too) and
     /// waits until it is empty.
-    async fn kill_all(&self) {
+    /// Kills every process of the session: whether none is left.
+    async fn kill_all(&self) -> bool {
         let path = self.cgroup.path().to_path_buf();
         let emptied = tokio::task::spawn_blocking(move || admin::kill_cgroup(&path)).await.unwrap_or(false);
         if !emptied {
             tracing::error!(cgroup = %self.cgroup.path().display(), "processes remain in the session cgroup");
         }
+        emptied
     }
 
     /// Detaches and removes everything; on error, `Drop` still cleans up.

@@ -74,6 +74,13 @@ impl AuditLog {
             .mode(0o600)
             .open(&path)
             .map_err(AuditError::io(&path, "open"))?;
+        // One writer per log, for as long as it is open (the lock goes with
+        // the descriptor, also when the process dies).
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(AuditError::InUse { path }),
+            Err(fs::TryLockError::Error(error)) => return Err(AuditError::io(&path, "lock")(error)),
+        }
         let tail = tail::open(&path, &file)?;
         let (feed, indexer) = match options.index {
             true => {

@@ -69,6 +69,15 @@ pub enum AuditError {
         path.display()
     )]
     InvalidTail { path: PathBuf, line: u64, offset: u64, fault: RecordFault },
+    /// Another process (a concurrent session, the appliance) writes this
+    /// log: two writers would each continue the chain from their own last
+    /// record, and break it.
+    #[error(
+        "{}: another Bridle is writing this audit log (a session still running); give this one a log of its own \
+         (--audit FILE, or [audit] path)",
+        path.display()
+    )]
+    InUse { path: PathBuf },
     /// The checkpoint file exists but cannot be read as one.
     #[error("{}: invalid checkpoint: {reason}", path.display())]
     InvalidCheckpoint { path: PathBuf, reason: String },

@@ -420,3 +420,19 @@ fn records_that_could_not_be_written_leave_a_notice_once_the_log_writes_again() 
     assert_eq!(messages(&path).iter().filter(|m| m.contains("could not be written")).count(), 1);
     drop(log);
 }
+
+/// Two writers would each continue the chain from their own last record:
+/// a log open in one place is refused in another until it is closed.
+#[test]
+fn a_log_has_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let first = AuditLog::open(&path, options(50, false)).expect("open");
+    match AuditLog::open(&path, options(50, false)) {
+        Err(AuditError::InUse { path: named }) => assert_eq!(named, path),
+        other => panic!("a second writer was let in: {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    let again = AuditLog::open(&path, options(50, false)).expect("reopened once closed");
+    assert_eq!(again.append(notice("after")).expect("append"), 0);
+}
