@@ -24,16 +24,26 @@ const METHODS: [&[u8]; 9] = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONN
 /// a lower-case `post` would otherwise have carried requests past
 /// per-request policy. Until the first line ends nothing is decided, but
 /// for a first word no server takes for a method (a binary protocol's
-/// bytes), so how the agent splits its writes changes nothing.
+/// bytes; a lower-case word with nothing after it yet, as `p` or
+/// `JDWP-Handshake`, which a client-first protocol sends and then waits
+/// for its answer), so how the agent splits its writes changes nothing
+/// else.
 pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<String>> {
     let window = &bytes[..bytes.len().min(max_bytes)];
     let start = window.iter().position(|b| !is_space(b)).unwrap_or(window.len());
-    let word = window[start..].split(is_space).next().unwrap_or_default();
+    let mut words = window[start..].splitn(2, is_space);
+    let word = words.next().unwrap_or_default();
     if !word.iter().all(is_tchar) {
         return Parse::NotThis;
     }
     let line_end = window.iter().position(|&b| b == b'\n');
     let Some(line_end) = line_end else {
+        // A method still arriving is in upper case (the standard ones, and
+        // what nginx takes); after white space, any word could have been one.
+        let followed = words.next().is_some();
+        if !followed && word.iter().any(u8::is_ascii_lowercase) {
+            return Parse::NotThis;
+        }
         return if bytes.len() >= max_bytes {
             Parse::Invalid("HTTP request line larger than the bound")
         } else {

@@ -210,8 +210,12 @@ fn what_a_server_would_take_for_a_request_is_never_opaque() {
     assert!(malformed(b" GET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n"));
     assert!(malformed(b"\x0bGET /admin\r\n"));
     assert_eq!(classify(b"get some-key\r\n", MAX), Some(Protocol::Opaque), "memcached's text protocol");
-    for piece in [&b" "[..], b"\xa0", b"GET\x0c/adm", b"\tGET"] {
+    for piece in [&b" "[..], b"\xa0", b"GET\x0c/adm", b"\tGET", b"PROPFIN", b"post /adm"] {
         assert_eq!(classify(piece, MAX), None, "{piece:?} waits for its line's end");
+    }
+    // A client-first protocol's word, sent alone, before its answer.
+    for word in [&b"p"[..], b"JDWP-Handshake", b"hello"] {
+        assert_eq!(classify(word, MAX), Some(Protocol::Opaque), "{word:?}");
     }
 }
 
