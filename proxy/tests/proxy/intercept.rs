@@ -615,25 +615,23 @@ async fn decrypted_tls_whose_server_speaks_first_is_relayed() {
     let greeter = upstreams::greeting(loopback(), rig.ca.leaf(&["allowed.test"]), b"* OK ready\r\n").await;
     rig.h.origins.insert_name(greeter.ip(), "allowed.test");
     let mut agent = agent::tls(&rig.h, greeter, "allowed.test", &[b"imap"]).await;
-    let mut greeting = [0u8; 12];
-    tokio::time::timeout(PROMPT, tokio::io::AsyncReadExt::read_exact(&mut agent, &mut greeting))
-        .await
-        .expect("greeted in time")
-        .expect("greeting");
-    assert_eq!(&greeting, b"* OK ready\r\n");
+    assert_eq!(read_n(&mut agent, 12).await, b"* OK ready\r\n");
     agent.write_all(b"a1 NOOP\r\n").await.expect("write");
     agent.flush().await.expect("flush");
-    let mut echoed = [0u8; 9];
-    tokio::time::timeout(PROMPT, tokio::io::AsyncReadExt::read_exact(&mut agent, &mut echoed))
-        .await
-        .expect("echoed in time")
-        .expect("echo");
-    assert_eq!(&echoed, b"a1 NOOP\r\n");
+    assert_eq!(read_n(&mut agent, 9).await, b"a1 NOOP\r\n");
     assert!(
         rig.notices().iter().any(|n| n.contains("not HTTP: relayed") && n.contains("not inspected")),
         "{:?}",
         rig.notices()
     );
+}
+
+/// The next `n` bytes, within [`PROMPT`].
+async fn read_n<IO: tokio::io::AsyncRead + Unpin>(io: &mut IO, n: usize) -> Vec<u8> {
+    let mut read = vec![0u8; n];
+    let reading = tokio::io::AsyncReadExt::read_exact(io, &mut read);
+    tokio::time::timeout(PROMPT, reading).await.expect("in time").expect("read");
+    read
 }
 
 /// Nothing ties a plain-HTTP request to a host but the address it was
