@@ -100,9 +100,9 @@ guarded_argv() {
   local audit=$1
   shift
   GUARDED=(nsenter --net="/run/netns/$NS" "$BRIDLE" run --config "$WORK/bridle.toml" --policies "$WORK/pol"
-    --audit "$WORK/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/client.py" --parent-cpu "$@")
+    --audit "$WORK/audit/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/client.py" --parent-cpu "$@")
 }
-decisions() { grep -c '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null || true; }
+decisions() { grep -c '"type":"decision"' "$WORK/audit/$1.jsonl" 2>/dev/null || true; }
 
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 note_compilers "when the bench started"

@@ -200,12 +200,12 @@ guarded_argv() {
   local audit=$1
   shift
   GUARDED=(nsenter --net="/run/netns/$NS" "$BRIDLE" run --config "$WORK/bridle.toml" --policies "$WORK/pol"
-    --audit "$WORK/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/tls_client.py" --parent-cpu
+    --audit "$WORK/audit/$audit.jsonl" --user nobody -- "$PY" "$WORK/py/tls_client.py" --parent-cpu
     --connect "$SERVER:443" --cafile env:SSL_CERT_FILE "$@")
 }
 # HTTP requests decided and audited in one guarded run.
 requests_audited() {
-  grep '"type":"decision"' "$WORK/$1.jsonl" 2>/dev/null | grep -c '"http.request"' || true
+  grep '"type":"decision"' "$WORK/audit/$1.jsonl" 2>/dev/null | grep -c '"http.request"' || true
 }
 log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mitmproxy $MITM_VERSION"
 
@@ -216,7 +216,7 @@ log "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mitmproxy $MIT
 # valgrind's slow pace the audit flusher appends every record).
 instructions() {
   local bin=$1 count=$2 argv=() arg
-  rm -f "$WORK"/audit-ir.jsonl* "$WORK"/callgrind.out.*
+  rm -f "$WORK"/audit/audit-ir.jsonl* "$WORK"/callgrind.out.*
   guarded_argv audit-ir keepalive --rounds 1 --time-limit 240 --count "$count"
   for arg in "${GUARDED[@]}"; do
     if [[ $arg == "$BRIDLE" ]]; then

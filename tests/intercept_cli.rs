@@ -79,11 +79,13 @@ impl Net {
         std::fs::create_dir_all(&work).expect("work dir");
         let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()).status();
         let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(&work).status();
+        // The audit log's directory is root's alone: root writes there.
+        std::fs::create_dir_all(dir.path().join("audit")).expect("the audit log's directory");
         Net { name, dir, servers: vec![authority], _upstream: upstream }
     }
 
     fn audit(&self) -> PathBuf {
-        self.dir.path().join("audit.jsonl")
+        self.dir.path().join("audit/audit.jsonl")
     }
 
     /// `bridle run --user nobody -- sh -c SCRIPT` in the namespace.

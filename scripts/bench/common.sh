@@ -59,9 +59,12 @@ bench_setup() {
   trap 'exit 130' INT TERM HUP
   ulimit -n "$(ulimit -Hn)"
   (($(ulimit -n) >= 2 * HOLD + 512)) || die "ulimit -n is $(ulimit -n); need $((2 * HOLD + 512)) for BENCH_HOLD=$HOLD"
-  mkdir -p "$WORK/py" "$WORK/pol" "$WORK/res" "$WORK/markers"
+  mkdir -p "$WORK/py" "$WORK/pol" "$WORK/res" "$WORK/markers" "$WORK/audit"
   chmod 755 "$WORK" "$WORK/py"
   chmod 1777 "$WORK/markers"
+  # Root writes the audit logs: `bridle run` refuses a directory the
+  # command's user could make files in, so they are not beside the markers.
+  chmod 700 "$WORK/audit"
 }
 
 bench_cleanup() {

@@ -74,9 +74,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         inputs.extend(config.policies.overrides.clone().map(|dir| ("the policy overrides", dir)));
         inputs.extend(config.tls.upstream_ca_bundle.clone().map(|file| ("the upstream CA bundle", file)));
         inputs.push(("Bridle's CA directory", config.tls.ca_dir.clone()));
-        // Root writes there: a directory the command could swap would have
-        // Bridle write through its links, and keep a log it forged.
-        inputs.push(("the audit log", args.audit.clone().unwrap_or_else(|| config.audit.path.clone())));
+        // Root writes there, the log and the files beside it (checkpoint,
+        // index): a directory the command could swap, or make files in
+        // (sticky or not), would have Bridle write through its links, and
+        // keep a log it forged.
+        let log = args.audit.clone().unwrap_or_else(|| config.audit.path.clone());
+        let dir = log.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        inputs.push(("the audit log's directory", dir.to_path_buf()));
         tamper::refuse_changeable(target, &inputs)?;
     }
     let open_files = super::raise_open_files()?;
