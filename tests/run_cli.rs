@@ -1344,7 +1344,11 @@ fn policies_or_a_config_the_agent_could_rewrite_are_refused() {
     std::os::unix::fs::chown(net.audit(), Some(65534), Some(65534)).expect("chown");
     let run = net.run(&["--user", "nobody"], &["true"]);
     assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("the audit log's directory") && run.stderr.contains("owned by uid 65534"), "{}", run.all());
+    assert!(
+        run.stderr.contains("the audit log's directory") && run.stderr.contains("owned by uid 65534"),
+        "{}",
+        run.all()
+    );
     std::os::unix::fs::chown(net.audit(), Some(0), Some(0)).expect("chown back");
     assert_eq!(net.run(&["--user", "nobody"], &["true"]).code, 0, "root's files pass");
 }

@@ -33,6 +33,10 @@ pub enum Protocol {
     Tls { sni: Option<String> },
     /// A complete HTTP/1.x request head; `host` is its `Host` (no port).
     Http { host: Option<String> },
+    /// The HTTP/2 connection preface in the clear (prior knowledge:
+    /// plaintext gRPC, `curl --http2-prior-knowledge`); hosts come with
+    /// each request (`:authority`).
+    H2c,
     /// The client sent nothing within the window (SSH, SMTP, databases…).
     ServerSpeaksFirst,
     /// Bytes that are neither TLS nor HTTP.
@@ -115,6 +119,9 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
             Parse::Invalid(reason) => Some(Protocol::Malformed { tls: true, reason }),
         };
     }
+    if let Some(parse) = h2c_preface(bytes) {
+        return parse;
+    }
     // An SSLv2-format ClientHello: servers that still take one would hold
     // TLS Bridle cannot read, so it is never opaque.
     if first & 0x80 != 0 {
@@ -137,6 +144,18 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
         Parse::NotThis => Some(Protocol::Opaque),
         Parse::Invalid(reason) => Some(Protocol::Malformed { tls: false, reason }),
     }
+}
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What `bytes` say if they are (`Some(Some(H2c))`) or may yet be
+/// (`Some(None)`: wait) the HTTP/2 preface; `None` if they are not.
+fn h2c_preface(bytes: &[u8]) -> Option<Option<Protocol>> {
+    if bytes.starts_with(H2_PREFACE) {
+        return Some(Some(Protocol::H2c));
+    }
+    H2_PREFACE.starts_with(bytes).then_some(None)
 }
 
 /// How many bytes of CR and LF precede a request line: all of them, as

@@ -428,7 +428,12 @@ async fn inspect(
             // The server side is hyper, which wants the request line first.
             let mut first = first;
             first.drain(..crate::detect::leading_blank_lines(&first));
-            intercept::serve_plain(conn(false, None), client, first).await;
+            intercept::serve_plain(conn(false, None), client, first, false).await;
+            None
+        }
+        // Each stream is a request, decided as plain HTTP's are.
+        Protocol::H2c => {
+            intercept::serve_plain(conn(false, None), client, first, true).await;
             None
         }
         Protocol::Tls { sni } if !shared.decider.passthrough(&verdict.decision) => {

@@ -20,7 +20,8 @@ const METHODS: [&[u8]; 9] = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONN
 /// either a request line Bridle reads exactly as hyper (and the upstream)
 /// will, or `Invalid`. Only a line that no server would read as a request
 /// (an SSH banner, a Redis command) is `NotThis`: spliced, where an
-/// extension method (`PROPFIND`), HTTP/2 in the clear (`PRI * HTTP/2.0`) or
+/// extension method (`PROPFIND`), a `PRI * HTTP/2.0` line that is not the
+/// HTTP/2 preface (that is [`super::Protocol::H2c`]) or
 /// a lower-case `post` would otherwise have carried requests past
 /// per-request policy. Until the first line ends nothing is decided, but
 /// for a first word no server takes for a method (a binary protocol's
@@ -104,7 +105,9 @@ fn request_line(line: &[u8]) -> Result<(), &'static str> {
         return Err("request target is empty or has control characters");
     }
     if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
-        return Err("request line does not end in HTTP/1.0 or HTTP/1.1 (HTTP/2 in the clear is not inspected)");
+        return Err(
+            "request line does not end in HTTP/1.0 or HTTP/1.1 (HTTP/2 in the clear comes only with its whole preface)",
+        );
     }
     Ok(())
 }

@@ -166,7 +166,11 @@ fn http_prefixes_wait_and_ambiguous_heads_are_malformed() {
     assert!(malformed(b"GET / HTTP/2.0\r\n\r\n"));
     assert!(malformed(b"GET / HTTP/1.1\r\nHost: a.test:99999999\r\n\r\n"));
     assert!(matches!(classify(b"GET / HTTP/1.1\r\nX: y", 10), Some(Protocol::Malformed { tls: false, .. })));
-    assert!(malformed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "h2 in the clear is not inspected");
+    // HTTP/2 in the clear: the whole preface is h2c, a part of it waits,
+    // anything else that says HTTP/2.0 is malformed.
+    assert_eq!(classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04", MAX), Some(Protocol::H2c));
+    assert_eq!(classify(b"PRI * HTTP/2.0\r\n\r\nS", MAX), None);
+    assert!(malformed(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"));
 }
 
 /// Whatever a server might read as a request is HTTP (decided per

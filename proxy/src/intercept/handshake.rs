@@ -298,6 +298,10 @@ async fn not_declared_http(
             first.drain(..crate::detect::leading_blank_lines(&first));
             exchange::serve(conn, Prefixed::new(first, agent), upstream, false).await;
         }
+        // The upstream took no h2 by ALPN: nothing to carry it on.
+        Protocol::H2c => {
+            conn.decider.notice("warn", format!("TLS to {}: HTTP/2 without ALPN inside; closed", conn.dst));
+        }
         crate::detect::Protocol::Malformed { reason, .. } => {
             conn.decider.notice("warn", format!("TLS to {}: malformed data inside ({reason}); closed", conn.dst));
         }

@@ -168,11 +168,11 @@ impl std::fmt::Debug for Names {
 }
 
 /// Serves a plain-HTTP connection whose request head detection read.
-pub(crate) async fn serve_plain(conn: Conn, client: TcpStream, first: Vec<u8>) {
+pub(crate) async fn serve_plain(conn: Conn, client: TcpStream, first: Vec<u8>, h2: bool) {
     let io = Prefixed::new(first, client);
     let pool = Arc::clone(&conn.inspector.pool);
-    let upstream = upstream::Upstream::plain(conn.dst, conn.inspector.handshake_timeout, pool);
-    exchange::serve(conn, io, upstream, false).await;
+    let upstream = upstream::Upstream::plain(conn.dst, conn.inspector.handshake_timeout, pool, h2);
+    exchange::serve(conn, io, upstream, h2).await;
 }
 
 /// Serves a TLS connection whose ClientHello detection read. Returns the

@@ -27,7 +27,10 @@ type Response = http::Response<Incoming>;
 
 #[derive(Clone)]
 enum Dial {
-    Plain,
+    /// HTTP/1.1, or HTTP/2 with prior knowledge (`h2`), in the clear.
+    Plain {
+        h2: bool,
+    },
     Tls {
         name: ServerName<'static>,
         config: Arc<ClientConfig>,
@@ -57,15 +60,16 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Plain HTTP to `dst`: a pooled connection, else one connected on
-    /// the first request policy allows.
-    pub fn plain(dst: SocketAddr, limit: Duration, pool: Arc<Pool>) -> Self {
-        let key = Key { dst, name: None, h2: false };
+    /// Plain HTTP to `dst` (HTTP/2 with prior knowledge when `h2`, as the
+    /// agent speaks it): a pooled connection, else one connected on the
+    /// first request policy allows.
+    pub fn plain(dst: SocketAddr, limit: Duration, pool: Arc<Pool>, h2: bool) -> Self {
+        let key = Key { dst, name: None, h2 };
         let pooled = pool.take(&key);
         Upstream {
             dst,
             limit,
-            dial: Dial::Plain,
+            dial: Dial::Plain { h2 },
             first: SyncMutex::new(None),
             sender: Mutex::new(pooled),
             pool: Some((pool, key)),
@@ -181,9 +185,9 @@ impl Upstream {
     async fn open(&self) -> Result<Sender, String> {
         let sender = match &self.dial {
             Dial::Failed(reason) => return Err(reason.clone()),
-            Dial::Plain => {
+            Dial::Plain { h2 } => {
                 let tcp = connect_upstream(self.dst, self.limit).await.map_err(|e| e.to_string())?;
-                handshake(TokioIo::new(tcp), false).await?
+                handshake(TokioIo::new(tcp), *h2).await?
             }
             Dial::Tls { name, config, h2 } => {
                 let first = self.first.lock().ok().and_then(|mut first| first.take());

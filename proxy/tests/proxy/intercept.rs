@@ -554,7 +554,7 @@ async fn http_that_detection_could_miss_is_not_spliced_past_inspection() {
     let answer = rig.raw_plain(pipelined).await;
     assert_eq!(statuses(&answer), [200, 403], "{}", String::from_utf8_lossy(&answer));
     let refused: [&[u8]; 3] = [
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"PRI * HTTP/2.0\r\nHost: allowed.test\r\n\r\n",
         b"GET /admin\r\n",
         b"post /admin HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n",
     ];
@@ -586,6 +586,25 @@ async fn http_that_detection_could_miss_is_not_spliced_past_inspection() {
     let direct = tokio_rustls::TlsConnector::from(agent::config(roots, H1)).connect(name, &mut tcp).await;
     assert!(direct.is_err(), "the agent reached the upstream's own certificate through the proxy");
     assert!(rig.tls_seen.requests().is_empty(), "{:?}", rig.tls_seen.requests());
+    rig.still_serving().await;
+}
+
+/// HTTP/2 in the clear with prior knowledge (plaintext gRPC): each stream
+/// is a request, decided as plain HTTP's are (its `:authority` must be a
+/// name of the address), and sent upstream over h2c.
+#[tokio::test]
+async fn h2c_prior_knowledge_is_decided_stream_by_stream() {
+    let rig = rig(|_| {}).await;
+    let mut sender = agent::h2(rig.h.connect_to(rig.plain).await).await;
+    let request =
+        |uri: &str| http::Request::get(uri).body(http_body_util::Empty::<bytes::Bytes>::new()).expect("request");
+    let ok = agent::read(sender.send_request(request("http://allowed.test/ok")).await.expect("ok")).await;
+    assert_eq!((ok.status, ok.body.as_str()), (StatusCode::OK, "ok /ok HTTP/2.0"));
+    let admin = agent::read(sender.send_request(request("http://allowed.test/admin")).await.expect("admin")).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN);
+    let forged = agent::read(sender.send_request(request("http://other.test/x")).await.expect("forged")).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(rig.plain_seen.requests(), ["GET /ok 0"]);
     rig.still_serving().await;
 }
 
