@@ -230,7 +230,7 @@ pub fn connect(dst: SocketAddr, protocol: &Protocol, naming: Naming) -> Connect 
         Protocol::Tls { sni } => (sni.clone(), None, true),
         Protocol::Http { host } => (None, host.clone(), false),
         Protocol::Malformed { tls, .. } => (None, None, *tls),
-        Protocol::ServerSpeaksFirst | Protocol::Opaque | Protocol::H2c => (None, None, false),
+        Protocol::ServerSpeaksFirst | Protocol::Opaque | Protocol::H2c | Protocol::FirstLine => (None, None, false),
     };
     let (name, named_by) = if naming.claim_unproven {
         name(None, None, naming.dns_name)

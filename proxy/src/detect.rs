@@ -39,6 +39,12 @@ pub enum Protocol {
     H2c,
     /// The client sent nothing within the window (SSH, SMTP, databases…).
     ServerSpeaksFirst,
+    /// A first line not ended yet that a lenient server could still take
+    /// for the start of a request (a client-first protocol's word, as `p`
+    /// or `JDWP-Handshake`, sent alone before its answer): when inspecting
+    /// it is relayed all but its end until the server answers first, or
+    /// the line ends and says what it is.
+    FirstLine,
     /// Bytes that are neither TLS nor HTTP.
     Opaque,
     /// It started like TLS (`tls`) or HTTP but was broken, truncated, too
@@ -122,6 +128,15 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
     if let Some(parse) = h2c_preface(bytes) {
         return parse;
     }
+    // A load balancer's PROXY protocol header (v2's binary signature; v1's
+    // line is refused as HTTP-shaped): servers behind it read the request
+    // that follows, so it is never opaque.
+    if bytes.starts_with(PROXY_V2) {
+        return Some(Protocol::Malformed { tls: false, reason: "a PROXY protocol header" });
+    }
+    if PROXY_V2.starts_with(bytes) {
+        return None;
+    }
     // An SSLv2-format ClientHello: servers that still take one would hold
     // TLS Bridle cannot read, so it is never opaque.
     if first & 0x80 != 0 {
@@ -138,6 +153,9 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
     if rest.is_empty() {
         return None;
     }
+    if http::lone_word(rest) {
+        return Some(Protocol::FirstLine);
+    }
     match http::request_host(rest, max_bytes) {
         Parse::Done(host) => Some(Protocol::Http { host }),
         Parse::NeedMore => None,
@@ -148,6 +166,9 @@ pub fn classify(bytes: &[u8], max_bytes: usize) -> Option<Protocol> {
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The PROXY protocol v2 signature.
+const PROXY_V2: &[u8] = b"\r\n\r\n\x00\r\nQUIT\n";
 
 /// What `bytes` say if they are (`Some(Some(H2c))`) or may yet be
 /// (`Some(None)`: wait) the HTTP/2 preface; `None` if they are not.
@@ -177,6 +198,15 @@ fn give_up(bytes: Vec<u8>, stop: Stop) -> Detected {
             reason: "ClientHello incomplete when the client stopped or the window closed",
         },
         (Some(_), Stop::Full) => Protocol::Malformed { tls: false, reason: "HTTP request head larger than the bound" },
+        // A first line still without its end (an upper-case word, a word
+        // and more: a client-first protocol waiting for its answer) is
+        // relayed all but its end; not a hello in SSLv2's format, which
+        // would carry TLS past inspection.
+        (Some(&first), _)
+            if !bytes.contains(&b'\n') && (first & 0x80 == 0 || tls::sslv2_hello(&bytes) == Parse::NotThis) =>
+        {
+            Protocol::FirstLine
+        }
         (Some(_), _) => Protocol::Malformed {
             tls: false,
             reason: "HTTP request head incomplete when the client stopped or the window closed",

@@ -114,6 +114,11 @@ impl StaticOrigins {
     pub fn insert_name(&self, ip: IpAddr, name: impl Into<String>) {
         self.names.lock().unwrap_or_else(PoisonError::into_inner).entry(ip).or_default().push(name.into());
     }
+
+    /// Forgets every name of `ip`, as when the resolver's answers expire.
+    pub fn forget_names(&self, ip: IpAddr) {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).remove(&ip);
+    }
 }
 
 impl OriginalDestinations for StaticOrigins {

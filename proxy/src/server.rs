@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument as _, field};
 
 use crate::decide::{Decider, Naming, Verdict};
-use crate::detect::{DetectLimits, Protocol, detect};
+use crate::detect::{DetectLimits, Protocol, classify, detect};
 use crate::error::{Error, Result};
 use crate::forward::{PipePool, connect_upstream, splice};
 use crate::intercept::{self, Conn, Inspector, Names};
@@ -255,6 +255,15 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
             shared.decider.notice("warn", format!("connection to {dst} refused: malformed first bytes ({reason})"));
             return refuse(client);
         }
+        if protocol == Protocol::FirstLine {
+            match first_line(shared, &mut client, dst, first, limits.max_bytes).await {
+                Ok((upstream, rest)) => (early_upstream, protocol, first) = (Some(upstream), Protocol::Opaque, rest),
+                Err(why) => {
+                    shared.decider.notice("warn", format!("connection to {dst} refused: {why}"));
+                    return refuse(client);
+                }
+            }
+        }
         if protocol == Protocol::ServerSpeaksFirst {
             match who_speaks_first(shared, &mut client, dst, limits).await {
                 FirstWord::Server(upstream) => early_upstream = Some(upstream),
@@ -395,6 +404,57 @@ async fn who_speaks_first(shared: &Shared, client: &mut TcpStream, dst: SocketAd
     }
 }
 
+/// A first line that could still become a request for a lenient server
+/// ([`Protocol::FirstLine`]): relayed to the upstream as it comes, all but
+/// a line end, since no server acts on a request line before its end. If
+/// the upstream speaks first (a client-first protocol's answer), the
+/// connection is a relay from there; once the line ends, it is one if the
+/// line is no request, and refused if it is HTTP-shaped (the upstream has
+/// had only part of a line). Returns the upstream and what is left to send
+/// it, or why the connection is refused.
+async fn first_line(
+    shared: &Shared,
+    client: &mut TcpStream,
+    dst: SocketAddr,
+    mut seen: Vec<u8>,
+    max_bytes: usize,
+) -> std::result::Result<(TcpStream, Vec<u8>), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut upstream = connect_upstream(dst, shared.config.connect_timeout).await.map_err(|e| e.to_string())?;
+    upstream.write_all(&seen).await.map_err(|e| e.to_string())?;
+    let wait = if shared.config.idle_timeout.is_zero() { Duration::MAX } else { shared.config.idle_timeout };
+    let mut chunk = [0u8; 4096];
+    loop {
+        let turn = tokio::time::timeout(wait, async {
+            tokio::select! {
+                biased;
+                ready = upstream.readable() => ready.map(|()| None),
+                read = client.read(&mut chunk) => read.map(Some),
+            }
+        })
+        .await
+        .map_err(|_| format!("nothing more within {wait:?} of a first line"))?
+        .map_err(|e| e.to_string())?;
+        let new = match turn {
+            // The server answered (or closed): a relay, as with any other.
+            None | Some(0) => return Ok((upstream, Vec::new())),
+            Some(n) => &chunk[..n],
+        };
+        seen.extend_from_slice(new);
+        if !new.contains(&b'\n') {
+            if seen.len() > max_bytes {
+                return Err("a first line longer than the detection bound".into());
+            }
+            upstream.write_all(new).await.map_err(|e| e.to_string())?;
+            continue;
+        }
+        return match classify(&seen, max_bytes) {
+            Some(Protocol::Opaque) => Ok((upstream, new.to_vec())),
+            _ => Err("its first line, sent in pieces, is one a server could take for an HTTP request".into()),
+        };
+    }
+}
+
 /// Hands HTTP and TLS to the inspector; gives the connection back (with its
 /// first bytes) when it is to be spliced: no inspector, not HTTP, or a
 /// `@passthrough` permit (clients that pin certificates).
@@ -416,12 +476,12 @@ async fn inspect(
         sni,
         tls,
         names: Names(Arc::clone(&shared.origins)),
-        proven_host: match protocol {
+        proven: Arc::new(std::sync::Mutex::new(match protocol {
             Protocol::Http { host: Some(host) } if unproven_claim(shared, dst, protocol, false).is_none() => {
-                Some(host.clone())
+                vec![host.clone()]
             }
-            _ => None,
-        },
+            _ => Vec::new(),
+        })),
     };
     match protocol {
         Protocol::Http { .. } => {

@@ -78,10 +78,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // index): a directory the command could swap, or make files in
         // (sticky or not), would have Bridle write through its links, and
         // keep a log it forged.
+        tamper::refuse_changeable(target, &inputs)?;
         let log = args.audit.clone().unwrap_or_else(|| config.audit.path.clone());
         let dir = log.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        inputs.push(("the audit log's directory", dir.to_path_buf()));
-        tamper::refuse_changeable(target, &inputs)?;
+        let stem = log.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+        tamper::refuse_changeable_files_in(target, "the audit log's directory", dir, &stem)?;
     }
     let open_files = super::raise_open_files()?;
     let secrets = Guards::secrets(&config)?;
@@ -114,14 +115,25 @@ pub(super) fn open_audit(config: &Config, path: Option<&Path>, secrets: &Secrets
     // A log has one writer (it is a hash chain): a session beside another
     // that writes the same log gets a log of its own beside it, as `mcp
     // wrap` does.
-    let log = match AuditLog::open(path, options.clone()) {
-        Err(AuditError::InUse { .. }) => {
-            let own = path.with_extension(format!("{}.jsonl", std::process::id()));
-            eprintln!("bridle: {} is in use by another session; auditing to {}", path.display(), own.display());
-            AuditLog::open(&own, options).with_context(|| format!("opening the audit log {}", own.display()))?
+    let mut opened = AuditLog::open(path, options.clone());
+    // Another name each time one is in use too (appliances in containers
+    // are all pid 1).
+    let mut own = path.to_path_buf();
+    for n in 0..16 {
+        if !matches!(opened, Err(AuditError::InUse { .. })) {
+            break;
         }
-        opened => opened.with_context(|| format!("opening the audit log {}", path.display()))?,
-    };
+        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+        own = path.with_extension(format!("{}{suffix}.jsonl", std::process::id()));
+        opened = AuditLog::open(&own, options.clone());
+    }
+    let log = opened.with_context(|| format!("opening the audit log {}", own.display()))?;
+    if own != path {
+        eprintln!("bridle: {} is in use by another session; auditing to {}", path.display(), own.display());
+        let message = format!("{} was in use by another session: this one is audited here", path.display());
+        let notice = AuditEntry::Notice { component: "run".into(), level: "warn".into(), message };
+        log.append(notice).with_context(|| format!("writing the audit log {}", own.display()))?;
+    }
     Ok(Arc::new(log))
 }
 
@@ -197,10 +209,13 @@ impl Session {
             // Detached, they would run on unguarded: the pinned programs
             // stay, and keep their connects failing (no proxy answers).
             let cgroup = guard.cgroup.path().display().to_string();
-            self.notice(format!(
-                "session {id}: processes remain in {cgroup} after SIGKILL; its programs stay attached, so their \
+            self.notice_at(
+                "error",
+                format!(
+                    "session {id}: processes remain in {cgroup} after SIGKILL; its programs stay attached, so their \
                  connects keep failing; `bridle down` removes them once the processes are gone"
-            ));
+                ),
+            );
             self.audit.sync().context("syncing the audit log")?;
             // Dropped, the guard tries once more, and keeps the pins
             // unless the processes are gone by then.
@@ -217,7 +232,11 @@ impl Session {
     }
 
     fn notice(&self, message: String) {
-        let entry = AuditEntry::Notice { component: "run".into(), level: "info".into(), message };
+        self.notice_at("info", message);
+    }
+
+    fn notice_at(&self, level: &str, message: String) {
+        let entry = AuditEntry::Notice { component: "run".into(), level: level.into(), message };
         if let Err(error) = self.audit.append(entry) {
             tracing::error!(%error, "could not audit a session notice");
         }

@@ -15,25 +15,47 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
-
 use super::user::Target;
 
-/// Refuses when `target` could change any of `inputs` (what it is, where).
+/// Refuses when `target` could change any of `inputs` (what it is, where;
+/// a directory with everything under it).
 pub fn refuse_changeable(target: &Target, inputs: &[(&str, PathBuf)]) -> anyhow::Result<()> {
     for (what, path) in inputs {
         if let Some(why) = changeable(target, path) {
-            bail!(
-                "{what} {} can be changed by {} (uid {}), as whom the command runs: {why}; a compromised agent \
-                 could rewrite the rules it is held to, or the record of what it did. Keep it where only root can \
-                 write (e.g. under /etc/bridle or /var/lib/bridle), or run the command as another user (--user)",
-                path.display(),
-                target.name,
-                target.uid,
-            );
+            return Err(refusal(target, what, path, &why));
         }
     }
     Ok(())
+}
+
+/// Refuses when `target` could change the directory `dir` Bridle writes
+/// in (`what`), make files there, or write one of Bridle's files in it
+/// (those whose names start with `prefix`: a log, its checkpoint and
+/// index, another session's log beside it). Not the other programs' files
+/// there (an audit log under `/var/log`).
+pub fn refuse_changeable_files_in(target: &Target, what: &str, dir: &Path, prefix: &str) -> anyhow::Result<()> {
+    let (mut why, canonical) = on_the_way(target, dir);
+    if why.is_none()
+        && let Some(entries) = canonical.and_then(|dir| std::fs::read_dir(dir).ok())
+    {
+        let ours = entries.flatten().filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix));
+        why = ours.map(|entry| entry.path()).find_map(|path| writable(target, &path, true));
+    }
+    match why {
+        Some(why) => Err(refusal(target, what, dir, &why)),
+        None => Ok(()),
+    }
+}
+
+fn refusal(target: &Target, what: &str, path: &Path, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} {} can be changed by {} (uid {}), as whom the command runs: {why}; a compromised agent could \
+         rewrite the rules it is held to, or the record of what it did. Keep it where only root can write (e.g. \
+         under /etc/bridle or /var/lib/bridle), or run the command as another user (--user)",
+        path.display(),
+        target.name,
+        target.uid,
+    )
 }
 
 /// Why `target` could change `path` (or what is under it, for a
@@ -174,5 +196,33 @@ mod tests {
         assert!(changeable(&target, &missing).is_some(), "could be created by the owner of the directory");
         std::os::unix::fs::chown(&policies, Some(0), None).expect("chown back");
         assert_eq!(changeable(&target, &missing), None);
+    }
+
+    /// The audit log's directory: itself and Bridle's files in it, not
+    /// another program's; a sticky directory is no exemption there.
+    #[test]
+    fn a_directory_bridle_writes_in_is_judged_by_itself_and_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        chmod(dir.path(), 0o755);
+        let target = nobody();
+        if changeable(&target, dir.path()).is_some() {
+            return;
+        }
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+        std::fs::write(theirs.join("log"), "").expect("write");
+        std::os::unix::fs::chown(theirs.join("log"), Some(65534), None).expect("chown");
+        // Another program's files there are not Bridle's to judge.
+        assert!(refuse_changeable_files_in(&target, "the audit log's directory", dir.path(), "audit").is_ok());
+        std::fs::write(dir.path().join("audit.jsonl"), "").expect("write");
+        std::os::unix::fs::chown(dir.path().join("audit.jsonl"), Some(65534), None).expect("chown");
+        assert!(refuse_changeable_files_in(&target, "the audit log's directory", dir.path(), "audit").is_err());
+        std::os::unix::fs::chown(dir.path().join("audit.jsonl"), Some(0), None).expect("chown back");
+        chmod(dir.path(), 0o1777);
+        assert!(
+            refuse_changeable_files_in(&target, "the audit log's directory", dir.path(), "audit").is_err(),
+            "sticky"
+        );
     }
 }

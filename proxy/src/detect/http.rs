@@ -39,10 +39,11 @@ pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<Strin
     }
     let line_end = window.iter().position(|&b| b == b'\n');
     let Some(line_end) = line_end else {
-        // A method still arriving is in upper case (the standard ones, and
-        // what nginx takes); after white space, any word could have been one.
-        let followed = words.next().is_some();
-        if !followed && word.iter().any(u8::is_ascii_lowercase) {
+        // A lower-case method with control bytes after it: no server that
+        // takes the one (Go, hyper, h11) takes the other (git://'s
+        // `0032git-upload-pack /repo\0host=…\0`).
+        let lower = word.iter().any(u8::is_ascii_lowercase);
+        if lower && words.next().is_some_and(|after| after.iter().any(is_control)) {
             return Parse::NotThis;
         }
         return if bytes.len() >= max_bytes {
@@ -68,6 +69,19 @@ pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<Strin
     parse_head(&window[..end])
 }
 
+/// Whether `bytes` are a lone word with a lower-case letter and nothing
+/// after it yet (no white space, no line end): a client-first protocol's
+/// (`p`, `JDWP-Handshake`) as much as the start of a lower-case method,
+/// which Go, hyper and h11 take ([`super::Protocol::FirstLine`]).
+pub(super) fn lone_word(bytes: &[u8]) -> bool {
+    bytes.iter().all(is_tchar) && bytes.iter().any(u8::is_ascii_lowercase)
+}
+
+/// A control byte no parser counts as white space.
+fn is_control(b: &u8) -> bool {
+    matches!(b, 0x00..=0x08 | 0x0e..=0x1b | 0x7f)
+}
+
 /// White space to some request-line parser: Python's `str.split` also
 /// splits at `\x0b`, `\x0c` and `\x1c`-`\x1f`, and, decoding Latin-1, at
 /// `\x85` and `\xa0`.
@@ -76,14 +90,23 @@ fn is_space(b: &u8) -> bool {
 }
 
 /// Whether a whole first line is one a server might read as a request: it
-/// names an HTTP version, or starts (after any white space) with a
-/// standard method, then white space (HTTP/0.9's `GET /path`).
+/// names an HTTP version (or RTSP's or ICE's, which Node's llhttp takes
+/// too), starts (after any white space) with a standard method, then
+/// white space (HTTP/0.9's `GET /path`), or with an upper-case word and a
+/// target as llhttp reads one without a version (`PROPFIND /x`, `SOURCE
+/// *`, `X http://…`); or it is a load balancer's PROXY protocol line.
 fn http_shaped(line: &[u8]) -> bool {
-    let versioned = line.windows(5).any(|w| w.eq_ignore_ascii_case(b"HTTP/"));
+    let names = |version: &[u8]| line.windows(version.len()).any(|w| w.eq_ignore_ascii_case(version));
+    let versioned = names(b"HTTP/") || names(b"RTSP/") || names(b"ICE/");
     let start = line.iter().position(|b| !is_space(b)).unwrap_or(line.len());
     let rest = &line[start..];
     let method = METHODS.iter().any(|m| rest.starts_with(m) && rest.get(m.len()).is_some_and(is_space));
-    versioned || method
+    let mut words = rest.splitn(2, is_space);
+    let (word, after) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    let target = after.trim_ascii_start();
+    let upper = !word.is_empty() && word.iter().all(|b| is_tchar(b) && !b.is_ascii_lowercase());
+    let targeted = upper && (target.starts_with(b"/") || target.starts_with(b"*") || names(b"://"));
+    versioned || method || targeted || rest.starts_with(b"PROXY ")
 }
 
 /// `METHOD SP target SP HTTP/1.x`, exactly: a method in upper case (servers

@@ -217,10 +217,26 @@ fn what_a_server_would_take_for_a_request_is_never_opaque() {
     for piece in [&b" "[..], b"\xa0", b"GET\x0c/adm", b"\tGET", b"PROPFIN", b"post /adm"] {
         assert_eq!(classify(piece, MAX), None, "{piece:?} waits for its line's end");
     }
-    // A client-first protocol's word, sent alone, before its answer.
-    for word in [&b"p"[..], b"JDWP-Handshake", b"hello"] {
-        assert_eq!(classify(word, MAX), Some(Protocol::Opaque), "{word:?}");
+    // A client-first protocol's word, sent alone, before its answer, is
+    // relayed all but its end (it may be a lower-case method still
+    // arriving, which Go and hyper take).
+    for word in [&b"p"[..], b"JDWP-Handshake", b"hello", b"get"] {
+        assert_eq!(classify(word, MAX), Some(Protocol::FirstLine), "{word:?}");
     }
+    // What Node's llhttp serves without an HTTP version, or with RTSP's or
+    // ICE's, and a PROXY protocol header before a request: refused.
+    assert!(malformed(b"PROPFIND /x\r\nHost: evil.test\r\n\r\n"));
+    assert!(malformed(b"SETUP /x RTSP/1.0\r\nHost: evil.test\r\n\r\n"));
+    assert!(malformed(b"SOURCE /x ICE/1.0\r\n\r\n"));
+    assert!(malformed(b"PROXY TCP4 10.0.0.1 10.0.0.2 1 80\r\nGET / HTTP/1.1\r\n\r\n"));
+    assert!(malformed(b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"));
+    // Lines that are not requests stay opaque: Redis's inline command,
+    // SIP, git://'s request (a lower-case word, then NUL bytes), Thrift's
+    // 9-byte ping.
+    assert_eq!(classify(b"SET key value\r\n", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"NOTIFY sip:a@b.test SIP/2.0\r\n", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"0032git-upload-pack /repo.git\x00host=x\x00", MAX), Some(Protocol::Opaque));
+    assert_eq!(classify(b"\x82\x21\x01\x04ping\x00", MAX), Some(Protocol::Opaque));
 }
 
 fn limits(window_ms: u64) -> DetectLimits {

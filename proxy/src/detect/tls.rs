@@ -27,20 +27,28 @@ const HANDSHAKE_HEADER: usize = 4;
 /// set (msgpack, Thrift) is not taken for one.
 pub(super) fn sslv2_hello(bytes: &[u8]) -> Parse<()> {
     const HEAD: usize = 11;
-    let Some(head) = bytes.get(..HEAD) else { return Parse::NeedMore };
-    let word = |at: usize| usize::from(u16::from_be_bytes([head[at], head[at + 1]]));
-    let length = word(0) & 0x7fff;
-    let version = (head[3], head[4]);
-    let (specs, session, challenge) = (word(5), word(7), word(9));
-    let shaped = head[0] & 0x80 != 0
-        && head[2] == CLIENT_HELLO
-        && (version == (0, 2) || (version.0 == 3 && version.1 <= 4))
-        && specs > 0
-        && specs % 3 == 0
-        && (session == 0 || session == 16)
-        && (16..=32).contains(&challenge)
-        && length == HEAD - 2 + specs + session + challenge;
-    if shaped { Parse::Done(()) } else { Parse::NotThis }
+    // Each field as soon as its bytes are there: a short message of
+    // another protocol is told apart without waiting for eleven bytes.
+    let byte = |at: usize| bytes.get(at).copied();
+    let word = |at: usize| Some(usize::from(u16::from_be_bytes([byte(at)?, byte(at + 1)?])));
+    let fields = [
+        byte(0).map(|b| b & 0x80 != 0),
+        byte(2).map(|b| b == CLIENT_HELLO),
+        byte(3).zip(byte(4)).map(|v| v == (0, 2) || (v.0 == 3 && v.1 <= 4)),
+        word(5).map(|specs| specs > 0 && specs % 3 == 0),
+        word(7).map(|session| session == 0 || session == 16),
+        word(9).map(|challenge| (16..=32).contains(&challenge)),
+    ];
+    for fits in fields {
+        match fits {
+            Some(false) => return Parse::NotThis,
+            Some(true) => {}
+            None => return Parse::NeedMore,
+        }
+    }
+    let total = [word(5), word(7), word(9)].into_iter().flatten().sum::<usize>();
+    let length = word(0).unwrap_or(0) & 0x7fff;
+    if length == HEAD - 2 + total { Parse::Done(()) } else { Parse::NotThis }
 }
 
 /// The SNI of the ClientHello at the start of `bytes` (`None` when it has

@@ -674,6 +674,10 @@ fn tokens(headers: &HeaderMap, name: HeaderName) -> Vec<String> {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
+    // `TE: trailers` alone goes on (RFC 9113 §8.2.2 allows it in h2):
+    // gRPC servers refuse a call without it.
+    let trailers = headers.get_all(header::TE).iter().count() == 1
+        && headers.get(header::TE).is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // Headers the `Connection` header names are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -692,6 +696,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     if !upgrading {
         headers.remove(header::CONNECTION);
         headers.remove(header::UPGRADE);
+    }
+    if trailers {
+        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
     }
 }
 
@@ -721,6 +728,13 @@ mod tests {
         strip_hop_by_hop(&mut headers, false);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("x-kept"));
+        // `TE: trailers` (gRPC's) goes on; any other TE does not.
+        for (te, kept) in [("trailers", true), ("Trailers", true), ("gzip", false), ("trailers, gzip", false)] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::TE, te.parse().expect("value"));
+            strip_hop_by_hop(&mut headers, false);
+            assert_eq!(headers.get(header::TE).is_some(), kept, "TE: {te}");
+        }
     }
 
     #[test]

@@ -302,6 +302,12 @@ async fn not_declared_http(
         Protocol::H2c => {
             conn.decider.notice("warn", format!("TLS to {}: HTTP/2 without ALPN inside; closed", conn.dst));
         }
+        // A first line that could still become a request: not relayed
+        // blind between the two sessions.
+        Protocol::FirstLine => {
+            let message = format!("TLS to {}: a first line inside that could start a request; closed", conn.dst);
+            conn.decider.notice("warn", message);
+        }
         crate::detect::Protocol::Malformed { reason, .. } => {
             conn.decider.notice("warn", format!("TLS to {}: malformed data inside ({reason}); closed", conn.dst));
         }

@@ -132,19 +132,32 @@ pub(crate) struct Conn {
     /// The names Bridle's resolver answered: a plain-HTTP request's Host
     /// must be one of `dst`'s (nothing else ties it to the address).
     pub names: Names,
-    /// The Host the connection was decided on, proven then: later requests
-    /// naming it need not be proven again (its DNS answer may expire while
-    /// the connection lives).
-    pub proven_host: Option<String>,
+    /// The hosts proven on this connection (the Host it was decided on,
+    /// then each request's once proven): later requests naming one need
+    /// not be proven again (its DNS answer may expire while the connection
+    /// lives: a gRPC channel over h2c). At most [`PROVEN_HOSTS`].
+    pub proven: Arc<std::sync::Mutex<Vec<String>>>,
 }
+
+/// How many proven hosts one connection remembers.
+const PROVEN_HOSTS: usize = 64;
 
 impl Conn {
     /// Why a plain-HTTP request's `host` is not a name of the address the
     /// agent dialled, or `None` when it is.
     pub(crate) fn unproven_host(&self, host: &str) -> Option<String> {
         let ip = self.dst.ip();
-        let proven = self.proven_host.as_deref() == Some(host) || names_address(self.names.0.as_ref(), ip, host);
-        (!proven).then(|| format!("Host {host:?} is not a name Bridle's resolver answered with {ip}"))
+        let mut proven = self.proven.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if proven.iter().any(|known| known == host) {
+            return None;
+        }
+        if !names_address(self.names.0.as_ref(), ip, host) {
+            return Some(format!("Host {host:?} is not a name Bridle's resolver answered with {ip}"));
+        }
+        if proven.len() < PROVEN_HOSTS {
+            proven.push(host.to_owned());
+        }
+        None
     }
 }
 

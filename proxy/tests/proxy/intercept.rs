@@ -589,9 +589,39 @@ async fn http_that_detection_could_miss_is_not_spliced_past_inspection() {
     rig.still_serving().await;
 }
 
+/// A first line sent in pieces: a client-first protocol's word (sent
+/// alone, before its answer) reaches its server and the connection is a
+/// relay, at once for a lower-case word and after the detection window for
+/// an upper-case one; a lower-case method followed later by the rest of a
+/// request line is refused, the upstream having had only part of a line.
+#[tokio::test]
+async fn a_first_line_in_pieces_is_relayed_until_it_says_it_is_a_request() {
+    use tokio::io::AsyncReadExt as _;
+    let rig = rig(|_| {}).await;
+    let echo = upstream(b"", b"").await;
+    for word in [&b"hello"[..], b"HELLO"] {
+        let mut agent = rig.h.connect_to(echo).await;
+        agent.write_all(word).await.expect("word");
+        assert_eq!(read_n(&mut agent, word.len()).await, word, "the server answered the word");
+        agent.write_all(b" more\n").await.expect("more");
+        assert_eq!(read_n(&mut agent, 6).await, b" more\n");
+    }
+    let mut agent = rig.h.connect_to(rig.plain).await;
+    agent.write_all(b"get").await.expect("a method in pieces");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    agent.write_all(b" /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n").await.expect("the rest");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(PROMPT, agent.read_to_end(&mut answer)).await.expect("closed in time");
+    assert!(read.is_err() || answer.is_empty(), "answered: {}", String::from_utf8_lossy(&answer));
+    assert!(rig.plain_seen.requests().is_empty(), "{:?}", rig.plain_seen.requests());
+    assert!(rig.notices().iter().any(|n| n.contains("sent in pieces")), "{:?}", rig.notices());
+    rig.still_serving().await;
+}
+
 /// HTTP/2 in the clear with prior knowledge (plaintext gRPC): each stream
 /// is a request, decided as plain HTTP's are (its `:authority` must be a
-/// name of the address), and sent upstream over h2c.
+/// name of the address, and stays proven for the connection), and sent
+/// upstream over h2c.
 #[tokio::test]
 async fn h2c_prior_knowledge_is_decided_stream_by_stream() {
     let rig = rig(|_| {}).await;
@@ -604,7 +634,13 @@ async fn h2c_prior_knowledge_is_decided_stream_by_stream() {
     assert_eq!(admin.status, StatusCode::FORBIDDEN);
     let forged = agent::read(sender.send_request(request("http://other.test/x")).await.expect("forged")).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert_eq!(rig.plain_seen.requests(), ["GET /ok 0"]);
+    // A long-lived channel outlives the resolver's answer: a host proven on
+    // the connection stays so; one never proven is still refused.
+    rig.h.origins.forget_names(rig.plain.ip());
+    let later = agent::read(sender.send_request(request("http://allowed.test/later")).await.expect("later")).await;
+    assert_eq!(later.status, StatusCode::OK);
+    assert_eq!(rig.plain_seen.requests(), ["GET /ok 0", "GET /later 0"]);
+    rig.h.origins.insert_name(rig.plain.ip(), "allowed.test");
     rig.still_serving().await;
 }
 
