@@ -55,7 +55,8 @@ pub struct WrapArgs {
     #[command(flatten)]
     pub decide: DecideArgs,
     /// Audit log. Default: `mcp-NAME.jsonl` beside the config's [audit]
-    /// path (one log per server, so wrapped servers never share a chain).
+    /// path as root, else in $XDG_STATE_HOME/bridle (~/.local/state/bridle)
+    /// (one log per server, so wrapped servers never share a chain).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
     /// Tool pins directory. Default: $XDG_STATE_HOME/bridle/mcp-pins, else
@@ -114,7 +115,10 @@ fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     );
     let store = PinStore::new(pins_dir(args.pins)?);
     let tools = ToolBook::open(store, &args.name)?;
-    let audit_path = args.audit.unwrap_or_else(|| default_audit(&config, &args.name));
+    let audit_path = args.audit.unwrap_or_else(|| {
+        let state = pins_dir(None).ok().and_then(|pins| pins.parent().map(Path::to_path_buf));
+        default_audit(&config, &args.name, nix::unistd::geteuid().is_root(), state.as_deref())
+    });
     let (audit, _lock) = open_audit(&config, &audit_path)?;
     let timeout = Duration::from_secs(args.ask_timeout.unwrap_or(config.engine.ask_timeout_secs).max(1));
     let approvals = Arc::new(Approvals::new(timeout, Some(Arc::clone(&audit))));
@@ -146,10 +150,15 @@ fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(stdio::exit_code(status?)))
 }
 
-/// `mcp-<name>.jsonl` in the directory of the configured audit log.
-fn default_audit(config: &Config, name: &str) -> PathBuf {
-    let dir = config.audit.path.parent().unwrap_or(Path::new(""));
-    dir.join(format!("mcp-{name}.jsonl"))
+/// `mcp-<name>.jsonl` in the directory of the configured audit log, which
+/// is root's; run as another user (an agent's, under a session), in that
+/// user's `state` directory (the pins' parent).
+fn default_audit(config: &Config, name: &str, root: bool, state: Option<&Path>) -> PathBuf {
+    let file = format!("mcp-{name}.jsonl");
+    match state {
+        Some(state) if !root => state.join(file),
+        _ => config.audit.path.parent().unwrap_or(Path::new("")).join(file),
+    }
 }
 
 /// Opens the audit log for this process alone. The log is a hash chain
@@ -283,5 +292,17 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
+    }
+
+    /// The configured audit directory is root's: a wrapper run as the
+    /// agent's user logs in that user's state directory instead.
+    #[test]
+    fn a_wrapper_logs_where_its_user_can_write() {
+        let config = Config::default();
+        let state = Path::new("/home/u/.local/state/bridle");
+        assert_eq!(default_audit(&config, "fs", false, Some(state)), state.join("mcp-fs.jsonl"));
+        let root_default = Path::new("/var/lib/bridle/audit/mcp-fs.jsonl");
+        assert_eq!(default_audit(&config, "fs", true, Some(state)), root_default);
+        assert_eq!(default_audit(&config, "fs", false, None), root_default);
     }
 }
