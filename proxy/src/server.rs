@@ -255,15 +255,6 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
             shared.decider.notice("warn", format!("connection to {dst} refused: malformed first bytes ({reason})"));
             return refuse(client);
         }
-        if protocol == Protocol::FirstLine {
-            match first_line(shared, &mut client, dst, first, limits.max_bytes).await {
-                Ok((upstream, rest)) => (early_upstream, protocol, first) = (Some(upstream), Protocol::Opaque, rest),
-                Err(why) => {
-                    shared.decider.notice("warn", format!("connection to {dst} refused: {why}"));
-                    return refuse(client);
-                }
-            }
-        }
         if protocol == Protocol::ServerSpeaksFirst {
             match who_speaks_first(shared, &mut client, dst, limits).await {
                 FirstWord::Server(upstream) => early_upstream = Some(upstream),
@@ -276,6 +267,17 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
                     (protocol, first) = (late.protocol, late.bytes);
                 }
                 FirstWord::Nobody => return refuse(client),
+            }
+        }
+        // After the first bytes, or after a silence (then its upstream is
+        // another: the guard makes its own).
+        if protocol == Protocol::FirstLine {
+            match first_line(shared, &mut client, dst, first, limits.max_bytes).await {
+                Ok((upstream, rest)) => (early_upstream, protocol, first) = (Some(upstream), Protocol::Opaque, rest),
+                Err(why) => {
+                    shared.decider.notice("warn", format!("connection to {dst} refused: {why}"));
+                    return refuse(client);
+                }
             }
         }
     }

@@ -606,13 +606,17 @@ async fn a_first_line_in_pieces_is_relayed_until_it_says_it_is_a_request() {
         agent.write_all(b" more\n").await.expect("more");
         assert_eq!(read_n(&mut agent, 6).await, b" more\n");
     }
-    let mut agent = rig.h.connect_to(rig.plain).await;
-    agent.write_all(b"get").await.expect("a method in pieces");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    agent.write_all(b" /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n").await.expect("the rest");
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(PROMPT, agent.read_to_end(&mut answer)).await.expect("closed in time");
-    assert!(read.is_err() || answer.is_empty(), "answered: {}", String::from_utf8_lossy(&answer));
+    // Straight away, and after a silence past the detection window.
+    for silence in [0, 400] {
+        let mut agent = rig.h.connect_to(rig.plain).await;
+        tokio::time::sleep(Duration::from_millis(silence)).await;
+        agent.write_all(b"get").await.expect("a method in pieces");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        agent.write_all(b" /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n").await.expect("the rest");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(PROMPT, agent.read_to_end(&mut answer)).await.expect("closed in time");
+        assert!(read.is_err() || answer.is_empty(), "answered: {}", String::from_utf8_lossy(&answer));
+    }
     assert!(rig.plain_seen.requests().is_empty(), "{:?}", rig.plain_seen.requests());
     assert!(rig.notices().iter().any(|n| n.contains("sent in pieces")), "{:?}", rig.notices());
     rig.still_serving().await;
