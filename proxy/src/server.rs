@@ -443,17 +443,18 @@ async fn first_line(
             Some(n) => &chunk[..n],
         };
         seen.extend_from_slice(new);
-        if !new.contains(&b'\n') {
-            if seen.len() > max_bytes {
-                return Err("a first line longer than the detection bound".into());
+        match classify(&seen, max_bytes) {
+            // No request after all (binary bytes after the word: an upload).
+            Some(Protocol::Opaque) => return Ok((upstream, new.to_vec())),
+            // Still a line that could become one, without its end.
+            Some(Protocol::FirstLine) | None if !new.contains(&b'\n') => {
+                if seen.len() > max_bytes {
+                    return Err("a first line longer than the detection bound".into());
+                }
+                upstream.write_all(new).await.map_err(|e| e.to_string())?;
             }
-            upstream.write_all(new).await.map_err(|e| e.to_string())?;
-            continue;
+            _ => return Err("its first line, sent in pieces, is one a server could take for an HTTP request".into()),
         }
-        return match classify(&seen, max_bytes) {
-            Some(Protocol::Opaque) => Ok((upstream, new.to_vec())),
-            _ => Err("its first line, sent in pieces, is one a server could take for an HTTP request".into()),
-        };
     }
 }
 

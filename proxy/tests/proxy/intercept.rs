@@ -606,6 +606,23 @@ async fn a_first_line_in_pieces_is_relayed_until_it_says_it_is_a_request() {
         agent.write_all(b" more\n").await.expect("more");
         assert_eq!(read_n(&mut agent, 6).await, b" more\n");
     }
+    // A word, then at once more than the detection bound of bytes with no
+    // line end in them (an upload, as the bench's): binary, so a relay.
+    // Its server says nothing until it has it all.
+    const UPLOAD: usize = 200 << 10;
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the sink");
+    let sink_addr = sink.local_addr().expect("sink addr");
+    tokio::spawn(async move {
+        let (mut stream, _) = sink.accept().await.expect("accept");
+        let got = read_n(&mut stream, 1 + UPLOAD).await;
+        let answer = if got[0] == b'u' && got[1..].iter().all(|&b| b == 0) { b"whole" } else { b"torn!" };
+        stream.write_all(answer).await.expect("answer");
+    });
+    let mut agent = rig.h.connect_to(sink_addr).await;
+    agent.write_all(b"u").await.expect("word");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    agent.write_all(&vec![0u8; UPLOAD]).await.expect("upload");
+    assert_eq!(read_n(&mut agent, 5).await, b"whole");
     // Straight away, and after a silence past the detection window.
     for silence in [0, 400] {
         let mut agent = rig.h.connect_to(rig.plain).await;
