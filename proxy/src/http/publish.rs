@@ -19,7 +19,7 @@
 //! - **PyPI** (twine, uv, poetry, maturin): `POST` of `multipart/form-data`
 //!   to `<prefix>/legacy/` (upload.pypi.org, test.pypi.org, any host), or to
 //!   any path when the form says it is an upload (an `:action` =
-//!   `file_upload`, whatever other `:action` fields say,
+//!   `file_upload`, whatever other `:action` fields, or the query's, say,
 //!   or the upload-only `filetype`/`pyversion`/`metadata_version` fields,
 //!   or an uploader's user agent). The `name` field is reported normalized
 //!   as PyPI compares names (PEP 503: lowercase, runs of `-_.` become `-`),
@@ -48,12 +48,25 @@ const PYPI_AGENTS: [&str; 4] = ["twine/", "uv/", "poetry/", "maturin/"];
 
 /// The package publish `method` + `path` to `host` is, if it is one.
 pub fn publish(method: &Method, host: &str, path: &str, headers: &HeaderMap, body_prefix: &[u8]) -> Option<Publish> {
+    publish_with_query(method, host, path, "", headers, body_prefix)
+}
+
+/// [`publish`], with the request's `query` (PyPI's `:action` may be there:
+/// servers read the query's parameters with the form's).
+pub fn publish_with_query(
+    method: &Method,
+    host: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body_prefix: &[u8],
+) -> Option<Publish> {
     let found = if *method == Method::PUT {
         cargo(path, body_prefix)
             .map(|name| ("cargo", name))
             .or_else(|| npm(host, path, headers, body_prefix).map(|n| ("npm", n)))
     } else if *method == Method::POST {
-        pypi(path, headers, body_prefix).map(|name| ("pypi", name))
+        pypi(path, query, headers, body_prefix).map(|name| ("pypi", name))
     } else {
         None
     };
@@ -124,7 +137,7 @@ fn cargo_name(body: &[u8]) -> Option<String> {
     json_prefix::members(json).iter().find(|m| m.key == "name").and_then(|m| m.string().map(str::to_owned))
 }
 
-fn pypi(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+fn pypi(path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> Option<String> {
     let path = percent_decode(path);
     let legacy = path.strip_suffix(b"/").unwrap_or(&path).ends_with(b"/legacy");
     let boundary = multipart_boundary(header(headers, CONTENT_TYPE));
@@ -137,7 +150,11 @@ fn pypi(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<String> {
     // no `:action` says `file_upload`: a server may read the last of
     // several, or one in the query string. On `/legacy/` (where PyPI
     // serves nothing else) every POST form counts.
-    let mut actions = fields.iter().filter(|(n, _)| n == ":action").map(|(_, v)| v.as_str()).peekable();
+    let in_query = query.split('&').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (percent_decode_str(name)? == ":action").then(|| percent_decode_str(value)).flatten()
+    });
+    let mut actions = fields.iter().filter(|(n, _)| n == ":action").map(|(_, v)| v.clone()).chain(in_query).peekable();
     if !legacy && actions.peek().is_some() && !actions.any(|action| action == "file_upload") {
         return None;
     }

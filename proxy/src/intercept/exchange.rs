@@ -31,7 +31,7 @@ use super::{Conn, ProxyBody};
 use crate::decide::Verdict;
 use crate::http::fronting::authority_mismatch;
 use crate::http::git::{RefsParse, git_service, receive_pack_refs};
-use crate::http::publish::publish;
+use crate::http::publish::publish_with_query;
 use crate::http::scan::{BodyScanner, scan_request_head};
 use crate::http::secrets::Reflection;
 use crate::http::websocket;
@@ -572,7 +572,7 @@ impl Exchange {
             dlp: Vec::new(),
             inspected: true,
             git,
-            publish: publish(&parts.method, host, path, &parts.headers, &prefix.bytes),
+            publish: publish_with_query(&parts.method, host, path, query, &parts.headers, &prefix.bytes),
         }
     }
 }

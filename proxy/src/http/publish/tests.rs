@@ -173,6 +173,12 @@ fn pypi_forms_by_hand() {
     for (fields, want) in cases {
         assert_eq!(publish(&Method::POST, "pypi.test", "/simple/upload", &quoted, &form(fields)), *want, "{fields:?}");
     }
+    // `:action=file_upload` in the query string counts as well.
+    let submit = form(&[(":action", "submit"), ("name", "x")]);
+    let query = |q: &str| publish_with_query(&Method::POST, "pypi.test", "/simple/upload", q, &quoted, &submit);
+    assert_eq!(query("%3Aaction=file_upload"), found("pypi", "x"));
+    assert_eq!(query(":action=file_upload&x=1"), found("pypi", "x"));
+    assert_eq!(query("x=file_upload"), None);
     // On /legacy/, PyPI's upload endpoint, whatever `:action` says (the
     // query string may say file_upload).
     let submit = form(&[(":action", "submit"), ("name", "x")]);
