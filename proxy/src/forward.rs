@@ -198,6 +198,12 @@ impl Activity {
     }
 }
 
+/// How long to wait for either side's first word under `idle` (`[proxy]
+/// idle_timeout`): zero means as long as it takes, as for a splice.
+pub(crate) fn idle_wait(idle: Duration) -> Duration {
+    if idle.is_zero() { Duration::MAX } else { idle }
+}
+
 /// Resolves once nothing moved for `idle`; never when `idle` is zero.
 async fn idle_expired(activity: &Activity, idle: Duration) {
     if idle.is_zero() {

@@ -17,7 +17,7 @@ use tracing::{Instrument as _, field};
 use crate::decide::{Decider, Naming, Verdict};
 use crate::detect::{DetectLimits, Protocol, classify, detect};
 use crate::error::{Error, Result};
-use crate::forward::{PipePool, connect_upstream, splice};
+use crate::forward::{PipePool, connect_upstream, idle_wait, splice};
 use crate::intercept::{self, Conn, Inspector, Names};
 use crate::origin::{Origin, OriginalDestinations, names_address};
 
@@ -387,7 +387,7 @@ async fn who_speaks_first(shared: &Shared, client: &mut TcpStream, dst: SocketAd
             return FirstWord::Nobody;
         }
     };
-    let wait = if shared.config.idle_timeout.is_zero() { Duration::MAX } else { shared.config.idle_timeout };
+    let wait = idle_wait(shared.config.idle_timeout);
     let first = tokio::time::timeout(wait, async {
         tokio::select! {
             biased;
@@ -424,7 +424,7 @@ async fn first_line(
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut upstream = connect_upstream(dst, shared.config.connect_timeout).await.map_err(|e| e.to_string())?;
     upstream.write_all(&seen).await.map_err(|e| e.to_string())?;
-    let wait = if shared.config.idle_timeout.is_zero() { Duration::MAX } else { shared.config.idle_timeout };
+    let wait = idle_wait(shared.config.idle_timeout);
     let mut chunk = [0u8; 4096];
     loop {
         let turn = tokio::time::timeout(wait, async {

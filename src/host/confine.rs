@@ -18,8 +18,9 @@
 //!   (an enforcement part missing), unless `--degraded`: then a warning;
 //! - seccomp filters that fail `TIOCSTI` and `TIOCLINUX` ioctls,
 //!   `io_uring_setup`, every call that changes what is mounted where
-//!   ([`MOUNT_CALLS`]) and the key calls ([`KEY_CALLS`]) with EPERM, and sockets of every family but Unix,
-//!   IPv4, IPv6, netlink and the kernel's crypto with EAFNOSUPPORT. The
+//!   ([`MOUNT_CALLS`]) and the key calls ([`KEY_CALLS`]) with EPERM, and
+//!   sockets of every family but Unix, IPv4, IPv6, netlink and the
+//!   kernel's crypto with EAFNOSUPPORT. The
 //!   cgroup hooks see inet sockets only, and the other families reach out
 //!   without them: `AF_VSOCK` to the hypervisor host, Bluetooth and CAN
 //!   over their radios and buses, `AF_XDP` with whole frames (with
@@ -123,11 +124,11 @@ const SOCKET_FAMILIES: [libc::c_int; 5] =
     [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK, libc::AF_ALG];
 
 /// The seccomp part, three filters: `ioctl(fd, TIOCSTI | TIOCLINUX, …)`,
-/// `io_uring_setup`, [`MOUNT_CALLS`] and [`KEY_CALLS`] → EPERM; `socket()` of a family not in
-/// [`SOCKET_FAMILIES`], and `socketpair()` of any but `AF_UNIX` (TIPC makes
-/// pairs too) → EAFNOSUPPORT, as if the kernel had no such family, which
-/// programs take in their stride; on x86_64, x32 system calls → the
-/// process is killed, as any of another architecture is.
+/// `io_uring_setup`, [`MOUNT_CALLS`] and [`KEY_CALLS`] → EPERM; `socket()` of
+/// a family not in [`SOCKET_FAMILIES`], and `socketpair()` of any but
+/// `AF_UNIX` (TIPC makes pairs too) → EAFNOSUPPORT, as if the kernel had no
+/// such family, which programs take in their stride; on x86_64, x32 system
+/// calls → the process is killed, as any of another architecture is.
 fn deny_injection_and_vsock() -> anyhow::Result<()> {
     let arg = |index: u8, op: SeccompCmpOp, value: u64| {
         SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).context("building the seccomp filter")

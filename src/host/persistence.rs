@@ -262,10 +262,8 @@ pub fn lock(home: &Path, repo: Option<&Path>, uid: u32, warnings: &Warnings) -> 
         // noexec (a home mounted noexec stays so).
         let mut read_only = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
         read_only |= MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        let flags = nix::sys::statvfs::fstatvfs(&bound).map(|fs| fs.flags());
-        if flags.is_ok_and(|flags| flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)) {
-            read_only |= MsFlags::MS_NOEXEC;
-        }
+        let had = nix::sys::statvfs::fstatvfs(&bound).map(|fs| super::services::kept_flags(fs.flags()));
+        read_only |= had.unwrap_or(MsFlags::empty());
         mount(None::<&str>, super::services::fd_path(&bound).as_path(), None::<&str>, read_only, None::<&str>)
             .with_context(|| format!("making {} read-only for the command", path.display()))?;
         locked += 1;

@@ -300,6 +300,16 @@ fn cover_files(files: impl IntoIterator<Item = (PathBuf, Option<(u64, u64)>)>) -
     Ok(covered)
 }
 
+/// A socket bound at `first`, linked to `to` and `first` removed, as ssh
+/// makes a `ControlMaster`'s.
+#[cfg(test)]
+fn bound_then_renamed(first: &Path, to: &Path) -> std::os::unix::net::UnixListener {
+    let listener = std::os::unix::net::UnixListener::bind(first).expect("bind");
+    std::fs::hard_link(first, to).expect("link");
+    std::fs::remove_file(first).expect("unlink");
+    listener
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,9 +324,7 @@ mod tests {
     fn a_renamed_socket_is_found_in_its_directory_whatever_stands_at_its_first_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (first, control) = (dir.path().join("cm.Xq3f"), dir.path().join("cm-git@host:22"));
-        let _master = std::os::unix::net::UnixListener::bind(&first).expect("bind");
-        std::fs::hard_link(&first, &control).expect("link");
-        std::fs::remove_file(&first).expect("unlink");
+        let _master = bound_then_renamed(&first, &control);
         let own = dir.path().join("own.sock");
         let _own = std::os::unix::net::UnixListener::bind(&own).expect("bind");
         let table = format!(

@@ -152,22 +152,31 @@ fn cgroups_read_only() -> anyhow::Result<()> {
     for cgroups in mounts.iter().filter(|mount| mount.kind == b"cgroup2" || mount.kind == b"cgroup") {
         let point = cgroups.point.as_path();
         // A remount sets every flag of the bind: keep the ones it has.
-        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
-        let had = nix::sys::statvfs::statvfs(point).map(|fs| fs.flags()).unwrap_or(nix::sys::statvfs::FsFlags::empty());
-        for (has, keep) in [
-            (nix::sys::statvfs::FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-            (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-            (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        ] {
-            if had.contains(has) {
-                flags |= keep;
-            }
-        }
+        let had = nix::sys::statvfs::statvfs(point).map(|fs| kept_flags(fs.flags())).unwrap_or(MsFlags::empty());
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | had;
         mount(None::<&str>, point, None::<&str>, flags, None::<&str>).with_context(|| {
             format!("making the cgroup file system at {} read-only for the command", point.display())
         })?;
     }
     Ok(())
+}
+
+/// The restrictions (`nosuid`, `nodev`, `noexec`) a mount has, as flags a
+/// mount made over it, or a remount of it, keeps: a remount sets every
+/// flag anew, and a home mounted `noexec` must stay so under a cover.
+pub(super) fn kept_flags(had: nix::sys::statvfs::FsFlags) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let mut kept = MsFlags::empty();
+    for (has, keep) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if had.contains(has) {
+            kept |= keep;
+        }
+    }
+    kept
 }
 
 /// Covers the user's directories in `/tmp` ([`candidates`]), made first

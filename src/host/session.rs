@@ -470,8 +470,7 @@ impl Guard {
     }
 
     /// Kills everything left in the cgroup (double-forked daemons too) and
-    /// waits until it is empty.
-    /// Kills every process of the session: whether none is left.
+    /// waits until it is empty: whether it is.
     async fn kill_all(&self) -> bool {
         let path = self.cgroup.path().to_path_buf();
         let emptied = tokio::task::spawn_blocking(move || admin::kill_cgroup(&path)).await.unwrap_or(false);

@@ -25,15 +25,11 @@ const METHODS: [&[u8]; 9] = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONN
 /// a lower-case `post` would otherwise have carried requests past
 /// per-request policy. Until the first line ends nothing is decided, but
 /// for a first word no server takes for a method (a binary protocol's
-/// bytes; a lower-case word with nothing after it yet, as `p` or
-/// `JDWP-Handshake`, which a client-first protocol sends and then waits
-/// for its answer), so how the agent splits its writes changes nothing
-/// else.
+/// bytes), so how the agent splits its writes changes nothing. (A lone
+/// lower-case word with nothing after it yet is [`lone_word`]'s.)
 pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<String>> {
     let window = &bytes[..bytes.len().min(max_bytes)];
-    let start = window.iter().position(|b| !is_space(b)).unwrap_or(window.len());
-    let mut words = window[start..].splitn(2, is_space);
-    let word = words.next().unwrap_or_default();
+    let (word, after) = first_word(past_space(window));
     if !word.iter().all(is_tchar) {
         return Parse::NotThis;
     }
@@ -43,7 +39,7 @@ pub(super) fn request_host(bytes: &[u8], max_bytes: usize) -> Parse<Option<Strin
         // takes the one (Go, hyper, h11) takes the other (git://'s
         // `0032git-upload-pack /repo\0host=…\0`).
         let lower = word.iter().any(u8::is_ascii_lowercase);
-        if lower && words.next().is_some_and(|after| after.iter().any(is_control)) {
+        if lower && after.is_some_and(|after| after.iter().any(is_control)) {
             return Parse::NotThis;
         }
         return if bytes.len() >= max_bytes {
@@ -82,6 +78,18 @@ fn is_control(b: &u8) -> bool {
     matches!(b, 0x00..=0x08 | 0x0e..=0x1b | 0x7f)
 }
 
+/// `line` past its leading white space.
+fn past_space(line: &[u8]) -> &[u8] {
+    &line[line.iter().position(|b| !is_space(b)).unwrap_or(line.len())..]
+}
+
+/// The first word of `rest` (which starts past white space), and what
+/// follows the white space after it (`None`: no white space yet).
+fn first_word(rest: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut words = rest.splitn(2, is_space);
+    (words.next().unwrap_or_default(), words.next())
+}
+
 /// White space to some request-line parser: Python's `str.split` also
 /// splits at `\x0b`, `\x0c` and `\x1c`-`\x1f`, and, decoding Latin-1, at
 /// `\x85` and `\xa0`.
@@ -98,12 +106,10 @@ fn is_space(b: &u8) -> bool {
 fn http_shaped(line: &[u8]) -> bool {
     let names = |version: &[u8]| line.windows(version.len()).any(|w| w.eq_ignore_ascii_case(version));
     let versioned = names(b"HTTP/") || names(b"RTSP/") || names(b"ICE/");
-    let start = line.iter().position(|b| !is_space(b)).unwrap_or(line.len());
-    let rest = &line[start..];
-    let method = METHODS.iter().any(|m| rest.starts_with(m) && rest.get(m.len()).is_some_and(is_space));
-    let mut words = rest.splitn(2, is_space);
-    let (word, after) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    let target = after.trim_ascii_start();
+    let rest = past_space(line);
+    let (word, after) = first_word(rest);
+    let method = after.is_some() && METHODS.contains(&word);
+    let target = after.unwrap_or_default().trim_ascii_start();
     let upper = !word.is_empty() && word.iter().all(|b| is_tchar(b) && !b.is_ascii_lowercase());
     let targeted = upper && (target.starts_with(b"/") || target.starts_with(b"*") || names(b"://"));
     versioned || method || targeted || rest.starts_with(b"PROXY ")

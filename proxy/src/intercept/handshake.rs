@@ -271,7 +271,7 @@ async fn not_declared_http(
         // safe: what the other side sent stays in its TLS session).
         let (mut theirs, mut ours) = (vec![0; 16 * 1024], vec![0; 16 * 1024]);
         let idle = conn.inspector.idle_timeout;
-        let first = timeout(if idle.is_zero() { Duration::MAX } else { idle }, async {
+        let first = timeout(crate::forward::idle_wait(idle), async {
             tokio::select! {
                 read = upstream.read(&mut theirs) => read.map(|n| (true, n)),
                 read = agent.read(&mut ours) => read.map(|n| (false, n)),
@@ -292,7 +292,7 @@ async fn not_declared_http(
         }
     }
     match inside.protocol {
-        crate::detect::Protocol::Http { .. } => {
+        Protocol::Http { .. } => {
             let upstream = upstream_tls(&conn, Start::Handshake(Box::new(upstream)), false, name, limit);
             let mut first = inside.bytes;
             first.drain(..crate::detect::leading_blank_lines(&first));
@@ -308,7 +308,7 @@ async fn not_declared_http(
             let message = format!("TLS to {}: a first line inside that could start a request; closed", conn.dst);
             conn.decider.notice("warn", message);
         }
-        crate::detect::Protocol::Malformed { reason, .. } => {
+        Protocol::Malformed { reason, .. } => {
             conn.decider.notice("warn", format!("TLS to {}: malformed data inside ({reason}); closed", conn.dst));
         }
         _ => {

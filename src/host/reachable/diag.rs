@@ -138,12 +138,9 @@ mod tests {
     fn a_bound_socket_is_told_by_the_file_it_was_bound_at() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (first, moved) = (dir.path().join("first"), dir.path().join("moved"));
-        let listener = std::os::unix::net::UnixListener::bind(&first).expect("bind");
-        std::fs::hard_link(&first, &moved).expect("link");
-        std::fs::remove_file(&first).expect("unlink");
+        let listener = super::super::bound_then_renamed(&first, &moved);
         let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).expect("fd link");
-        let socket: u64 =
-            link.to_str().and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()).expect("inode");
+        let socket = super::super::later::socket_inode(&link).expect("inode");
         let files = bound_files().expect("sock_diag");
         let file = files.get(&socket).expect("the listener is listed");
         let meta = std::fs::metadata(&moved).expect("moved");

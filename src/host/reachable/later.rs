@@ -129,7 +129,7 @@ fn session_sockets(cgroup: &Path) -> BTreeSet<u64> {
 }
 
 /// The inode of a descriptor's link that names a socket (`socket:[N]`).
-fn socket_inode(link: &Path) -> Option<u64> {
+pub(super) fn socket_inode(link: &Path) -> Option<u64> {
     link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 

@@ -92,12 +92,9 @@ fn cover(dir: &Path, host: &std::fs::File, warnings: &Warnings) -> anyhow::Resul
             ));
         }
     }
-    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let host_flags =
         nix::sys::statvfs::fstatvfs(host).with_context(|| format!("reading {}'s mount flags", dir.display()))?.flags();
-    if host_flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
-        flags |= MsFlags::MS_NOEXEC;
-    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | super::kept_flags(host_flags);
     mount(Some("tmpfs"), fd_path(host).as_path(), Some("tmpfs"), flags, Some("mode=1777"))
         .with_context(|| format!("giving the command a {} of its own", dir.display()))?;
     open_cover(dir, host)?;
